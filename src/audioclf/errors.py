@@ -1,0 +1,27 @@
+"""The tool's own error types: each carries a one-line message naming the item and what to do."""
+
+from __future__ import annotations
+
+
+class AudioclfError(Exception):
+    """Base class for every error the tool reports to a user as one line."""
+
+
+class ManifestError(AudioclfError):
+    """A manifest (or one of its rows) is malformed."""
+
+
+class DecodeError(AudioclfError):
+    """An audio file cannot be read or decoded."""
+
+
+class EncoderError(AudioclfError):
+    """An encoder cannot be loaded or run."""
+
+
+class ModelError(AudioclfError):
+    """A trained model directory is missing, incomplete or incompatible."""
+
+
+class TrainingError(AudioclfError):
+    """Training cannot proceed with the data given (e.g. too few labels or groups)."""

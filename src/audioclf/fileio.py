@@ -1,0 +1,46 @@
+"""Atomic, crash-safe file writes: temp file in the same folder, fsync, rename."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temp path beside ``target``; on success it is fsynced and renamed onto ``target``.
+
+    On any error the temp file is removed, so a reader never sees a half-written ``target``.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(target: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write ``target`` atomically by calling ``write`` on a binary file handle."""
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        write(fh)
+
+
+def write_text_atomic(target: Path, text: str) -> None:
+    atomic_write(target, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def write_json_atomic(target: Path, data: Any) -> None:
+    write_text_atomic(target, json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
