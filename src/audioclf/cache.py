@@ -1,0 +1,79 @@
+"""Embeddings on disk, keyed by audio content hash + encoder identity + window settings; atomic, no pickle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+
+from .audio import WindowOptions
+from .fileio import atomic_path
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+_CHUNK_BYTES = 1 << 20
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("AUDIOCLF_CACHE_DIR")
+    return Path(env) if env else Path(platformdirs.user_cache_dir("audioclf"))
+
+
+def file_digest(path: Path | str) -> str:
+    """SHA-256 of a file's bytes: the same audio under another name or folder hits the same entry."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(_CHUNK_BYTES):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """Pooled embeddings of every window of one recording."""
+
+    embeddings: np.ndarray  # [n_windows, n_layers, dim] float32
+    starts_s: np.ndarray  # [n_windows] float64
+    durations_s: np.ndarray  # [n_windows] float64
+
+    def __post_init__(self) -> None:
+        n = len(self.embeddings)
+        if self.embeddings.ndim != 3 or len(self.starts_s) != n or len(self.durations_s) != n or n == 0:
+            raise ValueError("inconsistent embedding entry")
+
+
+class EmbeddingCache:
+    """One ``.npz`` per (audio, encoder, window settings) under ``root/embeddings``."""
+
+    def __init__(self, root: Path, encoder_identity: str, windows: WindowOptions) -> None:
+        self.root = Path(root)
+        settings = json.dumps({"format": CACHE_FORMAT, "encoder": encoder_identity, **windows.as_dict()})
+        self._salt = hashlib.sha256(settings.encode()).hexdigest()
+
+    def path_for(self, audio_digest: str) -> Path:
+        key = hashlib.sha256(f"{self._salt}:{audio_digest}".encode()).hexdigest()
+        return self.root / "embeddings" / key[:2] / f"{key}.npz"
+
+    def get(self, audio_digest: str) -> Embedded | None:
+        path = self.path_for(audio_digest)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return Embedded(data["embeddings"], data["starts_s"], data["durations_s"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+            log.warning("ignoring unreadable cache entry %s (%s); it will be recomputed", path, exc)
+            return None
+
+    def put(self, audio_digest: str, entry: Embedded) -> None:
+        path = self.path_for(audio_digest)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, embeddings=entry.embeddings, starts_s=entry.starts_s, durations_s=entry.durations_s)

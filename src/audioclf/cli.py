@@ -1,0 +1,148 @@
+"""Command line: a thin layer over the library; errors become one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .audio import DEFAULT_HOP_S, DEFAULT_WINDOW_S, WindowOptions
+from .cache import default_cache_dir
+from .errors import AudioclfError
+
+log = logging.getLogger("audioclf")
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
+EPOCH_HEADER = (
+    f"{'epoch':>5} {'time(s)':>8} {'train_loss':>10} {'train_acc':>9} {'val_loss':>8} {'val_acc':>7} {'val_f1':>6}"
+)
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        return f"{record.levelname.lower()}: {msg}" if record.levelno >= logging.WARNING else msg
+
+
+def _setup_logging(quiet: bool, debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    log.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-dir", type=Path, default=None, help=f"embedding cache (default {default_cache_dir()})")
+    p.add_argument("--quiet", action="store_true", help="only warnings, errors and results")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+
+
+def _window_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--window", type=float, default=DEFAULT_WINDOW_S, help="window length in seconds (default %(default)s)"
+    )
+    p.add_argument(
+        "--hop", type=float, default=DEFAULT_HOP_S, help="hop between windows in seconds (default %(default)s)"
+    )
+    p.add_argument("--max-duration", type=float, default=None, help="use at most this many seconds of each recording")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="audioclf", description="Train, evaluate and apply audio classifiers.")
+    parser.add_argument("--version", action="version", version=f"audioclf {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="embed a labelled manifest, train a probe, save the model")
+    p.add_argument("--manifest", type=Path, required=True, help="CSV/JSONL manifest or a folder of label folders")
+    p.add_argument("--out", type=Path, required=True, help="model folder to write")
+    p.add_argument("--encoder", default=None, help="builtin | hf:<hub id or local dir> (default: wav2vec2-base-960h)")
+    p.add_argument("--layer", default="auto", help="auto | last | weighted | <index> (HF encoders)")
+    p.add_argument("--hidden", type=int, default=None, help="hidden units of the head (0 = linear; default: search)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: search)")
+    p.add_argument("--epochs", type=int, default=200, help="maximum epochs (default %(default)s)")
+    p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs (default %(default)s)")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="grouped validation share (default %(default)s)")
+    p.add_argument("--class-weight", choices=["none", "balanced"], default="none")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="overwrite an existing model folder")
+    _window_args(p)
+    _common(p)
+
+    p = sub.add_parser("evaluate", help="score a model on a labelled manifest: report.json, report.md, confusion.png")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--manifest", type=Path, required=True)
+    p.add_argument(
+        "--split", default="auto", help="rows to use: auto (test rows if any, else all) | all | train | val | test"
+    )
+    p.add_argument("--out", type=Path, default=None, help="report folder (default <model>/report)")
+    _common(p)
+
+    p = sub.add_parser("predict", help="label audio files and folders")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("inputs", nargs="+", type=Path, help="audio files or folders")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--timeline", action="store_true", help="per-window labels for long recordings")
+    _common(p)
+
+    p = sub.add_parser("embed", help="fill the embedding cache for a manifest (no training)")
+    p.add_argument("--manifest", type=Path, required=True)
+    p.add_argument("--encoder", default=None, help="builtin | hf:<hub id or local dir> (default: wav2vec2-base-960h)")
+    _window_args(p)
+    _common(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.quiet, args.debug)
+    if args.cache_dir is None:
+        args.cache_dir = default_cache_dir()
+    from . import commands
+
+    try:
+        return int(getattr(commands, f"cmd_{args.command}")(args))
+    except AudioclfError as exc:
+        if args.debug:
+            log.exception("failed")
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # anything else is a bug: one line, traceback with --debug
+        if args.debug:
+            raise
+        print(
+            f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def window_options(args: argparse.Namespace) -> WindowOptions:
+    try:
+        return WindowOptions(args.window, args.hop, args.max_duration)
+    except ValueError as exc:
+        raise AudioclfError(f"--window/--hop/--max-duration: {exc}") from None
+
+
+def emit(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def emit_json(obj: object) -> None:
+    print(json.dumps(obj, ensure_ascii=False), flush=True)

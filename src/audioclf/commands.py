@@ -1,0 +1,144 @@
+"""The CLI's commands: each parses nothing and computes nothing itself, it calls the library and prints."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from .cache import EmbeddingCache
+from .cli import EPOCH_HEADER, emit, emit_json, window_options
+from .embed import embed_items, write_failures
+from .encoders import load_encoder
+from .errors import ManifestError
+from .evaluate import compute_report, summary_lines, write_report
+from .heads import EpochStats, FitOptions
+from .manifest import SPLITS, Item, load_manifest
+from .model import load_model
+from .predict import apply_model, predict_paths
+from .train import TrainOptions, train
+
+log = logging.getLogger("audioclf")
+
+
+def _epoch_line(s: EpochStats) -> str:
+    return (
+        f"{s.epoch:>5} {s.seconds:>8.2f} {s.train_loss:>10.4f} {s.train_acc:>9.3f} "
+        f"{s.val_loss:>8.4f} {s.val_acc:>7.3f} {s.val_f1:>6.3f}"
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    options = TrainOptions(
+        encoder=args.encoder,
+        windows=window_options(args),
+        cache_dir=args.cache_dir,
+        val_fraction=args.val_fraction,
+        layer=args.layer,
+        hidden=args.hidden,
+        lr=args.lr,
+        fit=FitOptions(
+            max_epochs=args.epochs, patience=args.patience, balanced=args.class_weight == "balanced", seed=args.seed
+        ),
+        force=args.force,
+        progress=not args.quiet,
+    )
+    header_shown = False
+
+    def on_epoch(stats: EpochStats) -> None:
+        nonlocal header_shown
+        if not header_shown:
+            emit(EPOCH_HEADER)
+            header_shown = True
+        emit(_epoch_line(stats))
+
+    s = train(args.manifest, args.out, options, on_epoch=None if args.quiet else on_epoch)
+    fit = s.fit
+    best = fit.history[fit.best_epoch - 1]
+    mean_loss = sum(h.train_loss for h in fit.history) / len(fit.history)
+    emit()
+    emit(f"encoder          {s.encoder_spec}" + (" (fallback)" if s.fallback_reason else ""))
+    emit(f"data             {s.embed.summary()}")
+    emit(f"split            {s.n_train} train / {s.n_val} validation recordings (grouped), {len(s.labels)} labels")
+    emit(f"search           {len(s.search)} configs; best {s.config.describe()}")
+    emit(f"epochs           {len(fit.history)} (best {fit.best_epoch}), {sum(h.seconds for h in fit.history):.2f} s")
+    emit(f"mean train loss  {mean_loss:.4f}")
+    emit(f"best validation  accuracy {best.val_acc:.3f}, macro-F1 {best.val_f1:.3f}")
+    emit(f"total time       {s.seconds:.1f} s")
+    emit(f"model            {s.out}")
+    return 0
+
+
+def _rows_for_split(manifest: Path, split: str) -> list[Item]:
+    items = load_manifest(manifest)
+    if split == "auto":
+        test = [item for item in items if item.split == "test"]
+        return test or items
+    if split == "all":
+        return items
+    if split not in SPLITS:
+        raise ManifestError(f"--split {split!r}: use auto, all, {', '.join(SPLITS)}")
+    chosen = [item for item in items if item.split == split]
+    if not chosen:
+        raise ManifestError(f"{manifest}: no rows with split={split}")
+    return chosen
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    items = _rows_for_split(args.manifest, args.split)
+    unknown = sorted({str(item.label) for item in items if item.label not in model.labels})
+    if unknown:
+        raise ManifestError(
+            f"{args.manifest}: labels {unknown} were not in the model's training labels {model.labels}; "
+            "evaluate on the same label set"
+        )
+    preds, result = apply_model(model, items, args.cache_dir, progress=not args.quiet)
+    out = args.out or args.model / "report"
+    if result.failures:
+        write_failures(result.failures, out / "failures.csv")
+    report = compute_report(preds)
+    context = {
+        "model": str(args.model),
+        "manifest": str(args.manifest),
+        "encoder": model.encoder_spec,
+        "n_failed": len(result.failures),
+    }
+    paths = write_report(report, out, context=context)
+    for line in summary_lines(report):
+        emit(line)
+    emit(f"data        {result.summary()}")
+    emit("wrote       " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    preds, result = predict_paths(
+        model, args.inputs, args.cache_dir, top_k=args.top_k, timeline=args.timeline, progress=not args.quiet
+    )
+    for pred in preds:
+        if args.json:
+            emit_json(pred.as_dict())
+            continue
+        top = "  ".join(f"{label} {p:.3f}" for label, p in pred.top)
+        emit(f"{pred.source}\t{pred.label}\t{top}")
+        for w in pred.timeline:
+            emit(f"  {w.start_s:8.1f}-{w.end_s:<8.1f} {w.label} {w.probability:.3f}")
+    if result.failures:
+        log.warning(
+            "%d file(s) could not be read: %s", len(result.failures), "; ".join(f.reason for f in result.failures)
+        )
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    items = load_manifest(args.manifest, require_labels=False)
+    loaded = load_encoder(args.encoder)
+    windows = window_options(args)
+    cache = EmbeddingCache(args.cache_dir, loaded.encoder.identity, windows)
+    result = embed_items(items, loaded.encoder, cache, windows, progress=not args.quiet)
+    if result.failures:
+        write_failures(result.failures, args.cache_dir / "failures.csv")
+    emit(f"{loaded.encoder.spec}: {result.summary()}")
+    return 0

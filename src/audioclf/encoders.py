@@ -1,0 +1,212 @@
+"""Audio encoders behind one interface: pretrained transformers models (``hf:``) and the built-in one.
+
+Every encoder maps a list of 16 kHz mono windows to ``[n_windows, n_layers, dim]`` float32 pooled
+embeddings: one row per hidden layer, so the layer choice is made by the head without re-embedding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .audio import SAMPLE_RATE_HZ
+from .errors import EncoderError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENCODER = "hf:facebook/wav2vec2-base-960h"
+BUILTIN = "builtin"
+HUB_TIMEOUT_S = 8.0  # bound on the one hub request that decides whether a download can work
+MAX_BATCH_SAMPLES = 16 * 10 * SAMPLE_RATE_HZ  # about 160 s of audio per forward pass
+MAX_BATCH_ITEMS = 32
+
+
+class Encoder(Protocol):
+    spec: str  # what the user asked for, e.g. "builtin" or "hf:facebook/wav2vec2-base-960h"
+    identity: str  # content hash of the weights and settings: part of every cache key
+    n_layers: int
+    dim: int
+
+    def embed(self, windows: list[np.ndarray]) -> np.ndarray: ...
+
+
+class BuiltinEncoder:
+    """Log-mel/MFCC features that need no download (see ``builtin.py``)."""
+
+    spec = BUILTIN
+    n_layers = 1
+
+    def __init__(self) -> None:
+        from . import builtin
+
+        self._builtin = builtin
+        self.identity = f"builtin-{builtin.BUILTIN_VERSION}"
+        self.dim = builtin.BUILTIN_DIM
+
+    def embed(self, windows: list[np.ndarray]) -> np.ndarray:
+        return self._builtin.builtin_embed_batch(windows)[:, None, :].astype(np.float32)
+
+
+class HFEncoder:
+    """Any transformers audio encoder loaded with AutoFeatureExtractor + AutoModel; mask-aware mean pooling."""
+
+    def __init__(self, spec: str, extractor: Any, model: Any) -> None:
+        import torch
+
+        self.spec = spec
+        self._torch = torch
+        self._extractor = extractor
+        self._model = model.get_encoder() if getattr(model.config, "is_encoder_decoder", False) else model
+        self._model.eval()
+        self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self._model.to(self._device)
+        # Group-norm models (wav2vec2-base) are trained without attention masks: padding would change their
+        # output, so they only ever see batches of equal-length windows.
+        self._pads = bool(getattr(extractor, "return_attention_mask", False))
+        self.n_layers = int(model.config.num_hidden_layers) + 1
+        self.dim = int(model.config.hidden_size)
+        self.identity = _model_fingerprint(model, extractor)
+
+    def embed(self, windows: list[np.ndarray]) -> np.ndarray:
+        out = np.zeros((len(windows), self.n_layers, self.dim), dtype=np.float32)
+        for batch in _length_batches(windows, equal_only=not self._pads):
+            out[batch] = self._embed_batch([windows[i] for i in batch])
+        return out
+
+    def _embed_batch(self, waves: list[np.ndarray]) -> np.ndarray:
+        torch = self._torch
+        inputs = self._extractor(
+            waves, sampling_rate=SAMPLE_RATE_HZ, return_tensors="pt", padding=True, return_attention_mask=True
+        )
+        mask = inputs.pop("attention_mask", None)
+        if self._pads and mask is not None:
+            inputs["attention_mask"] = mask
+        inputs = {k: v.to(self._device) for k, v in inputs.items()}
+        with torch.inference_mode():
+            hidden = self._model(**inputs, output_hidden_states=True).hidden_states
+        frames = hidden[-1].shape[1]
+        lengths = torch.tensor([len(w) for w in waves])
+        frame_lengths = self._frame_lengths(lengths, frames).to(self._device)
+        frame_mask = (torch.arange(frames, device=self._device)[None, :] < frame_lengths[:, None]).float()
+        denom = frame_mask.sum(1, keepdim=True).clamp(min=1.0)
+        pooled = [(h.float() * frame_mask[..., None]).sum(1) / denom for h in hidden]
+        return torch.stack(pooled, dim=1).cpu().numpy()
+
+    def _frame_lengths(self, lengths: Any, frames: int) -> Any:
+        torch = self._torch
+        fn = getattr(self._model, "_get_feat_extract_output_lengths", None)
+        if fn is not None:
+            return fn(lengths).clamp(min=1, max=frames)
+        return torch.ceil(frames * lengths / lengths.max()).long().clamp(min=1, max=frames)
+
+
+def _length_batches(windows: list[np.ndarray], *, equal_only: bool) -> Iterator[list[int]]:
+    """Indices grouped into batches of similar (or, with ``equal_only``, identical) length."""
+    order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+    batch: list[int] = []
+    for i in order:
+        longest = len(windows[i])  # sorted ascending: the newest is the longest
+        too_big = (len(batch) + 1) * longest > MAX_BATCH_SAMPLES or len(batch) >= MAX_BATCH_ITEMS
+        if batch and (too_big or (equal_only and len(windows[batch[0]]) != longest)):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
+
+
+def _model_fingerprint(model: Any, extractor: Any) -> str:
+    """Hash of config, feature-extractor settings and every weight: a changed model never reuses a cache."""
+    import torch
+
+    h = hashlib.sha256()
+    h.update(model.config.to_json_string(use_diff=False).encode())
+    h.update(json.dumps(extractor.to_dict(), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(dtype=torch.uint8).numpy().tobytes())
+    return "hf-" + h.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class LoadedEncoder:
+    encoder: Encoder
+    fallback_reason: str | None = None  # set when the default model could not be loaded
+
+
+def load_encoder(spec: str | None = None) -> LoadedEncoder:
+    """Load ``spec`` (``builtin`` or ``hf:<hub id or local dir>``).
+
+    With ``spec=None`` the default pretrained model is tried and, if it cannot be loaded (offline, hub
+    unreachable), the built-in encoder is used and the reason returned. A named encoder never falls back.
+    """
+    if spec is None:
+        try:
+            return LoadedEncoder(_load_spec(DEFAULT_ENCODER))
+        except EncoderError as exc:
+            log.warning("%s; using the built-in encoder instead (pass --encoder to choose one)", exc)
+            return LoadedEncoder(BuiltinEncoder(), fallback_reason=str(exc))
+    return LoadedEncoder(_load_spec(spec))
+
+
+def _load_spec(spec: str) -> Encoder:
+    if spec == BUILTIN:
+        return BuiltinEncoder()
+    if spec.startswith("hf:") and len(spec) > 3:
+        return _load_hf(spec, spec[3:])
+    raise EncoderError(f"unknown encoder {spec!r}; use 'builtin' or 'hf:<hub id or local model dir>'")
+
+
+def _offline() -> bool:
+    # Read at call time: huggingface_hub reads HF_HUB_OFFLINE once, at import.
+    return any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def _load_hf(spec: str, name: str) -> Encoder:
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return _from_pretrained(spec, str(local), local_only=True)
+    if local.is_absolute() or name.startswith(".") or name.count("/") > 1:
+        raise EncoderError(f"{spec}: no such model folder {local}; give a folder with config.json or a hub id")
+    try:
+        return _from_pretrained(spec, name, local_only=True)  # the local hub cache first: no network
+    except EncoderError:
+        if _offline():
+            raise EncoderError(f"{spec}: not in the local cache and HF_HUB_OFFLINE is set") from None
+    _probe_hub(spec, name)
+    return _from_pretrained(spec, name, local_only=False)
+
+
+def _probe_hub(spec: str, name: str) -> None:
+    """One bounded request: an unreachable or silent hub fails here in seconds instead of hanging a download."""
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().model_info(name, timeout=HUB_TIMEOUT_S)
+    except Exception as exc:  # network errors come in many types (httpx, OSError, hub errors)
+        reason = type(exc).__name__ if not str(exc) else str(exc).splitlines()[0][:160]
+        raise EncoderError(f"{spec}: cannot load from the Hugging Face Hub ({reason})") from exc
+
+
+def _from_pretrained(spec: str, source: str, *, local_only: bool) -> Encoder:
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    try:
+        extractor = AutoFeatureExtractor.from_pretrained(source, local_files_only=local_only)
+        model = AutoModel.from_pretrained(source, local_files_only=local_only)
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise EncoderError(f"{spec}: cannot load model ({first})") from exc
+    if not hasattr(model.config, "hidden_size") or not hasattr(model.config, "num_hidden_layers"):
+        raise EncoderError(f"{spec}: {type(model).__name__} is not an audio encoder with hidden states")
+    return HFEncoder(spec, extractor, model)

@@ -1,0 +1,200 @@
+"""A probe on cached embeddings: layer choice (one layer or a learned weighted sum), then linear or MLP head."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+from torch import nn
+
+LAST = "last"
+WEIGHTED = "weighted"
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """One point of the hyper-parameter search."""
+
+    hidden: int = 0  # 0: logistic regression; otherwise one hidden layer of this width
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    layer: str = LAST  # "last", "weighted" or a layer index as a string ("0" = the CNN/input features)
+    dropout: float = 0.2
+
+    def describe(self) -> str:
+        kind = "linear" if self.hidden == 0 else f"mlp{self.hidden}"
+        return f"{kind} lr={self.lr:g} wd={self.weight_decay:g} layer={self.layer}"
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    max_epochs: int = 200
+    patience: int = 20  # epochs without a better validation score before stopping
+    batch_size: int = 256
+    balanced: bool = False  # class weights inversely proportional to class frequency
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    epoch: int
+    seconds: float
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    val_f1: float
+
+
+@dataclass(frozen=True)
+class FitResult:
+    state: dict[str, torch.Tensor]  # weights at the best epoch
+    best_epoch: int
+    best_f1: float
+    best_val_acc: float
+    history: list[EpochStats]
+
+
+class ProbeHead(nn.Module):
+    """z-score per (layer, feature) with training statistics -> layer choice -> linear or MLP classifier."""
+
+    def __init__(self, n_layers: int, dim: int, n_classes: int, config: ProbeConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
+        self.register_buffer("mean", torch.zeros(n_layers, dim))
+        self.register_buffer("std", torch.ones(n_layers, dim))
+        self.layer_logits = nn.Parameter(torch.zeros(n_layers))  # used by the "weighted" layer choice
+        if config.hidden:
+            self.classifier: nn.Module = nn.Sequential(
+                nn.Dropout(config.dropout),
+                nn.Linear(dim, config.hidden),
+                nn.ReLU(),
+                nn.Dropout(config.dropout),
+                nn.Linear(config.hidden, n_classes),
+            )
+        else:
+            self.classifier = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(dim, n_classes))
+
+    def set_normalisation(self, x: torch.Tensor) -> None:
+        self.mean.copy_(x.mean(0))
+        self.std.copy_(x.std(0).clamp(min=1e-5))
+
+    def pool_layers(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        if self.config.layer == WEIGHTED:
+            return (torch.softmax(self.layer_logits, 0)[None, :, None] * x).sum(1)
+        index = -1 if self.config.layer == LAST else int(self.config.layer)
+        return x[:, index]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool_layers(x))
+
+
+def class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    weights = np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def mean_by_recording(logits: torch.Tensor, recording: np.ndarray) -> torch.Tensor:
+    """Average window logits per recording (ids 0..n-1)."""
+    index = torch.as_tensor(recording, dtype=torch.long)
+    n = int(index.max()) + 1
+    sums = torch.zeros(n, logits.shape[1]).index_add_(0, index, logits)
+    counts = torch.zeros(n).index_add_(0, index, torch.ones(len(index)))
+    return sums / counts[:, None]
+
+
+def fit_probe(
+    head: ProbeHead,
+    train: tuple[torch.Tensor, np.ndarray],
+    val: tuple[torch.Tensor, np.ndarray, np.ndarray],
+    options: FitOptions,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> FitResult:
+    """Train with AdamW and early stopping on recording-level validation macro-F1.
+
+    ``train`` is (x [N, L, D], y [N]); ``val`` is (x, y per window, recording id per window).
+    """
+    torch.manual_seed(options.seed)
+    x_tr, y_tr = train
+    n_classes = head.classifier[-1].out_features  # type: ignore[index]
+    weight = class_weights(y_tr, n_classes) if options.balanced else None
+    loss_fn = nn.CrossEntropyLoss(weight=weight)
+    optimiser = torch.optim.AdamW(head.parameters(), lr=head.config.lr, weight_decay=head.config.weight_decay)
+    y_tr_t = torch.as_tensor(y_tr, dtype=torch.long)
+    history: list[EpochStats] = []
+    best: FitResult | None = None
+    for epoch in range(1, options.max_epochs + 1):
+        started = time.perf_counter()
+        train_loss, train_acc = _train_epoch(head, x_tr, y_tr_t, loss_fn, optimiser, options.batch_size)
+        val_loss, val_acc, val_f1 = _validate(head, val, nn.CrossEntropyLoss(weight=weight))
+        stats = EpochStats(epoch, time.perf_counter() - started, train_loss, train_acc, val_loss, val_acc, val_f1)
+        history.append(stats)
+        if on_epoch is not None:
+            on_epoch(stats)
+        if best is None or (val_f1, -val_loss) > (best.best_f1, -history[best.best_epoch - 1].val_loss):
+            state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+            best = FitResult(state, epoch, val_f1, val_acc, history)
+        elif epoch - best.best_epoch >= options.patience:
+            break
+    assert best is not None
+    return FitResult(best.state, best.best_epoch, best.best_f1, best.best_val_acc, history)
+
+
+def _train_epoch(
+    head: ProbeHead,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: nn.Module,
+    optimiser: torch.optim.Optimizer,
+    batch_size: int,
+) -> tuple[float, float]:
+    head.train()
+    order = torch.randperm(len(x))
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(x), batch_size):
+        idx = order[start : start + batch_size]
+        logits = head(x[idx])
+        loss = loss_fn(logits, y[idx])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        total_loss += float(loss) * len(idx)
+        correct += int((logits.argmax(1) == y[idx]).sum())
+    return total_loss / len(x), correct / len(x)
+
+
+@torch.no_grad()
+def _validate(
+    head: ProbeHead, val: tuple[torch.Tensor, np.ndarray, np.ndarray], loss_fn: nn.Module
+) -> tuple[float, float, float]:
+    head.eval()
+    x, y, recording = val
+    logits = head(x)
+    loss = float(loss_fn(logits, torch.as_tensor(y, dtype=torch.long)))
+    rec_logits = mean_by_recording(logits, recording)
+    rec_true = np.zeros(len(rec_logits), dtype=np.int64)
+    rec_true[recording] = y
+    pred = rec_logits.argmax(1).numpy()
+    acc = float((pred == rec_true).mean())
+    f1 = float(f1_score(rec_true, pred, average="macro", zero_division=0))
+    return loss, acc, f1
+
+
+@torch.no_grad()
+def predict_logits(head: ProbeHead, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    head.eval()
+    outs = [head(torch.as_tensor(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+    return torch.cat(outs).numpy() if outs else np.zeros((0, 0), dtype=np.float32)
+
+
+def config_to_dict(config: ProbeConfig) -> dict[str, Any]:
+    return asdict(config)

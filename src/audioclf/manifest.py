@@ -1,0 +1,175 @@
+"""Labelled rows from a CSV / JSONL manifest or a folder with one sub-folder per label, validated per row."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ManifestError
+
+SPLITS = ("train", "val", "test")
+AUDIO_EXTENSIONS = frozenset(
+    [
+        ".wav",
+        ".flac",
+        ".mp3",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".m4a",
+        ".aac",
+        ".mp4",
+        ".webm",
+        ".mkv",
+        ".wma",
+        ".aiff",
+        ".aif",
+        ".au",
+        ".caf",
+        ".amr",
+        ".mov",
+    ]
+)
+_SOURCE_KEYS = ("path", "url")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One labelled audio source.
+
+    ``source`` is an absolute local path; ``group`` keeps related items (windows of one recording, takes of
+    one speaker) on the same side of every split; ``where`` names the row for error messages.
+    """
+
+    source: str
+    label: str | None
+    split: str | None
+    group: str
+    where: str
+
+
+def load_manifest(path: Path, *, require_labels: bool = True) -> list[Item]:
+    """Read a manifest: ``*.csv``, ``*.jsonl`` / ``*.ndjson``, or a folder of per-label sub-folders."""
+    path = Path(path)
+    if path.is_dir():
+        items = list(_folder_items(path))
+    elif not path.exists():
+        raise ManifestError(f"{path}: manifest not found; pass a CSV, a JSONL file or a folder of label folders")
+    elif path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        items = list(_rows_to_items(_jsonl_rows(path), path, require_labels))
+    else:
+        items = list(_rows_to_items(_csv_rows(path), path, require_labels))
+    if not items:
+        raise ManifestError(f"{path}: manifest has no rows; add rows with columns path,label")
+    _check_duplicates(items)
+    return items
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    # utf-8-sig drops a BOM; newline="" lets csv handle Windows line endings.
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        if not any(key in header for key in _SOURCE_KEYS):
+            raise ManifestError(
+                f"{path}: header must name a 'path' (or 'url') column, found {header or 'no header'}; "
+                "the first line should be e.g. path,label"
+            )
+        reader.fieldnames = header
+        for row in reader:
+            clean = {k: (v or "").strip() for k, v in row.items() if isinstance(k, str)}
+            if any(clean.values()):
+                yield reader.line_num, clean
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    with open(path, encoding="utf-8-sig") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ManifestError(f"{path}:{line_no}: not valid JSON ({exc.msg}); one object per line") from None
+            if not isinstance(obj, dict):
+                raise ManifestError(f"{path}:{line_no}: expected a JSON object with keys path,label")
+            yield line_no, {str(k).lower(): "" if v is None else str(v).strip() for k, v in obj.items()}
+
+
+def _rows_to_items(rows: Iterable[tuple[int, dict[str, str]]], manifest: Path, require_labels: bool) -> Iterator[Item]:
+    base = manifest.resolve().parent
+    for line_no, row in rows:
+        where = f"{manifest}:{line_no}"
+        yield _row_to_item(row, base, where, require_labels)
+
+
+def _row_to_item(row: dict[str, str], base: Path, where: str, require_labels: bool) -> Item:
+    if row.get("url") and not row.get("path"):
+        raise ManifestError(f"{where}: URL sources are not supported yet; download the audio and give its 'path'")
+    raw = row.get("path", "")
+    if not raw:
+        raise ManifestError(f"{where}: empty 'path'; give the audio file's path (relative to the manifest)")
+    source = Path(raw).expanduser()
+    source = source if source.is_absolute() else base / source
+    if not source.is_file():
+        raise ManifestError(f"{where}: audio file not found: {source}; fix the path or remove the row")
+    label = row.get("label") or None
+    if require_labels and label is None:
+        raise ManifestError(f"{where}: empty label for {raw}; every row needs a label")
+    split = (row.get("split") or "").lower() or None
+    if split is not None and split not in SPLITS:
+        raise ManifestError(f"{where}: unknown split {split!r}; use one of {', '.join(SPLITS)} or leave it empty")
+    src = str(source.resolve())
+    return Item(source=src, label=label, split=split, group=row.get("group") or src, where=where)
+
+
+def _folder_items(root: Path) -> Iterator[Item]:
+    label_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not label_dirs:
+        raise ManifestError(f"{root}: folder has no label sub-folders; use one sub-folder per label")
+    for label_dir in label_dirs:
+        for file in sorted(label_dir.rglob("*")):
+            rel = file.relative_to(root)
+            if any(part.startswith(".") for part in rel.parts) or not file.is_file():
+                continue
+            if file.suffix.lower() in AUDIO_EXTENSIONS:
+                src = str(file.resolve())
+                yield Item(source=src, label=label_dir.name, split=None, group=src, where=str(file))
+
+
+def _check_duplicates(items: list[Item]) -> None:
+    seen: dict[str, str] = {}
+    for item in items:
+        if item.source in seen:
+            raise ManifestError(
+                f"{item.where}: duplicate of {seen[item.source]} ({item.source}); each file may appear once"
+            )
+        seen[item.source] = item.where
+
+
+def audio_files(inputs: Iterable[Path]) -> list[Path]:
+    """Expand files and folders (recursively, skipping hidden entries) into a sorted list of audio files."""
+    files: list[Path] = []
+    for entry in inputs:
+        entry = Path(entry)
+        if entry.is_dir():
+            files.extend(
+                f
+                for f in sorted(entry.rglob("*"))
+                if f.is_file()
+                and f.suffix.lower() in AUDIO_EXTENSIONS
+                and not any(p.startswith(".") for p in f.relative_to(entry).parts)
+            )
+        elif entry.exists():
+            files.append(entry)
+        else:
+            raise ManifestError(f"{entry}: no such file or folder")
+    return files
+
+
+def labels_of(items: Iterable[Item]) -> list[str]:
+    """Sorted distinct labels."""
+    return sorted({item.label for item in items if item.label is not None})

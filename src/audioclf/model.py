@@ -1,0 +1,105 @@
+"""The saved model directory: head weights in safetensors + audioclf.json, enough to predict with nothing else."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .audio import WindowOptions
+from .errors import ModelError
+from .fileio import atomic_path, write_json_atomic
+from .heads import ProbeConfig, ProbeHead
+
+MODEL_FORMAT = 1
+CONFIG_NAME = "audioclf.json"
+WEIGHTS_NAME = "head.safetensors"
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    head: ProbeHead
+    labels: list[str]
+    encoder_spec: str
+    encoder_identity: str
+    windows: WindowOptions
+    meta: dict[str, Any]  # the whole audioclf.json
+
+
+def prepare_out_dir(out: Path, *, force: bool) -> None:
+    """Refuse to overwrite an existing model unless ``force``."""
+    if (out / CONFIG_NAME).exists() and not force:
+        raise ModelError(f"{out}: a model already exists there; pass --force to overwrite or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise ModelError(f"{out}: exists and is not a folder; choose another --out")
+    if force and (out / CONFIG_NAME).exists():
+        (out / CONFIG_NAME).unlink()  # the config goes first: a half-replaced folder never looks complete
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def save_model(out: Path, model: TrainedModel) -> None:
+    """Write the weights, then the config last: a folder with audioclf.json is always complete."""
+    with atomic_path(out / WEIGHTS_NAME) as tmp:
+        save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, str(tmp))
+    write_json_atomic(out / CONFIG_NAME, model.meta)
+
+
+def build_meta(
+    *,
+    labels: list[str],
+    encoder_spec: str,
+    encoder_identity: str,
+    windows: WindowOptions,
+    head_shape: tuple[int, int],
+    config: ProbeConfig,
+    training: dict[str, Any],
+    metrics: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "format": MODEL_FORMAT,
+        "audioclf_version": __version__,
+        "labels": labels,
+        "encoder": {"spec": encoder_spec, "identity": encoder_identity},
+        "windows": windows.as_dict(),
+        "head": {"n_layers": head_shape[0], "dim": head_shape[1], **config.__dict__},
+        "training": training,
+        "metrics": metrics,
+    }
+
+
+def load_model(path: Path) -> TrainedModel:
+    """Read a model folder written by ``save_model``; every problem is a one-line ModelError."""
+    path = Path(path)
+    config_path = path / CONFIG_NAME
+    if not config_path.is_file():
+        raise ModelError(f"{path}: not an audioclf model (no {CONFIG_NAME}); train one with 'audioclf train'")
+    try:
+        meta = json.loads(config_path.read_text(encoding="utf-8"))
+        if meta.get("format") != MODEL_FORMAT:
+            raise ModelError(
+                f"{path}: model format {meta.get('format')!r} from audioclf {meta.get('audioclf_version')} "
+                f"is not supported by {__version__} (format {MODEL_FORMAT}); retrain it"
+            )
+        head_meta = dict(meta["head"])
+        n_layers, dim = int(head_meta.pop("n_layers")), int(head_meta.pop("dim"))
+        config = ProbeConfig(**head_meta)
+        labels = [str(x) for x in meta["labels"]]
+        windows = WindowOptions(**meta["windows"])
+        encoder = meta["encoder"]
+    except ModelError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{config_path}: damaged or incompatible model config ({exc}); retrain the model") from exc
+    head = ProbeHead(n_layers, dim, len(labels), config)
+    try:
+        head.load_state_dict(load_file(str(path / WEIGHTS_NAME)))
+    except (OSError, SafetensorError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0][:160]
+        raise ModelError(f"{path / WEIGHTS_NAME}: missing or damaged weights ({first}); retrain the model") from exc
+    head.eval()
+    return TrainedModel(head, labels, str(encoder["spec"]), str(encoder["identity"]), windows, meta)

@@ -1,0 +1,115 @@
+"""A trained model applied to new files: labels, top-k probabilities and per-window timelines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .cache import EmbeddingCache
+from .embed import EmbedResult, embed_items
+from .encoders import load_encoder
+from .errors import ModelError
+from .evaluate import Predictions, recording_logits
+from .heads import predict_logits
+from .manifest import Item, audio_files
+from .model import TrainedModel
+
+
+@dataclass(frozen=True)
+class WindowLabel:
+    start_s: float
+    end_s: float
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    source: str
+    label: str
+    top: list[tuple[str, float]]  # (label, probability), most likely first
+    timeline: list[WindowLabel]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "label": self.label,
+            "probability": self.top[0][1],
+            "top": [{"label": label, "probability": p} for label, p in self.top],
+            **({"timeline": [w.__dict__ for w in self.timeline]} if self.timeline else {}),
+        }
+
+
+def apply_model(
+    model: TrainedModel, items: Sequence[Item], cache_dir: Path, *, progress: bool = True
+) -> tuple[Predictions, EmbedResult]:
+    """Embed ``items`` with the model's own encoder and settings (through the cache) and run the head."""
+    encoder = load_encoder(model.encoder_spec).encoder
+    if encoder.identity != model.encoder_identity:
+        raise ModelError(
+            f"encoder {model.encoder_spec} now has different weights ({encoder.identity}) than at training "
+            f"({model.encoder_identity}); retrain the model or restore the original encoder"
+        )
+    cache = EmbeddingCache(cache_dir, encoder.identity, model.windows)
+    result = embed_items(items, encoder, cache, model.windows, progress=progress)
+    index = {label: i for i, label in enumerate(model.labels)}
+    embedded = result.embedded
+    x = np.concatenate([e.embeddings for _, e in embedded]) if embedded else np.zeros((0, 1, 1), np.float32)
+    preds = Predictions(
+        labels=list(model.labels),
+        window_logits=predict_logits(model.head, x) if embedded else np.zeros((0, len(model.labels)), np.float32),
+        window_recording=np.concatenate([np.full(len(e.embeddings), i) for i, (_, e) in enumerate(embedded)])
+        if embedded
+        else np.zeros(0, dtype=np.int64),
+        window_starts_s=np.concatenate([e.starts_s for _, e in embedded]) if embedded else np.zeros(0),
+        recordings=[item.source for item, _ in embedded],
+        recording_true=np.array([index.get(item.label, -1) if item.label else -1 for item, _ in embedded]),
+        recording_groups=[item.group for item, _ in embedded],
+    )
+    return preds, result
+
+
+def predictions_for(
+    preds: Predictions, durations: Sequence[np.ndarray], *, top_k: int = 3, timeline: bool = False
+) -> list[Prediction]:
+    """Per-recording labels from window logits (mean logits), with optional per-window timelines."""
+    rec_probs = torch.softmax(torch.as_tensor(recording_logits(preds)), dim=1).numpy()
+    win_probs = torch.softmax(torch.as_tensor(preds.window_logits), dim=1).numpy()
+    out = []
+    for i, source in enumerate(preds.recordings):
+        order = np.argsort(-rec_probs[i])[: max(1, top_k)]
+        top = [(preds.labels[j], float(rec_probs[i, j])) for j in order]
+        windows: list[WindowLabel] = []
+        if timeline:
+            rows = np.flatnonzero(preds.window_recording == i)
+            for row, duration in zip(rows, durations[i], strict=True):
+                best = int(win_probs[row].argmax())
+                start = float(preds.window_starts_s[row])
+                windows.append(
+                    WindowLabel(start, start + float(duration), preds.labels[best], float(win_probs[row, best]))
+                )
+        out.append(Prediction(source, top[0][0], top, windows))
+    return out
+
+
+def predict_paths(
+    model: TrainedModel,
+    inputs: Sequence[Path],
+    cache_dir: Path,
+    *,
+    top_k: int = 3,
+    timeline: bool = False,
+    progress: bool = True,
+) -> tuple[list[Prediction], EmbedResult]:
+    """Files and folders (searched recursively for audio) -> one Prediction per decodable file."""
+    files = audio_files(inputs)
+    if not files:
+        raise ModelError("no audio files found in the given paths; pass audio files or folders that contain them")
+    items = [Item(str(f.resolve()), None, None, str(f.resolve()), str(f)) for f in files]
+    preds, result = apply_model(model, items, cache_dir, progress=progress)
+    durations = [e.durations_s for _, e in result.embedded]
+    return predictions_for(preds, durations, top_k=top_k, timeline=timeline), result

@@ -1,0 +1,44 @@
+"""Grouped, stratified splits: no group (recording, speaker, video, fold) is ever on both sides."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+
+from .errors import TrainingError
+
+log = logging.getLogger(__name__)
+
+
+def grouped_split(
+    labels: Sequence[str], groups: Sequence[str], fraction: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, held_out) with about ``fraction`` of the groups held out, stratified by label.
+
+    Stratification uses StratifiedGroupKFold with round(1 / fraction) folds (fewer when there are fewer
+    groups); when a class cannot be stratified it falls back to a plain grouped shuffle split and says so.
+    """
+    if not 0 < fraction < 1:
+        raise TrainingError(f"split fraction must be between 0 and 1, got {fraction}")
+    n_groups = len(set(groups))
+    if n_groups < 2:
+        raise TrainingError(
+            f"only {n_groups} group in the data: a grouped split needs at least 2 (give a 'group' column or more files)"
+        )
+    y = np.asarray(labels)
+    g = np.asarray(groups)
+    n_splits = max(2, min(round(1 / fraction), n_groups))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "least populated class has only N members"
+        folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        keep, held = next(folds.split(np.zeros(len(y)), y, g))
+    missing = sorted(set(y[keep]) ^ set(y)) if len(keep) else sorted(set(y))
+    if missing or len(held) == 0:
+        log.warning("labels %s could not be stratified across groups; using an unstratified grouped split", missing)
+        splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+        keep, held = next(splitter.split(np.zeros(len(y)), y, g))
+    return np.sort(keep), np.sort(held)

@@ -1,0 +1,198 @@
+"""Manifest -> embeddings -> grouped validation split -> small probe search -> saved model folder."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .audio import WindowOptions
+from .cache import Embedded, EmbeddingCache, default_cache_dir
+from .embed import EmbedResult, embed_items, write_failures
+from .encoders import load_encoder
+from .errors import TrainingError
+from .heads import LAST, WEIGHTED, EpochStats, FitOptions, FitResult, ProbeConfig, ProbeHead, fit_probe
+from .manifest import Item, labels_of, load_manifest
+from .model import TrainedModel, build_meta, prepare_out_dir, save_model
+from .splits import grouped_split
+
+log = logging.getLogger(__name__)
+
+SEARCH_HIDDEN = (0, 512)
+SEARCH_LR = (1e-3, 3e-3)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    encoder: str | None = None  # None: the default pretrained model, falling back to the built-in one
+    windows: WindowOptions = field(default_factory=WindowOptions)
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    val_fraction: float = 0.2
+    layer: str = "auto"  # auto (search last and weighted), last, weighted, or a layer index
+    hidden: int | None = None  # None: search SEARCH_HIDDEN
+    lr: float | None = None  # None: search SEARCH_LR
+    fit: FitOptions = field(default_factory=FitOptions)
+    force: bool = False
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Window-level arrays of embedded recordings."""
+
+    x: torch.Tensor  # [n_windows, n_layers, dim]
+    y: np.ndarray  # [n_windows] class ids
+    recording: np.ndarray  # [n_windows] recording index
+    items: list[Item]  # one per recording
+
+    def subset(self, recordings: np.ndarray) -> Dataset:
+        """Windows of the given recordings, renumbered 0..k-1."""
+        remap = np.full(len(self.items), -1)
+        remap[recordings] = np.arange(len(recordings))
+        mask = remap[self.recording] >= 0
+        return Dataset(self.x[mask], self.y[mask], remap[self.recording[mask]], [self.items[i] for i in recordings])
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    out: Path
+    labels: list[str]
+    encoder_spec: str
+    fallback_reason: str | None
+    embed: EmbedResult
+    n_train: int  # recordings
+    n_val: int
+    search: list[tuple[str, float]]  # config description, best validation macro-F1
+    config: ProbeConfig
+    fit: FitResult
+    seconds: float
+
+
+def stack(embedded: Sequence[tuple[Item, Embedded]], labels: Sequence[str]) -> Dataset:
+    index = {label: i for i, label in enumerate(labels)}
+    x = np.concatenate([e.embeddings for _, e in embedded])
+    y = np.concatenate([np.full(len(e.embeddings), index.get(item.label or "", -1)) for item, e in embedded])
+    rec = np.concatenate([np.full(len(e.embeddings), i) for i, (_, e) in enumerate(embedded)])
+    return Dataset(torch.from_numpy(x), y, rec, [item for item, _ in embedded])
+
+
+def split_train_val(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """Rows marked split=val form the validation set; otherwise a grouped, stratified split of recordings."""
+    marked = np.array([item.split == "val" for item in data.items])
+    if marked.any():
+        return data.subset(np.flatnonzero(~marked)), data.subset(np.flatnonzero(marked))
+    labels = [item.label or "" for item in data.items]
+    keep, held = grouped_split(labels, [item.group for item in data.items], fraction, seed)
+    return data.subset(keep), data.subset(held)
+
+
+def candidate_configs(n_layers: int, options: TrainOptions) -> list[ProbeConfig]:
+    if n_layers == 1:
+        layers = [LAST]
+    elif options.layer == "auto":
+        layers = [LAST, WEIGHTED]
+    else:
+        layers = [options.layer]
+    hidden = SEARCH_HIDDEN if options.hidden is None else (options.hidden,)
+    lrs = SEARCH_LR if options.lr is None else (options.lr,)
+    return [ProbeConfig(hidden=h, lr=lr, layer=layer) for layer in layers for h in hidden for lr in lrs]
+
+
+def search(
+    train: Dataset, val: Dataset, n_classes: int, options: TrainOptions
+) -> tuple[ProbeConfig, list[tuple[str, float]]]:
+    """Fit every candidate with early stopping; the best recording-level validation macro-F1 wins."""
+    configs = candidate_configs(train.x.shape[1], options)
+    results: list[tuple[str, float]] = []
+    best: tuple[float, float, ProbeConfig] | None = None
+    for config in tqdm(configs, desc="search", unit="config", disable=not options.progress, leave=False):
+        fit = _fit(train, val, n_classes, config, options.fit)
+        results.append((config.describe(), fit.best_f1))
+        log.info("%s: validation macro-F1 %.3f at epoch %d", config.describe(), fit.best_f1, fit.best_epoch)
+        score = (fit.best_f1, fit.best_val_acc)
+        if best is None or score > best[:2]:
+            best = (*score, config)
+    assert best is not None
+    return best[2], results
+
+
+def _fit(
+    train: Dataset,
+    val: Dataset,
+    n_classes: int,
+    config: ProbeConfig,
+    options: FitOptions,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> FitResult:
+    torch.manual_seed(options.seed)
+    head = ProbeHead(train.x.shape[1], train.x.shape[2], n_classes, config)
+    head.set_normalisation(train.x)
+    return fit_probe(head, (train.x, train.y), (val.x, val.y, val.recording), options, on_epoch)
+
+
+def train(
+    manifest: Path, out: Path, options: TrainOptions, on_epoch: Callable[[EpochStats], None] | None = None
+) -> TrainSummary:
+    started = time.perf_counter()
+    items = [item for item in load_manifest(manifest) if item.split != "test"]
+    labels = labels_of(items)
+    if not items:
+        raise TrainingError(f"{manifest}: no training rows (every row has split=test)")
+    if len(labels) < 2:
+        raise TrainingError(f"{manifest}: found {len(labels)} label(s) {labels}; a classifier needs at least 2")
+    prepare_out_dir(out, force=options.force)
+    loaded = load_encoder(options.encoder)
+    encoder = loaded.encoder
+    cache = EmbeddingCache(options.cache_dir, encoder.identity, options.windows)
+    embedded = embed_items(items, encoder, cache, options.windows, progress=options.progress)
+    log.info("%s", embedded.summary())
+    if embedded.failures:
+        write_failures(embedded.failures, out / "failures.csv")
+    if not embedded.embedded:
+        raise TrainingError(f"{manifest}: no file could be decoded; see {out / 'failures.csv'}")
+    data = stack(embedded.embedded, labels)
+    train_set, val_set = split_train_val(data, options.val_fraction, options.fit.seed)
+    config, results = search(train_set, val_set, len(labels), options)
+    fit = _fit(train_set, val_set, len(labels), config, options.fit, on_epoch)
+    head = ProbeHead(data.x.shape[1], data.x.shape[2], len(labels), config)
+    head.load_state_dict(fit.state)
+    best = fit.history[fit.best_epoch - 1]
+    meta = build_meta(
+        labels=labels,
+        encoder_spec=encoder.spec,
+        encoder_identity=encoder.identity,
+        windows=options.windows,
+        head_shape=(data.x.shape[1], data.x.shape[2]),
+        config=config,
+        training={
+            "manifest": str(manifest),
+            "n_train_recordings": len(train_set.items),
+            "n_val_recordings": len(val_set.items),
+            "n_failed": len(embedded.failures),
+            "fit": asdict(replace(options.fit)),
+            "search": [{"config": c, "val_macro_f1": f} for c, f in results],
+            "best_epoch": fit.best_epoch,
+            "fallback_reason": loaded.fallback_reason,
+        },
+        metrics={"val_accuracy": best.val_acc, "val_macro_f1": best.val_f1, "val_loss": best.val_loss},
+    )
+    save_model(out, TrainedModel(head, labels, encoder.spec, encoder.identity, options.windows, meta))
+    return TrainSummary(
+        out=out,
+        labels=labels,
+        encoder_spec=encoder.spec,
+        fallback_reason=loaded.fallback_reason,
+        embed=embedded,
+        n_train=len(train_set.items),
+        n_val=len(val_set.items),
+        search=results,
+        config=config,
+        fit=fit,
+        seconds=time.perf_counter() - started,
+    )

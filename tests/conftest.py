@@ -1,0 +1,118 @@
+"""Shared fixtures: audio written by PyAV in real formats, tiny random transformers models saved to disk."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+# Tests never reach the network: transformers/huggingface_hub read these at import time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+FORMATS = {  # extension: (codec, sample rate, extra codec options)
+    "wav": ("pcm_s16le", 44_100, {}),
+    "flac": ("flac", 44_100, {}),
+    "mp3": ("libmp3lame", 44_100, {}),
+    "ogg": ("vorbis", 44_100, {"strict": "experimental"}),
+    "opus": ("libopus", 48_000, {}),
+    "m4a": ("aac", 44_100, {}),
+    "webm": ("libopus", 48_000, {}),
+}
+
+
+def tone(freq_hz: float, seconds: float, rate: int = 16_000, noise: float = 0.0, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    x = 0.5 * np.sin(2 * np.pi * freq_hz * t)
+    if noise:
+        x += noise * np.random.default_rng(seed).standard_normal(len(t))
+    return x.astype(np.float32)
+
+
+def write_audio(path: Path, samples: np.ndarray, rate: int, *, channels: int = 1, codec: str | None = None) -> Path:
+    """Encode ``samples`` (mono float32) with PyAV; the codec follows the extension unless given."""
+    ext = path.suffix.lstrip(".")
+    codec_name, _, options = FORMATS.get(ext, ("pcm_s16le", rate, {}))
+    layout = "mono" if channels == 1 else "stereo" if channels == 2 else f"{channels}c"
+    data = np.repeat(samples[None, :], channels, axis=0).astype(np.float32)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec or codec_name, rate=rate, layout=layout)
+        if options:
+            stream.codec_context.options = options
+        frame = av.AudioFrame.from_ndarray(data, format="fltp", layout=layout)
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def make_tone_dataset(root: Path, *, n_groups: int = 4, per_group: int = 3, seconds: float = 0.6) -> Path:
+    """Three labels (low / mid / high tone, with noise), files grouped by 'speaker'; returns a CSV manifest."""
+    root.mkdir(parents=True, exist_ok=True)
+    freqs = {"low": 220.0, "mid": 660.0, "high": 1980.0}
+    rows = []
+    for g in range(n_groups):
+        for label, f in freqs.items():
+            for k in range(per_group):
+                name = f"{label}_{g}_{k}.wav"
+                shift = 1.0 + 0.03 * g + 0.01 * k
+                write_audio(root / name, tone(f * shift, seconds, noise=0.05, seed=g * 100 + k), 16_000)
+                rows.append([name, label, "test" if g == n_groups - 1 else "", f"spk{g}"])
+    manifest = root / "manifest.csv"
+    with open(manifest, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "split", "group"])
+        writer.writerows(rows)
+    return manifest
+
+
+def save_tiny_wav2vec2(path: Path, *, layer_norm: bool = False, seed: int = 0) -> Path:
+    """A random wav2vec2 with tiny sizes, saved like a real checkpoint (config, weights, feature extractor)."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    torch.manual_seed(seed)
+    config = Wav2Vec2Config(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16, 16, 16),
+        conv_stride=(5, 4, 4),
+        conv_kernel=(10, 8, 8),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        feat_extract_norm="layer" if layer_norm else "group",
+        do_stable_layer_norm=layer_norm,
+    )
+    Wav2Vec2Model(config).save_pretrained(path)
+    Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16_000, do_normalize=True, return_attention_mask=layer_norm
+    ).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_wav2vec2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_wav2vec2(tmp_path_factory.mktemp("tiny-w2v2-group"))
+
+
+@pytest.fixture(scope="session")
+def tiny_wav2vec2_masked(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_wav2vec2(tmp_path_factory.mktemp("tiny-w2v2-layer"), layer_norm=True)
+
+
+@pytest.fixture(scope="session")
+def tone_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tone_dataset(tmp_path_factory.mktemp("tones"))
+
+
+@pytest.fixture()
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
