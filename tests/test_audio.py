@@ -72,7 +72,7 @@ def test_undecodable_inputs_raise_one_line_decode_errors(tmp_path: Path) -> None
         with pytest.raises(DecodeError) as info:
             load_audio(path)
         assert name in str(info.value) and "\n" not in str(info.value)
-    with pytest.raises(DecodeError, match="missing.wav"):
+    with pytest.raises(DecodeError, match=r"missing\.wav"):
         load_audio(tmp_path / "missing.wav")
 
 

@@ -75,9 +75,7 @@ def test_known_small_case() -> None:
     # per-class F1: c0 p=.5 r=.5 -> .5; c1 p=2/3 r=1 -> .8; c2 p=1 r=.5 -> 2/3
     assert rec["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
     assert rec["balanced_accuracy"] == pytest.approx((0.5 + 1.0 + 0.5) / 3)
-    assert rec["per_class"]["c1"] == pytest.approx(
-        {"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2}
-    )
+    assert rec["per_class"]["c1"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})
     assert rec["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
     assert len(report["errors"]) == 2
     assert {e["recording"] for e in report["errors"]} == {"rec1.wav", "rec5.wav"}

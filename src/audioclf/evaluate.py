@@ -369,7 +369,6 @@ def write_report(
     fig = _confusion_figure(report, title)
     with atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    logger.info("wrote evaluation report to %s", out_dir)
     return [json_path, md_path, png_path]
 
 

@@ -35,7 +35,7 @@ class ProbeConfig:
 class FitOptions:
     max_epochs: int = 200
     patience: int = 20  # epochs without a better validation score before stopping
-    batch_size: int = 256
+    batch_size: int = 64
     balanced: bool = False  # class weights inversely proportional to class frequency
     seed: int = 0
 
@@ -167,7 +167,7 @@ def _train_epoch(
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        total_loss += float(loss) * len(idx)
+        total_loss += loss.item() * len(idx)
         correct += int((logits.argmax(1) == y[idx]).sum())
     return total_loss / len(x), correct / len(x)
 

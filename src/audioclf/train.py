@@ -25,7 +25,7 @@ from .splits import grouped_split
 log = logging.getLogger(__name__)
 
 SEARCH_HIDDEN = (0, 512)
-SEARCH_LR = (1e-3, 3e-3)
+SEARCH_LR = (1e-3, 1e-2)
 
 
 @dataclass(frozen=True)

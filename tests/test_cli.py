@@ -1,0 +1,101 @@
+"""End to end through the CLI, with a tiny random wav2vec2 saved to disk: the path a real model takes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import tone, write_audio
+
+from audioclf.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_evaluate_predict_with_hf_encoder(
+    tone_dataset: Path, tiny_wav2vec2: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, cache = tmp_path / "model", str(tmp_path / "cache")
+    common = ["--cache-dir", cache, "--quiet"]
+    code, out, err = run(
+        capsys, "train", "--manifest", str(tone_dataset), "--out", str(model), "--encoder", f"hf:{tiny_wav2vec2}",
+        "--epochs", "40", "--cache-dir", cache,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "epoch" in out and "val_f1" in out and "best validation" in out and "mean train loss" in out
+    meta = json.loads((model / "audioclf.json").read_text())
+    assert meta["labels"] == ["high", "low", "mid"] and meta["encoder"]["spec"] == f"hf:{tiny_wav2vec2}"
+    assert meta["head"]["n_layers"] == 3 and (model / "head.safetensors").is_file()
+    assert meta["training"]["n_train_recordings"] + meta["training"]["n_val_recordings"] == 27  # test rows held out
+
+    code, out, err = run(capsys, "evaluate", "--model", str(model), "--manifest", str(tone_dataset), *common)
+    assert code == 0, err
+    report = json.loads((model / "report" / "report.json").read_text())
+    assert report["recording"]["n"] == 9  # the split=test rows only
+    assert {"accuracy", "accuracy_ci", "macro_f1", "balanced_accuracy", "confusion"} <= set(report["recording"])
+    assert (model / "report" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert "recordings:" in out
+
+    folder = tmp_path / "new"
+    folder.mkdir()
+    write_audio(folder / "x.flac", tone(660.0, 2.5), 16_000)
+    code, out, err = run(capsys, "predict", "--model", str(model), str(folder), "--json", "--top-k", "2", *common)
+    assert code == 0, err
+    (line,) = out.strip().splitlines()
+    pred = json.loads(line)
+    assert pred["label"] in ("high", "low", "mid") and len(pred["top"]) == 2
+    assert abs(sum(t["probability"] for t in pred["top"]) - 1.0) < 1.0  # top-2 of 3
+
+
+def test_train_skips_an_undecodable_file(
+    tmp_path: Path, tone_dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = tone_dataset.read_text().splitlines()
+    base = tone_dataset.parent
+    rows = [lines[0]] + [f"{base / r.split(',')[0]},{','.join(r.split(',')[1:])}" for r in lines[1:]]
+    (data / "broken.wav").write_bytes(b"RIFF....not really a wav file" * 10)
+    rows.append("broken.wav,low,,spk0")
+    manifest = data / "m.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    model = tmp_path / "model"
+    code, out, err = run(
+        capsys, "train", "--manifest", str(manifest), "--out", str(model), "--encoder", "builtin",
+        "--cache-dir", str(tmp_path / "cache"), "--epochs", "20", "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "broken.wav" in err and "1 failed" in out
+    failures = (model / "failures.csv").read_text()
+    assert "broken.wav" in failures and "m.csv:" in failures
+
+
+def test_one_line_errors_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "m.csv"
+    bad.write_text("path,label\nnope.wav,x\n")
+    code, _, err = run(capsys, "train", "--manifest", str(bad), "--out", str(tmp_path / "o"))
+    assert code == 2 and err.strip().count("\n") == 0 and "m.csv:2" in err and "nope.wav" in err
+    code, _, err = run(capsys, "predict", "--model", str(tmp_path), str(bad))
+    assert code == 2 and "not an audioclf model" in err
+
+
+def test_refuses_to_overwrite_a_model(tone_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["train", "--manifest", str(tone_dataset), "--encoder", "builtin", "--epochs", "5", "--quiet"]
+    args += ["--out", str(tmp_path / "m"), "--cache-dir", str(tmp_path / "c")]
+    assert run(capsys, *args)[0] == 0
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "--force" in err
+    assert run(capsys, *args, "--force")[0] == 0
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "embed"])
+def test_help(command: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "audioclf", command, "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "usage: audioclf" in proc.stdout

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tone
+
+from audioclf.encoders import HFEncoder, load_encoder
+from audioclf.errors import EncoderError
+
+
+def test_hf_encoder_from_local_dir_gives_all_layers(tiny_wav2vec2: Path) -> None:
+    loaded = load_encoder(f"hf:{tiny_wav2vec2}")
+    enc = loaded.encoder
+    assert isinstance(enc, HFEncoder) and loaded.fallback_reason is None
+    out = enc.embed([tone(300, 0.5), tone(600, 0.7), tone(300, 0.5)])
+    assert out.shape == (3, 3, 32) and out.dtype == np.float32  # embeddings + 2 layers
+    np.testing.assert_allclose(out[0], out[2], atol=1e-5)
+    assert not np.allclose(out[0], out[1])
+
+
+def test_group_norm_model_embeds_each_clip_as_if_alone(tiny_wav2vec2: Path) -> None:
+    enc = load_encoder(f"hf:{tiny_wav2vec2}").encoder
+    a, b = tone(300, 0.5), tone(500, 1.3)
+    together = enc.embed([a, b, a])
+    np.testing.assert_allclose(together[0], enc.embed([a])[0], atol=1e-5)
+    np.testing.assert_allclose(together[1], enc.embed([b])[0], atol=1e-5)
+
+
+def test_masked_model_pools_only_real_frames(tiny_wav2vec2_masked: Path) -> None:
+    enc = load_encoder(f"hf:{tiny_wav2vec2_masked}").encoder
+    a, b = tone(300, 0.5), tone(500, 1.3)
+    batched = enc.embed([a, b])  # padded batch with an attention mask
+    np.testing.assert_allclose(batched[0], enc.embed([a])[0], atol=1e-4)
+
+
+def test_identity_changes_with_weights(tiny_wav2vec2: Path, tmp_path: Path) -> None:
+    from conftest import save_tiny_wav2vec2
+
+    other = save_tiny_wav2vec2(tmp_path / "other", seed=1)
+    assert load_encoder(f"hf:{tiny_wav2vec2}").encoder.identity != load_encoder(f"hf:{other}").encoder.identity
+    assert load_encoder(f"hf:{tiny_wav2vec2}").encoder.identity == load_encoder(f"hf:{tiny_wav2vec2}").encoder.identity
+
+
+def test_builtin_encoder() -> None:
+    enc = load_encoder("builtin").encoder
+    out = enc.embed([tone(300, 0.5), tone(2000, 2.0)])
+    assert out.shape == (2, 1, enc.dim) and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("wav2vec", "unknown encoder"),
+        ("hf:", "unknown encoder"),
+        ("hf:/definitely/not/here", "no such model folder"),
+        ("hf:someone/not-cached-model", "HF_HUB_OFFLINE is set"),
+    ],
+)
+def test_bad_encoder_names_fail_clearly(spec: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(EncoderError, match=message):
+        load_encoder(spec)
+
+
+def test_folder_without_model_files(tmp_path: Path) -> None:
+    with pytest.raises(EncoderError, match="cannot load model"):
+        load_encoder(f"hf:{tmp_path}")
+
+
+def test_default_falls_back_to_builtin_when_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty hub cache
+    started = time.monotonic()
+    loaded = load_encoder(None)
+    assert loaded.encoder.spec == "builtin"
+    assert loaded.fallback_reason and "wav2vec2-base-960h" in loaded.fallback_reason
+    assert time.monotonic() - started < 10
+
+
+def _silent_server() -> tuple[socket.socket, int]:
+    """Accepts connections and never answers: the case that hangs a plain hub download."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    conns: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conns.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    return server, server.getsockname()[1]
+
+
+def test_fallback_is_bounded_when_the_hub_never_answers(tmp_path: Path) -> None:
+    server, port = _silent_server()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    env |= {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path), "NO_PROXY": "*"}
+    code = "from audioclf.encoders import load_encoder; print(load_encoder(None).encoder.spec)"
+    started = time.monotonic()
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        server.close()
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "builtin"
+    assert "using the built-in encoder" in proc.stderr
+    assert elapsed < 30
