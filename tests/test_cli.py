@@ -99,3 +99,19 @@ def test_refuses_to_overwrite_a_model(tone_dataset: Path, tmp_path: Path, capsys
 def test_help(command: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "audioclf", command, "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "usage: audioclf" in proc.stdout
+
+
+def test_predict_reports_bad_files_and_goes_on(
+    tone_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, cache = str(tmp_path / "m"), str(tmp_path / "c")
+    args = ["train", "--manifest", str(tone_dataset), "--encoder", "builtin", "--epochs", "5", "--quiet"]
+    assert run(capsys, *args, "--out", model, "--cache-dir", cache)[0] == 0
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"\x00" * 100)
+    good = tone_dataset.parent / "low_3_0.wav"
+    code, out, err = run(capsys, "predict", "--model", model, str(bad), str(good), "--cache-dir", cache, "--quiet")
+    assert code == 0 and "low_3_0.wav" in out and "bad.mp3" not in out
+    assert "bad.mp3" in err
+    code, out, err = run(capsys, "predict", "--model", model, str(bad), "--cache-dir", cache, "--quiet")
+    assert code == 2 and out == "" and err.strip().splitlines()[-1].startswith("error: ") and "bad.mp3" in err

@@ -55,8 +55,9 @@ class EmbeddingCache:
 
     def __init__(self, root: Path, encoder_identity: str, windows: WindowOptions) -> None:
         self.root = Path(root)
-        settings = json.dumps({"format": CACHE_FORMAT, "encoder": encoder_identity, **windows.as_dict()})
-        self._salt = hashlib.sha256(settings.encode()).hexdigest()
+        settings = {"format": CACHE_FORMAT, "encoder": encoder_identity, "pooling": "mean", **windows.as_dict()}
+        salt = json.dumps(settings, sort_keys=True)
+        self._salt = hashlib.sha256(salt.encode()).hexdigest()
 
     def path_for(self, audio_digest: str) -> Path:
         key = hashlib.sha256(f"{self._salt}:{audio_digest}".encode()).hexdigest()

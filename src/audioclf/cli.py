@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("embed", help="fill the embedding cache for a manifest (no training)")
     p.add_argument("--manifest", type=Path, required=True)
+    p.add_argument("--failures", type=Path, default=None, help="write skipped items to this CSV")
     p.add_argument("--encoder", default=None, help="builtin | hf:<hub id or local dir> (default: wav2vec2-base-960h)")
     _window_args(p)
     _common(p)

@@ -10,7 +10,7 @@ from .cache import EmbeddingCache
 from .cli import EPOCH_HEADER, emit, emit_json, window_options
 from .embed import embed_items, write_failures
 from .encoders import load_encoder
-from .errors import ManifestError
+from .errors import DecodeError, ManifestError
 from .evaluate import compute_report, summary_lines, write_report
 from .heads import EpochStats, FitOptions
 from .manifest import SPLITS, Item, load_manifest
@@ -117,6 +117,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     preds, result = predict_paths(
         model, args.inputs, args.cache_dir, top_k=args.top_k, timeline=args.timeline, progress=not args.quiet
     )
+    if not preds:
+        first = result.failures[0].reason
+        raise DecodeError(first if len(result.failures) == 1 else f"no file could be read; first: {first}")
     for pred in preds:
         if args.json:
             emit_json(pred.as_dict())
@@ -138,7 +141,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     windows = window_options(args)
     cache = EmbeddingCache(args.cache_dir, loaded.encoder.identity, windows)
     result = embed_items(items, loaded.encoder, cache, windows, progress=not args.quiet)
-    if result.failures:
-        write_failures(result.failures, args.cache_dir / "failures.csv")
+    if result.failures and args.failures:
+        write_failures(result.failures, args.failures)
     emit(f"{loaded.encoder.spec}: {result.summary()}")
     return 0

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .audio import SAMPLE_RATE_HZ
+from .builtin import BUILTIN_DIM, BUILTIN_VERSION, builtin_embed_batch
 from .errors import EncoderError
 
 log = logging.getLogger(__name__)
@@ -45,14 +46,11 @@ class BuiltinEncoder:
     n_layers = 1
 
     def __init__(self) -> None:
-        from . import builtin
-
-        self._builtin = builtin
-        self.identity = f"builtin-{builtin.BUILTIN_VERSION}"
-        self.dim = builtin.BUILTIN_DIM
+        self.identity = f"builtin-{BUILTIN_VERSION}"
+        self.dim = BUILTIN_DIM
 
     def embed(self, windows: list[np.ndarray]) -> np.ndarray:
-        return self._builtin.builtin_embed_batch(windows)[:, None, :].astype(np.float32)
+        return builtin_embed_batch(windows)[:, None, :].astype(np.float32)
 
 
 class HFEncoder:

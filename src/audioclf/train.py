@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -139,6 +140,7 @@ def _fit(
 def train(
     manifest: Path, out: Path, options: TrainOptions, on_epoch: Callable[[EpochStats], None] | None = None
 ) -> TrainSummary:
+    """The whole ``audioclf train`` flow; rows with split=test are never seen."""
     started = time.perf_counter()
     items = [item for item in load_manifest(manifest) if item.split != "test"]
     labels = labels_of(items)
@@ -162,28 +164,7 @@ def train(
     fit = _fit(train_set, val_set, len(labels), config, options.fit, on_epoch)
     head = ProbeHead(data.x.shape[1], data.x.shape[2], len(labels), config)
     head.load_state_dict(fit.state)
-    best = fit.history[fit.best_epoch - 1]
-    meta = build_meta(
-        labels=labels,
-        encoder_spec=encoder.spec,
-        encoder_identity=encoder.identity,
-        windows=options.windows,
-        head_shape=(data.x.shape[1], data.x.shape[2]),
-        config=config,
-        training={
-            "manifest": str(manifest),
-            "n_train_recordings": len(train_set.items),
-            "n_val_recordings": len(val_set.items),
-            "n_failed": len(embedded.failures),
-            "fit": asdict(replace(options.fit)),
-            "search": [{"config": c, "val_macro_f1": f} for c, f in results],
-            "best_epoch": fit.best_epoch,
-            "fallback_reason": loaded.fallback_reason,
-        },
-        metrics={"val_accuracy": best.val_acc, "val_macro_f1": best.val_f1, "val_loss": best.val_loss},
-    )
-    save_model(out, TrainedModel(head, labels, encoder.spec, encoder.identity, options.windows, meta))
-    return TrainSummary(
+    summary = TrainSummary(
         out=out,
         labels=labels,
         encoder_spec=encoder.spec,
@@ -195,4 +176,33 @@ def train(
         config=config,
         fit=fit,
         seconds=time.perf_counter() - started,
+    )
+    meta = _meta(manifest, summary, encoder.identity, head, options)
+    save_model(out, TrainedModel(head, labels, encoder.spec, encoder.identity, options.windows, meta))
+    return summary
+
+
+def _meta(
+    manifest: Path, s: TrainSummary, encoder_identity: str, head: ProbeHead, options: TrainOptions
+) -> dict[str, Any]:
+    best = s.fit.history[s.fit.best_epoch - 1]
+    return build_meta(
+        labels=s.labels,
+        encoder_spec=s.encoder_spec,
+        encoder_identity=encoder_identity,
+        windows=options.windows,
+        head_shape=(head.mean.shape[0], head.mean.shape[1]),
+        config=s.config,
+        training={
+            "manifest": str(manifest),
+            "n_train_recordings": s.n_train,
+            "n_val_recordings": s.n_val,
+            "n_failed": len(s.embed.failures),
+            "fit": asdict(options.fit),
+            "search": [{"config": c, "val_macro_f1": f} for c, f in s.search],
+            "best_epoch": s.fit.best_epoch,
+            "epochs_run": len(s.fit.history),
+            "fallback_reason": s.fallback_reason,
+        },
+        metrics={"val_accuracy": best.val_acc, "val_macro_f1": best.val_f1, "val_loss": best.val_loss},
     )
