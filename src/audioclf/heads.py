@@ -22,7 +22,7 @@ class ProbeConfig:
 
     hidden: int = 0  # 0: logistic regression; otherwise one hidden layer of this width
     lr: float = 1e-3
-    weight_decay: float = 1e-4
+    weight_decay: float = 0.1  # decoupled (AdamW)
     layer: str = LAST  # "last", "weighted" or a layer index as a string ("0" = the CNN/input features)
     dropout: float = 0.2
 
