@@ -115,3 +115,16 @@ def test_predict_reports_bad_files_and_goes_on(
     assert "bad.mp3" in err
     code, out, err = run(capsys, "predict", "--model", model, str(bad), "--cache-dir", cache, "--quiet")
     assert code == 2 and out == "" and err.strip().splitlines()[-1].startswith("error: ") and "bad.mp3" in err
+
+
+def test_embed_fills_the_cache_that_train_then_reuses(
+    tone_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = str(tmp_path / "c")
+    code, out, err = run(capsys, "embed", "--manifest", str(tone_dataset), "--encoder", "builtin", "--cache-dir", cache)
+    assert code == 0, err
+    assert "embedded 36 recordings (0 from cache" in out
+    args = ["train", "--manifest", str(tone_dataset), "--encoder", "builtin", "--epochs", "3", "--cache-dir", cache]
+    code, out, err = run(capsys, *args, "--out", str(tmp_path / "m"))
+    assert code == 0, err
+    assert "embedded 27 recordings (27 from cache)" in out  # the 9 test rows are not read by train

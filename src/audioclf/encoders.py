@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 DEFAULT_ENCODER = "hf:facebook/wav2vec2-base-960h"
 BUILTIN = "builtin"
 HUB_TIMEOUT_S = 8.0  # bound on the one hub request that decides whether a download can work
-MAX_BATCH_SAMPLES = 16 * 10 * SAMPLE_RATE_HZ  # about 160 s of audio per forward pass
+MAX_BATCH_SAMPLES = 4 * 10 * SAMPLE_RATE_HZ  # 40 s of audio per forward pass: bounds activation memory
 MAX_BATCH_ITEMS = 32
 
 
