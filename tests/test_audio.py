@@ -84,3 +84,13 @@ def test_zero_sample_wav_is_an_error(tmp_path: Path) -> None:
         fh.setframerate(16_000)
     with pytest.raises(DecodeError, match="no audio samples"):
         load_audio(path)
+
+
+def test_time_range_selects_a_part_and_keeps_absolute_times(tmp_path: Path) -> None:
+    x = np.concatenate([tone(300.0, 2.0), tone(1200.0, 2.0)])
+    path = write_audio(tmp_path / "two.flac", x, 16_000)
+    windows = list(iter_windows(path, WindowOptions(window_s=1.0, hop_s=1.0), start_s=2.0, end_s=3.5))
+    assert [w.start_s for w in windows] == [2.0, 2.5]  # 2.0-3.0 plus a tail window aligned to 3.5
+    assert all(abs(peak_hz(w.samples) - 1200.0) < 5 for w in windows)
+    with pytest.raises(DecodeError, match="after 9 s"):
+        list(iter_windows(path, start_s=9.0))

@@ -48,13 +48,32 @@ class Window:
         return len(self.samples) / SAMPLE_RATE_HZ
 
 
-def iter_samples(path: Path | str, max_duration_s: float | None = None) -> Iterator[np.ndarray]:
-    """Yield consecutive float32 mono 16 kHz chunks of the first audio stream of ``path``.
+def iter_samples(path: Path | str, max_duration_s: float | None = None, start_s: float = 0.0) -> Iterator[np.ndarray]:
+    """Yield consecutive float32 mono 16 kHz chunks of the first audio stream of ``path``, from ``start_s``
+    for at most ``max_duration_s`` seconds.
 
-    Raises DecodeError (naming the file) when it cannot be opened, has no audio stream or no samples.
+    Raises DecodeError (naming the file) when it cannot be opened, has no audio stream or no samples there.
     """
-    limit = None if max_duration_s is None else int(max_duration_s * SAMPLE_RATE_HZ)
+    skip = round(start_s * SAMPLE_RATE_HZ)
+    limit = None if max_duration_s is None else round(max_duration_s * SAMPLE_RATE_HZ)
     produced = 0
+    for chunk in _resampled(path):
+        if skip:
+            dropped = min(skip, len(chunk))
+            chunk, skip = chunk[dropped:], skip - dropped
+        if limit is not None:
+            chunk = chunk[: max(0, limit - produced)]
+        if len(chunk):
+            produced += len(chunk)
+            yield chunk
+        if limit is not None and produced >= limit:
+            return
+    if produced == 0:
+        where = f" after {start_s:g} s" if start_s else ""
+        raise DecodeError(f"{path}: contains no audio samples{where}; remove it or fix its time range")
+
+
+def _resampled(path: Path | str) -> Iterator[np.ndarray]:
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             if not container.streams.audio:
@@ -63,26 +82,14 @@ def iter_samples(path: Path | str, max_duration_s: float | None = None) -> Itera
             resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE_HZ)
             for frame in _decoded_frames(container, stream):
                 for out in resampler.resample(frame):
-                    chunk = out.to_ndarray().reshape(-1)
-                    if limit is not None:
-                        chunk = chunk[: max(0, limit - produced)]
-                    produced += len(chunk)
-                    if len(chunk):
-                        yield chunk
-                if limit is not None and produced >= limit:
-                    break
-            else:
-                for out in resampler.resample(None):
-                    chunk = out.to_ndarray().reshape(-1)
-                    produced += len(chunk)
-                    yield chunk
+                    yield out.to_ndarray().reshape(-1)
+            for out in resampler.resample(None):
+                yield out.to_ndarray().reshape(-1)
     except DecodeError:
         raise
     except (OSError, av.FFmpegError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise DecodeError(f"{path}: cannot decode audio ({reason}); check it is a readable audio/video file") from exc
-    if produced == 0:
-        raise DecodeError(f"{path}: contains no audio samples; remove it or replace it with a non-empty recording")
 
 
 def _decoded_frames(container: av.container.InputContainer, stream: av.AudioStream) -> Iterator[av.AudioFrame]:
@@ -99,13 +106,19 @@ def load_audio(path: Path | str, max_duration_s: float | None = None) -> np.ndar
     return np.concatenate(list(iter_samples(path, max_duration_s)))
 
 
-def iter_windows(path: Path | str, options: WindowOptions = WindowOptions()) -> Iterator[Window]:
+def iter_windows(
+    path: Path | str, options: WindowOptions = WindowOptions(), start_s: float = 0.0, end_s: float | None = None
+) -> Iterator[Window]:
     """Yield windows of ``options.window_s`` every ``options.hop_s`` seconds, holding at most about one
     window plus one decoded chunk in memory.
 
     A recording shorter than a window is one window of its own length. When the hops leave an uncovered tail
     of at least ``min(MIN_TAIL_S, window_s / 2)``, a last window aligned to the end of the recording covers it.
+    With a time range, only ``[start_s, end_s)`` is used and window starts count from the recording's start.
     """
+    span = None if end_s is None else end_s - start_s
+    if options.max_duration_s is not None:
+        span = options.max_duration_s if span is None else min(span, options.max_duration_s)
     win = max(1, round(options.window_s * SAMPLE_RATE_HZ))
     hop = max(1, round(options.hop_s * SAMPLE_RATE_HZ))
     buf = np.zeros(0, dtype=np.float32)
@@ -114,7 +127,7 @@ def iter_windows(path: Path | str, options: WindowOptions = WindowOptions()) -> 
     pending_len = 0
     next_start = 0
     covered_to = 0
-    for chunk in iter_samples(path, options.max_duration_s):
+    for chunk in iter_samples(path, span, start_s):
         pending.append(chunk)
         pending_len += len(chunk)
         if buf_start + len(buf) + pending_len < next_start + win:
@@ -123,7 +136,7 @@ def iter_windows(path: Path | str, options: WindowOptions = WindowOptions()) -> 
         pending, pending_len = [], 0
         while next_start + win <= buf_start + len(buf):
             offset = next_start - buf_start
-            yield Window(next_start / SAMPLE_RATE_HZ, buf[offset : offset + win].copy())
+            yield Window(start_s + next_start / SAMPLE_RATE_HZ, buf[offset : offset + win].copy())
             covered_to = next_start + win
             next_start += hop
         # Keep the last `win` samples (for a tail window) and everything from next_start on.
@@ -134,6 +147,6 @@ def iter_windows(path: Path | str, options: WindowOptions = WindowOptions()) -> 
     buf = np.concatenate([buf, *pending])
     total = buf_start + len(buf)
     if covered_to == 0:
-        yield Window(0.0, buf.copy())
+        yield Window(start_s, buf.copy())
     elif total - covered_to >= min(MIN_TAIL_S * SAMPLE_RATE_HZ, win / 2):
-        yield Window((total - win) / SAMPLE_RATE_HZ, buf[len(buf) - win :].copy())
+        yield Window(start_s + (total - win) / SAMPLE_RATE_HZ, buf[len(buf) - win :].copy())

@@ -13,6 +13,7 @@ from . import __version__
 from .audio import DEFAULT_HOP_S, DEFAULT_WINDOW_S, WindowOptions
 from .cache import default_cache_dir
 from .errors import AudioclfError
+from .sources import FetchOptions
 
 log = logging.getLogger("audioclf")
 
@@ -42,6 +43,16 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
         transformers.logging.disable_progress_bar()
     except ImportError:  # pragma: no cover - transformers is a dependency
         pass
+
+
+def _fetch_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("downloads (URL rows and inputs, through yt-dlp)")
+    g.add_argument("--jobs", type=int, default=4, help="parallel downloads (default %(default)s)")
+    g.add_argument("--max-per-playlist", type=int, default=None, help="videos taken from each playlist/channel")
+    g.add_argument("--max-filesize", default=None, help="skip downloads larger than this, e.g. 200M")
+    g.add_argument("--rate-limit", default=None, help="download rate limit, e.g. 2M (bytes/s)")
+    g.add_argument("--cookies", type=Path, default=None, help="cookies.txt (Netscape format) for yt-dlp")
+    g.add_argument("--proxy", default=None, help="proxy URL for yt-dlp")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -77,8 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.2, help="grouped validation share (default %(default)s)")
     p.add_argument("--class-weight", choices=["none", "balanced"], default="none")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--test-size",
+        type=float,
+        default=None,
+        help="hold out this many groups (videos), or this fraction if < 1, as a grouped stratified test set",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing model folder")
     _window_args(p)
+    _fetch_args(p)
     _common(p)
 
     p = sub.add_parser("evaluate", help="score a model on a labelled manifest: report.json, report.md, confusion.png")
@@ -88,14 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--split", default="auto", help="rows to use: auto (test rows if any, else all) | all | train | val | test"
     )
     p.add_argument("--out", type=Path, default=None, help="report folder (default <model>/report)")
+    _fetch_args(p)
     _common(p)
 
-    p = sub.add_parser("predict", help="label audio files and folders")
+    p = sub.add_parser("predict", help="label audio files, folders and URLs")
     p.add_argument("--model", type=Path, required=True)
-    p.add_argument("inputs", nargs="+", type=Path, help="audio files or folders")
+    p.add_argument("inputs", nargs="+", help="audio files, folders or http(s) URLs")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--timeline", action="store_true", help="per-window labels for long recordings")
+    _fetch_args(p)
     _common(p)
 
     p = sub.add_parser("embed", help="fill the embedding cache for a manifest (no training)")
@@ -103,8 +123,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failures", type=Path, default=None, help="write skipped items to this CSV")
     p.add_argument("--encoder", default=None, help="builtin | hf:<hub id or local dir> (default: wav2vec2-base-960h)")
     _window_args(p)
+    _fetch_args(p)
+    _common(p)
+    p = sub.add_parser("fetch", help="download the URL rows of a manifest into the cache (no embedding)")
+    p.add_argument("--manifest", type=Path, required=True)
+    p.add_argument("--max-duration", type=float, default=None, help="download at most this many seconds of each")
+    p.add_argument("--failures", type=Path, default=Path("failures.csv"), help="where to list failed URLs")
+    _fetch_args(p)
     _common(p)
     return parser
+
+
+def fetch_options(args: argparse.Namespace, max_duration_s: float | None) -> FetchOptions:
+    size = None
+    if args.max_filesize:
+        from yt_dlp.utils import parse_bytes
+
+        size = parse_bytes(args.max_filesize)
+        if size is None:
+            raise AudioclfError(f"--max-filesize {args.max_filesize!r}: use a size such as 200M")
+    return FetchOptions(
+        cache_dir=args.cache_dir,
+        jobs=args.jobs,
+        max_per_playlist=args.max_per_playlist,
+        max_duration_s=max_duration_s,
+        max_filesize_bytes=size,
+        rate_limit=args.rate_limit,
+        cookies=args.cookies,
+        proxy=args.proxy,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

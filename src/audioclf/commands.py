@@ -7,15 +7,16 @@ import logging
 from pathlib import Path
 
 from .cache import EmbeddingCache
-from .cli import EPOCH_HEADER, emit, emit_json, window_options
-from .embed import embed_items, write_failures
+from .cli import EPOCH_HEADER, emit, emit_json, fetch_options, window_options
+from .embed import Failure, embed_items, write_failures
 from .encoders import load_encoder
 from .errors import DecodeError, ManifestError
 from .evaluate import compute_report, summary_lines, write_report
 from .heads import EpochStats, FitOptions
 from .manifest import SPLITS, Item, load_manifest
 from .model import load_model
-from .predict import apply_model, predict_paths
+from .predict import apply_model, predict_inputs
+from .sources import fetch_all
 from .train import TrainOptions, train
 
 log = logging.getLogger("audioclf")
@@ -42,6 +43,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         ),
         force=args.force,
         progress=not args.quiet,
+        fetch=fetch_options(args, args.max_duration),
+        test_size=args.test_size,
     )
     header_shown = False
 
@@ -66,6 +69,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     emit(f"best validation  accuracy {best.val_acc:.3f}, macro-F1 {best.val_f1:.3f}")
     emit(f"total time       {s.seconds:.1f} s")
     emit(f"model            {s.out}")
+    if s.test_report is not None:
+        emit()
+        emit(f"held-out test groups (--test-size): rows in {s.out / 'test_split.csv'}, report in {s.out / 'report'}")
+        for line in summary_lines(s.test_report):
+            emit(line)
     return 0
 
 
@@ -93,7 +101,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"{args.manifest}: labels {unknown} were not in the model's training labels {model.labels}; "
             "evaluate on the same label set"
         )
-    preds, result = apply_model(model, items, args.cache_dir, progress=not args.quiet)
+    fetch = fetch_options(args, model.windows.max_duration_s)
+    preds, result = apply_model(model, items, args.cache_dir, fetch=fetch, progress=not args.quiet)
     out = args.out or args.model / "report"
     if result.failures:
         write_failures(result.failures, out / "failures.csv")
@@ -114,8 +123,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     model = load_model(args.model)
-    preds, result = predict_paths(
-        model, args.inputs, args.cache_dir, top_k=args.top_k, timeline=args.timeline, progress=not args.quiet
+    preds, result = predict_inputs(
+        model,
+        args.inputs,
+        args.cache_dir,
+        fetch=fetch_options(args, model.windows.max_duration_s),
+        top_k=args.top_k,
+        timeline=args.timeline,
+        progress=not args.quiet,
     )
     if not preds:
         first = result.failures[0].reason
@@ -140,8 +155,30 @@ def cmd_embed(args: argparse.Namespace) -> int:
     loaded = load_encoder(args.encoder)
     windows = window_options(args)
     cache = EmbeddingCache(args.cache_dir, loaded.encoder.identity, windows)
-    result = embed_items(items, loaded.encoder, cache, windows, progress=not args.quiet)
+    fetch = fetch_options(args, windows.max_duration_s)
+    result = embed_items(items, loaded.encoder, cache, windows, fetch=fetch, progress=not args.quiet)
     if result.failures and args.failures:
         write_failures(result.failures, args.failures)
     emit(f"{loaded.encoder.spec}: {result.summary()}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    items = [item for item in load_manifest(args.manifest, require_labels=False) if item.is_url]
+    if not items:
+        raise ManifestError(f"{args.manifest}: no URL rows to fetch")
+    failures: list[Failure] = []
+    fetched = downloaded = 0
+    for r in fetch_all(items, fetch_options(args, args.max_duration)):
+        if r.error is not None:
+            log.warning("failed %s: %s", r.item.where, r.error)
+            failures.append(Failure(r.item, r.error))
+        else:
+            fetched += 1
+            downloaded += r.fresh
+    if failures:
+        write_failures(failures, args.failures)
+    tail = f" — see {args.failures}" if failures else ""
+    cached = fetched - downloaded
+    emit(f"{fetched} fetched ({downloaded} downloaded now, {cached} already cached), {len(failures)} failed{tail}")
     return 0

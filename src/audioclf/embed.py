@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import time
 from collections.abc import Sequence
@@ -17,8 +15,9 @@ from .audio import WindowOptions, iter_windows
 from .cache import Embedded, EmbeddingCache, file_digest
 from .encoders import Encoder
 from .errors import DecodeError
-from .fileio import write_text_atomic
+from .fileio import write_csv_atomic
 from .manifest import Item
+from .sources import FetchError, FetchOptions, fetch_all
 
 log = logging.getLogger(__name__)
 
@@ -36,24 +35,24 @@ class EmbedResult:
     embedded: list[tuple[Item, Embedded]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     n_cached: int = 0
+    n_downloaded: int = 0
     audio_s: float = 0.0  # seconds of audio newly embedded
     seconds: float = 0.0
 
     def summary(self) -> str:
         ok = len(self.embedded)
         rate = f", {self.audio_s / self.seconds:.0f}x realtime" if self.audio_s and self.seconds else ""
-        return f"embedded {ok} recordings ({self.n_cached} from cache{rate}), {len(self.failures)} failed" + (
-            " (see failures.csv)" if self.failures else ""
-        )
+        fetched = f", {self.n_downloaded} downloaded" if self.n_downloaded else ""
+        return f"embedded {ok} recordings ({self.n_cached} from cache{fetched}{rate}), {len(self.failures)} failed"
 
 
-def embed_one(path: str, encoder: Encoder, windows: WindowOptions) -> Embedded:
+def embed_one(item: Item, encoder: Encoder, windows: WindowOptions) -> Embedded:
     """Embed every window of one recording, streaming: a long file is never held whole."""
     parts: list[np.ndarray] = []
     starts: list[float] = []
     durations: list[float] = []
     pending: list[np.ndarray] = []
-    for window in iter_windows(path, windows):
+    for window in iter_windows(item.file, windows, item.start_s or 0.0, item.end_s):
         starts.append(window.start_s)
         durations.append(window.duration_s)
         pending.append(window.samples)
@@ -65,42 +64,78 @@ def embed_one(path: str, encoder: Encoder, windows: WindowOptions) -> Embedded:
     return Embedded(np.concatenate(parts), np.asarray(starts), np.asarray(durations))
 
 
+def _content_key(item: Item) -> str:
+    digest = file_digest(item.file)
+    if item.start_s is None and item.end_s is None:
+        return digest
+    return f"{digest}@{item.start_s or 0.0}-{item.end_s}"
+
+
 def embed_items(
     items: Sequence[Item],
     encoder: Encoder,
     cache: EmbeddingCache,
     windows: WindowOptions,
     *,
+    fetch: FetchOptions | None = None,
     progress: bool = True,
 ) -> EmbedResult:
-    """Embed ``items`` (cached ones are read back), skipping and recording the ones that fail."""
+    """Embed ``items`` in manifest order (cached ones are read back; URLs are downloaded first, in parallel,
+    and each is embedded as soon as it arrives), skipping and recording the ones that fail."""
     result = EmbedResult()
     started = time.perf_counter()
-    for item in tqdm(items, desc="embedding", unit="file", disable=not progress, leave=False):
-        try:
-            digest = file_digest(item.source)
-            entry = cache.get(digest)
-            if entry is not None:
-                result.n_cached += 1
-            else:
-                entry = embed_one(item.source, encoder, windows)
-                cache.put(digest, entry)
-                result.audio_s += float(entry.durations_s.sum())
-        except (DecodeError, OSError) as exc:
-            reason = str(exc) if isinstance(exc, DecodeError) else f"{item.source}: {exc.strerror or exc}"
-            log.warning("skipped %s: %s", item.where, reason)
-            result.failures.append(Failure(item, reason))
-            continue
-        result.embedded.append((item, entry))
+    remote = [(row, item) for row, item in enumerate(items) if item.is_url]
+    local = [(row, item) for row, item in enumerate(items) if not item.is_url]
+    done: list[tuple[tuple[int, int], Item, Embedded]] = []
+    with tqdm(total=len(items), desc="embedding", unit="file", disable=not progress, leave=False) as bar:
+        if remote:
+            fetch = fetch or FetchOptions(cache_dir=cache.root)
+            for r in fetch_all([item for _, item in remote], fetch):
+                if r.entry > 0:
+                    bar.total += 1
+                result.n_downloaded += r.fresh
+                _embed_into(remote[r.row][0], r.entry, r.item, r.error, encoder, cache, windows, result, done)
+                bar.update()
+        for row, item in local:
+            _embed_into(row, 0, item, None, encoder, cache, windows, result, done)
+            bar.update()
+    done.sort(key=lambda entry: entry[0])
+    result.embedded = [(item, emb) for _, item, emb in done]
     result.seconds = time.perf_counter() - started
     return result
 
 
+def _embed_into(
+    row: int,
+    entry: int,
+    item: Item,
+    error: str | None,
+    encoder: Encoder,
+    cache: EmbeddingCache,
+    windows: WindowOptions,
+    result: EmbedResult,
+    done: list[tuple[tuple[int, int], Item, Embedded]],
+) -> None:
+    try:
+        if error is not None:
+            raise FetchError(error)
+        key = _content_key(item)
+        emb = cache.get(key)
+        if emb is not None:
+            result.n_cached += 1
+        else:
+            emb = embed_one(item, encoder, windows)
+            cache.put(key, emb)
+            result.audio_s += float(emb.durations_s.sum())
+    except (DecodeError, FetchError, OSError) as exc:
+        reason = f"{item.file}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+        log.warning("skipped %s: %s", item.where, reason)
+        result.failures.append(Failure(item, reason))
+        return
+    done.append(((row, entry), item, emb))
+
+
 def write_failures(failures: Sequence[Failure], path: Path) -> None:
-    """failures.csv: source, row, reason — one line per skipped item."""
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["source", "row", "reason"])
-    for failure in failures:
-        writer.writerow([failure.item.source, failure.item.where, failure.reason])
-    write_text_atomic(path, buf.getvalue())
+    """failures.csv: source (file or URL), row, reason — one line per skipped item."""
+    rows = [{"source": f.item.source, "row": f.item.where, "reason": f.reason} for f in failures]
+    write_csv_atomic(path, ["source", "row", "reason"], rows)

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .errors import ManifestError
 
@@ -49,6 +50,18 @@ class Item:
     split: str | None
     group: str
     where: str
+    local: str | None = None  # for a URL: the downloaded file, once fetched
+    start_s: float | None = None  # optional time range within the recording
+    end_s: float | None = None
+
+    @property
+    def is_url(self) -> bool:
+        return self.source.startswith(("http://", "https://"))
+
+    @property
+    def file(self) -> str:
+        """The local file to decode."""
+        return self.local or self.source
 
 
 def load_manifest(path: Path, *, require_labels: bool = True) -> list[Item]:
@@ -107,23 +120,56 @@ def _rows_to_items(rows: Iterable[tuple[int, dict[str, str]]], manifest: Path, r
 
 
 def _row_to_item(row: dict[str, str], base: Path, where: str, require_labels: bool) -> Item:
-    if row.get("url") and not row.get("path"):
-        raise ManifestError(f"{where}: URL sources are not supported yet; download the audio and give its 'path'")
-    raw = row.get("path", "")
+    raw = row.get("path") or row.get("url") or ""
     if not raw:
-        raise ManifestError(f"{where}: empty 'path'; give the audio file's path (relative to the manifest)")
-    source = Path(raw).expanduser()
-    source = source if source.is_absolute() else base / source
-    if not source.is_file():
-        raise ManifestError(f"{where}: audio file not found: {source}; fix the path or remove the row")
+        raise ManifestError(f"{where}: empty 'path' and 'url'; give the audio file's path or an http(s) URL")
+    looks_remote = "://" in raw or raw.lower().startswith(("data:", "mailto:", "javascript:"))
+    src = check_url(raw, where) if looks_remote else _local_source(raw, base, where)
     label = row.get("label") or None
     if require_labels and label is None:
         raise ManifestError(f"{where}: empty label for {raw}; every row needs a label")
     split = (row.get("split") or "").lower() or None
     if split is not None and split not in SPLITS:
         raise ManifestError(f"{where}: unknown split {split!r}; use one of {', '.join(SPLITS)} or leave it empty")
-    src = str(source.resolve())
-    return Item(source=src, label=label, split=split, group=row.get("group") or src, where=where)
+    start, end = _seconds(row, "start", where), _seconds(row, "end", where)
+    if start is not None and end is not None and end <= start:
+        raise ManifestError(f"{where}: end ({end}) must be after start ({start})")
+    # A URL's group is filled with its video id once known; a file is its own group.
+    group = row.get("group") or ("" if src.startswith(("http://", "https://")) else src)
+    return Item(src, label, split, group, where, start_s=start, end_s=end)
+
+
+def _local_source(raw: str, base: Path, where: str) -> str:
+    source = Path(raw).expanduser()
+    source = source if source.is_absolute() else base / source
+    if not source.is_file():
+        raise ManifestError(f"{where}: audio file not found: {source}; fix the path or remove the row")
+    return str(source.resolve())
+
+
+def _seconds(row: dict[str, str], key: str, where: str) -> float | None:
+    text = row.get(key) or ""
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ManifestError(f"{where}: {key} {text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise ManifestError(f"{where}: {key} must be >= 0 seconds, got {text}")
+    return value
+
+
+def check_url(url: str, where: str = "") -> str:
+    """Accept only absolute http(s) URLs with a host; anything else is refused with the reason."""
+    prefix = f"{where}: " if where else ""
+    parsed = urlsplit(url.strip())
+    if parsed.scheme.lower() not in ("http", "https"):
+        scheme = parsed.scheme or url.split(":", 1)[0]
+        raise ManifestError(f"{prefix}{url}: only http and https URLs are fetched, not {scheme!r}")
+    if not parsed.hostname:
+        raise ManifestError(f"{prefix}{url}: malformed URL (no host)")
+    return url.strip()
 
 
 def _folder_items(root: Path) -> Iterator[Item]:

@@ -15,8 +15,9 @@ from .encoders import load_encoder
 from .errors import ModelError
 from .evaluate import Predictions, recording_logits
 from .heads import predict_logits
-from .manifest import Item, audio_files
+from .manifest import Item, audio_files, check_url
 from .model import TrainedModel
+from .sources import FetchOptions
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,12 @@ class Prediction:
 
 
 def apply_model(
-    model: TrainedModel, items: Sequence[Item], cache_dir: Path, *, progress: bool = True
+    model: TrainedModel,
+    items: Sequence[Item],
+    cache_dir: Path,
+    *,
+    fetch: FetchOptions | None = None,
+    progress: bool = True,
 ) -> tuple[Predictions, EmbedResult]:
     """Embed ``items`` with the model's own encoder and settings (through the cache) and run the head."""
     encoder = load_encoder(model.encoder_spec).encoder
@@ -55,7 +61,7 @@ def apply_model(
             f"({model.encoder_identity}); retrain the model or restore the original encoder"
         )
     cache = EmbeddingCache(cache_dir, encoder.identity, model.windows)
-    result = embed_items(items, encoder, cache, model.windows, progress=progress)
+    result = embed_items(items, encoder, cache, model.windows, fetch=fetch, progress=progress)
     index = {label: i for i, label in enumerate(model.labels)}
     embedded = result.embedded
     x = np.concatenate([e.embeddings for _, e in embedded]) if embedded else np.zeros((0, 1, 1), np.float32)
@@ -96,20 +102,27 @@ def predictions_for(
     return out
 
 
-def predict_paths(
+def predict_inputs(
     model: TrainedModel,
-    inputs: Sequence[Path],
+    inputs: Sequence[str],
     cache_dir: Path,
     *,
+    fetch: FetchOptions | None = None,
     top_k: int = 3,
     timeline: bool = False,
     progress: bool = True,
 ) -> tuple[list[Prediction], EmbedResult]:
-    """Files and folders (searched recursively for audio) -> one Prediction per decodable file."""
-    files = audio_files(inputs)
-    if not files:
-        raise ModelError("no audio files found in the given paths; pass audio files or folders that contain them")
-    items = [Item(str(f.resolve()), None, None, str(f.resolve()), str(f)) for f in files]
-    preds, result = apply_model(model, items, cache_dir, progress=progress)
+    """Files, folders (searched recursively for audio) and http(s) URLs -> one Prediction per readable input."""
+    items = []
+    for text in inputs:
+        if "://" in text or text.lower().startswith(("data:", "javascript:")):
+            url = check_url(text)
+            items.append(Item(url, None, None, "", text))
+            continue
+        for f in audio_files([Path(text)]):
+            items.append(Item(str(f.resolve()), None, None, str(f.resolve()), str(f)))
+    if not items:
+        raise ModelError("no audio files found in the given paths; pass audio files, folders or URLs")
+    preds, result = apply_model(model, items, cache_dir, fetch=fetch, progress=progress)
     durations = [e.durations_s for _, e in result.embedded]
     return predictions_for(preds, durations, top_k=top_k, timeline=timeline), result

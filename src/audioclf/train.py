@@ -18,9 +18,22 @@ from .cache import Embedded, EmbeddingCache, default_cache_dir
 from .embed import EmbedResult, embed_items, write_failures
 from .encoders import load_encoder
 from .errors import TrainingError
-from .heads import LAST, WEIGHTED, EpochStats, FitOptions, FitResult, ProbeConfig, ProbeHead, fit_probe
+from .evaluate import Predictions, compute_report, write_report
+from .fileio import write_csv_atomic
+from .heads import (
+    LAST,
+    WEIGHTED,
+    EpochStats,
+    FitOptions,
+    FitResult,
+    ProbeConfig,
+    ProbeHead,
+    fit_probe,
+    predict_logits,
+)
 from .manifest import Item, labels_of, load_manifest
 from .model import TrainedModel, build_meta, prepare_out_dir, save_model
+from .sources import FetchOptions
 from .splits import grouped_split
 
 log = logging.getLogger(__name__)
@@ -41,6 +54,8 @@ class TrainOptions:
     fit: FitOptions = field(default_factory=FitOptions)
     force: bool = False
     progress: bool = True
+    fetch: FetchOptions | None = None  # downloads of URL rows
+    test_size: float | None = None  # hold out this many groups (>= 1) or this fraction (< 1) as a test set
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,7 @@ class TrainSummary:
     config: ProbeConfig
     fit: FitResult
     seconds: float
+    test_report: dict[str, Any] | None = None  # with --test-size: the held-out groups' evaluation
 
 
 def stack(embedded: Sequence[tuple[Item, Embedded]], labels: Sequence[str]) -> Dataset:
@@ -91,6 +107,39 @@ def split_train_val(data: Dataset, fraction: float, seed: int) -> tuple[Dataset,
     labels = [item.label or "" for item in data.items]
     keep, held = grouped_split(labels, [item.group for item in data.items], fraction, seed)
     return data.subset(keep), data.subset(held)
+
+
+def hold_out_test(data: Dataset, test_size: float | None, seed: int, out: Path) -> tuple[Dataset, Dataset | None]:
+    """The original report's protocol: a grouped, stratified train/test split of videos (groups).
+
+    The held-out rows are listed in ``out/test_split.csv`` so that ``audioclf evaluate`` can reproduce it."""
+    if test_size is None:
+        return data, None
+    groups = [item.group for item in data.items]
+    n_groups = len(set(groups))
+    fraction = test_size if test_size < 1 else test_size / n_groups
+    if not 0 < fraction < 1:
+        raise TrainingError(f"--test-size {test_size:g}: there are only {n_groups} groups; hold out fewer")
+    keep, held = grouped_split([item.label or "" for item in data.items], groups, fraction, seed)
+    test = data.subset(held)
+    rows = [{"path": i.source, "label": i.label, "split": "test", "group": i.group} for i in test.items]
+    write_csv_atomic(out / "test_split.csv", ["path", "label", "split", "group"], rows)
+    return data.subset(keep), test
+
+
+def _test_report(head: ProbeHead, test: Dataset, labels: list[str], out: Path) -> dict[str, Any]:
+    preds = Predictions(
+        labels=labels,
+        window_logits=predict_logits(head, test.x.numpy()),
+        window_recording=test.recording,
+        window_starts_s=np.zeros(len(test.recording)),
+        recordings=[item.source for item in test.items],
+        recording_true=np.array([labels.index(item.label or "") for item in test.items]),
+        recording_groups=[item.group for item in test.items],
+    )
+    report = compute_report(preds)
+    write_report(report, out / "report", context={"test": "held out by --test-size", "model": str(out)})
+    return report
 
 
 def candidate_configs(n_layers: int, options: TrainOptions) -> list[ProbeConfig]:
@@ -153,13 +202,14 @@ def train(
     loaded = load_encoder(options.encoder)
     encoder = loaded.encoder
     cache = EmbeddingCache(options.cache_dir, encoder.identity, options.windows)
-    embedded = embed_items(items, encoder, cache, options.windows, progress=options.progress)
+    embedded = embed_items(items, encoder, cache, options.windows, fetch=options.fetch, progress=options.progress)
     log.info("%s", embedded.summary())
     if embedded.failures:
         write_failures(embedded.failures, out / "failures.csv")
     if not embedded.embedded:
         raise TrainingError(f"{manifest}: no file could be decoded; see {out / 'failures.csv'}")
     data = stack(embedded.embedded, labels)
+    data, test_set = hold_out_test(data, options.test_size, options.fit.seed, out)
     train_set, val_set = split_train_val(data, options.val_fraction, options.fit.seed)
     config, results = search(train_set, val_set, len(labels), options)
     fit = _fit(train_set, val_set, len(labels), config, options.fit, on_epoch)
@@ -177,6 +227,7 @@ def train(
         config=config,
         fit=fit,
         seconds=time.perf_counter() - started,
+        test_report=_test_report(head, test_set, labels, out) if test_set is not None else None,
     )
     meta = _meta(manifest, summary, encoder.identity, head, options)
     save_model(out, TrainedModel(head, labels, encoder.spec, encoder.identity, options.windows, meta))
