@@ -168,7 +168,7 @@ class Fetcher:
 
     def _resolved(self, item: Item, meta: dict[str, Any], path: Path) -> Item:
         start, end = (None, None) if meta.get("range_applied") else (item.start_s, item.end_s)
-        group = item.group or f"{meta.get('extractor', '')}:{meta.get('id', '')}"
+        group = item.group or str(meta.get("group") or meta["url"])
         return replace(item, local=str(path), group=group, start_s=start, end_s=end)
 
     def expand(self, item: Item) -> list[Item]:
@@ -224,6 +224,7 @@ class Fetcher:
             "range": [start, end],
             "range_applied": use_range,
             "extractor": extractor,
+            "group": identity,  # windows of one video share it, so they never straddle a split
             **{k: info.get(k) for k in ("id", "title", "duration", "uploader", "webpage_url")},
         }
         write_json_atomic(path.with_suffix(path.suffix + ".json"), meta)  # sidecar for reports

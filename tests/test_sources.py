@@ -1,0 +1,225 @@
+"""Real yt-dlp against a real HTTP server on 127.0.0.1 that serves generated media and misbehaves on purpose."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import tone, write_audio
+
+from audioclf.cli import main
+from audioclf.errors import ManifestError
+from audioclf.manifest import Item, check_url, load_manifest
+from audioclf.sources import FetchOptions, fetch_all
+
+TYPES = {".wav": "audio/wav", ".ogg": "audio/ogg", ".m4a": "audio/mp4", ".webm": "audio/webm", ".mp3": "audio/mpeg"}
+
+
+@dataclass
+class Server:
+    base: str
+    files: dict[str, bytes]
+    hits: Counter[str] = field(default_factory=Counter)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def url(self, path: str) -> str:
+        return f"{self.base}{path}"
+
+
+def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_HEAD(self) -> None:
+            self.do_GET(body=False)
+
+        def do_GET(self, body: bool = True) -> None:
+            path = self.path.split("?")[0]
+            server.hits[path] += 1
+            if path.startswith("/flaky") and server.hits[path] <= 2:
+                return self._send(500, b"try again", "text/plain", body)
+            if path.startswith("/stall"):
+                server.release.wait(30)  # never answers within the client's timeout
+                return None
+            if path == "/page.html":
+                return self._send(200, b"<html><body><p>No media here.</p></body></html>", "text/html", body)
+            if path == "/feed.xml":
+                items = "".join(
+                    f'<item><title>clip {n}</title><enclosure url="{server.url(f"/clip{n}.ogg")}" '
+                    f'type="audio/ogg" length="1"/></item>'
+                    for n in (1, 2, 3)
+                )
+                rss = f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'
+                return self._send(200, rss.encode(), "application/rss+xml", body)
+            data = server.files.get(path.removeprefix("/flaky"))
+            if data is None:
+                return self._send(404, b"not found", "text/plain", body)
+            return self._send(200, data, TYPES.get(Path(path).suffix, "application/octet-stream"), body)
+
+        def _send(self, code: int, data: bytes, ctype: str, body: bool) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if body:
+                self.wfile.write(data)
+
+    return Handler
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    root = tmp_path_factory.mktemp("media")
+    specs = {
+        "/clip.ogg": (440, 1.0, "clip.ogg", 44_100),
+        "/clip.m4a": (440, 1.0, "clip.m4a", 44_100),
+        "/clip.webm": (880, 1.0, "clip.webm", 48_000),
+        "/clip.mp3": (660, 1.0, "clip.mp3", 44_100),
+        "/a/clip.wav": (300, 0.8, "a.wav", 16_000),
+        "/b/clip.wav": (1500, 0.8, "b.wav", 16_000),
+        "/clip1.ogg": (300, 0.6, "c1.ogg", 44_100),
+        "/clip2.ogg": (600, 0.6, "c2.ogg", 44_100),
+        "/clip3.ogg": (900, 0.6, "c3.ogg", 44_100),
+        "/long.wav": (500, 6.0, "long.wav", 16_000),
+        "/big.wav": (500, 20.0, "big.wav", 16_000),
+    }
+    out = {}
+    for route, (freq, secs, name, rate) in specs.items():
+        out[route] = write_audio(root / name, tone(freq, secs, rate), rate, channels=2).read_bytes()
+    out["/low.wav"], out["/high.wav"] = out["/a/clip.wav"], out["/b/clip.wav"]
+    return out
+
+
+@pytest.fixture()
+def server(media: dict[str, bytes]) -> Iterator[Server]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    state = Server(f"http://127.0.0.1:{httpd.server_address[1]}", media)
+    httpd.RequestHandlerClass = _handler(state)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    state.release.set()
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def options(tmp_path: Path, **kw: object) -> FetchOptions:
+    base: dict[str, object] = {"cache_dir": tmp_path / "cache", "jobs": 3, "backoff_s": 0.05, "socket_timeout_s": 2}
+    return FetchOptions(**(base | kw))  # type: ignore[arg-type]
+
+
+def items_for(*urls: str) -> list[Item]:
+    return [Item(u, "x", None, "", f"m.csv:{n + 2}") for n, u in enumerate(urls)]
+
+
+def fetch(items: list[Item], opts: FetchOptions) -> dict[str, tuple[Item, str | None, bool]]:
+    return {r.item.source: (r.item, r.error, r.fresh) for r in fetch_all(items, opts)}
+
+
+def test_formats_download_audio_as_is_with_sidecars(server: Server, tmp_path: Path) -> None:
+    urls = [server.url(p) for p in ("/clip.ogg", "/clip.m4a", "/clip.webm", "/clip.mp3")]
+    results = fetch(items_for(*urls), options(tmp_path))
+    for url in urls:
+        item, error, fresh = results[url]
+        assert error is None and fresh
+        local = Path(item.local or "")
+        assert local.read_bytes() == server.files[url.removeprefix(server.base)]  # kept as downloaded
+        assert local.parent == tmp_path / "cache" / "media" and len(local.stem) == 64  # a hash, never a title
+        sidecar = json.loads(local.with_suffix(local.suffix + ".json").read_text())
+        assert sidecar["url"] == url and {"title", "duration", "uploader", "id", "webpage_url"} <= set(sidecar)
+
+
+def test_same_file_name_on_two_hosts_does_not_collide(server: Server, tmp_path: Path) -> None:
+    a, b = server.url("/a/clip.wav"), server.url("/b/clip.wav")
+    results = fetch(items_for(a, b), options(tmp_path))
+    path_a, path_b = Path(results[a][0].local or ""), Path(results[b][0].local or "")
+    assert path_a != path_b
+    assert path_a.read_bytes() == server.files["/a/clip.wav"] and path_b.read_bytes() == server.files["/b/clip.wav"]
+    assert results[a][0].group != results[b][0].group
+
+
+def test_rerun_downloads_nothing(server: Server, tmp_path: Path) -> None:
+    url = server.url("/clip.ogg")
+    fetch(items_for(url), options(tmp_path))
+    hits = sum(server.hits.values())
+    (item, error, fresh) = fetch(items_for(url), options(tmp_path))[url]
+    assert error is None and not fresh and Path(item.local or "").is_file()
+    assert sum(server.hits.values()) == hits  # not a single request
+
+
+def test_transient_500_is_retried(server: Server, tmp_path: Path) -> None:
+    url = server.url("/flaky/clip.mp3")
+    (_, error, _) = fetch(items_for(url), options(tmp_path))[url]
+    assert error is None and server.hits["/flaky/clip.mp3"] >= 3
+
+
+@pytest.mark.parametrize(
+    ("route", "reason"),
+    [("/missing.wav", "404"), ("/page.html", "Unsupported URL"), ("/stall.wav", "timed out")],
+)
+def test_bad_urls_are_reported_not_raised(server: Server, tmp_path: Path, route: str, reason: str) -> None:
+    url = server.url(route)
+    (_, error, _) = fetch(items_for(url), options(tmp_path, retries=1))[url]
+    assert error is not None and reason in error and url in error
+
+
+def test_max_filesize(server: Server, tmp_path: Path) -> None:
+    url = server.url("/big.wav")
+    (_, error, _) = fetch(items_for(url), options(tmp_path, max_filesize_bytes=100_000))[url]
+    assert error is not None and "max-filesize" in error
+    assert not list((tmp_path / "cache" / "media").glob("*.wav"))
+
+
+def test_playlist_expands_with_cap_and_per_video_groups(server: Server, tmp_path: Path) -> None:
+    results = list(fetch_all(items_for(server.url("/feed.xml")), options(tmp_path, max_per_playlist=2)))
+    assert [r.error for r in results] == [None, None]
+    assert sorted(r.item.source for r in results) == [server.url("/clip1.ogg"), server.url("/clip2.ogg")]
+    assert len({r.item.group for r in results}) == 2 and all(r.item.label == "x" for r in results)
+    assert {r.item.where for r in results} == {"m.csv:2#1", "m.csv:2#2"}
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.org/a.mp3", "data:audio/wav;base64,AAAA"])
+def test_only_http_and_https(url: str, tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="only http and https"):
+        check_url(url)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"url,label\n{url},a\n")
+    with pytest.raises(ManifestError, match=r"m\.csv:2"):
+        load_manifest(manifest)
+
+
+def test_train_on_urls_with_failures_and_predict_a_url(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        ("/low.wav", "low"), ("/clip1.ogg", "low"), ("/high.wav", "high"), ("/clip3.ogg", "high"),
+        ("/a/clip.wav", "low"), ("/b/clip.wav", "high"), ("/missing.wav", "low"), ("/page.html", "high"),
+    ]  # fmt: skip
+    manifest = tmp_path / "urls.csv"
+    manifest.write_text("url,label\n" + "".join(f"{server.url(p)},{label}\n" for p, label in rows))
+    model, cache = tmp_path / "model", str(tmp_path / "cache")
+    args = ["train", "--manifest", str(manifest), "--out", str(model), "--encoder", "builtin", "--epochs", "5"]
+    code = main([*args, "--cache-dir", cache, "--quiet", "--val-fraction", "0.34"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    # six downloads; /low.wav = /a/clip.wav and /high.wav = /b/clip.wav byte for byte, so embedded once each
+    assert "(2 from cache, 6 downloaded" in out and "2 failed" in out
+    failures = (model / "failures.csv").read_text()
+    assert "/missing.wav" in failures and "/page.html" in failures and "urls.csv:8" in failures
+
+    code = main(["predict", "--model", str(model), server.url("/clip2.ogg"), "--json", "--cache-dir", cache])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["source"] == server.url("/clip2.ogg")
+
+    code = main(["fetch", "--manifest", str(manifest), "--cache-dir", cache, "--failures", str(tmp_path / "f.csv")])
+    out, err = capsys.readouterr()
+    assert code == 0 and "6 fetched (0 downloaded now, 6 already cached), 2 failed" in out
