@@ -128,3 +128,19 @@ def test_embed_fills_the_cache_that_train_then_reuses(
     code, out, err = run(capsys, *args, "--out", str(tmp_path / "m"))
     assert code == 0, err
     assert "embedded 27 recordings (27 from cache)" in out  # the 9 test rows are not read by train
+
+
+def test_test_size_holds_out_whole_groups(
+    tone_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "m"
+    args = ["train", "--manifest", str(tone_dataset), "--encoder", "builtin", "--epochs", "5", "--test-size", "1"]
+    code, out, err = run(capsys, *args, "--out", str(model), "--cache-dir", str(tmp_path / "c"))
+    assert code == 0, err
+    assert "held-out test groups" in out and "recordings: 9" in out
+    held = (model / "test_split.csv").read_text().splitlines()
+    assert held[0] == "path,label,split,group" and len(held) == 10
+    assert len({line.rsplit(",", 1)[1] for line in held[1:]}) == 1  # one whole speaker
+    meta = json.loads((model / "audioclf.json").read_text())
+    assert meta["training"]["n_train_recordings"] + meta["training"]["n_val_recordings"] == 18
+    assert json.loads((model / "report" / "report.json").read_text())["recording"]["n"] == 9

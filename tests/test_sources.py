@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,7 +18,11 @@ from pathlib import Path
 import pytest
 from conftest import tone, write_audio
 
+from audioclf.audio import WindowOptions
+from audioclf.cache import EmbeddingCache
 from audioclf.cli import main
+from audioclf.embed import embed_items
+from audioclf.encoders import BuiltinEncoder
 from audioclf.errors import ManifestError
 from audioclf.manifest import Item, check_url, load_manifest
 from audioclf.sources import FetchOptions, fetch_all
@@ -48,6 +57,8 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
             if path.startswith("/stall"):
                 server.release.wait(30)  # never answers within the client's timeout
                 return None
+            if path.startswith("/slow/"):
+                return self._send_slowly(server.files[path.removeprefix("/slow")], body)
             if path == "/page.html":
                 return self._send(200, b"<html><body><p>No media here.</p></body></html>", "text/html", body)
             if path == "/feed.xml":
@@ -62,6 +73,16 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
             if data is None:
                 return self._send(404, b"not found", "text/plain", body)
             return self._send(200, data, TYPES.get(Path(path).suffix, "application/octet-stream"), body)
+
+        def _send_slowly(self, data: bytes, body: bool) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "audio/wav")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            for start in range(0, len(data) if body else 0, 16_384):
+                if server.release.wait(0.1):
+                    return
+                self.wfile.write(data[start : start + 16_384])
 
         def _send(self, code: int, data: bytes, ctype: str, body: bool) -> None:
             self.send_response(code)
@@ -223,3 +244,36 @@ def test_train_on_urls_with_failures_and_predict_a_url(
     code = main(["fetch", "--manifest", str(manifest), "--cache-dir", cache, "--failures", str(tmp_path / "f.csv")])
     out, err = capsys.readouterr()
     assert code == 0 and "6 fetched (0 downloaded now, 6 already cached), 2 failed" in out
+
+
+def test_killed_download_leaves_nothing_taken_as_complete(server: Server, tmp_path: Path) -> None:
+    url = server.url("/slow/big.wav")  # about 40 chunks, 0.1 s apart
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"url,label\n{url},a\n")
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "audioclf", "fetch", "--manifest", str(manifest), "--cache-dir", str(cache)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not list((cache / "media").glob("*.part")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list((cache / "media").glob("*.part")), "the download never started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list((cache / "urls").rglob("*.json"))  # nothing recorded as finished
+    assert not list((cache / "media").glob("*.wav"))
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "1 fetched (1 downloaded now" in rerun.stdout
+    (done,) = list((cache / "media").glob("*.wav"))
+    assert done.read_bytes() == server.files["/big.wav"]
+    assert not list((cache / "media").glob("*.part"))
+
+
+def test_time_range_of_a_url_row(server: Server, tmp_path: Path) -> None:
+    item = Item(server.url("/long.wav"), "x", None, "", "m.csv:2", start_s=2.0, end_s=4.5)
+    cache = EmbeddingCache(tmp_path / "cache", "builtin-test", WindowOptions(window_s=10.0))
+    result = embed_items([item], BuiltinEncoder(), cache, WindowOptions(window_s=10.0), progress=False,
+                         fetch=options(tmp_path))  # fmt: skip
+    assert not result.failures
+    ((_, emb),) = result.embedded
+    assert emb.starts_s.tolist() == [2.0] and emb.durations_s.tolist() == [2.5]
