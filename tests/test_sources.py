@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -269,11 +270,28 @@ def test_killed_download_leaves_nothing_taken_as_complete(server: Server, tmp_pa
     assert not list((cache / "media").glob("*.part"))
 
 
-def test_time_range_of_a_url_row(server: Server, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "partial",
+    [
+        False,  # whole file downloaded, cut while decoding
+        pytest.param(
+            True, marks=pytest.mark.skipif(not shutil.which("ffmpeg"), reason="partial downloads need ffmpeg")
+        ),
+    ],
+)
+def test_time_range_of_a_url_row(server: Server, tmp_path: Path, partial: bool) -> None:
     item = Item(server.url("/long.wav"), "x", None, "", "m.csv:2", start_s=2.0, end_s=4.5)
-    cache = EmbeddingCache(tmp_path / "cache", "builtin-test", WindowOptions(window_s=10.0))
-    result = embed_items([item], BuiltinEncoder(), cache, WindowOptions(window_s=10.0), progress=False,
-                         fetch=options(tmp_path))  # fmt: skip
-    assert not result.failures
-    ((_, emb),) = result.embedded
-    assert emb.starts_s.tolist() == [2.0] and emb.durations_s.tolist() == [2.5]
+    windows = WindowOptions(window_s=10.0)
+    cache = EmbeddingCache(tmp_path / "cache", "builtin-test", windows)
+    opts = options(tmp_path, partial_downloads=partial)
+    result = embed_items([item], BuiltinEncoder(), cache, windows, progress=False, fetch=opts)
+    assert not result.failures, result.failures
+    ((fetched, emb),) = result.embedded
+    size = Path(fetched.local or "").stat().st_size
+    if partial:  # only the range was downloaded; its windows count from the cut
+        assert size < len(server.files["/long.wav"]) / 2
+        # ffmpeg seeks an HTTP WAV by byte estimate, so the cut is only roughly at 2.0-4.5 s
+        assert emb.starts_s.tolist() == [0.0] and 1.5 < emb.durations_s[0] < 3.0
+    else:
+        assert size == len(server.files["/long.wav"])
+        assert emb.starts_s.tolist() == [2.0] and emb.durations_s.tolist() == [2.5]

@@ -61,7 +61,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     mean_loss = sum(h.train_loss for h in fit.history) / len(fit.history)
     emit()
     emit(f"encoder          {s.encoder_spec}" + (" (fallback)" if s.fallback_reason else ""))
-    emit(f"data             {s.embed.summary()}")
+    see = f" — see {s.out / 'failures.csv'}" if s.embed.failures else ""
+    emit(f"data             {s.embed.summary()}{see}")
     emit(f"split            {s.n_train} train / {s.n_val} validation recordings (grouped), {len(s.labels)} labels")
     emit(f"search           {len(s.search)} configs; best {s.config.describe()}")
     emit(f"epochs           {len(fit.history)} (best {fit.best_epoch}), {sum(h.seconds for h in fit.history):.2f} s")
@@ -116,7 +117,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     paths = write_report(report, out, context=context)
     for line in summary_lines(report):
         emit(line)
-    emit(f"data        {result.summary()}")
+    see = f" — see {out / 'failures.csv'}" if result.failures else ""
+    emit(f"data        {result.summary()}{see}")
     emit("wrote       " + ", ".join(str(p) for p in paths))
     return 0
 

@@ -43,6 +43,7 @@ class FetchOptions:
     retries: int = 3
     backoff_s: float = 2.0
     socket_timeout_s: float = 20.0
+    partial_downloads: bool | None = None  # download only [start, end) (needs ffmpeg); None: when ffmpeg exists
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,8 @@ class Fetcher:
         self.options = options
         self.media = options.cache_dir / "media"
         self.index = options.cache_dir / "urls"
-        self._ffmpeg = shutil.which("ffmpeg") is not None
+        partial = options.partial_downloads
+        self._partial = shutil.which("ffmpeg") is not None if partial is None else partial
 
     def _index_path(self, url: str, span: tuple[float, float | None]) -> Path:
         key = _digest(f"{url}|{span}")
@@ -215,7 +217,7 @@ class Fetcher:
         video_id = str(info.get("id") or "")
         identity = f"url:{item.source}" if extractor.lower() == "generic" or not video_id else f"{extractor}:{video_id}"
         key = _digest(f"{identity}|{start}|{end}")
-        use_range = self._ffmpeg and (start > 0 or end is not None)
+        use_range = self._partial and (start > 0 or end is not None)
         path = _with_retries(item.source, self.options, lambda: self._download(info, key, use_range, start, end))
         meta = {
             "url": item.source,
