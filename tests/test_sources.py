@@ -295,3 +295,9 @@ def test_time_range_of_a_url_row(server: Server, tmp_path: Path, partial: bool) 
     else:
         assert size == len(server.files["/long.wav"])
         assert emb.starts_s.tolist() == [2.0] and emb.durations_s.tolist() == [2.5]
+
+
+def test_a_video_reached_by_two_rows_is_fetched_once(server: Server, tmp_path: Path) -> None:
+    results = list(fetch_all(items_for(server.url("/feed.xml"), server.url("/feed.xml?again")), options(tmp_path)))
+    assert len(results) == 3 and all(r.error is None for r in results)
+    assert {r.item.where.split("#")[0] for r in results} <= {"m.csv:2", "m.csv:3"}

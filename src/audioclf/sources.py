@@ -258,6 +258,7 @@ def fetch_all(items: Sequence[Item], options: FetchOptions) -> Iterator[Resolved
         pending: dict[Future[Any], tuple[str, int, int, Item]] = {
             pool.submit(fetcher.expand, item): ("expand", row, 0, item) for row, item in enumerate(items)
         }
+        seen: set[str] = set()
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -273,4 +274,8 @@ def fetch_all(items: Sequence[Item], options: FetchOptions) -> Iterator[Resolved
                 elif not value:
                     yield Resolved(row, entry, item, f"{item.source}: playlist has no entries")
                 for n, child in enumerate(value if stage == "expand" else []):
+                    if child.source in seen:  # the same video reached through two rows: keep the first
+                        log.info("%s: %s already listed; skipped", child.where, child.source)
+                        continue
+                    seen.add(child.source)
                     pending[pool.submit(fetcher.download, child)] = ("download", row, n, child)
