@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .audio import DEFAULT_HOP_S, DEFAULT_WINDOW_S, WindowOptions
@@ -99,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     _fetch_args(p)
     _common(p)
 
+    _evaluate_predict_parsers(sub)
+    _embed_fetch_parsers(sub)
+    return parser
+
+
+def _evaluate_predict_parsers(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="score a model on a labelled manifest: report.json, report.md, confusion.png")
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--manifest", type=Path, required=True)
@@ -118,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     _fetch_args(p)
     _common(p)
 
+
+def _embed_fetch_parsers(sub: Any) -> None:
     p = sub.add_parser("embed", help="fill the embedding cache for a manifest (no training)")
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--failures", type=Path, default=None, help="write skipped items to this CSV")
@@ -131,7 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failures", type=Path, default=Path("failures.csv"), help="where to list failed URLs")
     _fetch_args(p)
     _common(p)
-    return parser
 
 
 def fetch_options(args: argparse.Namespace, max_duration_s: float | None) -> FetchOptions:

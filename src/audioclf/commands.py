@@ -11,11 +11,12 @@ from .cli import EPOCH_HEADER, emit, emit_json, fetch_options, window_options
 from .embed import Failure, embed_items, write_failures
 from .encoders import load_encoder
 from .errors import DecodeError, ManifestError
-from .evaluate import compute_report, summary_lines, write_report
+from .evaluate import compute_report
 from .heads import EpochStats, FitOptions
 from .manifest import SPLITS, Item, load_manifest
 from .model import load_model
 from .predict import apply_model, predict_inputs
+from .report import summary_lines, write_report
 from .sources import fetch_all
 from .train import TrainOptions, train
 

@@ -71,6 +71,36 @@ def _content_key(item: Item) -> str:
     return f"{digest}@{item.start_s or 0.0}-{item.end_s}"
 
 
+@dataclass
+class _Embedder:
+    """Embeds items one by one into ``result``, keeping each success with its (row, entry) position."""
+
+    encoder: Encoder
+    cache: EmbeddingCache
+    windows: WindowOptions
+    result: EmbedResult = field(default_factory=EmbedResult)
+    done: list[tuple[tuple[int, int], Item, Embedded]] = field(default_factory=list)
+
+    def add(self, position: tuple[int, int], item: Item, error: str | None = None) -> None:
+        try:
+            if error is not None:
+                raise FetchError(error)
+            key = _content_key(item)
+            emb = self.cache.get(key)
+            if emb is not None:
+                self.result.n_cached += 1
+            else:
+                emb = embed_one(item, self.encoder, self.windows)
+                self.cache.put(key, emb)
+                self.result.audio_s += float(emb.durations_s.sum())
+        except (DecodeError, FetchError, OSError) as exc:
+            reason = f"{item.file}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+            log.warning("skipped %s: %s", item.where, reason)
+            self.result.failures.append(Failure(item, reason))
+            return
+        self.done.append((position, item, emb))
+
+
 def embed_items(
     items: Sequence[Item],
     encoder: Encoder,
@@ -82,57 +112,25 @@ def embed_items(
 ) -> EmbedResult:
     """Embed ``items`` in manifest order (cached ones are read back; URLs are downloaded first, in parallel,
     and each is embedded as soon as it arrives), skipping and recording the ones that fail."""
-    result = EmbedResult()
     started = time.perf_counter()
+    embedder = _Embedder(encoder, cache, windows)
     remote = [(row, item) for row, item in enumerate(items) if item.is_url]
-    local = [(row, item) for row, item in enumerate(items) if not item.is_url]
-    done: list[tuple[tuple[int, int], Item, Embedded]] = []
     with tqdm(total=len(items), desc="embedding", unit="file", disable=not progress, leave=False) as bar:
         if remote:
-            fetch = fetch or FetchOptions(cache_dir=cache.root)
-            for r in fetch_all([item for _, item in remote], fetch):
+            for r in fetch_all([item for _, item in remote], fetch or FetchOptions(cache_dir=cache.root)):
                 if r.entry > 0:
                     bar.total += 1
-                result.n_downloaded += r.fresh
-                _embed_into(remote[r.row][0], r.entry, r.item, r.error, encoder, cache, windows, result, done)
+                embedder.result.n_downloaded += r.fresh
+                embedder.add((remote[r.row][0], r.entry), r.item, r.error)
                 bar.update()
-        for row, item in local:
-            _embed_into(row, 0, item, None, encoder, cache, windows, result, done)
-            bar.update()
-    done.sort(key=lambda entry: entry[0])
-    result.embedded = [(item, emb) for _, item, emb in done]
+        for row, item in enumerate(items):
+            if not item.is_url:
+                embedder.add((row, 0), item)
+                bar.update()
+    result = embedder.result
+    result.embedded = [(item, emb) for _, item, emb in sorted(embedder.done, key=lambda d: d[0])]
     result.seconds = time.perf_counter() - started
     return result
-
-
-def _embed_into(
-    row: int,
-    entry: int,
-    item: Item,
-    error: str | None,
-    encoder: Encoder,
-    cache: EmbeddingCache,
-    windows: WindowOptions,
-    result: EmbedResult,
-    done: list[tuple[tuple[int, int], Item, Embedded]],
-) -> None:
-    try:
-        if error is not None:
-            raise FetchError(error)
-        key = _content_key(item)
-        emb = cache.get(key)
-        if emb is not None:
-            result.n_cached += 1
-        else:
-            emb = embed_one(item, encoder, windows)
-            cache.put(key, emb)
-            result.audio_s += float(emb.durations_s.sum())
-    except (DecodeError, FetchError, OSError) as exc:
-        reason = f"{item.file}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
-        log.warning("skipped %s: %s", item.where, reason)
-        result.failures.append(Failure(item, reason))
-        return
-    done.append(((row, entry), item, emb))
 
 
 def write_failures(failures: Sequence[Failure], path: Path) -> None:

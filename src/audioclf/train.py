@@ -18,7 +18,7 @@ from .cache import Embedded, EmbeddingCache, default_cache_dir
 from .embed import EmbedResult, embed_items, write_failures
 from .encoders import load_encoder
 from .errors import TrainingError
-from .evaluate import Predictions, compute_report, write_report
+from .evaluate import Predictions, compute_report
 from .fileio import write_csv_atomic
 from .heads import (
     LAST,
@@ -33,6 +33,7 @@ from .heads import (
 )
 from .manifest import Item, labels_of, load_manifest
 from .model import TrainedModel, build_meta, prepare_out_dir, save_model
+from .report import write_report
 from .sources import FetchOptions
 from .splits import grouped_split
 
