@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +119,11 @@ def iter_windows(
     span = None if end_s is None else end_s - start_s
     if options.max_duration_s is not None:
         span = options.max_duration_s if span is None else min(span, options.max_duration_s)
+    return window_stream(iter_samples(path, span, start_s), options, start_s)
+
+
+def window_stream(chunks: Iterable[np.ndarray], options: WindowOptions, start_s: float = 0.0) -> Iterator[Window]:
+    """The windowing of ``iter_windows`` over any stream of 16 kHz chunks (e.g. an array already in memory)."""
     win = max(1, round(options.window_s * SAMPLE_RATE_HZ))
     hop = max(1, round(options.hop_s * SAMPLE_RATE_HZ))
     buf = np.zeros(0, dtype=np.float32)
@@ -127,7 +132,7 @@ def iter_windows(
     pending_len = 0
     next_start = 0
     covered_to = 0
-    for chunk in iter_samples(path, span, start_s):
+    for chunk in chunks:
         pending.append(chunk)
         pending_len += len(chunk)
         if buf_start + len(buf) + pending_len < next_start + win:

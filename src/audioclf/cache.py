@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
-from .audio import WindowOptions
+from .audio import SAMPLE_RATE_HZ, WindowOptions, iter_samples
 from .fileio import atomic_path
+from .manifest import Item
 
 log = logging.getLogger(__name__)
 
@@ -78,3 +79,36 @@ class EmbeddingCache:
         path = self.path_for(audio_digest)
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, embeddings=entry.embeddings, starts_s=entry.starts_s, durations_s=entry.durations_s)
+
+
+def content_key(item: Item) -> str:
+    """Cache key of an item's audio: the file's hash, plus its time range when it has one."""
+    digest = file_digest(item.file)
+    if item.start_s is None and item.end_s is None:
+        return digest
+    return f"{digest}@{item.start_s or 0.0}-{item.end_s}"
+
+
+class AudioCache:
+    """Decoded 16 kHz mono float32 waveforms as ``.npy`` files, memory-mapped when read (fine-tuning crops)."""
+
+    def __init__(self, root: Path, max_duration_s: float | None = None) -> None:
+        self.root = Path(root) / "audio"
+        self._max = max_duration_s
+
+    def load(self, item: Item) -> np.ndarray:
+        key = hashlib.sha256(f"{content_key(item)}|{SAMPLE_RATE_HZ}|{self._max}".encode()).hexdigest()
+        path = self.root / key[:2] / f"{key}.npy"
+        if path.exists():
+            try:
+                return np.load(path, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                log.warning("ignoring unreadable cached audio %s (%s)", path, exc)
+        start = item.start_s or 0.0
+        span = None if item.end_s is None else item.end_s - start
+        if self._max is not None:
+            span = self._max if span is None else min(span, self._max)
+        audio = np.concatenate(list(iter_samples(item.file, span, start)))
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, audio, allow_pickle=False)
+        return np.load(path, mmap_mode="r", allow_pickle=False)

@@ -56,6 +56,19 @@ def _fetch_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--proxy", default=None, help="proxy URL for yt-dlp")
 
 
+def _finetune_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("fine-tuning (--mode finetune)")
+    g.add_argument("--batch-size", type=int, default=8, help="windows per step (default %(default)s)")
+    g.add_argument("--accum", type=int, default=1, help="gradient accumulation steps (default %(default)s)")
+    g.add_argument("--freeze-layers", type=int, default=0, help="also freeze the first N transformer layers")
+    g.add_argument("--train-feature-encoder", action="store_true", help="do not freeze the convolutional front end")
+    g.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="bf16 autocast or fp32")
+    g.add_argument("--gradient-checkpointing", action="store_true", help="save memory on long windows")
+    g.add_argument("--augment", action="store_true", help="speed perturbation, noise and gain while training")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    g.add_argument("--stop-after", type=int, default=None, help="stop after this epoch (continue with --resume)")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", type=Path, default=None, help=f"embedding cache (default {default_cache_dir()})")
     p.add_argument("--quiet", action="store_true", help="only warnings, errors and results")
@@ -83,9 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", default=None, help="builtin | hf:<hub id or local dir> (default: wav2vec2-base-960h)")
     p.add_argument("--layer", default="auto", help="auto | last | weighted | <index> (HF encoders)")
     p.add_argument("--hidden", type=int, default=None, help="hidden units of the head (0 = linear; default: search)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: search)")
-    p.add_argument("--epochs", type=int, default=200, help="maximum epochs (default %(default)s)")
-    p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs (default %(default)s)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (probe: searched; finetune: 3e-5)")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (probe 200, finetune 10)")
+    p.add_argument("--patience", type=int, default=None, help="early-stopping patience (probe 20, finetune 3)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="grouped validation share (default %(default)s)")
     p.add_argument("--class-weight", choices=["none", "balanced"], default="none")
     p.add_argument("--seed", type=int, default=0)
@@ -96,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="hold out this many groups (videos), or this fraction if < 1, as a grouped stratified test set",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing model folder")
+    p.add_argument("--mode", choices=["probe", "finetune"], default="probe", help="probe on cached embeddings "
+                   "(fast, default) or full fine-tuning of an hf: encoder")  # fmt: skip
+    _finetune_args(p)
     _window_args(p)
     _fetch_args(p)
     _common(p)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from .cache import EmbeddingCache
 from .cli import EPOCH_HEADER, emit, emit_json, fetch_options, window_options
 from .embed import Failure, embed_items, write_failures
-from .encoders import load_encoder
+from .encoders import DEFAULT_ENCODER, load_encoder
 from .errors import DecodeError, ManifestError
 from .evaluate import compute_report
+from .finetune import FinetuneOptions
+from .finetune_run import finetune
 from .heads import EpochStats, FitOptions
 from .manifest import SPLITS, Item, load_manifest
 from .model import load_model
@@ -30,23 +33,7 @@ def _epoch_line(s: EpochStats) -> str:
     )
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    options = TrainOptions(
-        encoder=args.encoder,
-        windows=window_options(args),
-        cache_dir=args.cache_dir,
-        val_fraction=args.val_fraction,
-        layer=args.layer,
-        hidden=args.hidden,
-        lr=args.lr,
-        fit=FitOptions(
-            max_epochs=args.epochs, patience=args.patience, balanced=args.class_weight == "balanced", seed=args.seed
-        ),
-        force=args.force,
-        progress=not args.quiet,
-        fetch=fetch_options(args, args.max_duration),
-        test_size=args.test_size,
-    )
+def _epoch_printer(quiet: bool) -> Callable[[EpochStats], None] | None:
     header_shown = False
 
     def on_epoch(stats: EpochStats) -> None:
@@ -56,26 +43,91 @@ def cmd_train(args: argparse.Namespace) -> int:
             header_shown = True
         emit(_epoch_line(stats))
 
-    s = train(args.manifest, args.out, options, on_epoch=None if args.quiet else on_epoch)
+    return None if quiet else on_epoch
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.mode == "finetune":
+        return _finetune(args)
+    options = TrainOptions(
+        encoder=args.encoder,
+        windows=window_options(args),
+        cache_dir=args.cache_dir,
+        val_fraction=args.val_fraction,
+        layer=args.layer,
+        hidden=args.hidden,
+        lr=args.lr,
+        fit=FitOptions(
+            max_epochs=args.epochs or 200,
+            patience=args.patience or 20,
+            balanced=args.class_weight == "balanced",
+            seed=args.seed,
+        ),
+        force=args.force,
+        progress=not args.quiet,
+        fetch=fetch_options(args, args.max_duration),
+        test_size=args.test_size,
+    )
+    s = train(args.manifest, args.out, options, on_epoch=_epoch_printer(args.quiet))
     fit = s.fit
-    best = fit.history[fit.best_epoch - 1]
-    mean_loss = sum(h.train_loss for h in fit.history) / len(fit.history)
-    emit()
+    _overall(fit.history, fit.best_epoch, s.seconds)
     emit(f"encoder          {s.encoder_spec}" + (" (fallback)" if s.fallback_reason else ""))
     see = f" — see {s.out / 'failures.csv'}" if s.embed.failures else ""
     emit(f"data             {s.embed.summary()}{see}")
     emit(f"split            {s.n_train} train / {s.n_val} validation recordings (grouped), {len(s.labels)} labels")
     emit(f"search           {len(s.search)} configs; best {s.config.describe()}")
-    emit(f"epochs           {len(fit.history)} (best {fit.best_epoch}), {sum(h.seconds for h in fit.history):.2f} s")
-    emit(f"mean train loss  {mean_loss:.4f}")
-    emit(f"best validation  accuracy {best.val_acc:.3f}, macro-F1 {best.val_f1:.3f}")
-    emit(f"total time       {s.seconds:.1f} s")
     emit(f"model            {s.out}")
     if s.test_report is not None:
         emit()
         emit(f"held-out test groups (--test-size): rows in {s.out / 'test_split.csv'}, report in {s.out / 'report'}")
         for line in summary_lines(s.test_report):
             emit(line)
+    return 0
+
+
+def _overall(history: list[EpochStats], best_epoch: int, seconds: float) -> None:
+    best = history[best_epoch - 1]
+    emit()
+    emit(f"epochs           {len(history)} (best {best_epoch}), {sum(h.seconds for h in history):.2f} s")
+    emit(f"mean train loss  {sum(h.train_loss for h in history) / len(history):.4f}")
+    emit(f"best validation  accuracy {best.val_acc:.3f}, macro-F1 {best.val_f1:.3f}")
+    emit(f"total time       {seconds:.1f} s")
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    if args.test_size is not None:
+        raise ManifestError("--test-size is for probe mode; give fine-tuning a manifest with split=test rows")
+    options = FinetuneOptions(
+        epochs=args.epochs or 10,
+        batch_size=args.batch_size,
+        accum=args.accum,
+        lr=args.lr or 3e-5,
+        freeze_feature_encoder=not args.train_feature_encoder,
+        freeze_layers=args.freeze_layers,
+        precision=args.precision,
+        gradient_checkpointing=args.gradient_checkpointing,
+        augment=args.augment,
+        patience=args.patience or 3,
+        balanced=args.class_weight == "balanced",
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        resume=args.resume,
+        stop_after=args.stop_after,
+        progress=not args.quiet,
+    )
+    spec = args.encoder or DEFAULT_ENCODER
+    s = finetune(
+        args.manifest, args.out, spec, window_options(args), args.cache_dir, options,
+        fetch=fetch_options(args, args.max_duration), on_epoch=_epoch_printer(args.quiet), force=args.force,
+    )  # fmt: skip
+    if not s.state.history:
+        emit(f"nothing to do: the run in {s.out} already finished {s.state.epoch} epochs")
+        return 0
+    _overall(s.state.history, s.state.best_epoch, s.seconds)
+    emit(f"encoder          {s.encoder_spec} (fine-tuned)")
+    emit(f"split            {s.n_train} train / {s.n_val} validation recordings (grouped), {len(s.labels)} labels")
+    emit(f"failed           {len(s.failures)}" + (f" — see {s.out / 'failures.csv'}" if s.failures else ""))
+    emit(f"model            {s.out} (transformers format; checkpoint in {s.out / 'checkpoint'})")
     return 0
 
 

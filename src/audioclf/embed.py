@@ -12,7 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .audio import WindowOptions, iter_windows
-from .cache import Embedded, EmbeddingCache, file_digest
+from .cache import Embedded, EmbeddingCache, content_key
 from .encoders import Encoder
 from .errors import DecodeError
 from .fileio import write_csv_atomic
@@ -64,13 +64,6 @@ def embed_one(item: Item, encoder: Encoder, windows: WindowOptions) -> Embedded:
     return Embedded(np.concatenate(parts), np.asarray(starts), np.asarray(durations))
 
 
-def _content_key(item: Item) -> str:
-    digest = file_digest(item.file)
-    if item.start_s is None and item.end_s is None:
-        return digest
-    return f"{digest}@{item.start_s or 0.0}-{item.end_s}"
-
-
 @dataclass
 class _Embedder:
     """Embeds items one by one into ``result``, keeping each success with its (row, entry) position."""
@@ -85,7 +78,7 @@ class _Embedder:
         try:
             if error is not None:
                 raise FetchError(error)
-            key = _content_key(item)
+            key = content_key(item)
             emb = self.cache.get(key)
             if emb is not None:
                 self.result.n_cached += 1

@@ -10,10 +10,10 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from .builtin import BUILTIN_DIM, BUILTIN_VERSION, builtin_embed_batch
 from .errors import EncoderError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_ENCODER = "hf:facebook/wav2vec2-base-960h"
 BUILTIN = "builtin"
@@ -106,6 +107,31 @@ class HFEncoder:
         return torch.ceil(frames * lengths / lengths.max()).long().clamp(min=1, max=frames)
 
 
+class LogitsEncoder(HFEncoder):
+    """A fine-tuned AutoModelForAudioClassification folder used as an "encoder" whose output is its logits, so
+    prediction shares the windowing, batching and cache of the probe path."""
+
+    def __init__(self, folder: Path) -> None:
+        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+        try:
+            extractor = AutoFeatureExtractor.from_pretrained(folder, local_files_only=True)
+            model = AutoModelForAudioClassification.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError, KeyError) as exc:
+            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise EncoderError(f"{folder}: cannot load the fine-tuned model ({first}); retrain it") from exc
+        super().__init__(f"finetuned:{folder}", extractor, model)
+        self.n_layers, self.dim = 1, int(model.config.num_labels)
+
+    def _embed_batch(self, waves: list[np.ndarray]) -> np.ndarray:
+        inputs = self._extractor(
+            waves, sampling_rate=SAMPLE_RATE_HZ, return_tensors="pt", padding=True, return_attention_mask=self._pads
+        )
+        with self._torch.inference_mode():
+            logits = self._model(**{k: v.to(self._device) for k, v in inputs.items()}).logits
+        return logits.float().cpu().numpy()[:, None, :]
+
+
 def _length_batches(windows: list[np.ndarray], *, equal_only: bool) -> Iterator[list[int]]:
     """Indices grouped into batches of similar (or, with ``equal_only``, identical) length."""
     order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
@@ -171,18 +197,27 @@ def _offline() -> bool:
 
 
 def _load_hf(spec: str, name: str) -> Encoder:
+    return load_hf(spec, lambda source, local_only: _from_pretrained(spec, source, local_only=local_only))
+
+
+def load_hf(spec: str, load: Callable[[str, bool], T]) -> T:
+    """Resolve ``hf:<hub id or folder>`` and call ``load(source, local_files_only)``: a folder directly, a hub
+    id from the local cache first, then from the hub only after one bounded reachability check."""
+    if not spec.startswith("hf:") or len(spec) <= 3:
+        raise EncoderError(f"{spec!r} is not a transformers model; use 'hf:<hub id or local model dir>'")
+    name = spec[3:]
     local = Path(name).expanduser()
     if local.is_dir():
-        return _from_pretrained(spec, str(local), local_only=True)
+        return load(str(local), True)
     if local.is_absolute() or name.startswith(".") or name.count("/") > 1:
         raise EncoderError(f"{spec}: no such model folder {local}; give a folder with config.json or a hub id")
     try:
-        return _from_pretrained(spec, name, local_only=True)  # the local hub cache first: no network
+        return load(name, True)  # the local hub cache first: no network
     except EncoderError:
         if _offline():
             raise EncoderError(f"{spec}: not in the local cache and HF_HUB_OFFLINE is set") from None
     _probe_hub(spec, name)
-    return _from_pretrained(spec, name, local_only=False)
+    return load(name, False)
 
 
 def _probe_hub(spec: str, name: str) -> None:

@@ -23,12 +23,17 @@ WEIGHTS_NAME = "head.safetensors"
 
 @dataclass(frozen=True)
 class TrainedModel:
-    head: ProbeHead
+    head: ProbeHead | None  # None for a fine-tuned model: the transformers model in `path` classifies
     labels: list[str]
     encoder_spec: str
     encoder_identity: str
     windows: WindowOptions
     meta: dict[str, Any]  # the whole audioclf.json
+    path: Path | None = None
+
+    @property
+    def finetuned(self) -> bool:
+        return self.meta.get("mode") == "finetune"
 
 
 def prepare_out_dir(out: Path, *, force: bool) -> None:
@@ -44,6 +49,7 @@ def prepare_out_dir(out: Path, *, force: bool) -> None:
 
 def save_model(out: Path, model: TrainedModel) -> None:
     """Write the weights, then the config last: a folder with audioclf.json is always complete."""
+    assert model.head is not None, "fine-tuned models are saved by finetune_run"
     with atomic_path(out / WEIGHTS_NAME) as tmp:
         save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, str(tmp))
     write_json_atomic(out / CONFIG_NAME, model.meta)
@@ -85,6 +91,10 @@ def load_model(path: Path) -> TrainedModel:
                 f"{path}: model format {meta.get('format')!r} from audioclf {meta.get('audioclf_version')} "
                 f"is not supported by {__version__} (format {MODEL_FORMAT}); retrain it"
             )
+        if meta.get("mode") == "finetune":
+            labels = [str(x) for x in meta["labels"]]
+            windows = WindowOptions(**meta["windows"])
+            return TrainedModel(None, labels, str(meta["encoder"]["spec"]), "", windows, meta, path)
         head_meta = dict(meta["head"])
         n_layers, dim = int(head_meta.pop("n_layers")), int(head_meta.pop("dim"))
         config = ProbeConfig(**head_meta)
@@ -102,4 +112,4 @@ def load_model(path: Path) -> TrainedModel:
         first = str(exc).splitlines()[0][:160]
         raise ModelError(f"{path / WEIGHTS_NAME}: missing or damaged weights ({first}); retrain the model") from exc
     head.eval()
-    return TrainedModel(head, labels, str(encoder["spec"]), str(encoder["identity"]), windows, meta)
+    return TrainedModel(head, labels, str(encoder["spec"]), str(encoder["identity"]), windows, meta, path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +11,7 @@ import torch
 
 from .cache import EmbeddingCache
 from .embed import EmbedResult, embed_items
-from .encoders import load_encoder
+from .encoders import LogitsEncoder, load_encoder
 from .errors import ModelError
 from .evaluate import Predictions, recording_logits
 from .heads import predict_logits
@@ -54,6 +54,9 @@ def apply_model(
     progress: bool = True,
 ) -> tuple[Predictions, EmbedResult]:
     """Embed ``items`` with the model's own encoder and settings (through the cache) and run the head."""
+    if model.finetuned:
+        assert model.path is not None
+        return _apply_finetuned(model, model.path, items, cache_dir, fetch=fetch, progress=progress)
     encoder = load_encoder(model.encoder_spec).encoder
     if encoder.identity != model.encoder_identity:
         raise ModelError(
@@ -62,12 +65,32 @@ def apply_model(
         )
     cache = EmbeddingCache(cache_dir, encoder.identity, model.windows)
     result = embed_items(items, encoder, cache, model.windows, fetch=fetch, progress=progress)
+    head = model.head
+    assert head is not None
+    return _predictions(model, result, lambda x: predict_logits(head, x)), result
+
+
+def _apply_finetuned(
+    model: TrainedModel, folder: Path, items: Sequence[Item], cache_dir: Path, *, fetch: FetchOptions | None,
+    progress: bool,
+) -> tuple[Predictions, EmbedResult]:  # fmt: skip
+    encoder = LogitsEncoder(folder)
+    if encoder.dim != len(model.labels):
+        raise ModelError(f"{folder}: config.json has {encoder.dim} labels, audioclf.json {len(model.labels)}")
+    cache = EmbeddingCache(cache_dir, encoder.identity, model.windows)
+    result = embed_items(items, encoder, cache, model.windows, fetch=fetch, progress=progress)
+    return _predictions(model, result, lambda x: x[:, 0, :]), result
+
+
+def _predictions(
+    model: TrainedModel, result: EmbedResult, logits_of: Callable[[np.ndarray], np.ndarray]
+) -> Predictions:
     index = {label: i for i, label in enumerate(model.labels)}
     embedded = result.embedded
     x = np.concatenate([e.embeddings for _, e in embedded]) if embedded else np.zeros((0, 1, 1), np.float32)
-    preds = Predictions(
+    return Predictions(
         labels=list(model.labels),
-        window_logits=predict_logits(model.head, x) if embedded else np.zeros((0, len(model.labels)), np.float32),
+        window_logits=logits_of(x) if embedded else np.zeros((0, len(model.labels)), np.float32),
         window_recording=np.concatenate([np.full(len(e.embeddings), i) for i, (_, e) in enumerate(embedded)])
         if embedded
         else np.zeros(0, dtype=np.int64),
@@ -76,7 +99,6 @@ def apply_model(
         recording_true=np.array([index.get(item.label, -1) if item.label else -1 for item, _ in embedded]),
         recording_groups=[item.group for item, _ in embedded],
     )
-    return preds, result
 
 
 def predictions_for(

@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
 from .errors import TrainingError
+from .manifest import Item
 
 log = logging.getLogger(__name__)
 
@@ -42,3 +43,11 @@ def grouped_split(
         splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
         keep, held = next(splitter.split(np.zeros(len(y)), y, g))
     return np.sort(keep), np.sort(held)
+
+
+def train_val_indices(items: Sequence[Item], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows marked split=val form the validation set; otherwise a grouped, stratified split of the items."""
+    marked = np.array([item.split == "val" for item in items])
+    if marked.any():
+        return np.flatnonzero(~marked), np.flatnonzero(marked)
+    return grouped_split([item.label or "" for item in items], [item.group for item in items], fraction, seed)

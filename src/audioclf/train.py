@@ -35,7 +35,7 @@ from .manifest import Item, labels_of, load_manifest
 from .model import TrainedModel, build_meta, prepare_out_dir, save_model
 from .report import write_report
 from .sources import FetchOptions
-from .splits import grouped_split
+from .splits import grouped_split, train_val_indices
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +101,7 @@ def stack(embedded: Sequence[tuple[Item, Embedded]], labels: Sequence[str]) -> D
 
 
 def split_train_val(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
-    """Rows marked split=val form the validation set; otherwise a grouped, stratified split of recordings."""
-    marked = np.array([item.split == "val" for item in data.items])
-    if marked.any():
-        return data.subset(np.flatnonzero(~marked)), data.subset(np.flatnonzero(marked))
-    labels = [item.label or "" for item in data.items]
-    keep, held = grouped_split(labels, [item.group for item in data.items], fraction, seed)
+    keep, held = train_val_indices(data.items, fraction, seed)
     return data.subset(keep), data.subset(held)
 
 
