@@ -120,8 +120,7 @@ def _finetune(args: argparse.Namespace) -> int:
         args.manifest, args.out, spec, window_options(args), args.cache_dir, options,
         fetch=fetch_options(args, args.max_duration), on_epoch=_epoch_printer(args.quiet), force=args.force,
     )  # fmt: skip
-    if not s.state.history:
-        emit(f"nothing to do: the run in {s.out} already finished {s.state.epoch} epochs")
+    if not s.main:  # other DDP ranks: rank 0 reports
         return 0
     _overall(s.state.history, s.state.best_epoch, s.seconds)
     emit(f"encoder          {s.encoder_spec} (fine-tuned)")

@@ -149,17 +149,26 @@ class Finetuner:
     def __init__(
         self, spec: str, labels: list[str], windows: WindowOptions, options: FinetuneOptions, n_train: int
     ) -> None:
-        from accelerate import Accelerator
+        from accelerate import Accelerator, DistributedDataParallelKwargs
         from transformers import get_scheduler
 
         self.options, self.windows, self.labels = options, windows, labels
+        from accelerate.state import AcceleratorState
+
         bf16 = options.precision == "bf16" or (options.precision == "auto" and bf16_supported())
+        # Accelerate keeps one global state per process; a second run in the same process (a library user, the
+        # tests) may want another precision, so the mixed-precision part is reset (the process group is kept).
+        AcceleratorState._reset_state()
         self.acc = Accelerator(
             mixed_precision="bf16" if bf16 else "no",
             gradient_accumulation_steps=options.accum,
             cpu=not torch.cuda.is_available(),
+            # LayerDrop and SpecAugment leave some parameters without gradient in some steps (as HF Trainer).
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
-        torch.manual_seed(options.seed)  # the fresh head's initialisation
+        from accelerate.utils import set_seed
+
+        set_seed(options.seed)  # the fresh head's initialisation
         self.extractor, model = load_classifier(spec, labels, options)
         decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1]
         no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim <= 1]
@@ -184,7 +193,11 @@ class Finetuner:
 
     def train_epoch(self, train: list[Recording], epoch: int) -> tuple[float, float]:
         opts = self.options
-        torch.manual_seed(opts.seed * 1000 + epoch)  # dropout: same per epoch, resumed or not
+        from accelerate.utils import set_seed
+
+        # Dropout, LayerDrop and SpecAugment masks (numpy) draw from global RNGs: seeding them per epoch makes a
+        # resumed run identical to an uninterrupted one without storing RNG states.
+        set_seed(opts.seed * 1000 + epoch)
         rng = np.random.default_rng([opts.seed, epoch])
         length = round(self.windows.window_s * SAMPLE_RATE_HZ)
         waves = [_crop(r.audio, length, rng) for r in train]

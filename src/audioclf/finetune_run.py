@@ -48,6 +48,7 @@ class FinetuneSummary:
     failures: list[Failure]
     state: FinetuneState
     seconds: float
+    main: bool = True  # rank 0 (or the only process): the one that writes and reports
 
 
 def decode_items(items: list[Item], cache_dir: Path, windows: WindowOptions, fetch: FetchOptions | None) -> tuple[
@@ -130,7 +131,8 @@ def finetune(
         tuner.acc.wait_for_everyone()
         if epoch - state.best_epoch >= options.patience or epoch == options.stop_after:
             break
-    return FinetuneSummary(out, labels, spec, len(train), len(val), failures, state, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return FinetuneSummary(out, labels, spec, len(train), len(val), failures, state, seconds, main)
 
 
 def _meta(

@@ -1,0 +1,118 @@
+"""Fine-tuning with tiny random wav2vec2 models saved to disk: learning, resume, export, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from audioclf.audio import WindowOptions, load_audio
+from audioclf.cli import main
+from audioclf.finetune import FinetuneOptions, length_batches
+from audioclf.finetune_run import finetune
+from audioclf.model import load_model
+from audioclf.predict import predict_inputs
+
+FAST = {"lr": 3e-3, "batch_size": 4, "precision": "fp32", "progress": False, "patience": 10}
+
+
+def run(tone_dataset: Path, tiny: Path, out: Path, cache: Path, **kw: object):  # type: ignore[no-untyped-def]
+    options = FinetuneOptions(**(FAST | kw))  # type: ignore[arg-type]
+    return finetune(tone_dataset, out, f"hf:{tiny}", WindowOptions(), cache, options)
+
+
+def test_finetuning_learns_separable_tones(tone_dataset: Path, tiny_wav2vec2: Path, tmp_path: Path) -> None:
+    # A random CNN front end gives weak features, so this test trains it too (the default freezes it).
+    s = run(tone_dataset, tiny_wav2vec2, tmp_path / "m", tmp_path / "c", epochs=4, freeze_feature_encoder=False)
+    best = s.state.history[s.state.best_epoch - 1]
+    assert best.val_acc >= 0.9, s.state.history
+    assert s.n_train + s.n_val == 27  # split=test rows never used
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["id2label"] == {"0": "high", "1": "low", "2": "mid"}
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(
+    tone_dataset: Path, tiny_wav2vec2: Path, tmp_path: Path
+) -> None:
+    straight = run(tone_dataset, tiny_wav2vec2, tmp_path / "a", tmp_path / "c", epochs=3, augment=True)
+    first = run(tone_dataset, tiny_wav2vec2, tmp_path / "b", tmp_path / "c", epochs=3, augment=True, stop_after=1)
+    assert len(first.state.history) == 1
+    resumed = run(tone_dataset, tiny_wav2vec2, tmp_path / "b", tmp_path / "c", epochs=3, augment=True, resume=True)
+    assert [h.train_loss for h in resumed.state.history] == pytest.approx(
+        [h.train_loss for h in straight.state.history]
+    )
+    a = load_file(str(tmp_path / "a" / "checkpoint" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "checkpoint" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+
+
+def test_frozen_parts_do_not_move(tone_dataset: Path, tiny_wav2vec2: Path, tmp_path: Path) -> None:
+    before = load_file(str(tiny_wav2vec2 / "model.safetensors"))
+    run(tone_dataset, tiny_wav2vec2, tmp_path / "m", tmp_path / "c", epochs=1, freeze_layers=1)
+    after = load_file(str(tmp_path / "m" / "checkpoint" / "model.safetensors"))
+    for key, value in before.items():
+        moved = not torch.equal(value, after[f"wav2vec2.{key}"])
+        frozen = key.startswith(("feature_extractor.", "encoder.layers.0."))
+        if frozen or key.startswith("encoder.layers.1."):
+            assert moved != frozen, key
+
+
+def test_export_loads_in_transformers_pipeline_and_agrees_with_predict(
+    tone_dataset: Path, tiny_wav2vec2: Path, tmp_path: Path
+) -> None:
+    from transformers import pipeline
+
+    out = tmp_path / "m"
+    run(tone_dataset, tiny_wav2vec2, out, tmp_path / "c", epochs=2)
+    clips = sorted(tone_dataset.parent.glob("*_3_*.wav"))  # the held-out speaker
+    ours, _ = predict_inputs(load_model(out), [str(c) for c in clips], tmp_path / "c", progress=False)
+    classifier = pipeline("audio-classification", model=str(out))
+    theirs = [classifier({"raw": load_audio(c), "sampling_rate": 16_000}, top_k=1)[0]["label"] for c in clips]
+    assert [p.label for p in ours] == theirs
+
+
+def test_cli_finetune_stop_and_resume(
+    tone_dataset: Path, tiny_wav2vec2: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", "--mode", "finetune", "--manifest", str(tone_dataset), "--out", str(tmp_path / "m"),
+            "--encoder", f"hf:{tiny_wav2vec2}", "--cache-dir", str(tmp_path / "c"), "--epochs", "2",
+            "--lr", "3e-3", "--batch-size", "4", "--quiet"]  # fmt: skip
+    assert main([*args, "--stop-after", "1"]) == 0
+    assert "epochs           1" in capsys.readouterr().out
+    assert main([*args, "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "epochs           2" in out and "fine-tuned" in out
+    code = main(["train", "--mode", "finetune", "--manifest", str(tone_dataset), "--out", str(tmp_path / "x"),
+                 "--encoder", "builtin", "--quiet"])  # fmt: skip
+    assert code == 2 and "not a transformers model" in capsys.readouterr().err
+
+
+def test_length_batches_group_similar_lengths() -> None:
+    lengths = list(np.random.default_rng(0).integers(1_000, 100_000, 200))
+    batches = length_batches(lengths, 8, np.random.default_rng(1))
+    assert sorted(i for b in batches for i in b) == list(range(200))
+    spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
+    assert spread < 0.2 * (max(lengths) - min(lengths))
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(tone_dataset: Path, tiny_wav2vec2: Path, tmp_path: Path) -> None:
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    assert torchrun is not None
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "audioclf", "train", "--mode", "finetune",
+           "--manifest", str(tone_dataset), "--out", str(tmp_path / "m"), "--encoder", f"hf:{tiny_wav2vec2}",
+           "--cache-dir", str(tmp_path / "c"), "--epochs", "2", "--lr", "3e-3", "--batch-size", "4"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("epoch  time(s)") == 1 and proc.stdout.count("best validation") == 1  # rank 0 only
+    assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "checkpoint").is_dir()
