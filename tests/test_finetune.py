@@ -116,3 +116,25 @@ def test_ddp_on_two_cpu_processes(tone_dataset: Path, tiny_wav2vec2: Path, tmp_p
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("epoch  time(s)") == 1 and proc.stdout.count("best validation") == 1  # rank 0 only
     assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "checkpoint").is_dir()
+
+
+def test_linear_probe_exports_exactly_to_transformers(
+    tone_dataset: Path, tiny_wav2vec2: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from transformers import pipeline
+
+    model, cache = tmp_path / "m", str(tmp_path / "c")
+    args = ["train", "--manifest", str(tone_dataset), "--out", str(model), "--encoder", f"hf:{tiny_wav2vec2}",
+            "--layer", "last", "--cache-dir", cache, "--quiet"]  # fmt: skip
+    assert main([*args, "--hidden", "0", "--epochs", "20"]) == 0
+    capsys.readouterr()
+    clips = sorted(tone_dataset.parent.glob("*_3_*.wav"))
+    ours, _ = predict_inputs(load_model(model), [str(c) for c in clips], Path(cache), top_k=3, progress=False)
+    classifier = pipeline("audio-classification", model=str(model / "transformers"))
+    for clip, pred in zip(clips, ours, strict=True):
+        theirs = classifier({"raw": load_audio(clip), "sampling_rate": 16_000}, top_k=3)
+        assert [t["label"] for t in theirs] == [label for label, _ in pred.top]
+        assert [t["score"] for t in theirs] == pytest.approx([p for _, p in pred.top], abs=1e-4)
+    # an MLP head has no exact transformers counterpart: nothing exported
+    assert main([*args, "--hidden", "16", "--epochs", "3", "--force"]) == 0
+    assert not (model / "transformers").exists()

@@ -77,8 +77,9 @@ def bf16_supported() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def load_classifier(spec: str, labels: Sequence[str], options: FinetuneOptions) -> tuple[Any, Any]:
-    """Feature extractor + AutoModelForAudioClassification with a fresh head for ``labels`` (no remote code)."""
+def load_classifier(spec: str, labels: Sequence[str], options: FinetuneOptions, **config: Any) -> tuple[Any, Any]:
+    """Feature extractor + AutoModelForAudioClassification with a fresh head for ``labels`` (no remote code);
+    ``config`` overrides model config fields."""
 
     def load(source: str, local_only: bool) -> tuple[Any, Any]:
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
@@ -92,6 +93,7 @@ def load_classifier(spec: str, labels: Sequence[str], options: FinetuneOptions) 
                 id2label=dict(enumerate(labels)),
                 label2id={label: i for i, label in enumerate(labels)},
                 ignore_mismatched_sizes=True,
+                **config,
             )
         except (OSError, ValueError, KeyError) as exc:
             first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__

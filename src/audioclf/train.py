@@ -19,6 +19,7 @@ from .embed import EmbedResult, embed_items, write_failures
 from .encoders import load_encoder
 from .errors import TrainingError
 from .evaluate import Predictions, compute_report
+from .export import export_probe
 from .fileio import write_csv_atomic
 from .heads import (
     LAST,
@@ -227,6 +228,7 @@ def train(
     )
     meta = _meta(manifest, summary, encoder.identity, head, options)
     save_model(out, TrainedModel(head, labels, encoder.spec, encoder.identity, options.windows, meta))
+    export_probe(encoder.spec, head, labels, out)
     return summary
 
 
