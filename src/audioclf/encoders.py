@@ -112,14 +112,11 @@ class LogitsEncoder(HFEncoder):
     prediction shares the windowing, batching and cache of the probe path."""
 
     def __init__(self, folder: Path) -> None:
-        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+        from transformers import AutoModelForAudioClassification
 
-        try:
-            extractor = AutoFeatureExtractor.from_pretrained(folder, local_files_only=True)
-            model = AutoModelForAudioClassification.from_pretrained(folder, local_files_only=True)
-        except (OSError, ValueError, KeyError) as exc:
-            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            raise EncoderError(f"{folder}: cannot load the fine-tuned model ({first}); retrain it") from exc
+        extractor, model = pretrained(
+            AutoModelForAudioClassification, str(folder), True, str(folder), "fine-tuned model"
+        )
         super().__init__(f"finetuned:{folder}", extractor, model)
         self.n_layers, self.dim = 1, int(model.config.num_labels)
 
@@ -231,15 +228,25 @@ def _probe_hub(spec: str, name: str) -> None:
         raise EncoderError(f"{spec}: cannot load from the Hugging Face Hub ({reason})") from exc
 
 
-def _from_pretrained(spec: str, source: str, *, local_only: bool) -> Encoder:
-    from transformers import AutoFeatureExtractor, AutoModel
+def pretrained(
+    model_class: Any, source: str, local_only: bool, where: str, what: str, **kwargs: Any
+) -> tuple[Any, Any]:
+    """AutoFeatureExtractor + ``model_class`` from a folder or hub id (never remote code); one-line errors."""
+    from transformers import AutoFeatureExtractor
 
     try:
         extractor = AutoFeatureExtractor.from_pretrained(source, local_files_only=local_only)
-        model = AutoModel.from_pretrained(source, local_files_only=local_only)
+        model = model_class.from_pretrained(source, local_files_only=local_only, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise EncoderError(f"{spec}: cannot load model ({first})") from exc
+        raise EncoderError(f"{where}: cannot load {what} ({first})") from exc
+    return extractor, model
+
+
+def _from_pretrained(spec: str, source: str, *, local_only: bool) -> Encoder:
+    from transformers import AutoModel
+
+    extractor, model = pretrained(AutoModel, source, local_only, spec, "model")
     if not hasattr(model.config, "hidden_size") or not hasattr(model.config, "num_hidden_layers"):
         raise EncoderError(f"{spec}: {type(model).__name__} is not an audio encoder with hidden states")
     return HFEncoder(spec, extractor, model)

@@ -17,8 +17,7 @@ from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 
 from .audio import SAMPLE_RATE_HZ, WindowOptions, window_stream
-from .encoders import load_hf
-from .errors import EncoderError
+from .encoders import load_hf, pretrained
 from .heads import EpochStats, mean_by_recording
 from .manifest import Item
 
@@ -82,23 +81,20 @@ def load_classifier(spec: str, labels: Sequence[str], options: FinetuneOptions, 
     ``config`` overrides model config fields."""
 
     def load(source: str, local_only: bool) -> tuple[Any, Any]:
-        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+        from transformers import AutoModelForAudioClassification
 
-        try:
-            extractor = AutoFeatureExtractor.from_pretrained(source, local_files_only=local_only)
-            model = AutoModelForAudioClassification.from_pretrained(
-                source,
-                local_files_only=local_only,
-                num_labels=len(labels),
-                id2label=dict(enumerate(labels)),
-                label2id={label: i for i, label in enumerate(labels)},
-                ignore_mismatched_sizes=True,
-                **config,
-            )
-        except (OSError, ValueError, KeyError) as exc:
-            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            raise EncoderError(f"{spec}: cannot load for audio classification ({first})") from exc
-        return extractor, model
+        return pretrained(
+            AutoModelForAudioClassification,
+            source,
+            local_only,
+            spec,
+            "audio-classification model",
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+            ignore_mismatched_sizes=True,
+            **config,
+        )
 
     extractor, model = load_hf(spec, load)
     if options.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
