@@ -118,3 +118,13 @@ def test_fallback_is_bounded_when_the_hub_never_answers(tmp_path: Path) -> None:
     assert proc.stdout.strip() == "builtin"
     assert "using the built-in encoder" in proc.stderr
     assert elapsed < 30
+
+
+def test_bf16_embeddings_agree_with_fp32(tiny_wav2vec2: Path) -> None:
+    fast = load_encoder(f"hf:{tiny_wav2vec2}", "bf16").encoder
+    exact = load_encoder(f"hf:{tiny_wav2vec2}", "fp32").encoder
+    assert fast.identity != exact.identity  # different numbers: never mixed in one cache entry
+    clips = [tone(f, 1.0, noise=0.1, seed=i) for i, f in enumerate((200, 450, 900, 1800))]
+    a, b = fast.embed(clips)[:, -1], exact.embed(clips)[:, -1]
+    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert cosine.min() >= 0.99

@@ -62,11 +62,19 @@ def _finetune_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--accum", type=int, default=1, help="gradient accumulation steps (default %(default)s)")
     g.add_argument("--freeze-layers", type=int, default=0, help="also freeze the first N transformer layers")
     g.add_argument("--train-feature-encoder", action="store_true", help="do not freeze the convolutional front end")
-    g.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="bf16 autocast or fp32")
     g.add_argument("--gradient-checkpointing", action="store_true", help="save memory on long windows")
     g.add_argument("--augment", action="store_true", help="speed perturbation, noise and gain while training")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     g.add_argument("--stop-after", type=int, default=None, help="stop after this epoch (continue with --resume)")
+
+
+def _precision(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
+        help="bf16 autocast where the CPU/GPU supports it (auto), or always bf16 / fp32",
+    )
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -112,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["probe", "finetune"], default="probe", help="probe on cached embeddings "
                    "(fast, default) or full fine-tuning of an hf: encoder")  # fmt: skip
     _finetune_args(p)
+    _precision(p)
     _window_args(p)
     _fetch_args(p)
     _common(p)
@@ -147,6 +156,7 @@ def _embed_fetch_parsers(sub: Any) -> None:
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--failures", type=Path, default=None, help="write skipped items to this CSV")
     p.add_argument("--encoder", default=None, help="builtin | hf:<hub id or local dir> (default: wav2vec2-base-960h)")
+    _precision(p)
     _window_args(p)
     _fetch_args(p)
     _common(p)

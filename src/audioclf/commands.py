@@ -67,6 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         fetch=fetch_options(args, args.max_duration),
         test_size=args.test_size,
+        precision=args.precision,
     )
     s = train(args.manifest, args.out, options, on_epoch=_epoch_printer(args.quiet))
     fit = s.fit
@@ -206,7 +207,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     items = load_manifest(args.manifest, require_labels=False)
-    loaded = load_encoder(args.encoder)
+    loaded = load_encoder(args.encoder, args.precision)
     windows = window_options(args)
     cache = EmbeddingCache(args.cache_dir, loaded.encoder.identity, windows)
     fetch = fetch_options(args, windows.max_duration_s)

@@ -26,6 +26,7 @@ T = TypeVar("T")
 
 DEFAULT_ENCODER = "hf:facebook/wav2vec2-base-960h"
 BUILTIN = "builtin"
+BF16_SUFFIX = "-bf16"  # encoder identities of bf16 embeddings (they differ slightly from fp32 ones)
 HUB_TIMEOUT_S = 8.0  # bound on the one hub request that decides whether a download can work
 MAX_BATCH_SAMPLES = 4 * 10 * SAMPLE_RATE_HZ  # 40 s of audio per forward pass: bounds activation memory
 MAX_BATCH_ITEMS = 32
@@ -57,10 +58,11 @@ class BuiltinEncoder:
 class HFEncoder:
     """Any transformers audio encoder loaded with AutoFeatureExtractor + AutoModel; mask-aware mean pooling."""
 
-    def __init__(self, spec: str, extractor: Any, model: Any) -> None:
+    def __init__(self, spec: str, extractor: Any, model: Any, *, bf16: bool = False) -> None:
         import torch
 
         self.spec = spec
+        self._bf16 = bf16  # bf16 autocast: AMX/AVX-512 BF16 matmuls on CPU, tensor cores on GPU
         self._torch = torch
         self._extractor = extractor
         self._model = model.get_encoder() if getattr(model.config, "is_encoder_decoder", False) else model
@@ -72,7 +74,7 @@ class HFEncoder:
         self._pads = bool(getattr(extractor, "return_attention_mask", False))
         self.n_layers = int(model.config.num_hidden_layers) + 1
         self.dim = int(model.config.hidden_size)
-        self.identity = _model_fingerprint(model, extractor)
+        self.identity = _model_fingerprint(model, extractor) + (BF16_SUFFIX if bf16 else "")
 
     def embed(self, windows: list[np.ndarray]) -> np.ndarray:
         out = np.zeros((len(windows), self.n_layers, self.dim), dtype=np.float32)
@@ -89,7 +91,7 @@ class HFEncoder:
         if self._pads and mask is not None:
             inputs["attention_mask"] = mask
         inputs = {k: v.to(self._device) for k, v in inputs.items()}
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(self._device.type, torch.bfloat16, enabled=self._bf16):
             hidden = self._model(**inputs, output_hidden_states=True).hidden_states
         frames = hidden[-1].shape[1]
         lengths = torch.tensor([len(w) for w in waves])
@@ -111,20 +113,21 @@ class LogitsEncoder(HFEncoder):
     """A fine-tuned AutoModelForAudioClassification folder used as an "encoder" whose output is its logits, so
     prediction shares the windowing, batching and cache of the probe path."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, bf16: bool = False) -> None:
         from transformers import AutoModelForAudioClassification
 
         extractor, model = pretrained(
             AutoModelForAudioClassification, str(folder), True, str(folder), "fine-tuned model"
         )
-        super().__init__(f"finetuned:{folder}", extractor, model)
+        super().__init__(f"finetuned:{folder}", extractor, model, bf16=bf16)
         self.n_layers, self.dim = 1, int(model.config.num_labels)
 
     def _embed_batch(self, waves: list[np.ndarray]) -> np.ndarray:
         inputs = self._extractor(
             waves, sampling_rate=SAMPLE_RATE_HZ, return_tensors="pt", padding=True, return_attention_mask=self._pads
         )
-        with self._torch.inference_mode():
+        torch = self._torch
+        with torch.inference_mode(), torch.autocast(self._device.type, torch.bfloat16, enabled=self._bf16):
             logits = self._model(**{k: v.to(self._device) for k, v in inputs.items()}).logits
         return logits.float().cpu().numpy()[:, None, :]
 
@@ -163,7 +166,26 @@ class LoadedEncoder:
     fallback_reason: str | None = None  # set when the default model could not be loaded
 
 
-def load_encoder(spec: str | None = None) -> LoadedEncoder:
+def bf16_supported() -> bool:
+    """bf16 arithmetic in hardware: a GPU that supports it, or a CPU with AVX-512 BF16 / AMX."""
+    import torch
+
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(precision: str) -> bool:
+    if precision not in ("auto", "bf16", "fp32"):
+        raise EncoderError(f"precision {precision!r}: use auto, bf16 or fp32")
+    return precision == "bf16" or (precision == "auto" and bf16_supported())
+
+
+def load_encoder(spec: str | None = None, precision: str = "auto") -> LoadedEncoder:
     """Load ``spec`` (``builtin`` or ``hf:<hub id or local dir>``).
 
     With ``spec=None`` the default pretrained model is tried and, if it cannot be loaded (offline, hub
@@ -171,18 +193,19 @@ def load_encoder(spec: str | None = None) -> LoadedEncoder:
     """
     if spec is None:
         try:
-            return LoadedEncoder(_load_spec(DEFAULT_ENCODER))
+            return LoadedEncoder(_load_spec(DEFAULT_ENCODER, precision))
         except EncoderError as exc:
             log.warning("%s; using the built-in encoder instead (pass --encoder to choose one)", exc)
             return LoadedEncoder(BuiltinEncoder(), fallback_reason=str(exc))
-    return LoadedEncoder(_load_spec(spec))
+    return LoadedEncoder(_load_spec(spec, precision))
 
 
-def _load_spec(spec: str) -> Encoder:
+def _load_spec(spec: str, precision: str = "auto") -> Encoder:
     if spec == BUILTIN:
         return BuiltinEncoder()
     if spec.startswith("hf:") and len(spec) > 3:
-        return _load_hf(spec, spec[3:])
+        bf16 = use_bf16(precision)
+        return load_hf(spec, lambda source, local_only: _from_pretrained(spec, source, local_only, bf16))
     raise EncoderError(f"unknown encoder {spec!r}; use 'builtin' or 'hf:<hub id or local model dir>'")
 
 
@@ -191,10 +214,6 @@ def _offline() -> bool:
     return any(
         os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
     )
-
-
-def _load_hf(spec: str, name: str) -> Encoder:
-    return load_hf(spec, lambda source, local_only: _from_pretrained(spec, source, local_only=local_only))
 
 
 def load_hf(spec: str, load: Callable[[str, bool], T]) -> T:
@@ -243,10 +262,10 @@ def pretrained(
     return extractor, model
 
 
-def _from_pretrained(spec: str, source: str, *, local_only: bool) -> Encoder:
+def _from_pretrained(spec: str, source: str, local_only: bool, bf16: bool) -> Encoder:
     from transformers import AutoModel
 
     extractor, model = pretrained(AutoModel, source, local_only, spec, "model")
     if not hasattr(model.config, "hidden_size") or not hasattr(model.config, "num_hidden_layers"):
         raise EncoderError(f"{spec}: {type(model).__name__} is not an audio encoder with hidden states")
-    return HFEncoder(spec, extractor, model)
+    return HFEncoder(spec, extractor, model, bf16=bf16)

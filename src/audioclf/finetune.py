@@ -7,7 +7,6 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,7 @@ from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 
 from .audio import SAMPLE_RATE_HZ, WindowOptions, window_stream
-from .encoders import load_hf, pretrained
+from .encoders import bf16_supported, load_hf, pretrained
 from .heads import EpochStats, mean_by_recording
 from .manifest import Item
 
@@ -64,16 +63,6 @@ class FinetuneState:
     best_f1: float = -1.0
     best_loss: float = math.inf
     history: list[EpochStats] = field(default_factory=list)
-
-
-def bf16_supported() -> bool:
-    if torch.cuda.is_available():
-        return bool(torch.cuda.is_bf16_supported())
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def load_classifier(spec: str, labels: Sequence[str], options: FinetuneOptions, **config: Any) -> tuple[Any, Any]:

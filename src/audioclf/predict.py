@@ -11,7 +11,7 @@ import torch
 
 from .cache import EmbeddingCache
 from .embed import EmbedResult, embed_items
-from .encoders import LogitsEncoder, load_encoder
+from .encoders import BF16_SUFFIX, LogitsEncoder, bf16_supported, load_encoder
 from .errors import ModelError
 from .evaluate import Predictions, recording_logits
 from .heads import predict_logits
@@ -57,8 +57,9 @@ def apply_model(
     if model.finetuned:
         assert model.path is not None
         return _apply_finetuned(model, model.path, items, cache_dir, fetch=fetch, progress=progress)
-    encoder = load_encoder(model.encoder_spec).encoder
-    if encoder.identity != model.encoder_identity:
+    trained_bf16 = model.encoder_identity.endswith(BF16_SUFFIX)
+    encoder = load_encoder(model.encoder_spec, "bf16" if trained_bf16 and bf16_supported() else "fp32").encoder
+    if encoder.identity.removesuffix(BF16_SUFFIX) != model.encoder_identity.removesuffix(BF16_SUFFIX):
         raise ModelError(
             f"encoder {model.encoder_spec} now has different weights ({encoder.identity}) than at training "
             f"({model.encoder_identity}); retrain the model or restore the original encoder"
@@ -74,7 +75,7 @@ def _apply_finetuned(
     model: TrainedModel, folder: Path, items: Sequence[Item], cache_dir: Path, *, fetch: FetchOptions | None,
     progress: bool,
 ) -> tuple[Predictions, EmbedResult]:  # fmt: skip
-    encoder = LogitsEncoder(folder)
+    encoder = LogitsEncoder(folder, bf16=bf16_supported())
     if encoder.dim != len(model.labels):
         raise ModelError(f"{folder}: config.json has {encoder.dim} labels, audioclf.json {len(model.labels)}")
     cache = EmbeddingCache(cache_dir, encoder.identity, model.windows)

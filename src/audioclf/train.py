@@ -58,6 +58,7 @@ class TrainOptions:
     progress: bool = True
     fetch: FetchOptions | None = None  # downloads of URL rows
     test_size: float | None = None  # hold out this many groups (>= 1) or this fraction (< 1) as a test set
+    precision: str = "auto"  # embedding precision of HF encoders: auto (bf16 where supported) | bf16 | fp32
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ def train(
     if len(labels) < 2:
         raise TrainingError(f"{manifest}: found {len(labels)} label(s) {labels}; a classifier needs at least 2")
     prepare_out_dir(out, force=options.force)
-    loaded = load_encoder(options.encoder)
+    loaded = load_encoder(options.encoder, options.precision)
     encoder = loaded.encoder
     cache = EmbeddingCache(options.cache_dir, encoder.identity, options.windows)
     embedded = embed_items(items, encoder, cache, options.windows, fetch=options.fetch, progress=options.progress)

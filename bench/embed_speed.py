@@ -1,0 +1,154 @@
+"""Embedding speed: audioclf against the plain transformers path, in one run on the same audio.
+
+    python bench/embed_speed.py --model /tmp/w2v2base --fsdd ../shared/data/fsdd/recordings --clips 200 --long-min 10
+
+(a) "plain": what users write by hand: AutoFeatureExtractor + AutoModel in fp32, one clip at a time, mean of the
+    last hidden state. (b) "audioclf": `audioclf.encoders` + the embedding pipeline (windows, batching, bf16
+    where supported). Each path runs in its own process so peak RSS is its own. Random-initialised weights of the
+    real wav2vec2-base architecture are fine for speed; agreement is the cosine between (a) and (b)'s
+    last-layer embeddings, and the top-1 agreement of a fixed random linear classifier on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE_HZ = 16_000
+
+
+def plain(model_dir: str, files: list[str], window_s: float) -> dict[str, object]:
+    import torch
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    from audioclf.audio import WindowOptions, iter_windows
+
+    extractor = AutoFeatureExtractor.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir, attn_implementation="eager").eval()
+    started, audio_s, rows = time.perf_counter(), 0.0, []
+    for f in files:
+        for w in iter_windows(f, WindowOptions(window_s, window_s)):
+            inputs = extractor(w.samples, sampling_rate=SAMPLE_RATE_HZ, return_tensors="pt")
+            with torch.no_grad():
+                rows.append(model(**inputs).last_hidden_state.mean(1)[0].numpy())
+            audio_s += w.duration_s
+    return {"seconds": time.perf_counter() - started, "audio_s": audio_s, "emb": np.stack(rows).tolist()}
+
+
+def ours(model_dir: str, files: list[str], window_s: float, cache: str) -> dict[str, object]:
+    from audioclf.audio import WindowOptions
+    from audioclf.cache import EmbeddingCache
+    from audioclf.embed import embed_items
+    from audioclf.encoders import load_encoder
+    from audioclf.manifest import Item
+
+    encoder = load_encoder(f"hf:{model_dir}").encoder
+    windows = WindowOptions(window_s, window_s)
+    items = [Item(f, None, None, f, f) for f in files]
+    store = EmbeddingCache(Path(cache), encoder.identity, windows)
+    started = time.perf_counter()
+    result = embed_items(items, encoder, store, windows, progress=False)
+    seconds = time.perf_counter() - started
+    emb = np.concatenate([e.embeddings[:, -1] for _, e in result.embedded])
+    rerun = time.perf_counter()
+    embed_items(items, encoder, store, windows, progress=False)
+    return {"seconds": seconds, "audio_s": result.audio_s, "emb": emb.tolist(), "rerun_s": time.perf_counter() - rerun}
+
+
+def child(args: argparse.Namespace) -> None:
+    files = json.loads(Path(args.files).read_text())
+    out = (
+        plain(args.model, files, args.window)
+        if args.child == "plain"
+        else ours(args.model, files, args.window, args.cache)
+    )
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(args.result).write_text(json.dumps(out))
+
+
+def make_long(files: list[str], minutes: float, path: Path) -> None:
+    """A long recording by concatenating clips (written with PyAV as 16 kHz FLAC)."""
+    import av
+
+    from audioclf.audio import load_audio
+
+    clips = [load_audio(f) for f in files[:50]]
+    target, total = int(minutes * 60 * SAMPLE_RATE_HZ), 0
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("flac", rate=SAMPLE_RATE_HZ, layout="mono")
+        i = 0
+        while total < target:
+            x = clips[i % len(clips)][: target - total]
+            frame = av.AudioFrame.from_ndarray(x[None, :], format="flt", layout="mono")
+            frame.sample_rate = SAMPLE_RATE_HZ
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            total, i = total + len(x), i + 1
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def run_case(name: str, files: list[str], args: argparse.Namespace, work: Path) -> list[str]:
+    listing = work / f"{name}.json"
+    listing.write_text(json.dumps(files))
+    results = {}
+    for path in ("plain", "audioclf"):
+        result = work / f"{name}-{path}.out.json"
+        cache = str(work / f"cache-{name}")
+        cmd = [sys.executable, __file__, "--child", path, "--model", args.model, "--files", str(listing),
+               "--window", str(args.window), "--cache", cache, "--result", str(result)]  # fmt: skip
+        subprocess.run(cmd, check=True)
+        results[path] = json.loads(result.read_text())
+    a, b = np.array(results["plain"]["emb"]), np.array(results["audioclf"]["emb"])
+    cos = np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    probe = np.random.default_rng(0).standard_normal((a.shape[1], 10))
+    top1 = float(np.mean((a @ probe).argmax(1) == (b @ probe).argmax(1)))
+    base = results["plain"]["audio_s"] / results["plain"]["seconds"]
+    rows = []
+    for path in ("plain", "audioclf"):
+        r = results[path]
+        speed = r["audio_s"] / r["seconds"]
+        extra = f"rerun {100 * r['rerun_s'] / r['seconds']:.1f} % of first" if "rerun_s" in r else ""
+        agree = f"{cos.min():.4f} / {top1:.3f}" if path == "audioclf" else "reference"
+        rows.append(f"| {name} | {path} | {r['audio_s']:.0f} | {speed:.1f}x | {speed / base:.2f} | "
+                    f"{r['peak_rss_mb']:.0f} | {agree} | {extra} |")  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a local transformers model folder")
+    parser.add_argument("--fsdd", default="../shared/data/fsdd/recordings")
+    parser.add_argument("--clips", type=int, default=200)
+    parser.add_argument("--long-min", type=float, default=10.0, help="minutes of the long recording (0: skip)")
+    parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--child", choices=["plain", "audioclf"], help=argparse.SUPPRESS)
+    parser.add_argument("--files", help=argparse.SUPPRESS)
+    parser.add_argument("--cache", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+    work = Path(tempfile.mkdtemp(prefix="embed-speed-"))
+    clips = sorted(str(p) for p in Path(args.fsdd).glob("*.wav"))[:: max(1, 1500 // args.clips)][: args.clips]
+    rows = run_case(f"{len(clips)} FSDD clips", clips, args, work)
+    if args.long_min > 0:
+        long_file = work / "long.flac"
+        make_long(clips, args.long_min, long_file)
+        rows += run_case(f"{args.long_min:g}-min recording", [str(long_file)], args, work)
+    print("| audio | path | audio s | x realtime | vs plain | peak RSS MB | cosine min / top-1 | cache |")
+    print("|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    return None
+
+
+if __name__ == "__main__":
+    main()
