@@ -117,8 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="hold out this many groups (videos), or this fraction if < 1, as a grouped stratified test set",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing model folder")
-    p.add_argument("--mode", choices=["probe", "finetune"], default="probe", help="probe on cached embeddings "
-                   "(fast, default) or full fine-tuning of an hf: encoder")  # fmt: skip
+    p.add_argument(
+        "--mode",
+        choices=["probe", "finetune"],
+        default="probe",
+        help="probe on cached embeddings (fast, default) or full fine-tuning of an hf: encoder",
+    )
     _finetune_args(p)
     _precision(p)
     _window_args(p)

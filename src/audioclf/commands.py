@@ -118,9 +118,16 @@ def _finetune(args: argparse.Namespace) -> int:
     )
     spec = args.encoder or DEFAULT_ENCODER
     s = finetune(
-        args.manifest, args.out, spec, window_options(args), args.cache_dir, options,
-        fetch=fetch_options(args, args.max_duration), on_epoch=_epoch_printer(args.quiet), force=args.force,
-    )  # fmt: skip
+        args.manifest,
+        args.out,
+        spec,
+        window_options(args),
+        args.cache_dir,
+        options,
+        fetch=fetch_options(args, args.max_duration),
+        on_epoch=_epoch_printer(args.quiet),
+        force=args.force,
+    )
     if not s.main:  # other DDP ranks: rank 0 reports
         return 0
     _overall(s.state.history, s.state.best_epoch, s.seconds)

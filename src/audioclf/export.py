@@ -34,7 +34,7 @@ def export_probe(spec: str, head: ProbeHead, labels: list[str], out: Path) -> Pa
     """Write ``out/transformers`` (loadable by ``transformers.pipeline``) when the probe maps exactly."""
     shutil.rmtree(out / EXPORT_DIR, ignore_errors=True)  # never leave an export of an earlier model
     if not exportable(spec, head):
-        log.info("probe not exported as a transformers model: only linear probes on the last layer map exactly")
+        log.debug("probe not exported as a transformers model: only linear probes on the last layer map exactly")
         return None
     dim = head.mean.shape[1]
     try:

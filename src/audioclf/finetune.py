@@ -207,8 +207,9 @@ class Finetuner:
                 if self.acc.sync_gradients:
                     self.scheduler.step()
                 self.optimizer.zero_grad()
-            total += torch.tensor([loss.item() * len(batch), (logits.argmax(1) == y).sum().item(), len(batch)],
-                                  device=self.acc.device)  # fmt: skip
+            total += torch.tensor(
+                [loss.item() * len(batch), (logits.argmax(1) == y).sum().item(), len(batch)], device=self.acc.device
+            )
         total = self.acc.reduce(total, reduction="sum")
         return float(total[0] / total[2]), float(total[1] / total[2])
 

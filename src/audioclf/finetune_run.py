@@ -51,9 +51,9 @@ class FinetuneSummary:
     main: bool = True  # rank 0 (or the only process): the one that writes and reports
 
 
-def decode_items(items: list[Item], cache_dir: Path, windows: WindowOptions, fetch: FetchOptions | None) -> tuple[
-    list[tuple[Item, np.ndarray]], list[Failure]
-]:  # fmt: skip
+def decode_items(
+    items: list[Item], cache_dir: Path, windows: WindowOptions, fetch: FetchOptions | None
+) -> tuple[list[tuple[Item, np.ndarray]], list[Failure]]:
     """Download URL rows, decode every recording once into the audio cache; bad items are skipped."""
     local = [item for item in items if not item.is_url]
     failures: list[Failure] = []
@@ -124,8 +124,8 @@ def finetune(
         if (val_f1, -val_loss) > (state.best_f1, -state.best_loss):
             state.best_epoch, state.best_f1, state.best_loss = epoch, val_f1, val_loss
             if main:
-                _export(tuner, out, {**meta, "metrics": {"val_accuracy": val_acc, "val_macro_f1": val_f1,
-                                                         "val_loss": val_loss, "best_epoch": epoch}})  # fmt: skip
+                metrics = {"val_accuracy": val_acc, "val_macro_f1": val_f1, "val_loss": val_loss, "best_epoch": epoch}
+                _export(tuner, out, {**meta, "metrics": metrics})
         if main:
             _checkpoint(tuner, out, state)
         tuner.acc.wait_for_everyone()
@@ -136,9 +136,15 @@ def finetune(
 
 
 def _meta(
-    manifest: Path, spec: str, labels: list[str], windows: WindowOptions, options: FinetuneOptions,
-    n_train: int, n_val: int, n_failed: int,
-) -> dict[str, Any]:  # fmt: skip
+    manifest: Path,
+    spec: str,
+    labels: list[str],
+    windows: WindowOptions,
+    options: FinetuneOptions,
+    n_train: int,
+    n_val: int,
+    n_failed: int,
+) -> dict[str, Any]:
     return {
         "format": MODEL_FORMAT,
         "mode": FINETUNE,
@@ -179,8 +185,13 @@ def finish_export(out: Path) -> None:
 
 def _checkpoint(tuner: Finetuner, out: Path, state: FinetuneState) -> None:
     plain = {**asdict(state), "history": [asdict(h) for h in state.history]}
-    save_checkpoint(out / CHECKPOINT_DIR, model=tuner.acc.unwrap_model(tuner.model), optimizer=tuner.optimizer,
-                    scheduler=tuner.scheduler, state=plain)  # fmt: skip
+    save_checkpoint(
+        out / CHECKPOINT_DIR,
+        model=tuner.acc.unwrap_model(tuner.model),
+        optimizer=tuner.optimizer,
+        scheduler=tuner.scheduler,
+        state=plain,
+    )
 
 
 def _resume(tuner: Finetuner, out: Path) -> FinetuneState:

@@ -72,9 +72,14 @@ def apply_model(
 
 
 def _apply_finetuned(
-    model: TrainedModel, folder: Path, items: Sequence[Item], cache_dir: Path, *, fetch: FetchOptions | None,
+    model: TrainedModel,
+    folder: Path,
+    items: Sequence[Item],
+    cache_dir: Path,
+    *,
+    fetch: FetchOptions | None,
     progress: bool,
-) -> tuple[Predictions, EmbedResult]:  # fmt: skip
+) -> tuple[Predictions, EmbedResult]:
     encoder = LogitsEncoder(folder, bf16=bf16_supported())
     if encoder.dim != len(model.labels):
         raise ModelError(f"{folder}: config.json has {encoder.dim} labels, audioclf.json {len(model.labels)}")

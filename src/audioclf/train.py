@@ -201,7 +201,7 @@ def train(
     encoder = loaded.encoder
     cache = EmbeddingCache(options.cache_dir, encoder.identity, options.windows)
     embedded = embed_items(items, encoder, cache, options.windows, fetch=options.fetch, progress=options.progress)
-    log.info("%s", embedded.summary())
+    log.debug("%s", embedded.summary())
     if embedded.failures:
         write_failures(embedded.failures, out / "failures.csv")
     if not embedded.embedded:
