@@ -62,7 +62,7 @@ class HFEncoder:
         import torch
 
         self.spec = spec
-        self._bf16 = bf16  # bf16 autocast: AMX/AVX-512 BF16 matmuls on CPU, tensor cores on GPU
+        self._bf16 = bf16  # bf16 weights and activations: AMX/AVX-512 BF16 matmuls on CPU, tensor cores on GPU
         self._torch = torch
         self._extractor = extractor
         self._model = model.get_encoder() if getattr(model.config, "is_encoder_decoder", False) else model
@@ -75,6 +75,10 @@ class HFEncoder:
         self.n_layers = int(model.config.num_hidden_layers) + 1
         self.dim = int(model.config.hidden_size)
         self.identity = _model_fingerprint(model, extractor) + (BF16_SUFFIX if bf16 else "")
+        if bf16:
+            # Converted once: under autocast every call would cast all fp32 weights again, which dominates on
+            # short clips (bench: 7.5x -> 10.4x realtime on 0.4 s clips, embeddings cosine >= 0.9999 vs fp32).
+            self._model.to(torch.bfloat16)
 
     def embed(self, windows: list[np.ndarray]) -> np.ndarray:
         out = np.zeros((len(windows), self.n_layers, self.dim), dtype=np.float32)
@@ -90,7 +94,7 @@ class HFEncoder:
         mask = inputs.pop("attention_mask", None)
         if self._pads and mask is not None:
             inputs["attention_mask"] = mask
-        inputs = {k: v.to(self._device) for k, v in inputs.items()}
+        inputs = self._to_device(inputs)
         with torch.inference_mode(), torch.autocast(self._device.type, torch.bfloat16, enabled=self._bf16):
             hidden = self._model(**inputs, output_hidden_states=True).hidden_states
         frames = hidden[-1].shape[1]
@@ -100,6 +104,11 @@ class HFEncoder:
         denom = frame_mask.sum(1, keepdim=True).clamp(min=1.0)
         pooled = [(h.float() * frame_mask[..., None]).sum(1) / denom for h in hidden]
         return torch.stack(pooled, dim=1).cpu().numpy()
+
+    def _to_device(self, inputs: Any) -> dict[str, Any]:
+        torch = self._torch
+        cast = torch.bfloat16 if self._bf16 else None
+        return {k: v.to(self._device, dtype=cast if v.is_floating_point() else None) for k, v in inputs.items()}
 
     def _frame_lengths(self, lengths: Any, frames: int) -> Any:
         torch = self._torch
@@ -128,7 +137,7 @@ class LogitsEncoder(HFEncoder):
         )
         torch = self._torch
         with torch.inference_mode(), torch.autocast(self._device.type, torch.bfloat16, enabled=self._bf16):
-            logits = self._model(**{k: v.to(self._device) for k, v in inputs.items()}).logits
+            logits = self._model(**self._to_device(inputs)).logits
         return logits.float().cpu().numpy()[:, None, :]
 
 
