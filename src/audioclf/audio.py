@@ -116,10 +116,16 @@ def iter_windows(
     of at least ``min(MIN_TAIL_S, window_s / 2)``, a last window aligned to the end of the recording covers it.
     With a time range, only ``[start_s, end_s)`` is used and window starts count from the recording's start.
     """
-    span = None if end_s is None else end_s - start_s
-    if options.max_duration_s is not None:
-        span = options.max_duration_s if span is None else min(span, options.max_duration_s)
+    span = span_s(start_s, end_s, options.max_duration_s)
     return window_stream(iter_samples(path, span, start_s), options, start_s)
+
+
+def span_s(start_s: float, end_s: float | None, max_duration_s: float | None) -> float | None:
+    """Seconds to read from ``start_s``: up to ``end_s`` and at most ``max_duration_s`` (None: to the end)."""
+    span = None if end_s is None else end_s - start_s
+    if max_duration_s is not None:
+        span = max_duration_s if span is None else min(span, max_duration_s)
+    return span
 
 
 def window_stream(chunks: Iterable[np.ndarray], options: WindowOptions, start_s: float = 0.0) -> Iterator[Window]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
-from .audio import SAMPLE_RATE_HZ, WindowOptions, iter_samples
+from .audio import SAMPLE_RATE_HZ, WindowOptions, iter_samples, span_s
 from .fileio import atomic_path
 from .manifest import Item
 
@@ -105,10 +105,7 @@ class AudioCache:
             except (OSError, ValueError) as exc:
                 log.warning("ignoring unreadable cached audio %s (%s)", path, exc)
         start = item.start_s or 0.0
-        span = None if item.end_s is None else item.end_s - start
-        if self._max is not None:
-            span = self._max if span is None else min(span, self._max)
-        audio = np.concatenate(list(iter_samples(item.file, span, start)))
+        audio = np.concatenate(list(iter_samples(item.file, span_s(start, item.end_s, self._max), start)))
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.save(fh, audio, allow_pickle=False)
         return np.load(path, mmap_mode="r", allow_pickle=False)
