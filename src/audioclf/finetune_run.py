@@ -54,19 +54,21 @@ class FinetuneSummary:
 def decode_items(
     items: list[Item], cache_dir: Path, windows: WindowOptions, fetch: FetchOptions | None
 ) -> tuple[list[tuple[Item, np.ndarray]], list[Failure]]:
-    """Download URL rows, decode every recording once into the audio cache; bad items are skipped."""
-    local = [item for item in items if not item.is_url]
+    """Download URL rows, decode every recording once into the audio cache; bad items are skipped.
+
+    Results keep manifest order (downloads finish in any order), so splits and batches are reproducible."""
+    placed = [((row, 0), item) for row, item in enumerate(items) if not item.is_url]
     failures: list[Failure] = []
-    remote = [item for item in items if item.is_url]
+    remote = [(row, item) for row, item in enumerate(items) if item.is_url]
     if remote:
-        for r in fetch_all(remote, fetch or FetchOptions(cache_dir=cache_dir)):
+        for r in fetch_all([item for _, item in remote], fetch or FetchOptions(cache_dir=cache_dir)):
             if r.error is not None:
                 failures.append(Failure(r.item, r.error))
             else:
-                local.append(r.item)
+                placed.append(((remote[r.row][0], r.entry), r.item))
     audio_cache = AudioCache(cache_dir, windows.max_duration_s)
     decoded = []
-    for item in local:
+    for _, item in sorted(placed, key=lambda p: p[0]):
         try:
             decoded.append((item, audio_cache.load(item)))
         except (DecodeError, OSError) as exc:
