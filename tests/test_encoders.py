@@ -26,12 +26,34 @@ def test_hf_encoder_from_local_dir_gives_all_layers(tiny_wav2vec2: Path) -> None
     assert not np.allclose(out[0], out[1])
 
 
-def test_group_norm_model_embeds_each_clip_as_if_alone(tiny_wav2vec2: Path) -> None:
-    enc = load_encoder(f"hf:{tiny_wav2vec2}").encoder
-    a, b = tone(300, 0.5), tone(500, 1.3)
-    together = enc.embed([a, b, a])
-    np.testing.assert_allclose(together[0], enc.embed([a])[0], atol=1e-5)
-    np.testing.assert_allclose(together[1], enc.embed([b])[0], atol=1e-5)
+def _tiny_group_norm_model(kind: str, path: Path) -> Path:
+    """A random group-norm model of ``kind`` (the wav2vec2-base family) saved like a real checkpoint."""
+    import torch
+    from transformers import AutoConfig, AutoModel, Wav2Vec2FeatureExtractor
+
+    torch.manual_seed(0)
+    sizes = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                 conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 8), num_conv_pos_embeddings=16,
+                 num_conv_pos_embedding_groups=4, feat_extract_norm="group", do_stable_layer_norm=False)  # fmt: skip
+    AutoModel.from_config(AutoConfig.for_model(kind, **sizes)).save_pretrained(path)
+    Wav2Vec2FeatureExtractor(feature_size=1, do_normalize=True, return_attention_mask=False).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["wav2vec2", "hubert", "wavlm"])
+def test_group_norm_model_batches_padded_clips_as_if_alone(kind: str, tmp_path: Path) -> None:
+    enc = load_encoder(f"hf:{_tiny_group_norm_model(kind, tmp_path)}", "fp32").encoder
+    assert isinstance(enc, HFEncoder)
+    calls: list[tuple[int, ...]] = []
+    enc._model.register_forward_hook(
+        lambda _m, _a, kwargs, _o: calls.append(tuple(kwargs["input_values"].shape)), with_kwargs=True
+    )
+    a, b, c = tone(300, 0.5), tone(500, 1.3, noise=0.1), tone(700, 0.27, noise=0.2, seed=1)
+    together = enc.embed([a, b, c, a])
+    assert len(calls) == 1 and calls[0][0] == 4  # one padded forward pass for all four clips
+    for i, clip in enumerate([a, b, c]):
+        np.testing.assert_allclose(together[i], enc.embed([clip])[0], atol=2e-5)
+    np.testing.assert_allclose(together[3], together[0], atol=2e-5)
 
 
 def test_masked_model_pools_only_real_frames(tiny_wav2vec2_masked: Path) -> None:

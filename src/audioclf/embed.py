@@ -21,7 +21,7 @@ from .sources import FetchError, FetchOptions, fetch_all
 
 log = logging.getLogger(__name__)
 
-WINDOWS_PER_CALL = 16  # windows of a long recording sent to the encoder at once
+WINDOWS_PER_CALL = 16  # windows (of one long recording or of many short ones) sent to the encoder at once
 
 
 @dataclass(frozen=True)
@@ -46,52 +46,94 @@ class EmbedResult:
         return f"embedded {ok} recordings ({self.n_cached} from cache{fetched}{rate}), {len(self.failures)} failed"
 
 
-def embed_one(item: Item, encoder: Encoder, windows: WindowOptions) -> Embedded:
-    """Embed every window of one recording, streaming: a long file is never held whole."""
-    parts: list[np.ndarray] = []
-    starts: list[float] = []
-    durations: list[float] = []
-    pending: list[np.ndarray] = []
-    for window in iter_windows(item.file, windows, item.start_s or 0.0, item.end_s):
-        starts.append(window.start_s)
-        durations.append(window.duration_s)
-        pending.append(window.samples)
-        if len(pending) >= WINDOWS_PER_CALL:
-            parts.append(encoder.embed(pending))
-            pending = []
-    if pending:
-        parts.append(encoder.embed(pending))
-    return Embedded(np.concatenate(parts), np.asarray(starts), np.asarray(durations))
+@dataclass
+class _Open:
+    """A recording being embedded: its windows may share encoder calls with other recordings'."""
+
+    position: tuple[int, int]  # (manifest row, playlist entry): the order results are returned in
+    item: Item
+    key: str
+    starts: list[float] = field(default_factory=list)
+    durations: list[float] = field(default_factory=list)
+    rows: dict[int, np.ndarray] = field(default_factory=dict)
+    decoded: bool = False
+    twins: list[tuple[tuple[int, int], Item]] = field(default_factory=list)  # same audio in other rows
+
+    @property
+    def complete(self) -> bool:
+        return self.decoded and len(self.rows) == len(self.starts)
 
 
 @dataclass
 class _Embedder:
-    """Embeds items one by one into ``result``, keeping each success with its (row, entry) position."""
+    """Embeds items into ``result``: windows of consecutive recordings are batched into one encoder call (many
+    short clips per forward pass), long recordings stream through in bounded batches, and each recording is
+    written to the cache as soon as all its windows are done."""
 
     encoder: Encoder
     cache: EmbeddingCache
     windows: WindowOptions
     result: EmbedResult = field(default_factory=EmbedResult)
     done: list[tuple[tuple[int, int], Item, Embedded]] = field(default_factory=list)
+    _queue: list[tuple[_Open, int, np.ndarray]] = field(default_factory=list)
+    _open: list[_Open] = field(default_factory=list)
 
     def add(self, position: tuple[int, int], item: Item, error: str | None = None) -> None:
+        rec = None
         try:
             if error is not None:
                 raise FetchError(error)
             key = content_key(item)
             emb = self.cache.get(key)
+            twin = next((r for r in self._open if r.key == key), None)
             if emb is not None:
                 self.result.n_cached += 1
-            else:
-                emb = embed_one(item, self.encoder, self.windows)
-                self.cache.put(key, emb)
-                self.result.audio_s += float(emb.durations_s.sum())
+                self.done.append((position, item, emb))
+                return
+            if twin is not None:  # the same audio is already on its way: one computation serves both rows
+                self.result.n_cached += 1
+                twin.twins.append((position, item))
+                return
+            rec = _Open(position, item, key)
+            self._open.append(rec)
+            for window in iter_windows(item.file, self.windows, item.start_s or 0.0, item.end_s):
+                rec.starts.append(window.start_s)
+                rec.durations.append(window.duration_s)
+                self._queue.append((rec, len(rec.starts) - 1, window.samples))
+                if len(self._queue) >= WINDOWS_PER_CALL:
+                    self.flush()
+            rec.decoded = True
         except (DecodeError, FetchError, OSError) as exc:
-            reason = f"{item.file}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
-            log.warning("skipped %s: %s", item.where, reason)
-            self.result.failures.append(Failure(item, reason))
-            return
-        self.done.append((position, item, emb))
+            self._fail(item, exc, rec)
+
+    def flush(self) -> None:
+        """Embed every queued window, then store each recording that is now complete."""
+        if self._queue:
+            rows = self.encoder.embed([samples for _, _, samples in self._queue])
+            for (rec, i, _), row in zip(self._queue, rows, strict=True):
+                rec.rows[i] = row
+            self._queue = []
+        for rec in [r for r in self._open if r.complete]:
+            self._open.remove(rec)
+            emb = Embedded(np.stack([rec.rows[i] for i in range(len(rec.starts))]), np.asarray(rec.starts),
+                           np.asarray(rec.durations))  # fmt: skip
+            try:
+                self.cache.put(rec.key, emb)
+            except OSError as exc:
+                self._fail(rec.item, exc, None)
+                continue
+            self.result.audio_s += float(emb.durations_s.sum())
+            self.done += [(position, item, emb) for position, item in [(rec.position, rec.item), *rec.twins]]
+
+    def _fail(self, item: Item, exc: Exception, rec: _Open | None) -> None:
+        if rec is not None:  # forget its queued windows and its place among the open recordings
+            self._queue = [q for q in self._queue if q[0] is not rec]
+            self._open.remove(rec)
+            for _, twin in rec.twins:
+                self._fail(twin, exc, None)
+        reason = f"{item.file}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+        log.warning("skipped %s: %s", item.where, reason)
+        self.result.failures.append(Failure(item, reason))
 
 
 def embed_items(
@@ -120,6 +162,7 @@ def embed_items(
             if not item.is_url:
                 embedder.add((row, 0), item)
                 bar.update()
+        embedder.flush()
     result = embedder.result
     result.embedded = [(item, emb) for _, item, emb in sorted(embedder.done, key=lambda d: d[0])]
     result.seconds = time.perf_counter() - started

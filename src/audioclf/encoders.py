@@ -69,9 +69,13 @@ class HFEncoder:
         self._model.eval()
         self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self._model.to(self._device)
-        # Group-norm models (wav2vec2-base) are trained without attention masks: padding would change their
-        # output, so they only ever see batches of equal-length windows.
-        self._pads = bool(getattr(extractor, "return_attention_mask", False))
+        # Group-norm models (wav2vec2-base) are trained without attention masks: plain padding would change
+        # their output. Known ones get a length-aware first norm (groupnorm.py) and padded batches with a mask;
+        # any other only ever sees batches of equal-length windows.
+        from . import groupnorm
+
+        self._norm = groupnorm.install(self._model)
+        self._pads = bool(getattr(extractor, "return_attention_mask", False)) or self._norm is not None
         self.n_layers = int(model.config.num_hidden_layers) + 1
         self.dim = int(model.config.hidden_size)
         self.identity = _model_fingerprint(model, extractor) + (BF16_SUFFIX if bf16 else "")
@@ -91,12 +95,7 @@ class HFEncoder:
         inputs = self._extractor(
             waves, sampling_rate=SAMPLE_RATE_HZ, return_tensors="pt", padding=True, return_attention_mask=True
         )
-        mask = inputs.pop("attention_mask", None)
-        if self._pads and mask is not None:
-            inputs["attention_mask"] = mask
-        inputs = self._to_device(inputs)
-        with torch.inference_mode(), torch.autocast(self._device.type, torch.bfloat16, enabled=self._bf16):
-            hidden = self._model(**inputs, output_hidden_states=True).hidden_states
+        hidden = self._forward(inputs, waves, output_hidden_states=True).hidden_states
         frames = hidden[-1].shape[1]
         lengths = torch.tensor([len(w) for w in waves])
         frame_lengths = self._frame_lengths(lengths, frames).to(self._device)
@@ -104,6 +103,23 @@ class HFEncoder:
         denom = frame_mask.sum(1, keepdim=True).clamp(min=1.0)
         pooled = [(h.float() * frame_mask[..., None]).sum(1) / denom for h in hidden]
         return torch.stack(pooled, dim=1).cpu().numpy()
+
+    def _forward(self, inputs: Any, waves: list[np.ndarray], **kwargs: Any) -> Any:
+        """The model on one batch; padded only where that leaves every clip's output as if it were alone."""
+        torch = self._torch
+        mask = inputs.pop("attention_mask", None)
+        if self._pads and mask is not None:
+            inputs["attention_mask"] = mask
+        if self._norm is not None:
+            from .groupnorm import first_layer_lengths
+
+            self._norm.lengths = first_layer_lengths(self._model, [len(w) for w in waves])
+        try:
+            with torch.inference_mode(), torch.autocast(self._device.type, torch.bfloat16, enabled=self._bf16):
+                return self._model(**self._to_device(inputs), **kwargs)
+        finally:
+            if self._norm is not None:
+                self._norm.lengths = None
 
     def _to_device(self, inputs: Any) -> dict[str, Any]:
         torch = self._torch
@@ -133,12 +149,9 @@ class LogitsEncoder(HFEncoder):
 
     def _embed_batch(self, waves: list[np.ndarray]) -> np.ndarray:
         inputs = self._extractor(
-            waves, sampling_rate=SAMPLE_RATE_HZ, return_tensors="pt", padding=True, return_attention_mask=self._pads
+            waves, sampling_rate=SAMPLE_RATE_HZ, return_tensors="pt", padding=True, return_attention_mask=True
         )
-        torch = self._torch
-        with torch.inference_mode(), torch.autocast(self._device.type, torch.bfloat16, enabled=self._bf16):
-            logits = self._model(**self._to_device(inputs)).logits
-        return logits.float().cpu().numpy()[:, None, :]
+        return self._forward(inputs, waves).logits.float().cpu().numpy()[:, None, :]
 
 
 def _length_batches(windows: list[np.ndarray], *, equal_only: bool) -> Iterator[list[int]]:
