@@ -1,12 +1,14 @@
 """Embedding speed: audioclf against the plain transformers path, in one run on the same audio.
 
     python bench/embed_speed.py --model /tmp/w2v2base --fsdd ../shared/data/fsdd/recordings --clips 200 --long-min 10
+    python bench/embed_speed.py --paths builtin --clips 1500 --long-min 60      # the built-in encoder only
 
 (a) "plain": what users write by hand: AutoFeatureExtractor + AutoModel in fp32, one clip at a time, mean of the
-    last hidden state. (b) "audioclf": `audioclf.encoders` + the embedding pipeline (windows, batching, bf16
-    where supported). Each path runs in its own process so peak RSS is its own. Random-initialised weights of the
-    real wav2vec2-base architecture are fine for speed; agreement is the cosine between (a) and (b)'s
-    last-layer embeddings, and the top-1 agreement of a fixed random linear classifier on them.
+    last hidden state. (b) "audioclf": `audioclf.encoders` + the embedding pipeline (windows, batches across
+    files, bf16 where supported). (c) "builtin": the same pipeline with the built-in encoder. Each path runs in
+    its own process so peak RSS is its own. Random-initialised weights of the real wav2vec2-base architecture
+    are fine for speed; agreement is the cosine between (a) and (b)'s last-layer embeddings, and the top-1
+    agreement of a fixed random linear classifier on them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 SAMPLE_RATE_HZ = 16_000
+PATHS = ("plain", "audioclf", "builtin")  # builtin: audioclf with its built-in encoder (no download, no torch)
 
 
 def plain(model_dir: str, files: list[str], window_s: float) -> dict[str, object]:
@@ -43,14 +46,14 @@ def plain(model_dir: str, files: list[str], window_s: float) -> dict[str, object
     return {"seconds": time.perf_counter() - started, "audio_s": audio_s, "emb": np.stack(rows).tolist()}
 
 
-def ours(model_dir: str, files: list[str], window_s: float, cache: str) -> dict[str, object]:
+def ours(spec: str, files: list[str], window_s: float, cache: str) -> dict[str, object]:
     from audioclf.audio import WindowOptions
     from audioclf.cache import EmbeddingCache
     from audioclf.embed import embed_items
     from audioclf.encoders import load_encoder
     from audioclf.manifest import Item
 
-    encoder = load_encoder(f"hf:{model_dir}").encoder
+    encoder = load_encoder(spec).encoder
     windows = WindowOptions(window_s, window_s)
     items = [Item(f, None, None, f, f) for f in files]
     store = EmbeddingCache(Path(cache), encoder.identity, windows)
@@ -65,11 +68,11 @@ def ours(model_dir: str, files: list[str], window_s: float, cache: str) -> dict[
 
 def child(args: argparse.Namespace) -> None:
     files = json.loads(Path(args.files).read_text())
-    out = (
-        plain(args.model, files, args.window)
-        if args.child == "plain"
-        else ours(args.model, files, args.window, args.cache)
-    )
+    if args.child == "plain":
+        out = plain(args.model, files, args.window)
+    else:
+        spec = "builtin" if args.child == "builtin" else f"hf:{args.model}"
+        out = ours(spec, files, args.window, args.cache)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     Path(args.result).write_text(json.dumps(out))
 
@@ -100,43 +103,49 @@ def run_case(name: str, files: list[str], args: argparse.Namespace, work: Path) 
     listing = work / f"{name}.json"
     listing.write_text(json.dumps(files))
     results = {}
-    for path in ("plain", "audioclf"):
+    for path in args.paths:
         result = work / f"{name}-{path}.out.json"
-        cache = str(work / f"cache-{name}")
+        cache = str(work / f"cache-{name}-{path}")
         cmd = [sys.executable, __file__, "--child", path, "--model", args.model, "--files", str(listing),
                "--window", str(args.window), "--cache", cache, "--result", str(result)]  # fmt: skip
         subprocess.run(cmd, check=True)
         results[path] = json.loads(result.read_text())
-    a, b = np.array(results["plain"]["emb"]), np.array(results["audioclf"]["emb"])
-    cos = np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-    probe = np.random.default_rng(0).standard_normal((a.shape[1], 10))
-    top1 = float(np.mean((a @ probe).argmax(1) == (b @ probe).argmax(1)))
-    base = results["plain"]["audio_s"] / results["plain"]["seconds"]
+    agree = {"plain": "reference"}
+    if "plain" in results and "audioclf" in results:
+        a, b = np.array(results["plain"]["emb"]), np.array(results["audioclf"]["emb"])
+        cos = np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        probe = np.random.default_rng(0).standard_normal((a.shape[1], 10))
+        top1 = float(np.mean((a @ probe).argmax(1) == (b @ probe).argmax(1)))
+        agree["audioclf"] = f"{cos.min():.4f} / {top1:.3f}"
+    base = results["plain"]["audio_s"] / results["plain"]["seconds"] if "plain" in results else float("nan")
     rows = []
-    for path in ("plain", "audioclf"):
+    for path in args.paths:
         r = results[path]
         speed = r["audio_s"] / r["seconds"]
         extra = f"rerun {100 * r['rerun_s'] / r['seconds']:.1f} % of first" if "rerun_s" in r else ""
-        agree = f"{cos.min():.4f} / {top1:.3f}" if path == "audioclf" else "reference"
-        rows.append(f"| {name} | {path} | {r['audio_s']:.0f} | {speed:.1f}x | {speed / base:.2f} | "
-                    f"{r['peak_rss_mb']:.0f} | {agree} | {extra} |")  # fmt: skip
+        ratio = f"{speed / base:.2f}" if "plain" in results else "-"
+        rows.append(f"| {name} | {path} | {r['audio_s']:.0f} | {speed:.1f}x | {ratio} | "
+                    f"{r['peak_rss_mb']:.0f} | {agree.get(path, 'other features')} | {extra} |")  # fmt: skip
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a local transformers model folder")
+    parser.add_argument("--model", default="", help="a local transformers model folder (for plain and audioclf)")
     parser.add_argument("--fsdd", default="../shared/data/fsdd/recordings")
     parser.add_argument("--clips", type=int, default=200)
     parser.add_argument("--long-min", type=float, default=10.0, help="minutes of the long recording (0: skip)")
     parser.add_argument("--window", type=float, default=10.0)
-    parser.add_argument("--child", choices=["plain", "audioclf"], help=argparse.SUPPRESS)
+    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS), help="which paths to time")
+    parser.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
     parser.add_argument("--files", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args)
+    if not args.model and {"plain", "audioclf"} & set(args.paths):
+        parser.error("--model is needed to time the plain and audioclf paths")
     work = Path(tempfile.mkdtemp(prefix="embed-speed-"))
     clips = sorted(str(p) for p in Path(args.fsdd).glob("*.wav"))[:: max(1, 1500 // args.clips)][: args.clips]
     rows = run_case(f"{len(clips)} FSDD clips", clips, args, work)

