@@ -37,13 +37,13 @@ def write_audio(path: Path, samples: np.ndarray, rate: int, *, channels: int = 1
     """Encode ``samples`` (mono float32) with PyAV; the codec follows the extension unless given."""
     ext = path.suffix.lstrip(".")
     codec_name, _, options = FORMATS.get(ext, ("pcm_s16le", rate, {}))
-    layout = "mono" if channels == 1 else "stereo" if channels == 2 else f"{channels}c"
-    data = np.repeat(samples[None, :], channels, axis=0).astype(np.float32)
+    layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}.get(channels, f"{channels}c")
+    data = np.repeat(samples[:, None], channels, axis=1).astype(np.float32).reshape(1, -1)  # packed
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec or codec_name, rate=rate, layout=layout)
         if options:
             stream.codec_context.options = options
-        frame = av.AudioFrame.from_ndarray(data, format="fltp", layout=layout)
+        frame = av.AudioFrame.from_ndarray(data, format="flt", layout=layout)
         frame.sample_rate = rate
         for packet in stream.encode(frame):
             container.mux(packet)
