@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .audio import WindowOptions, iter_windows
+from .audio import SAMPLE_RATE_HZ, WindowOptions, iter_windows
 from .cache import Embedded, EmbeddingCache, content_key
 from .encoders import Encoder
 from .errors import DecodeError
@@ -78,6 +78,10 @@ class _Embedder:
     _queue: list[tuple[_Open, int, np.ndarray]] = field(default_factory=list)
     _open: list[_Open] = field(default_factory=list)
 
+    @property
+    def min_samples(self) -> int:
+        return int(getattr(self.encoder, "min_samples", 1))
+
     def add(self, position: tuple[int, int], item: Item, error: str | None = None) -> None:
         rec = None
         try:
@@ -97,6 +101,11 @@ class _Embedder:
             rec = _Open(position, item, key)
             self._open.append(rec)
             for window in iter_windows(item.file, self.windows, item.start_s or 0.0, item.end_s):
+                if len(window.samples) < self.min_samples:
+                    raise DecodeError(
+                        f"{item.file}: only {len(window.samples) / SAMPLE_RATE_HZ:.3f} s of audio; this encoder "
+                        f"needs at least {self.min_samples / SAMPLE_RATE_HZ:.3f} s (remove the file or pad it)"
+                    )
                 rec.starts.append(window.start_s)
                 rec.durations.append(window.duration_s)
                 self._queue.append((rec, len(rec.starts) - 1, window.samples))
@@ -108,11 +117,15 @@ class _Embedder:
 
     def flush(self) -> None:
         """Embed every queued window, then store each recording that is now complete."""
-        if self._queue:
-            rows = self.encoder.embed([samples for _, _, samples in self._queue])
-            for (rec, i, _), row in zip(self._queue, rows, strict=True):
+        queue, self._queue = self._queue, []
+        rows: list[np.ndarray | None] = []
+        try:
+            rows = list(self.encoder.embed([samples for _, _, samples in queue])) if queue else []
+        except (RuntimeError, ValueError):  # one odd recording must not sink the batch: retry one by one
+            rows = self._embed_one_by_one(queue)
+        for (rec, i, _), row in zip(queue, rows, strict=True):
+            if row is not None:
                 rec.rows[i] = row
-            self._queue = []
         for rec in [r for r in self._open if r.complete]:
             self._open.remove(rec)
             emb = Embedded(np.stack([rec.rows[i] for i in range(len(rec.starts))]), np.asarray(rec.starts),
@@ -124,6 +137,18 @@ class _Embedder:
                 continue
             self.result.audio_s += float(emb.durations_s.sum())
             self.done += [(position, item, emb) for position, item in [(rec.position, rec.item), *rec.twins]]
+
+    def _embed_one_by_one(self, queue: list[tuple[_Open, int, np.ndarray]]) -> list[np.ndarray | None]:
+        rows: list[np.ndarray | None] = [None] * len(queue)
+        for rec in dict.fromkeys(rec for rec, _, _ in queue):
+            mine = [k for k, (r, _, _) in enumerate(queue) if r is rec]
+            try:
+                for k, row in zip(mine, self.encoder.embed([queue[k][2] for k in mine]), strict=True):
+                    rows[k] = row
+            except (RuntimeError, ValueError) as exc:
+                first = (str(exc).splitlines() or [""])[0][:200]
+                self._fail(rec.item, DecodeError(f"{rec.item.file}: the encoder failed on it ({first})"), rec)
+        return rows
 
     def _fail(self, item: Item, exc: Exception, rec: _Open | None) -> None:
         if rec is not None:  # forget its queued windows and its place among the open recordings

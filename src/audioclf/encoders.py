@@ -37,6 +37,7 @@ class Encoder(Protocol):
     identity: str  # content hash of the weights and settings: part of every cache key
     n_layers: int
     dim: int
+    min_samples: int  # shorter windows cannot be embedded (a convolutional front end's receptive field)
 
     def embed(self, windows: list[np.ndarray]) -> np.ndarray: ...
 
@@ -46,6 +47,7 @@ class BuiltinEncoder:
 
     spec = BUILTIN
     n_layers = 1
+    min_samples = 1
 
     def __init__(self) -> None:
         self.identity = f"builtin-{BUILTIN_VERSION}"
@@ -78,6 +80,7 @@ class HFEncoder:
         self._pads = bool(getattr(extractor, "return_attention_mask", False)) or self._norm is not None
         self.n_layers = int(model.config.num_hidden_layers) + 1
         self.dim = int(model.config.hidden_size)
+        self.min_samples = _min_samples(model.config)
         self.identity = _model_fingerprint(model, extractor) + (BF16_SUFFIX if bf16 else "")
         if bf16:
             # Converted once: under autocast every call would cast all fp32 weights again, which dominates on
@@ -152,6 +155,15 @@ class LogitsEncoder(HFEncoder):
             waves, sampling_rate=SAMPLE_RATE_HZ, return_tensors="pt", padding=True, return_attention_mask=True
         )
         return self._forward(inputs, waves).logits.float().cpu().numpy()[:, None, :]
+
+
+def _min_samples(config: Any) -> int:
+    """The shortest input that gives one output frame through a convolutional front end (400 for wav2vec2)."""
+    length = 1
+    kernels, strides = getattr(config, "conv_kernel", ()), getattr(config, "conv_stride", ())
+    for kernel, stride in reversed(list(zip(kernels, strides, strict=False))):
+        length = (length - 1) * int(stride) + int(kernel)
+    return length
 
 
 def _length_batches(windows: list[np.ndarray], *, equal_only: bool) -> Iterator[list[int]]:

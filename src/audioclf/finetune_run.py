@@ -27,7 +27,7 @@ from .errors import DecodeError, TrainingError
 from .fileio import write_json_atomic
 from .finetune import CHECKPOINT_DIR, FinetuneOptions, Finetuner, FinetuneState, Recording
 from .heads import EpochStats, class_weights
-from .manifest import Item, labels_of, load_manifest
+from .manifest import Item, labels_of, load_manifest, usable_labels
 from .model import CONFIG_NAME, MODEL_FORMAT, prepare_out_dir
 from .sources import FetchOptions, fetch_all
 from .splits import train_val_indices
@@ -101,7 +101,9 @@ def finetune(
         shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
     decoded, failures = decode_items(items, cache_dir, windows, fetch)
     if not decoded:
-        raise TrainingError(f"{manifest}: no file could be decoded")
+        first = failures[0]
+        raise TrainingError(f"no file could be decoded; first: {first.item.where}: {first.reason}")
+    labels = usable_labels([item for item, _ in decoded], labels, manifest)
     index = {label: i for i, label in enumerate(labels)}
     recordings = [Recording(item, audio, index[item.label or ""]) for item, audio in decoded]
     keep, held = train_val_indices([r.item for r in recordings], options.val_fraction, options.seed)

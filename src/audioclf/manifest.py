@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import ManifestError
+from .errors import ManifestError, TrainingError
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 AUDIO_EXTENSIONS = frozenset(
@@ -74,14 +77,13 @@ def load_manifest(path: Path, *, require_labels: bool = True) -> list[Item]:
     elif path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         items = list(_rows_to_items(_jsonl_rows(path), path, require_labels))
     else:
-        items = list(_rows_to_items(_csv_rows(path), path, require_labels))
+        items = list(_rows_to_items(_csv_rows(path, require_labels), path, require_labels))
     if not items:
         raise ManifestError(f"{path}: manifest has no rows; add rows with columns path,label")
-    _check_duplicates(items)
-    return items
+    return _dedupe(items)
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+def _csv_rows(path: Path, require_labels: bool) -> Iterator[tuple[int, dict[str, str]]]:
     # utf-8-sig drops a BOM; newline="" lets csv handle Windows line endings.
     with open(path, encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
@@ -91,6 +93,8 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
                 f"{path}: header must name a 'path' (or 'url') column, found {header or 'no header'}; "
                 "the first line should be e.g. path,label"
             )
+        if require_labels and "label" not in header:
+            raise ManifestError(f"{path}: header has no 'label' column, found {header}; e.g. path,label")
         reader.fieldnames = header
         for row in reader:
             clean = {k: (v or "").strip() for k, v in row.items() if isinstance(k, str)}
@@ -140,10 +144,10 @@ def _row_to_item(row: dict[str, str], base: Path, where: str, require_labels: bo
 
 
 def _local_source(raw: str, base: Path, where: str) -> str:
+    """The absolute path. A missing or unreadable file is not an error here: like a corrupt one, it is
+    reported and skipped when the run reaches it, so one bad row never stops a long run."""
     source = Path(raw).expanduser()
     source = source if source.is_absolute() else base / source
-    if not source.is_file():
-        raise ManifestError(f"{where}: audio file not found: {source}; fix the path or remove the row")
     return str(source.resolve())
 
 
@@ -186,14 +190,25 @@ def _folder_items(root: Path) -> Iterator[Item]:
                 yield Item(source=src, label=label_dir.name, split=None, group=src, where=str(file))
 
 
-def _check_duplicates(items: list[Item]) -> None:
-    seen: dict[str, str] = {}
+def _dedupe(items: list[Item]) -> list[Item]:
+    """Drop repeated rows (same audio and time range, same label and split) with a warning; the same audio
+    with a different label or split is a contradiction that would leak between splits, so it is an error."""
+    seen: dict[tuple[str, float | None, float | None], Item] = {}
+    kept: list[Item] = []
     for item in items:
-        if item.source in seen:
+        key = (item.source, item.start_s, item.end_s)
+        first = seen.get(key)
+        if first is None:
+            seen[key] = item
+            kept.append(item)
+        elif (first.label, first.split) == (item.label, item.split):
+            log.warning("%s: repeats %s (%s); the repeat is ignored", item.where, first.where, item.source)
+        else:
             raise ManifestError(
-                f"{item.where}: duplicate of {seen[item.source]} ({item.source}); each file may appear once"
+                f"{item.where}: {item.source} is also {first.where} with label/split {first.label}/{first.split} "
+                f"vs {item.label}/{item.split}; keep one of the rows"
             )
-        seen[item.source] = item.where
+    return kept
 
 
 def audio_files(inputs: Iterable[Path]) -> list[Path]:
@@ -219,3 +234,15 @@ def audio_files(inputs: Iterable[Path]) -> list[Path]:
 def labels_of(items: Iterable[Item]) -> list[str]:
     """Sorted distinct labels."""
     return sorted({item.label for item in items if item.label is not None})
+
+
+def usable_labels(decoded: Iterable[Item], labels: list[str], manifest: Path) -> list[str]:
+    """The labels that still have audio once undecodable files are skipped; at least two."""
+    present = {item.label for item in decoded}
+    lost = [label for label in labels if label not in present]
+    if lost:
+        log.warning("label(s) %s dropped: none of their files could be decoded (see failures.csv)", lost)
+    kept = [label for label in labels if label in present]
+    if len(kept) < 2:
+        raise TrainingError(f"{manifest}: only {kept} left with decodable audio; a classifier needs 2 labels")
+    return kept

@@ -25,6 +25,23 @@ def grouped_split(
     """
     if not 0 < fraction < 1:
         raise TrainingError(f"split fraction must be between 0 and 1, got {fraction}")
+    y_all, g_all = np.asarray(labels), np.asarray(groups)
+    lone = sorted(lab for lab in set(labels) if len(set(g_all[y_all == lab])) < 2)
+    if lone:
+        # A label seen in one group only cannot be on both sides of a grouped split: it stays in training.
+        log.warning(
+            "label(s) %s occur in one group (recording/speaker/video) only: kept in training, never held out, "
+            "so nothing measures them; add recordings from other groups",
+            lone,
+        )
+        pinned = np.isin(g_all, g_all[np.isin(y_all, lone)])  # whole groups: a group never straddles the split
+        rest = np.flatnonzero(~pinned)
+        keep, held = _split(list(y_all[rest]), list(g_all[rest]), fraction, seed)
+        return np.sort(np.concatenate([rest[keep], np.flatnonzero(pinned)])), np.sort(rest[held])
+    return _split(labels, groups, fraction, seed)
+
+
+def _split(labels: Sequence[str], groups: Sequence[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     n_groups = len(set(groups))
     if n_groups < 2:
         raise TrainingError(

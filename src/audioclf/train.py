@@ -32,7 +32,7 @@ from .heads import (
     fit_probe,
     predict_logits,
 )
-from .manifest import Item, labels_of, load_manifest
+from .manifest import Item, labels_of, load_manifest, usable_labels
 from .model import TrainedModel, build_meta, prepare_out_dir, save_model
 from .report import write_report
 from .sources import FetchOptions
@@ -205,7 +205,9 @@ def train(
     if embedded.failures:
         write_failures(embedded.failures, out / "failures.csv")
     if not embedded.embedded:
-        raise TrainingError(f"{manifest}: no file could be decoded; see {out / 'failures.csv'}")
+        first = embedded.failures[0]
+        raise TrainingError(f"no file could be decoded; first: {first.item.where}: {first.reason}")
+    labels = usable_labels([item for item, _ in embedded.embedded], labels, manifest)
     data = stack(embedded.embedded, labels)
     data, test_set = hold_out_test(data, options.test_size, options.fit.seed, out)
     train_set, val_set = split_train_val(data, options.val_fraction, options.fit.seed)
