@@ -14,7 +14,8 @@ import numpy as np
 import platformdirs
 
 from .audio import SAMPLE_RATE_HZ, WindowOptions, iter_samples, span_s
-from .fileio import atomic_path
+from .errors import CacheError
+from .fileio import FileLock, atomic_path
 from .manifest import Item
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,19 @@ class EmbeddingCache:
 
     def put(self, audio_digest: str, entry: Embedded) -> None:
         path = self.path_for(audio_digest)
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, embeddings=entry.embeddings, starts_s=entry.starts_s, durations_s=entry.durations_s)
+        try:
+            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, embeddings=entry.embeddings, starts_s=entry.starts_s, durations_s=entry.durations_s)
+        except OSError as exc:  # the whole run would fail the same way: stop with the reason
+            raise CacheError(
+                f"cannot write the cache at {self.root} ({exc.strerror or exc}); free some space or give a "
+                "writable --cache-dir"
+            ) from exc
+
+    def lock_for(self, audio_digest: str) -> FileLock:
+        """The lock a run holds while it computes this entry, so a second run sharing the cache waits for it."""
+        name = self.path_for(audio_digest).stem
+        return FileLock(self.root / "locks" / name[:2] / f"{name}.lock")
 
 
 def content_key(item: Item) -> str:

@@ -209,6 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # disk full, read-only or missing output folder: the environment, not a bug
+        if args.debug:
+            log.exception("failed")
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}; check free space and that the folder is writable", file=sys.stderr)
+        return EXIT_USER
     except Exception as exc:  # anything else is a bug: one line, traceback with --debug
         if args.debug:
             raise

@@ -15,7 +15,7 @@ from .audio import SAMPLE_RATE_HZ, WindowOptions, iter_windows
 from .cache import Embedded, EmbeddingCache, content_key
 from .encoders import Encoder
 from .errors import DecodeError
-from .fileio import write_csv_atomic
+from .fileio import FileLock, write_csv_atomic
 from .manifest import Item
 from .sources import FetchError, FetchOptions, fetch_all
 
@@ -53,6 +53,7 @@ class _Open:
     position: tuple[int, int]  # (manifest row, playlist entry): the order results are returned in
     item: Item
     key: str
+    lock: FileLock  # held from the first window until the entry is in the cache (or the item failed)
     starts: list[float] = field(default_factory=list)
     durations: list[float] = field(default_factory=list)
     rows: dict[int, np.ndarray] = field(default_factory=dict)
@@ -77,6 +78,7 @@ class _Embedder:
     done: list[tuple[tuple[int, int], Item, Embedded]] = field(default_factory=list)
     _queue: list[tuple[_Open, int, np.ndarray]] = field(default_factory=list)
     _open: list[_Open] = field(default_factory=list)
+    _deferred: list[tuple[tuple[int, int], Item, FileLock]] = field(default_factory=list)
 
     @property
     def min_samples(self) -> int:
@@ -98,7 +100,11 @@ class _Embedder:
                 self.result.n_cached += 1
                 twin.twins.append((position, item))
                 return
-            rec = _Open(position, item, key)
+            lock = self.cache.lock_for(key)
+            if not lock.acquire(blocking=False):  # another run is computing it: come back to it at the end
+                self._deferred.append((position, item, lock))
+                return
+            rec = _Open(position, item, key, lock)
             self._open.append(rec)
             for window in iter_windows(item.file, self.windows, item.start_s or 0.0, item.end_s):
                 if len(window.samples) < self.min_samples:
@@ -132,11 +138,21 @@ class _Embedder:
                            np.asarray(rec.durations))  # fmt: skip
             try:
                 self.cache.put(rec.key, emb)
-            except OSError as exc:
-                self._fail(rec.item, exc, None)
-                continue
+            finally:
+                rec.lock.release()
             self.result.audio_s += float(emb.durations_s.sum())
             self.done += [(position, item, emb) for position, item in [(rec.position, rec.item), *rec.twins]]
+
+    def finish(self) -> None:
+        """Flush, then take up the items another run was computing: wait for it, then read (or compute) them."""
+        self.flush()
+        while self._deferred:
+            deferred, self._deferred = self._deferred, []
+            for position, item, lock in deferred:
+                with lock:  # blocks until the other run has stored the entry (or given up on it)
+                    pass
+                self.add(position, item)
+            self.flush()
 
     def _embed_one_by_one(self, queue: list[tuple[_Open, int, np.ndarray]]) -> list[np.ndarray | None]:
         rows: list[np.ndarray | None] = [None] * len(queue)
@@ -152,6 +168,7 @@ class _Embedder:
 
     def _fail(self, item: Item, exc: Exception, rec: _Open | None) -> None:
         if rec is not None:  # forget its queued windows and its place among the open recordings
+            rec.lock.release()
             self._queue = [q for q in self._queue if q[0] is not rec]
             self._open.remove(rec)
             for _, twin in rec.twins:
@@ -187,7 +204,7 @@ def embed_items(
             if not item.is_url:
                 embedder.add((row, 0), item)
                 bar.update()
-        embedder.flush()
+        embedder.finish()
     result = embedder.result
     result.embedded = [(item, emb) for _, item, emb in sorted(embedder.done, key=lambda d: d[0])]
     result.seconds = time.perf_counter() - started

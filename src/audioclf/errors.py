@@ -25,3 +25,7 @@ class ModelError(AudioclfError):
 
 class TrainingError(AudioclfError):
     """Training cannot proceed with the data given (e.g. too few labels or groups)."""
+
+
+class CacheError(AudioclfError):
+    """The cache folder cannot be written (disk full, read-only, no permission)."""

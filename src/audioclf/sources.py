@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import AudioclfError
-from .fileio import write_json_atomic
+from .fileio import FileLock, write_json_atomic
 from .manifest import Item, ManifestError, check_url
 
 log = logging.getLogger(__name__)
@@ -211,6 +211,12 @@ class Fetcher:
         done = self.cached(item)
         if done is not None:
             return done, False
+        # A second run sharing the cache waits here for the first one's download instead of racing it.
+        with FileLock(self._index_path(item.source, _range_of(item, self.options)).with_suffix(".lock")):
+            done = self.cached(item)
+            return (done, False) if done is not None else (self._fetch(item), True)
+
+    def _fetch(self, item: Item) -> Item:
         info = _with_retries(item.source, self.options, lambda: self._extract(item.source, _ydl_params(self.options)))
         start, end = _range_of(item, self.options)
         extractor = str(info.get("extractor_key") or info.get("extractor") or "unknown")
@@ -231,7 +237,7 @@ class Fetcher:
         }
         write_json_atomic(path.with_suffix(path.suffix + ".json"), meta)  # sidecar for reports
         write_json_atomic(self._index_path(item.source, (start, end)), meta)
-        return self._resolved(item, meta, path), True
+        return self._resolved(item, meta, path)
 
     def _download(self, info: dict[str, Any], key: str, use_range: bool, start: float, end: float | None) -> Path:
         from yt_dlp import YoutubeDL
