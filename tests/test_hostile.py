@@ -12,6 +12,8 @@ import csv
 import io
 import json
 import os
+import shutil
+import socket
 import tracemalloc
 import wave
 from collections.abc import Callable
@@ -28,7 +30,8 @@ from audioclf.cli import main
 from audioclf.embed import embed_items
 from audioclf.encoders import BuiltinEncoder
 from audioclf.errors import ManifestError
-from audioclf.manifest import load_manifest
+from audioclf.manifest import Item, load_manifest
+from audioclf.sources import FetchOptions, fetch_all
 
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
 
@@ -271,3 +274,86 @@ def test_a_label_whose_files_all_fail_is_dropped(tmp_path: Path, capsys: pytest.
     assert main([*args, "--cache-dir", str(tmp_path / "c"), "--quiet"]) == 0
     assert json.loads((out / "audioclf.json").read_text())["labels"] == ["high", "low", "mid"]
     assert "broken.wav" in (out / "failures.csv").read_text()
+
+
+# --- URLs --------------------------------------------------------------------------------------------------------
+
+
+def test_unreachable_host_is_reported_with_its_row(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port that was just free: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/clip.wav"
+    options = FetchOptions(cache_dir=tmp_path / "cache", retries=1, backoff_s=0.01, socket_timeout_s=2)
+    (result,) = fetch_all([Item(url, "x", None, "", "m.csv:2")], options)
+    assert result.error is not None and url in result.error and "refused" in result.error.lower()
+    assert result.item.where == "m.csv:2"
+
+
+# --- models ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("model")
+    manifest = make_tone_dataset(d / "data", n_groups=3, per_group=2)
+    out = d / "model"
+    args = ["train", "--manifest", str(manifest), "--out", str(out), "--encoder", "builtin", "--epochs", "3"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main([*args, "--cache-dir", str(d / "cache"), "--quiet"]) == 0
+    return out, manifest
+
+
+def _copy_model(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+MODEL_DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
+    "from another version": (
+        lambda m: (m / "audioclf.json").write_text(json.dumps({"format": 99, "audioclf_version": "9.0"})),
+        "model format 99 from audioclf 9.0 is not supported"),
+    "config without labels": (
+        lambda m: (m / "audioclf.json").write_text(json.dumps({"format": 1})), "damaged or incompatible model config"),
+    "config not JSON": (lambda m: (m / "audioclf.json").write_text("{torn"), "damaged or incompatible model config"),
+    "missing weights": (lambda m: (m / "head.safetensors").unlink(), "missing or damaged weights"),
+    "truncated weights": (
+        lambda m: (m / "head.safetensors").write_bytes((m / "head.safetensors").read_bytes()[:100]),
+        "missing or damaged weights"),
+    "no config at all": (lambda m: (m / "audioclf.json").unlink(), "not an audioclf model"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(MODEL_DAMAGE))
+def test_damaged_or_foreign_model_folder(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    model = _copy_model(trained[0], tmp_path / "m")
+    damage, message = MODEL_DAMAGE[case]
+    damage(model)
+    clip = write_audio(tmp_path / "x.wav", tone(300, 0.5), 16_000)
+    assert main(["predict", "--model", str(model), str(clip), "--cache-dir", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("error:") == 1 and str(model) in err
+
+
+def test_evaluating_on_labels_the_model_never_saw(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clip = write_audio(tmp_path / "x.wav", tone(300, 0.5), 16_000)
+    m = tmp_path / "other.csv"
+    m.write_text(f"path,label\n{clip},bark\n")
+    assert main(["evaluate", "--model", str(trained[0]), "--manifest", str(m), "--cache-dir", str(tmp_path)]) == 2
+    assert "labels ['bark'] were not in the model's training labels" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("encoder", "message"),
+    [("wav2vec9", "unknown encoder 'wav2vec9'"), ("hf:/no/such/folder", "no such model folder")],
+)
+def test_encoder_that_does_not_exist(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], encoder: str, message: str
+) -> None:
+    args = ["train", "--manifest", str(trained[1]), "--out", str(tmp_path / "o"), "--encoder", encoder]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
