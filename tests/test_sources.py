@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -157,6 +158,16 @@ def test_formats_download_audio_as_is_with_sidecars(server: Server, tmp_path: Pa
         assert local.parent == tmp_path / "cache" / "media" and len(local.stem) == 64  # a hash, never a title
         sidecar = json.loads(local.with_suffix(local.suffix + ".json").read_text())
         assert sidecar["url"] == url and {"title", "duration", "uploader", "id", "webpage_url"} <= set(sidecar)
+
+
+def test_hostile_remote_names_never_reach_the_file_system(server: Server, tmp_path: Path) -> None:
+    route = "/..%2F..%2Fetc%2Fpasswd%20%24(rm%20-rf%20~)%3B%20%E2%80%AE.wav"
+    server.files[route] = server.files["/low.wav"]
+    (item, error, _) = fetch(items_for(server.url(route)), options(tmp_path))[server.url(route)]
+    assert error is None
+    local = Path(item.local or "")
+    assert local.parent == tmp_path / "cache" / "media" and re.fullmatch(r"[0-9a-f]{64}\.wav", local.name)
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and "passwd" in p.name) == []
 
 
 def test_same_file_name_on_two_hosts_does_not_collide(server: Server, tmp_path: Path) -> None:

@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import ModelError
 
 STATE_NAME = "state.json"
 OPTIMIZER_NAME = "optimizer.safetensors"
+MODEL_WEIGHTS_NAME = "model.safetensors"  # written by save_pretrained
 
 
 def optimizer_to_flat(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -67,8 +69,9 @@ def save_checkpoint(
         raise
 
 
-def load_checkpoint(source: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(training state, optimizer state dict, scheduler state dict) of a checkpoint folder."""
+def load_checkpoint(source: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(training state, model weights, optimizer state dict, scheduler state dict) of a checkpoint folder;
+    a torn or missing part is a one-line ModelError."""
     for candidate in (source, source.with_name(source.name + ".old")):  # .old: a crash mid-swap
         if (candidate / STATE_NAME).is_file():
             source = candidate
@@ -77,9 +80,10 @@ def load_checkpoint(source: Path) -> tuple[dict[str, Any], dict[str, Any], dict[
         raise ModelError(f"{source}: no checkpoint to resume from; train without --resume first")
     try:
         state = json.loads((source / STATE_NAME).read_text(encoding="utf-8"))
+        weights = load_file(str(source / MODEL_WEIGHTS_NAME))
         optimizer = optimizer_from_flat(load_file(str(source / OPTIMIZER_NAME)), state.pop("optimizer"))
         scheduler = state.pop("scheduler")
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"{source}: damaged checkpoint ({exc}); delete it to start over") from exc
-    state["path"] = str(source)
-    return state, optimizer, scheduler
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise ModelError(f"{source}: damaged checkpoint ({reason}); delete it to start over") from exc
+    return state, weights, optimizer, scheduler

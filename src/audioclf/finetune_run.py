@@ -199,11 +199,8 @@ def _checkpoint(tuner: Finetuner, out: Path, state: FinetuneState) -> None:
 
 
 def _resume(tuner: Finetuner, out: Path) -> FinetuneState:
-    from safetensors.torch import load_file
-
     finish_export(out)
-    plain, optimizer, scheduler = load_checkpoint(out / CHECKPOINT_DIR)
-    weights = load_file(str(Path(plain.pop("path")) / "model.safetensors"))
+    plain, weights, optimizer, scheduler = load_checkpoint(out / CHECKPOINT_DIR)
     tuner.acc.unwrap_model(tuner.model).load_state_dict(weights)
     tuner.optimizer.load_state_dict(optimizer)
     tuner.scheduler.load_state_dict(scheduler)
