@@ -312,3 +312,26 @@ def test_a_video_reached_by_two_rows_is_fetched_once(server: Server, tmp_path: P
     results = list(fetch_all(items_for(server.url("/feed.xml"), server.url("/feed.xml?again")), options(tmp_path)))
     assert len(results) == 3 and all(r.error is None for r in results)
     assert {r.item.where.split("#")[0] for r in results} <= {"m.csv:2", "m.csv:3"}
+
+
+def test_two_fetchers_sharing_a_cache_download_a_url_once(server: Server, tmp_path: Path) -> None:
+    server.files["/mid.wav"] = server.files["/big.wav"][: 6 * 16_384]  # ~0.6 s through the slow route
+    url = server.url("/slow/mid.wav")
+    alone = fetch(items_for(url), options(tmp_path / "alone"))[url]
+    assert alone[1] is None
+    one_download = server.hits["/slow/mid.wav"]
+
+    server.hits.clear()
+    results: list[tuple[Item, str | None, bool]] = []
+    runs = [threading.Thread(target=lambda: results.append(fetch(items_for(url), options(tmp_path))[url]))
+            for _ in range(2)]  # fmt: skip
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join(60)
+    assert [error for _, error, _ in results] == [None, None]
+    assert sorted(fresh for _, _, fresh in results) == [False, True]  # one downloaded it, the other waited for it
+    # the media is downloaded once; the second run may first probe the URL (yt-dlp's playlist check) before it
+    # waits for the first run's download and takes it from the cache
+    assert one_download <= server.hits["/slow/mid.wav"] <= one_download + 1
+    assert results[0][0].local == results[1][0].local
