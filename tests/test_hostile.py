@@ -81,9 +81,9 @@ BAD: dict[str, tuple[Callable[[Path], Path], str]] = {
     "valid file with zero samples": (lambda d: _wav_bytes(d / "zero.wav", b""), "contains no audio samples"),
     "a PNG image": (lambda d: _png(d / "picture.png"), "no audio stream"),
     "a text file": (lambda d: _write(d / "notes.txt", b"not audio\n" * 50), "no audio stream"),
-    "a missing file": (lambda d: d / "missing.wav", "No such file or directory"),
-    "a dangling symlink": (lambda d: _symlink(d / "gone.wav", d / "nowhere.wav"), "No such file or directory"),
-    "a folder named like audio": (lambda d: _mkdir(d / "folder.wav"), "Is a directory"),
+    "a missing file": (lambda d: d / "missing.wav", "file not found; fix the path or remove the row"),
+    "a dangling symlink": (lambda d: _symlink(d / "gone.wav", d / "nowhere.wav"), "file not found"),
+    "a folder named like audio": (lambda d: _mkdir(d / "folder.wav"), "is a folder, not an audio file"),
 }  # fmt: skip
 
 # name -> how to make it: odd but valid audio that must embed like any other file
@@ -174,7 +174,7 @@ def test_unreadable_file(tmp_path: Path) -> None:
     enc = BuiltinEncoder()
     cache = EmbeddingCache(tmp_path / "c", enc.identity, WindowOptions())
     result = embed_items(load_manifest(manifest, require_labels=False), enc, cache, WindowOptions(), progress=False)
-    assert "Permission denied" in result.failures[0].reason
+    assert "not readable (Permission denied)" in result.failures[0].reason
 
 
 def test_clip_shorter_than_the_models_receptive_field(tiny_wav2vec2: Path, tmp_path: Path) -> None:

@@ -173,9 +173,19 @@ class _Embedder:
             self._open.remove(rec)
             for _, twin in rec.twins:
                 self._fail(twin, exc, None)
-        reason = f"{item.file}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+        reason = _os_reason(item.file, exc) if isinstance(exc, OSError) else str(exc)
         log.warning("skipped %s: %s", item.where, reason)
         self.result.failures.append(Failure(item, reason))
+
+
+def _os_reason(file: str, exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return f"{file}: file not found; fix the path or remove the row"
+    if isinstance(exc, IsADirectoryError):
+        return f"{file}: is a folder, not an audio file; list the files inside it instead"
+    if isinstance(exc, PermissionError):
+        return f"{file}: not readable ({exc.strerror}); fix its permissions"
+    return f"{file}: {exc.strerror or exc}"
 
 
 def embed_items(
