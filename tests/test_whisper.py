@@ -39,6 +39,15 @@ def test_embeddings_pool_only_the_frames_that_hold_audio(whisper_base: Path) -> 
     assert not np.allclose(out[0, 0], whole, atol=1e-2)  # averaging the padding would give something else
 
 
+def test_audio_only_padding_is_its_own_encoder(whisper_base: Path) -> None:
+    full = load_encoder(f"whisper:{whisper_base}").encoder
+    short = load_encoder(f"whisper:{whisper_base}?padding=audio").encoder
+    assert full.identity != short.identity  # different numbers: never mixed in one cache
+    clip = load_audio(SAMPLE / "recordings" / "5_nicolas_3.wav")
+    a, b = full.embed([clip])[0, 0], short.embed([clip])[0, 0]
+    assert a.shape == b.shape and 0.5 < float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) < 0.9999
+
+
 def test_spoken_language(whisper_base: Path) -> None:
     enc = load_encoder(f"whisper:{whisper_base}").encoder
     assert isinstance(enc, WhisperEncoder)
@@ -68,6 +77,7 @@ def test_train_and_predict_end_to_end(whisper_base: Path, tmp_path: Path, capsys
         ("whisper:", "give a size"),
         ("whisper:/no/such/dir", "no such model folder"),
         ("whisper:tiny", "not in the local cache and HF_HUB_OFFLINE is set"),
+        ("whisper:tiny?pad=no", "the only option is"),
     ],
 )
 def test_bad_whisper_specs(spec: str, message: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

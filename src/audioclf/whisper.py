@@ -49,7 +49,8 @@ class WhisperEncoder:
         self._model = model
         self._features = model.feature_extractor
         self.dim = 2 * int(self._states(np.zeros((model.model.n_mels, 2), np.float32)).shape[-1])
-        self.identity = f"whisper-{_fingerprint(folder, model.model.compute_type)}-{padding}-{POOLING_VERSION}"
+        self.model_identity = f"whisper-{_fingerprint(folder, model.model.compute_type)}"
+        self.identity = f"{self.model_identity}-{padding}-{POOLING_VERSION}"
 
     def embed(self, windows: list[np.ndarray]) -> np.ndarray:
         out = np.zeros((len(windows), 1, self.dim), dtype=np.float32)
@@ -110,9 +111,12 @@ def _fingerprint(folder: Path, compute_type: str) -> str:
     return h.hexdigest()[:24]
 
 
-def load_whisper(spec: str, precision: str = "auto", padding: str = "full") -> WhisperEncoder:
-    """``whisper:<size or folder>``; every failure is a one-line EncoderError."""
-    name = spec[len(WHISPER_PREFIX) :]
+def load_whisper(spec: str, precision: str = "auto") -> WhisperEncoder:
+    """``whisper:<size or folder>[?padding=audio]``; every failure is a one-line EncoderError."""
+    name, _, query = spec[len(WHISPER_PREFIX) :].partition("?")
+    padding = query.removeprefix("padding=") if query else "full"
+    if padding not in PADDINGS or (query and not query.startswith("padding=")):
+        raise EncoderError(f"{spec}: the only option is ?padding=full or ?padding=audio")
     if not name:
         raise EncoderError(f"{spec!r}: give a size (base, small, …) or a folder: whisper:<size or folder>")
     try:
@@ -127,9 +131,14 @@ def load_whisper(spec: str, precision: str = "auto", padding: str = "full") -> W
         folder = _download(spec, name, download_model)
     if not (folder / "model.bin").is_file():
         raise EncoderError(f"{spec}: {folder} is not a faster-whisper model (no model.bin)")
-    compute = {"fp32": "float32"}.get(precision, "default")
+    import ctranslate2
+
+    gpu = ctranslate2.get_cuda_device_count() > 0
+    # int8 on CPU, as faster-whisper recommends; float16 on GPU; --precision fp32 for exact float32.
+    compute = "float32" if precision == "fp32" else "float16" if gpu else "int8"
     try:
-        model = WhisperModel(str(folder), device="auto", compute_type=compute, cpu_threads=os.cpu_count() or 0)
+        model = WhisperModel(str(folder), device="cuda" if gpu else "cpu", compute_type=compute,
+                             cpu_threads=os.cpu_count() or 0)  # fmt: skip
     except (RuntimeError, ValueError, OSError) as exc:
         raise EncoderError(f"{spec}: cannot load the Whisper model ({str(exc).splitlines()[0][:160]})") from exc
     return WhisperEncoder(spec, model, folder, padding)

@@ -1,0 +1,126 @@
+"""Transcripts: what is said, from Whisper (faster-whisper) or any CTC speech recogniser, cached like embeddings.
+
+A transcript is per recording. Whisper decodes its own 30 s windows (the whole recording is streamed to it);
+a ``*ForCTC`` transformers model is decoded greedily (argmax, merge repeats, drop blanks) window by window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .audio import SAMPLE_RATE_HZ, WindowOptions, iter_windows
+from .errors import EncoderError
+from .fileio import write_json_atomic
+from .manifest import Item
+
+log = logging.getLogger(__name__)
+
+CTC_WINDOW = WindowOptions(window_s=20.0, hop_s=20.0)  # CTC output is local: plain cuts lose at most a word
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str | None = None  # Whisper's detected language
+    language_probability: float | None = None
+
+
+class Transcriber(Protocol):
+    identity: str
+
+    def transcribe(self, item: Item, max_duration_s: float | None) -> Transcript: ...
+
+
+class WhisperTranscriber:
+    """faster-whisper's own transcription (greedy, no VAD, no conditioning on earlier text: reproducible)."""
+
+    def __init__(self, encoder: Any) -> None:
+        self._model = encoder._model
+        self.identity = f"{encoder.model_identity}-transcribe-1"
+
+    def transcribe(self, item: Item, max_duration_s: float | None) -> Transcript:
+        wave = _whole(item, max_duration_s)
+        segments, info = self._model.transcribe(
+            wave, beam_size=1, vad_filter=False, condition_on_previous_text=False, without_timestamps=True
+        )
+        text = " ".join(s.text.strip() for s in segments).strip()
+        return Transcript(text, info.language, float(info.language_probability))
+
+
+class CTCTranscriber:
+    """Greedy CTC decoding of a transformers ``*ForCTC`` model with its tokenizer."""
+
+    def __init__(self, spec: str, processor: Any, model: Any, identity: str) -> None:
+        self.spec = spec
+        self._processor = processor
+        self._model = model.eval()
+        self.identity = f"{identity}-ctc-greedy-1"
+
+    def transcribe(self, item: Item, max_duration_s: float | None) -> Transcript:
+        windows = WindowOptions(CTC_WINDOW.window_s, CTC_WINDOW.hop_s, max_duration_s)
+        start = item.start_s or 0.0
+        parts = [self.decode([w.samples])[0] for w in iter_windows(item.file, windows, start, item.end_s)]
+        return Transcript(" ".join(p for p in parts if p))
+
+    def decode(self, waves: list[np.ndarray]) -> list[str]:
+        import torch
+
+        inputs = self._processor(waves, sampling_rate=SAMPLE_RATE_HZ, return_tensors="pt", padding=True)
+        with torch.inference_mode():
+            logits = self._model(**inputs).logits
+        return [t.strip() for t in self._processor.batch_decode(logits.argmax(-1))]
+
+
+def load_ctc(spec: str) -> CTCTranscriber:
+    """``hf:<id or folder>`` of a model with a CTC head and a tokenizer (e.g. facebook/wav2vec2-base-960h)."""
+    from transformers import AutoModelForCTC, AutoProcessor
+
+    from .encoders import _model_fingerprint, load_hf
+
+    def load(source: str, local_only: bool) -> CTCTranscriber:
+        try:
+            processor = AutoProcessor.from_pretrained(source, local_files_only=local_only)
+            model = AutoModelForCTC.from_pretrained(source, local_files_only=local_only)
+        except (OSError, ValueError, KeyError) as exc:
+            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise EncoderError(f"{spec}: cannot load a CTC speech recogniser ({first})") from exc
+        if not hasattr(processor, "batch_decode"):
+            raise EncoderError(f"{spec}: has no tokenizer to turn CTC output into text")
+        return CTCTranscriber(spec, processor, model, _model_fingerprint(model, processor.feature_extractor))
+
+    return load_hf(spec, load)
+
+
+def _whole(item: Item, max_duration_s: float | None) -> np.ndarray:
+    from .audio import iter_samples, span_s
+
+    start = item.start_s or 0.0
+    return np.concatenate(list(iter_samples(item.file, span_s(start, item.end_s, max_duration_s), start)))
+
+
+class TranscriptCache:
+    """One JSON file per (audio content, transcriber) under ``root/transcripts``; atomic, human-readable."""
+
+    def __init__(self, root: Path, transcriber_identity: str, max_duration_s: float | None) -> None:
+        self.root = Path(root) / "transcripts"
+        self._salt = f"{transcriber_identity}|{max_duration_s}"
+
+    def path_for(self, audio_key: str) -> Path:
+        key = hashlib.sha256(f"{self._salt}:{audio_key}".encode()).hexdigest()
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, audio_key: str) -> Transcript | None:
+        try:
+            return Transcript(**json.loads(self.path_for(audio_key).read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def put(self, audio_key: str, transcript: Transcript) -> None:
+        write_json_atomic(self.path_for(audio_key), asdict(transcript))

@@ -1,0 +1,81 @@
+"""Transcripts from Whisper (the real base model) and greedy CTC decoding (a tiny random CTC model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import tone, write_audio
+
+from audioclf.encoders import load_encoder
+from audioclf.manifest import Item
+from audioclf.transcribe import Transcript, TranscriptCache, WhisperTranscriber, load_ctc
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "fsdd-sample" / "recordings"
+
+
+def item(path: Path) -> Item:
+    return Item(str(path), None, None, str(path), path.name)
+
+
+def test_whisper_transcribes_a_spoken_digit(whisper_base: Path) -> None:
+    whisper = WhisperTranscriber(load_encoder(f"whisper:{whisper_base}").encoder)
+    said = whisper.transcribe(item(SAMPLE / "7_jackson_1.wav"), None)
+    assert ("seven" in said.text.lower() or "7" in said.text) and said.language == "en"
+
+
+@pytest.fixture(scope="module")
+def tiny_ctc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
+
+    folder = tmp_path_factory.mktemp("tiny-ctc")
+    vocab = {"<pad>": 0, "<unk>": 1, "|": 2, "A": 3, "B": 4, "C": 5}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    tokenizer = Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), word_delimiter_token="|")
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, do_normalize=True, return_attention_mask=False)
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                            conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 8),
+                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, vocab_size=len(vocab),
+                            pad_token_id=0)  # fmt: skip
+    Wav2Vec2ForCTC(config).save_pretrained(folder)
+    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def test_ctc_greedy_decoding_merges_repeats_and_drops_blanks(tiny_ctc: Path) -> None:
+    import torch
+
+    ctc = load_ctc(f"hf:{tiny_ctc}")
+    wave = tone(300, 1.0, noise=0.2)
+    with torch.no_grad():  # by hand: argmax per frame, merge repeats, drop <pad>, "|" is a space
+        logits = ctc._model(**ctc._processor([wave], sampling_rate=16_000, return_tensors="pt")).logits[0]
+    ids = logits.argmax(-1).tolist()
+    merged = [i for n, i in enumerate(ids) if i != 0 and (n == 0 or i != ids[n - 1])]
+    expected = " ".join("".join({3: "A", 4: "B", 5: "C", 1: "<unk>"}.get(i, "|") for i in merged).split("|"))
+    assert ctc.decode([wave]) == [" ".join(expected.split())]
+
+    head = ctc._model.lm_head
+    with torch.no_grad():  # a head that always says "B": one B, however many frames
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0, 5.0, 0.0]))
+    assert ctc.decode([wave]) == ["B"]
+    assert ctc.transcribe(item(write_audio(Path(str(tiny_ctc)) / "x.wav", wave, 16_000)), None).text == "B"
+
+
+def test_transcript_cache_roundtrip(tmp_path: Path) -> None:
+    cache = TranscriptCache(tmp_path, "whisper-x-transcribe-1", None)
+    assert cache.get("k") is None
+    cache.put("k", Transcript("hello there", "en", 0.97))
+    assert cache.get("k") == Transcript("hello there", "en", 0.97)
+    assert TranscriptCache(tmp_path, "other", None).get("k") is None
+    cache.path_for("k").write_text("{torn")
+    assert cache.get("k") is None
