@@ -150,3 +150,13 @@ def test_bf16_embeddings_agree_with_fp32(tiny_wav2vec2: Path) -> None:
     a, b = fast.embed(clips)[:, -1], exact.embed(clips)[:, -1]
     cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     assert cosine.min() >= 0.99
+
+
+def test_same_weights_ignores_precision_only() -> None:
+    from audioclf.encoders import precision_for, same_weights
+
+    assert same_weights("hf-abc", "hf-abc-bf16") and not same_weights("hf-abc", "hf-abd")
+    assert same_weights("whisper-abc-int8-full-meanstd-1", "whisper-abc-float32-full-meanstd-1")
+    assert not same_weights("whisper-abc-int8-full-meanstd-1", "whisper-abc-int8-audio-meanstd-1")
+    assert precision_for("whisper-abc-float32-full-meanstd-1") == "fp32"
+    assert precision_for("whisper-abc-int8-full-meanstd-1") == "auto" and precision_for("hf-abc") == "fp32"

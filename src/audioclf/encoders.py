@@ -213,6 +213,28 @@ def bf16_supported() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def same_weights(a: str, b: str) -> bool:
+    """Whether two encoder identities are the same weights and settings, whatever precision each ran in."""
+
+    def strip(identity: str) -> str:
+        identity = identity.removesuffix(BF16_SUFFIX)
+        if identity.startswith("whisper-"):  # whisper-<weights>-<compute type>-<padding>-<pooling>
+            parts = identity.split("-")
+            identity = "-".join(parts[:2] + parts[3:])
+        return identity
+
+    return strip(a) == strip(b)
+
+
+def precision_for(identity: str) -> str:
+    """The --precision that reproduces embeddings recorded under ``identity`` as closely as this machine can."""
+    if identity.endswith(BF16_SUFFIX):
+        return "bf16" if bf16_supported() else "fp32"
+    if identity.startswith("whisper-"):
+        return "fp32" if "-float32-" in identity else "auto"
+    return "fp32"
+
+
 def use_bf16(precision: str) -> bool:
     if precision not in ("auto", "bf16", "fp32"):
         raise EncoderError(f"precision {precision!r}: use auto, bf16 or fp32")

@@ -11,7 +11,7 @@ import torch
 
 from .cache import EmbeddingCache
 from .embed import EmbedResult, embed_items
-from .encoders import BF16_SUFFIX, LogitsEncoder, bf16_supported, load_encoder
+from .encoders import LogitsEncoder, bf16_supported, load_encoder, precision_for, same_weights
 from .errors import ModelError
 from .evaluate import Predictions, recording_logits
 from .heads import predict_logits
@@ -57,9 +57,8 @@ def apply_model(
     if model.finetuned:
         assert model.path is not None
         return _apply_finetuned(model, model.path, items, cache_dir, fetch=fetch, progress=progress)
-    trained_bf16 = model.encoder_identity.endswith(BF16_SUFFIX)
-    encoder = load_encoder(model.encoder_spec, "bf16" if trained_bf16 and bf16_supported() else "fp32").encoder
-    if encoder.identity.removesuffix(BF16_SUFFIX) != model.encoder_identity.removesuffix(BF16_SUFFIX):
+    encoder = load_encoder(model.encoder_spec, precision_for(model.encoder_identity)).encoder
+    if not same_weights(encoder.identity, model.encoder_identity):
         raise ModelError(
             f"encoder {model.encoder_spec} now has different weights ({encoder.identity}) than at training "
             f"({model.encoder_identity}); retrain the model or restore the original encoder"

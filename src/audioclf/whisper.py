@@ -49,8 +49,9 @@ class WhisperEncoder:
         self._model = model
         self._features = model.feature_extractor
         self.dim = 2 * int(self._states(np.zeros((model.model.n_mels, 2), np.float32)).shape[-1])
-        self.model_identity = f"whisper-{_fingerprint(folder, model.model.compute_type)}"
-        self.identity = f"{self.model_identity}-{padding}-{POOLING_VERSION}"
+        self.model_identity = f"whisper-{_fingerprint(folder)}"
+        # "whisper-<weights>-<compute type>-<padding>-<pooling>": see encoders.same_weights
+        self.identity = f"{self.model_identity}-{model.model.compute_type}-{padding}-{POOLING_VERSION}"
 
     def embed(self, windows: list[np.ndarray]) -> np.ndarray:
         out = np.zeros((len(windows), 1, self.dim), dtype=np.float32)
@@ -101,8 +102,8 @@ def _chunks(wave: np.ndarray) -> list[np.ndarray]:
     return [wave[i : i + size] for i in range(0, max(1, len(wave)), size)]
 
 
-def _fingerprint(folder: Path, compute_type: str) -> str:
-    h = hashlib.sha256(compute_type.encode())
+def _fingerprint(folder: Path) -> str:
+    h = hashlib.sha256()
     for name in ("config.json", "model.bin"):
         path = folder / name
         with open(path, "rb") as fh:
