@@ -101,7 +101,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="embed a labelled manifest, train a probe, save the model")
     p.add_argument("--manifest", type=Path, required=True, help="CSV/JSONL manifest or a folder of label folders")
     p.add_argument("--out", type=Path, required=True, help="model folder to write")
-    p.add_argument("--encoder", default=None, help="builtin | hf:<hub id or local dir> (default: wav2vec2-base-960h)")
+    p.add_argument(
+        "--encoder",
+        default=None,
+        help="builtin | hf:<hub id or local dir> | whisper:<size or dir> (default: wav2vec2-base-960h)",
+    )
+    p.add_argument(
+        "--features",
+        choices=["acoustic", "transcript", "fused"],
+        default="acoustic",
+        help="what the probe learns from: the sound, what is said, or both (default %(default)s)",
+    )
+    p.add_argument(
+        "--transcriber",
+        default=None,
+        help="whisper:<size or dir> | hf:<CTC model> for --features transcript/fused (default: the encoder)",
+    )
+    p.add_argument("--text-encoder", default="minilm", help="minilm | hf:<sentence encoder> (default %(default)s)")
     p.add_argument("--layer", default="auto", help="auto | last | weighted | <index> (HF encoders)")
     p.add_argument("--hidden", type=int, default=None, help="hidden units of the head (0 = linear; default: search)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (probe: searched; finetune: 3e-5)")

@@ -13,6 +13,7 @@ from .embed import Failure, embed_items, write_failures
 from .encoders import DEFAULT_ENCODER, load_encoder
 from .errors import DecodeError, ManifestError
 from .evaluate import compute_report
+from .features import FeatureOptions
 from .finetune import FinetuneOptions
 from .finetune_run import finetune
 from .heads import EpochStats, FitOptions
@@ -68,6 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         fetch=fetch_options(args, args.max_duration),
         test_size=args.test_size,
         precision=args.precision,
+        features=FeatureOptions(args.features, args.transcriber, args.text_encoder),
     )
     s = train(args.manifest, args.out, options, on_epoch=_epoch_printer(args.quiet))
     fit = s.fit
@@ -96,6 +98,8 @@ def _overall(history: list[EpochStats], best_epoch: int, seconds: float) -> None
 
 
 def _finetune(args: argparse.Namespace) -> int:
+    if args.features != "acoustic":
+        raise ManifestError("--features transcript/fused is for probe mode; fine-tuning learns from the audio")
     if args.test_size is not None:
         raise ManifestError("--test-size is for probe mode; give fine-tuning a manifest with split=test rows")
     options = FinetuneOptions(

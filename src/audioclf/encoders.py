@@ -187,7 +187,8 @@ def _model_fingerprint(model: Any, extractor: Any) -> str:
 
     h = hashlib.sha256()
     h.update(model.config.to_json_string(use_diff=False).encode())
-    h.update(json.dumps(extractor.to_dict(), sort_keys=True, default=str).encode())
+    settings = extractor.to_dict() if hasattr(extractor, "to_dict") else {"vocab": extractor.get_vocab()}  # tokenizer
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().view(-1).view(dtype=torch.uint8).numpy().tobytes())

@@ -20,6 +20,7 @@ from sklearn.metrics import (
 )
 
 from .errors import AudioclfError
+from .transcribe import Transcript
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Predictions:
     recordings: list[str]  # recording ids (file path or URL), one per recording
     recording_true: np.ndarray  # [n_recordings] int true class id, or -1 when unknown (predict-only)
     recording_groups: list[str]  # group of each recording (speaker / video / fold) — for the bootstrap
+    transcripts: list[Transcript] | None = None  # what each recording says, with text features
 
 
 def _validate(preds: Predictions) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,15 +10,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cache import EmbeddingCache
+from .cache import Embedded, EmbeddingCache
 from .embed import EmbedResult, embed_items
 from .encoders import LogitsEncoder, bf16_supported, load_encoder, precision_for, same_weights
 from .errors import ModelError
 from .evaluate import Predictions, recording_logits
+from .features import view_for
 from .heads import predict_logits
 from .manifest import Item, audio_files, check_url
 from .model import TrainedModel
 from .sources import FetchOptions
+from .transcribe import Transcript
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,14 +39,17 @@ class Prediction:
     label: str
     top: list[tuple[str, float]]  # (label, probability), most likely first
     timeline: list[WindowLabel]
+    transcript: Transcript | None = None  # models trained on transcript or fused features
 
     def as_dict(self) -> dict[str, object]:
+        said = self.transcript
         return {
             "source": self.source,
             "label": self.label,
             "probability": self.top[0][1],
             "top": [{"label": label, "probability": p} for label, p in self.top],
             **({"timeline": [w.__dict__ for w in self.timeline]} if self.timeline else {}),
+            **({"transcript": said.text, "language": said.language} if said is not None else {}),
         }
 
 
@@ -63,11 +71,13 @@ def apply_model(
             f"encoder {model.encoder_spec} now has different weights ({encoder.identity}) than at training "
             f"({model.encoder_identity}); retrain the model or restore the original encoder"
         )
+    view = view_for(model.meta, encoder, cache_dir, model.windows.max_duration_s)
     cache = EmbeddingCache(cache_dir, encoder.identity, model.windows)
     result = embed_items(items, encoder, cache, model.windows, fetch=fetch, progress=progress)
     head = model.head
     assert head is not None
-    return _predictions(model, result, lambda x: predict_logits(head, x)), result
+    pairs, said = view.apply(result.embedded) if view is not None else (result.embedded, None)
+    return _predictions(model, pairs, lambda x: predict_logits(head, x), said), result
 
 
 def _apply_finetuned(
@@ -84,14 +94,16 @@ def _apply_finetuned(
         raise ModelError(f"{folder}: config.json has {encoder.dim} labels, audioclf.json {len(model.labels)}")
     cache = EmbeddingCache(cache_dir, encoder.identity, model.windows)
     result = embed_items(items, encoder, cache, model.windows, fetch=fetch, progress=progress)
-    return _predictions(model, result, lambda x: x[:, 0, :]), result
+    return _predictions(model, result.embedded, lambda x: x[:, 0, :]), result
 
 
 def _predictions(
-    model: TrainedModel, result: EmbedResult, logits_of: Callable[[np.ndarray], np.ndarray]
+    model: TrainedModel,
+    embedded: Sequence[tuple[Item, Embedded]],
+    logits_of: Callable[[np.ndarray], np.ndarray],
+    said: list[Transcript] | None = None,
 ) -> Predictions:
     index = {label: i for i, label in enumerate(model.labels)}
-    embedded = result.embedded
     x = np.concatenate([e.embeddings for _, e in embedded]) if embedded else np.zeros((0, 1, 1), np.float32)
     return Predictions(
         labels=list(model.labels),
@@ -103,6 +115,7 @@ def _predictions(
         recordings=[item.source for item, _ in embedded],
         recording_true=np.array([index.get(item.label, -1) if item.label else -1 for item, _ in embedded]),
         recording_groups=[item.group for item, _ in embedded],
+        transcripts=said,
     )
 
 
@@ -125,7 +138,8 @@ def predictions_for(
                 windows.append(
                     WindowLabel(start, start + float(duration), preds.labels[best], float(win_probs[row, best]))
                 )
-        out.append(Prediction(source, top[0][0], top, windows))
+        said = preds.transcripts[i] if preds.transcripts is not None else None
+        out.append(Prediction(source, top[0][0], top, windows, said))
     return out
 
 
@@ -152,4 +166,7 @@ def predict_inputs(
         raise ModelError("no audio files found in the given paths; pass audio files, folders or URLs")
     preds, result = apply_model(model, items, cache_dir, fetch=fetch, progress=progress)
     durations = [e.durations_s for _, e in result.embedded]
-    return predictions_for(preds, durations, top_k=top_k, timeline=timeline), result
+    per_window = (model.meta.get("features") or {}).get("mode", "acoustic") != "transcript"
+    if timeline and not per_window:
+        log.warning("no timeline: a transcript-features model labels whole recordings")
+    return predictions_for(preds, durations, top_k=top_k, timeline=timeline and per_window), result

@@ -16,10 +16,11 @@ from tqdm.auto import tqdm
 from .audio import WindowOptions
 from .cache import Embedded, EmbeddingCache, default_cache_dir
 from .embed import EmbedResult, embed_items, write_failures
-from .encoders import load_encoder
+from .encoders import Encoder, load_encoder
 from .errors import TrainingError
 from .evaluate import Predictions, compute_report
 from .export import export_probe
+from .features import FeatureOptions, TextView, write_transcripts
 from .fileio import write_csv_atomic
 from .heads import (
     LAST,
@@ -59,6 +60,7 @@ class TrainOptions:
     fetch: FetchOptions | None = None  # downloads of URL rows
     test_size: float | None = None  # hold out this many groups (>= 1) or this fraction (< 1) as a test set
     precision: str = "auto"  # embedding precision of HF encoders: auto (bf16 where supported) | bf16 | fp32
+    features: FeatureOptions = field(default_factory=FeatureOptions)  # acoustic | transcript | fused
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,12 @@ def train(
         first = embedded.failures[0]
         raise TrainingError(f"no file could be decoded; first: {first.item.where}: {first.reason}")
     labels = usable_labels([item for item, _ in embedded.embedded], labels, manifest)
-    data = stack(embedded.embedded, labels)
+    view = _text_view(options, encoder)
+    pairs = embedded.embedded
+    if view is not None:
+        pairs, said = view.apply(pairs)
+        write_transcripts([item for item, _ in pairs], said, out / "transcripts.csv")
+    data = stack(pairs, labels)
     data, test_set = hold_out_test(data, options.test_size, options.fit.seed, out)
     train_set, val_set = split_train_val(data, options.val_fraction, options.fit.seed)
     config, results = search(train_set, val_set, len(labels), options)
@@ -230,9 +237,17 @@ def train(
         test_report=_test_report(head, test_set, labels, out) if test_set is not None else None,
     )
     meta = _meta(manifest, summary, encoder.identity, head, options)
+    meta["features"] = view.meta() if view is not None else {"mode": "acoustic"}
     save_model(out, TrainedModel(head, labels, encoder.spec, encoder.identity, options.windows, meta))
-    export_probe(encoder.spec, head, labels, out)
+    if view is None:  # a transformers export classifies audio alone: not possible with text features
+        export_probe(encoder.spec, head, labels, out)
     return summary
+
+
+def _text_view(options: TrainOptions, encoder: Encoder) -> TextView | None:
+    if options.features.mode == "acoustic":
+        return None
+    return TextView(options.features, encoder, options.cache_dir, options.windows.max_duration_s)
 
 
 def _meta(

@@ -1,0 +1,128 @@
+"""What the probe sees: the acoustic embedding, the transcript's sentence embedding, or both side by side.
+
+``acoustic`` (the default) is the encoder's window embeddings. ``transcript`` replaces them by one vector per
+recording: the sentence embedding of what is said. ``fused`` appends that vector to every window's embedding
+(every layer), so the probe's per-feature z-scoring and layer choice work unchanged and it learns how much to
+trust each view.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cache import Embedded, content_key
+from .encoders import Encoder, same_weights
+from .errors import AudioclfError, EncoderError, ModelError
+from .fileio import write_csv_atomic
+from .manifest import Item
+from .text import DEFAULT_TEXT_ENCODER, load_text_encoder
+from .transcribe import Transcriber, Transcript, TranscriptCache, WhisperTranscriber, load_ctc
+
+log = logging.getLogger(__name__)
+
+FEATURES = ("acoustic", "transcript", "fused")
+
+
+@dataclass(frozen=True)
+class FeatureOptions:
+    mode: str = "acoustic"
+    transcriber: str | None = None  # None: the acoustic encoder itself, when it can transcribe
+    text_encoder: str = DEFAULT_TEXT_ENCODER
+
+
+def load_transcriber(spec: str | None, acoustic: Encoder) -> Transcriber:
+    from .whisper import WhisperEncoder, load_whisper
+
+    if spec is None:
+        if isinstance(acoustic, WhisperEncoder):
+            return WhisperTranscriber(acoustic)
+        if acoustic.spec.startswith("hf:"):
+            return load_ctc(acoustic.spec)
+        raise EncoderError(
+            f"transcript features need a speech recogniser and {acoustic.spec} is not one; "
+            "pass --transcriber whisper:<size or folder> or hf:<a CTC model>"
+        )
+    if spec.startswith("whisper:"):
+        return WhisperTranscriber(load_whisper(spec))
+    if spec.startswith("hf:"):
+        return load_ctc(spec)
+    raise EncoderError(f"unknown transcriber {spec!r}; use whisper:<size or folder> or hf:<a CTC model>")
+
+
+class TextView:
+    """Transcribes (through a cache) and embeds the text of embedded recordings, then builds the features."""
+
+    def __init__(self, options: FeatureOptions, acoustic: Encoder, cache_dir: Any, max_duration_s: float | None):
+        if options.mode not in FEATURES[1:]:
+            raise AudioclfError(f"--features {options.mode!r}: use one of {', '.join(FEATURES)}")
+        self.mode = options.mode
+        self.transcriber = load_transcriber(options.transcriber, acoustic)
+        self.transcriber_spec = options.transcriber or acoustic.spec
+        self.text = load_text_encoder(options.text_encoder)
+        self._cache = TranscriptCache(cache_dir, self.transcriber.identity, max_duration_s)
+        self._max_duration_s = max_duration_s
+
+    def transcripts(self, items: Sequence[Item]) -> list[Transcript]:
+        out = []
+        for item in items:
+            key = content_key(item)
+            said = self._cache.get(key)
+            if said is None:
+                try:
+                    said = self.transcriber.transcribe(item, self._max_duration_s)
+                except (AudioclfError, OSError, RuntimeError, ValueError) as exc:  # it decoded once already
+                    log.warning("%s: no transcript (%s); its text features are those of empty text", item.where, exc)
+                    said = Transcript("")
+                self._cache.put(key, said)
+            out.append(said)
+        return out
+
+    def apply(self, embedded: Sequence[tuple[Item, Embedded]]) -> tuple[list[tuple[Item, Embedded]], list[Transcript]]:
+        said = self.transcripts([item for item, _ in embedded])
+        vectors = self.text.embed([t.text for t in said]) if said else np.zeros((0, self.text.dim), np.float32)
+        return [(item, self._features(e, v)) for (item, e), v in zip(embedded, vectors, strict=True)], said
+
+    def _features(self, e: Embedded, text: np.ndarray) -> Embedded:
+        if self.mode == "transcript":
+            total = float(e.starts_s[-1] + e.durations_s[-1] - e.starts_s[0])
+            return Embedded(text[None, None, :], e.starts_s[:1], np.array([total]))
+        n, layers, _ = e.embeddings.shape
+        tiled = np.broadcast_to(text[None, None, :], (n, layers, len(text)))
+        return Embedded(np.concatenate([e.embeddings, tiled], axis=2), e.starts_s, e.durations_s)
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "transcriber": self.transcriber_spec,
+            "transcriber_identity": self.transcriber.identity,
+            "text_encoder": self.text.spec,
+            "text_identity": self.text.identity,
+        }
+
+
+def view_for(meta: dict[str, Any], acoustic: Encoder, cache_dir: Any, max_duration_s: float | None) -> TextView | None:
+    """The same text view a model was trained with (None for acoustic models); refuses changed models."""
+    features = meta.get("features") or {"mode": "acoustic"}
+    if features["mode"] == "acoustic":
+        return None
+    transcriber = features["transcriber"] if features["transcriber"] != acoustic.spec else None
+    view = TextView(FeatureOptions(features["mode"], transcriber, features["text_encoder"]), acoustic, cache_dir,
+                    max_duration_s)  # fmt: skip
+    if not same_weights(view.transcriber.identity, features["transcriber_identity"]):
+        raise ModelError(f"transcriber {features['transcriber']} has changed since training; retrain the model")
+    if view.text.identity != features["text_identity"]:
+        raise ModelError(f"text encoder {features['text_encoder']} has changed since training; retrain the model")
+    return view
+
+
+def write_transcripts(items: Sequence[Item], said: Sequence[Transcript], path: Path) -> None:
+    """transcripts.csv beside a model or report: what each recording says, for a human to check."""
+    rows = [{"source": i.source, "row": i.where, "label": i.label or "", "language": t.language or "",
+             "transcript": t.text} for i, t in zip(items, said, strict=True)]  # fmt: skip
+    write_csv_atomic(path, ["source", "row", "label", "language", "transcript"], rows)

