@@ -90,3 +90,18 @@ def test_bad_whisper_specs(spec: str, message: str, monkeypatch: pytest.MonkeyPa
 def test_folder_that_is_not_a_whisper_model(tmp_path: Path) -> None:
     with pytest.raises(EncoderError, match="not a faster-whisper model"):
         load_encoder(f"whisper:{tmp_path}")
+
+
+def test_offline_default_falls_back_to_a_configured_local_whisper(
+    whisper_base: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("AUDIOCLF_FALLBACK_ENCODER", f"whisper:{whisper_base}")
+    loaded = load_encoder(None)
+    assert isinstance(loaded.encoder, WhisperEncoder) and "HF_HUB_OFFLINE" in (loaded.fallback_reason or "")
+    assert f"using whisper:{whisper_base} from AUDIOCLF_FALLBACK_ENCODER instead" in caplog.text
+
+    monkeypatch.setenv("AUDIOCLF_FALLBACK_ENCODER", "whisper:/no/such/folder")
+    assert load_encoder(None).encoder.spec == "builtin"
+    assert "does not load either" in caplog.text

@@ -26,6 +26,7 @@ T = TypeVar("T")
 
 DEFAULT_ENCODER = "hf:facebook/wav2vec2-base-960h"
 BUILTIN = "builtin"
+FALLBACK_ENV = "AUDIOCLF_FALLBACK_ENCODER"  # a local pretrained model to use when the default cannot be loaded
 BF16_SUFFIX = "-bf16"  # encoder identities of bf16 embeddings (they differ slightly from fp32 ones)
 HUB_TIMEOUT_S = 8.0  # bound on the one hub request that decides whether a download can work
 MAX_BATCH_SAMPLES = 4 * 10 * SAMPLE_RATE_HZ  # 40 s of audio per forward pass: bounds activation memory
@@ -252,9 +253,24 @@ def load_encoder(spec: str | None = None, precision: str = "auto") -> LoadedEnco
         try:
             return LoadedEncoder(_load_spec(DEFAULT_ENCODER, precision))
         except EncoderError as exc:
-            log.warning("%s; using the built-in encoder instead (pass --encoder to choose one)", exc)
-            return LoadedEncoder(BuiltinEncoder(), fallback_reason=str(exc))
+            return LoadedEncoder(_fallback(str(exc), precision), fallback_reason=str(exc))
     return LoadedEncoder(_load_spec(spec, precision))
+
+
+def _fallback(reason: str, precision: str) -> Encoder:
+    """A pretrained model the user keeps locally ($AUDIOCLF_FALLBACK_ENCODER, e.g. whisper:/models/base) if it
+    loads, else the built-in encoder; one warning line says which and why."""
+    local = os.environ.get(FALLBACK_ENV, "").strip()
+    if local:
+        try:
+            encoder = _load_spec(local, precision)
+        except EncoderError as exc:
+            log.warning("%s; %s=%s does not load either (%s)", reason, FALLBACK_ENV, local, exc)
+        else:
+            log.warning("%s; using %s from %s instead", reason, local, FALLBACK_ENV)
+            return encoder
+    log.warning("%s; using the built-in encoder instead (pass --encoder to choose one)", reason)
+    return BuiltinEncoder()
 
 
 def _load_spec(spec: str, precision: str = "auto") -> Encoder:
