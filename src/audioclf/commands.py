@@ -12,7 +12,7 @@ from .cli import EPOCH_HEADER, emit, emit_json, fetch_options, window_options
 from .embed import Failure, embed_items, write_failures
 from .encoders import DEFAULT_ENCODER, load_encoder
 from .errors import DecodeError, ManifestError
-from .evaluate import compute_report
+from .evaluate import compute_report, view_reports
 from .features import FeatureOptions
 from .finetune import FinetuneOptions
 from .finetune_run import finetune
@@ -172,6 +172,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if result.failures:
         write_failures(result.failures, out / "failures.csv")
     report = compute_report(preds)
+    if preds.views:
+        report["views"] = view_reports(preds)
     context = {
         "model": str(args.model),
         "manifest": str(args.manifest),

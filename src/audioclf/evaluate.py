@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ class Predictions:
     recording_true: np.ndarray  # [n_recordings] int true class id, or -1 when unknown (predict-only)
     recording_groups: list[str]  # group of each recording (speaker / video / fold) — for the bootstrap
     transcripts: list[Transcript] | None = None  # what each recording says, with text features
+    views: dict[str, np.ndarray] | None = None  # fused models: window log-probabilities of each view alone
 
 
 def _validate(preds: Predictions) -> None:
@@ -263,3 +264,13 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def view_reports(preds: Predictions) -> dict[str, dict[str, Any]]:
+    """For a fused model: the recording-level metrics of each view alone (same recordings, same bootstrap)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, logits in (preds.views or {}).items():
+        if name != "fused":
+            alone = replace(preds, window_logits=logits, views=None)
+            out[name] = compute_report(alone)["recording"]
+    return out

@@ -1,9 +1,8 @@
-"""What the probe sees: the acoustic embedding, the transcript's sentence embedding, or both side by side.
+"""What the probe sees: the acoustic embedding, the transcript's sentence embedding, or both.
 
 ``acoustic`` (the default) is the encoder's window embeddings. ``transcript`` replaces them by one vector per
-recording: the sentence embedding of what is said. ``fused`` appends that vector to every window's embedding
-(every layer), so the probe's per-feature z-scoring and layer choice work unchanged and it learns how much to
-trust each view.
+recording: the sentence embedding of what is said. ``fused`` trains a probe on each view and averages their
+calibrated probabilities (``fusion.py``).
 """
 
 from __future__ import annotations
@@ -89,12 +88,9 @@ class TextView:
         return [(item, self._features(e, v)) for (item, e), v in zip(embedded, vectors, strict=True)], said
 
     def _features(self, e: Embedded, text: np.ndarray) -> Embedded:
-        if self.mode == "transcript":
-            total = float(e.starts_s[-1] + e.durations_s[-1] - e.starts_s[0])
-            return Embedded(text[None, None, :], e.starts_s[:1], np.array([total]))
-        n, layers, _ = e.embeddings.shape
-        tiled = np.broadcast_to(text[None, None, :], (n, layers, len(text)))
-        return Embedded(np.concatenate([e.embeddings, tiled], axis=2), e.starts_s, e.durations_s)
+        """The text view of a recording: one "window" spanning it, holding its sentence embedding."""
+        total = float(e.starts_s[-1] + e.durations_s[-1] - e.starts_s[0])
+        return Embedded(text[None, None, :], e.starts_s[:1], np.array([total]))
 
     def meta(self) -> dict[str, Any]:
         return {

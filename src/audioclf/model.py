@@ -14,11 +14,13 @@ from . import __version__
 from .audio import WindowOptions
 from .errors import ModelError
 from .fileio import atomic_path, write_json_atomic
+from .fusion import Fusion
 from .heads import ProbeConfig, ProbeHead
 
 MODEL_FORMAT = 1
 CONFIG_NAME = "audioclf.json"
 WEIGHTS_NAME = "head.safetensors"
+TEXT_WEIGHTS_NAME = "text_head.safetensors"  # the transcript view's probe of a fused model
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class TrainedModel:
     windows: WindowOptions
     meta: dict[str, Any]  # the whole audioclf.json
     path: Path | None = None
+    fusion: Fusion | None = None  # --features fused: the transcript view's probe and the calibration
 
     @property
     def finetuned(self) -> bool:
@@ -50,9 +53,17 @@ def prepare_out_dir(out: Path, *, force: bool) -> None:
 def save_model(out: Path, model: TrainedModel) -> None:
     """Write the weights, then the config last: a folder with audioclf.json is always complete."""
     assert model.head is not None, "fine-tuned models are saved by finetune_run"
-    with atomic_path(out / WEIGHTS_NAME) as tmp:
-        save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, str(tmp))
+    heads = {WEIGHTS_NAME: model.head, **({TEXT_WEIGHTS_NAME: model.fusion.text_head} if model.fusion else {})}
+    for name, head in heads.items():
+        with atomic_path(out / name) as tmp:
+            save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(tmp))
     write_json_atomic(out / CONFIG_NAME, model.meta)
+
+
+def fusion_meta(fusion: Fusion) -> dict[str, Any]:
+    head = fusion.text_head
+    shape = {"n_layers": int(head.mean.shape[0]), "dim": int(head.mean.shape[1])}
+    return {"temperatures": list(fusion.temperatures), "text_head": {**shape, **head.config.__dict__}}
 
 
 def build_meta(
@@ -105,11 +116,27 @@ def load_model(path: Path) -> TrainedModel:
         raise
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"{config_path}: damaged or incompatible model config ({exc}); retrain the model") from exc
-    head = ProbeHead(n_layers, dim, len(labels), config)
+    head = _load_head(path / WEIGHTS_NAME, n_layers, dim, len(labels), config)
+    fusion = _load_fusion(path, meta, len(labels)) if "fusion" in meta else None
+    return TrainedModel(head, labels, str(encoder["spec"]), str(encoder["identity"]), windows, meta, path, fusion)
+
+
+def _load_head(weights: Path, n_layers: int, dim: int, n_classes: int, config: ProbeConfig) -> ProbeHead:
+    head = ProbeHead(n_layers, dim, n_classes, config)
     try:
-        head.load_state_dict(load_file(str(path / WEIGHTS_NAME)))
+        head.load_state_dict(load_file(str(weights)))
     except (OSError, SafetensorError, RuntimeError) as exc:
         first = str(exc).splitlines()[0][:160]
-        raise ModelError(f"{path / WEIGHTS_NAME}: missing or damaged weights ({first}); retrain the model") from exc
-    head.eval()
-    return TrainedModel(head, labels, str(encoder["spec"]), str(encoder["identity"]), windows, meta, path)
+        raise ModelError(f"{weights}: missing or damaged weights ({first}); retrain the model") from exc
+    return head.eval()
+
+
+def _load_fusion(path: Path, meta: dict[str, Any], n_classes: int) -> Fusion:
+    try:
+        spec = dict(meta["fusion"]["text_head"])
+        n_layers, dim = int(spec.pop("n_layers")), int(spec.pop("dim"))
+        t_acoustic, t_text = (float(t) for t in meta["fusion"]["temperatures"])
+        config = ProbeConfig(**spec)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path / CONFIG_NAME}: damaged fusion settings ({exc}); retrain the model") from exc
+    return Fusion(_load_head(path / TEXT_WEIGHTS_NAME, n_layers, dim, n_classes, config), (t_acoustic, t_text))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +76,16 @@ def apply_model(
     result = embed_items(items, encoder, cache, model.windows, fetch=fetch, progress=progress)
     head = model.head
     assert head is not None
-    pairs, said = view.apply(result.embedded) if view is not None else (result.embedded, None)
-    return _predictions(model, pairs, lambda x: predict_logits(head, x), said), result
+    if view is None:
+        return _predictions(model, result.embedded, lambda x: predict_logits(head, x)), result
+    text, said = view.apply(result.embedded)
+    if model.fusion is None:  # transcript features
+        return _predictions(model, text, lambda x: predict_logits(head, x), said), result
+    fusion = model.fusion
+    text_x = np.concatenate([e.embeddings for _, e in text]) if text else np.zeros((0, 1, view.text.dim), np.float32)
+    preds = _predictions(model, result.embedded, lambda x: predict_logits(head, x), said)
+    views = fusion.views(preds.window_logits, preds.window_recording, text_x)
+    return replace(preds, window_logits=views["fused"], views=views), result
 
 
 def _apply_finetuned(

@@ -22,6 +22,7 @@ from .evaluate import Predictions, compute_report
 from .export import export_probe
 from .features import FeatureOptions, TextView, write_transcripts
 from .fileio import write_csv_atomic
+from .fusion import Fusion, recording_logits, temperature
 from .heads import (
     LAST,
     WEIGHTED,
@@ -34,7 +35,7 @@ from .heads import (
     predict_logits,
 )
 from .manifest import Item, labels_of, load_manifest, usable_labels
-from .model import TrainedModel, build_meta, prepare_out_dir, save_model
+from .model import TrainedModel, build_meta, fusion_meta, prepare_out_dir, save_model
 from .report import write_report
 from .sources import FetchOptions
 from .splits import grouped_split, train_val_indices
@@ -127,10 +128,15 @@ def hold_out_test(data: Dataset, test_size: float | None, seed: int, out: Path) 
     return data.subset(keep), test
 
 
-def _test_report(head: ProbeHead, test: Dataset, labels: list[str], out: Path) -> dict[str, Any]:
+def _test_report(
+    head: ProbeHead, test: Dataset, labels: list[str], out: Path, fusion: Fusion | None, text: Dataset | None
+) -> dict[str, Any]:
+    logits = predict_logits(head, test.x.numpy())
+    if fusion is not None and text is not None:
+        logits = fusion.views(logits, test.recording, text.x.numpy())["fused"]
     preds = Predictions(
         labels=labels,
-        window_logits=predict_logits(head, test.x.numpy()),
+        window_logits=logits,
         window_recording=test.recording,
         window_starts_s=np.zeros(len(test.recording)),
         recordings=[item.source for item in test.items],
@@ -173,6 +179,39 @@ def search(
     return best[2], results
 
 
+@dataclass(frozen=True)
+class ViewFit:
+    """The probe chosen and trained for one view of the data."""
+
+    head: ProbeHead
+    config: ProbeConfig
+    results: list[tuple[str, float]]
+    fit: FitResult
+    train: Dataset
+    val: Dataset
+
+
+def fit_view(
+    data: Dataset, n_classes: int, options: TrainOptions, on_epoch: Callable[[EpochStats], None] | None = None
+) -> ViewFit:
+    """Grouped train/validation split, the probe search, then the chosen probe trained with early stopping."""
+    train_set, val_set = split_train_val(data, options.val_fraction, options.fit.seed)
+    config, results = search(train_set, val_set, n_classes, options)
+    fit = _fit(train_set, val_set, n_classes, config, options.fit, on_epoch)
+    head = ProbeHead(data.x.shape[1], data.x.shape[2], n_classes, config)
+    head.load_state_dict(fit.state)
+    return ViewFit(head, config, results, fit, train_set, val_set)
+
+
+def fit_fusion(acoustic: ViewFit, text: ViewFit, labels: list[str]) -> Fusion:
+    """Each view's temperature on its validation recordings (the same recordings: same items, same split)."""
+    y = np.array([labels.index(item.label or "") for item in acoustic.val.items])
+    t_acoustic = temperature(recording_logits(acoustic.head, acoustic.val.x, acoustic.val.recording), y)
+    t_text = temperature(recording_logits(text.head, text.val.x, text.val.recording), y)
+    log.info("late fusion: temperatures acoustic %.2f, transcript %.2f", t_acoustic, t_text)
+    return Fusion(text.head, (t_acoustic, t_text))
+
+
 def _fit(
     train: Dataset,
     val: Dataset,
@@ -211,34 +250,38 @@ def train(
         raise TrainingError(f"no file could be decoded; first: {first.item.where}: {first.reason}")
     labels = usable_labels([item for item, _ in embedded.embedded], labels, manifest)
     view = _text_view(options, encoder)
-    pairs = embedded.embedded
+    pairs, text_pairs = embedded.embedded, None
     if view is not None:
-        pairs, said = view.apply(pairs)
-        write_transcripts([item for item, _ in pairs], said, out / "transcripts.csv")
-    data = stack(pairs, labels)
-    data, test_set = hold_out_test(data, options.test_size, options.fit.seed, out)
-    train_set, val_set = split_train_val(data, options.val_fraction, options.fit.seed)
-    config, results = search(train_set, val_set, len(labels), options)
-    fit = _fit(train_set, val_set, len(labels), config, options.fit, on_epoch)
-    head = ProbeHead(data.x.shape[1], data.x.shape[2], len(labels), config)
-    head.load_state_dict(fit.state)
+        text_pairs, said = view.apply(pairs)
+        write_transcripts([item for item, _ in text_pairs], said, out / "transcripts.csv")
+        pairs = text_pairs if view.mode == "transcript" else pairs
+    data, test_set = hold_out_test(stack(pairs, labels), options.test_size, options.fit.seed, out)
+    main = fit_view(data, len(labels), options, on_epoch)
+    fusion, text_test = None, None
+    if view is not None and view.mode == "fused" and text_pairs is not None:
+        text_data, text_test = hold_out_test(stack(text_pairs, labels), options.test_size, options.fit.seed, out)
+        fusion = fit_fusion(main, fit_view(text_data, len(labels), options), labels)
+    head = main.head
     summary = TrainSummary(
         out=out,
         labels=labels,
         encoder_spec=encoder.spec,
         fallback_reason=loaded.fallback_reason,
         embed=embedded,
-        n_train=len(train_set.items),
-        n_val=len(val_set.items),
-        search=results,
-        config=config,
-        fit=fit,
+        n_train=len(main.train.items),
+        n_val=len(main.val.items),
+        search=main.results,
+        config=main.config,
+        fit=main.fit,
         seconds=time.perf_counter() - started,
-        test_report=_test_report(head, test_set, labels, out) if test_set is not None else None,
+        test_report=_test_report(head, test_set, labels, out, fusion, text_test) if test_set is not None else None,
     )
     meta = _meta(manifest, summary, encoder.identity, head, options)
     meta["features"] = view.meta() if view is not None else {"mode": "acoustic"}
-    save_model(out, TrainedModel(head, labels, encoder.spec, encoder.identity, options.windows, meta))
+    if fusion is not None:
+        meta["fusion"] = fusion_meta(fusion)
+    model = TrainedModel(head, labels, encoder.spec, encoder.identity, options.windows, meta, fusion=fusion)
+    save_model(out, model)
     if view is None:  # a transformers export classifies audio alone: not possible with text features
         export_probe(encoder.spec, head, labels, out)
     return summary
