@@ -327,13 +327,14 @@ def _probe_hub(spec: str, name: str) -> None:
 
 
 def pretrained(
-    model_class: Any, source: str, local_only: bool, where: str, what: str, **kwargs: Any
+    model_class: Any, source: str, local_only: bool, where: str, what: str, preprocessor: Any = None, **kwargs: Any
 ) -> tuple[Any, Any]:
-    """AutoFeatureExtractor + ``model_class`` from a folder or hub id (never remote code); one-line errors."""
+    """A preprocessor (AutoFeatureExtractor unless given: a tokenizer, a processor) + ``model_class`` from a
+    folder or hub id (never remote code); one-line errors."""
     from transformers import AutoFeatureExtractor
 
     try:
-        extractor = AutoFeatureExtractor.from_pretrained(source, local_files_only=local_only)
+        extractor = (preprocessor or AutoFeatureExtractor).from_pretrained(source, local_files_only=local_only)
         model = model_class.from_pretrained(source, local_files_only=local_only, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__

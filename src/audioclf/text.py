@@ -58,7 +58,7 @@ def _packaged_minilm() -> Path | None:
 def load_text_encoder(spec: str = DEFAULT_TEXT_ENCODER) -> SentenceEncoder:
     from transformers import AutoModel, AutoTokenizer
 
-    from .encoders import _model_fingerprint, load_hf
+    from .encoders import _model_fingerprint, load_hf, pretrained
 
     if spec == DEFAULT_TEXT_ENCODER:
         packaged = _packaged_minilm()
@@ -69,12 +69,7 @@ def load_text_encoder(spec: str = DEFAULT_TEXT_ENCODER) -> SentenceEncoder:
         raise EncoderError(f"unknown text encoder {spec!r}; use 'minilm' or 'hf:<id or folder>'")
 
     def load(where: str, local_only: bool) -> SentenceEncoder:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=local_only)
-            model = AutoModel.from_pretrained(where, local_files_only=local_only)
-        except (OSError, ValueError, KeyError) as exc:
-            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            raise EncoderError(f"{spec}: cannot load the text encoder ({first})") from exc
+        tokenizer, model = pretrained(AutoModel, where, local_only, spec, "the text encoder", AutoTokenizer)
         identity = "text-" + _model_fingerprint(model, tokenizer)
         return SentenceEncoder(spec, tokenizer, model, identity)
 

@@ -82,15 +82,11 @@ def load_ctc(spec: str) -> CTCTranscriber:
     """``hf:<id or folder>`` of a model with a CTC head and a tokenizer (e.g. facebook/wav2vec2-base-960h)."""
     from transformers import AutoModelForCTC, AutoProcessor
 
-    from .encoders import _model_fingerprint, load_hf
+    from .encoders import _model_fingerprint, load_hf, pretrained
 
     def load(source: str, local_only: bool) -> CTCTranscriber:
-        try:
-            processor = AutoProcessor.from_pretrained(source, local_files_only=local_only)
-            model = AutoModelForCTC.from_pretrained(source, local_files_only=local_only)
-        except (OSError, ValueError, KeyError) as exc:
-            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            raise EncoderError(f"{spec}: cannot load a CTC speech recogniser ({first})") from exc
+        what = "a CTC speech recogniser"
+        processor, model = pretrained(AutoModelForCTC, source, local_only, spec, what, AutoProcessor)
         if not hasattr(processor, "batch_decode"):
             raise EncoderError(f"{spec}: has no tokenizer to turn CTC output into text")
         return CTCTranscriber(spec, processor, model, _model_fingerprint(model, processor.feature_extractor))
