@@ -95,7 +95,9 @@ def test_train_on_what_is_said(
     model, cache = tmp_path / "model", str(tmp_path / "cache")
     args = ["train", "--manifest", str(manifest), "--out", str(model), "--encoder", "builtin", "--features", features]
     code = main([*args, "--transcriber", f"whisper:{whisper_base}", "--epochs", "30", "--cache-dir", cache, "--quiet"])
-    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert ("fusion           late; validation accuracy acoustic" in printed.out) == (features == "fused")
     meta = json.loads((model / "audioclf.json").read_text())
     assert meta["features"]["mode"] == features and meta["features"]["text_encoder"] == "minilm"
     said = (model / "transcripts.csv").read_text().lower()

@@ -79,6 +79,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     emit(f"data             {s.embed.summary()}{see}")
     emit(f"split            {s.n_train} train / {s.n_val} validation recordings (grouped), {len(s.labels)} labels")
     emit(f"search           {len(s.search)} configs; best {s.config.describe()}")
+    if s.fusion is not None:
+        emit(f"fusion           {s.fusion}")
     emit(f"model            {s.out}")
     if s.test_report is not None:
         emit()

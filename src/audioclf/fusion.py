@@ -29,7 +29,7 @@ class Fusion:
         t_acoustic, t_text = self.temperatures
         acoustic = _log_softmax(acoustic_window_logits / t_acoustic)
         text = _log_softmax(predict_logits(self.text_head, text_x) / t_text)[window_recording]
-        fused = np.logaddexp(acoustic, text) - np.log(2.0)  # log of the mean of the two probabilities
+        fused = (np.logaddexp(acoustic, text) - np.log(2.0)).astype(np.float32)  # log of the mean probability
         return {"acoustic": acoustic, "transcript": text, "fused": fused}
 
 

@@ -32,6 +32,7 @@ from .heads import (
     ProbeConfig,
     ProbeHead,
     fit_probe,
+    mean_by_recording,
     predict_logits,
 )
 from .manifest import Item, labels_of, load_manifest, usable_labels
@@ -95,6 +96,7 @@ class TrainSummary:
     fit: FitResult
     seconds: float
     test_report: dict[str, Any] | None = None  # with --test-size: the held-out groups' evaluation
+    fusion: str | None = None  # --features fused: each view's and the fusion's validation scores
 
 
 def stack(embedded: Sequence[tuple[Item, Embedded]], labels: Sequence[str]) -> Dataset:
@@ -212,6 +214,18 @@ def fit_fusion(acoustic: ViewFit, text: ViewFit, labels: list[str]) -> Fusion:
     return Fusion(text.head, (t_acoustic, t_text))
 
 
+def _fusion_note(acoustic: ViewFit, text: ViewFit, fusion: Fusion, labels: list[str]) -> str:
+    """Validation accuracy (recordings) of each view alone and fused, and the temperatures."""
+    y = np.array([labels.index(item.label or "") for item in acoustic.val.items])
+    logits = predict_logits(acoustic.head, acoustic.val.x.numpy())
+    views = fusion.views(logits, acoustic.val.recording, text.val.x.numpy())
+    acc = {name: float((mean_by_recording(torch.as_tensor(v), acoustic.val.recording).numpy().argmax(1) == y).mean())
+           for name, v in views.items()}  # fmt: skip
+    t_a, t_t = fusion.temperatures
+    return (f"late; validation accuracy acoustic {acc['acoustic']:.3f}, transcript {acc['transcript']:.3f}, "
+            f"fused {acc['fused']:.3f}; temperatures {t_a:.2f} / {t_t:.2f}")  # fmt: skip
+
+
 def _fit(
     train: Dataset,
     val: Dataset,
@@ -257,10 +271,12 @@ def train(
         pairs = text_pairs if view.mode == "transcript" else pairs
     data, test_set = hold_out_test(stack(pairs, labels), options.test_size, options.fit.seed, out)
     main = fit_view(data, len(labels), options, on_epoch)
-    fusion, text_test = None, None
+    fusion, text_test, fusion_note = None, None, None
     if view is not None and view.mode == "fused" and text_pairs is not None:
         text_data, text_test = hold_out_test(stack(text_pairs, labels), options.test_size, options.fit.seed, out)
-        fusion = fit_fusion(main, fit_view(text_data, len(labels), options), labels)
+        text_fit = fit_view(text_data, len(labels), options)
+        fusion = fit_fusion(main, text_fit, labels)
+        fusion_note = _fusion_note(main, text_fit, fusion, labels)
     head = main.head
     summary = TrainSummary(
         out=out,
@@ -275,6 +291,7 @@ def train(
         fit=main.fit,
         seconds=time.perf_counter() - started,
         test_report=_test_report(head, test_set, labels, out, fusion, text_test) if test_set is not None else None,
+        fusion=fusion_note,
     )
     meta = _meta(manifest, summary, encoder.identity, head, options)
     meta["features"] = view.meta() if view is not None else {"mode": "acoustic"}
