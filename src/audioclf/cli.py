@@ -117,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="whisper:<size or dir> | hf:<CTC model> for --features transcript/fused (default: the encoder)",
     )
-    p.add_argument("--text-encoder", default="minilm", help="minilm | hf:<sentence encoder> (default %(default)s)")
+    p.add_argument(
+        "--text-encoder", default="minilm", help="minilm | tfidf | hf:<sentence encoder> (default %(default)s)"
+    )
     p.add_argument("--layer", default="auto", help="auto | last | weighted | <index> (HF encoders)")
     p.add_argument("--hidden", type=int, default=None, help="hidden units of the head (0 = linear; default: search)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (probe: searched; finetune: 3e-5)")

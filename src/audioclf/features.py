@@ -7,6 +7,7 @@ calibrated probabilities (``fusion.py``).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,14 +19,15 @@ import numpy as np
 from .cache import Embedded, content_key
 from .encoders import Encoder, same_weights
 from .errors import AudioclfError, EncoderError, ModelError
-from .fileio import write_csv_atomic
+from .fileio import write_csv_atomic, write_json_atomic
 from .manifest import Item
-from .text import DEFAULT_TEXT_ENCODER, load_text_encoder
+from .text import DEFAULT_TEXT_ENCODER, TfidfEncoder, load_text_encoder
 from .transcribe import Transcriber, Transcript, TranscriptCache, WhisperTranscriber, load_ctc
 
 log = logging.getLogger(__name__)
 
 FEATURES = ("acoustic", "transcript", "fused")
+TFIDF_NAME = "tfidf.json"
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class TextView:
 
     def apply(self, embedded: Sequence[tuple[Item, Embedded]]) -> tuple[list[tuple[Item, Embedded]], list[Transcript]]:
         said = self.transcripts([item for item, _ in embedded])
+        if isinstance(self.text, TfidfEncoder) and not self.text.fitted:  # training: learn the vocabulary
+            self.text.fit([t.text for t in said])
         vectors = self.text.embed([t.text for t in said]) if said else np.zeros((0, self.text.dim), np.float32)
         return [(item, self._features(e, v)) for (item, e), v in zip(embedded, vectors, strict=True)], said
 
@@ -102,7 +106,9 @@ class TextView:
         }
 
 
-def view_for(meta: dict[str, Any], acoustic: Encoder, cache_dir: Any, max_duration_s: float | None) -> TextView | None:
+def view_for(
+    meta: dict[str, Any], acoustic: Encoder, cache_dir: Any, max_duration_s: float | None, model_dir: Path | None
+) -> TextView | None:
     """The same text view a model was trained with (None for acoustic models); refuses changed models."""
     features = meta.get("features") or {"mode": "acoustic"}
     if features["mode"] == "acoustic":
@@ -110,6 +116,8 @@ def view_for(meta: dict[str, Any], acoustic: Encoder, cache_dir: Any, max_durati
     transcriber = features["transcriber"] if features["transcriber"] != acoustic.spec else None
     view = TextView(FeatureOptions(features["mode"], transcriber, features["text_encoder"]), acoustic, cache_dir,
                     max_duration_s)  # fmt: skip
+    if isinstance(view.text, TfidfEncoder):
+        view.text = load_tfidf(model_dir)
     if not same_weights(view.transcriber.identity, features["transcriber_identity"]):
         raise ModelError(f"transcriber {features['transcriber']} has changed since training; retrain the model")
     if view.text.identity != features["text_identity"]:
@@ -122,3 +130,17 @@ def write_transcripts(items: Sequence[Item], said: Sequence[Transcript], path: P
     rows = [{"source": i.source, "row": i.where, "label": i.label or "", "language": t.language or "",
              "transcript": t.text} for i, t in zip(items, said, strict=True)]  # fmt: skip
     write_csv_atomic(path, ["source", "row", "label", "language", "transcript"], rows)
+
+
+def save_tfidf(view: TextView, out: Path) -> None:
+    """The fitted TF-IDF vocabulary beside the model (JSON; written before audioclf.json, like the weights)."""
+    if isinstance(view.text, TfidfEncoder):
+        write_json_atomic(out / TFIDF_NAME, view.text.state())
+
+
+def load_tfidf(model_dir: Path | None) -> TfidfEncoder:
+    path = (model_dir or Path(".")) / TFIDF_NAME
+    try:
+        return TfidfEncoder(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path}: missing or damaged TF-IDF vocabulary ({exc}); retrain the model") from exc

@@ -71,7 +71,7 @@ def apply_model(
             f"encoder {model.encoder_spec} now has different weights ({encoder.identity}) than at training "
             f"({model.encoder_identity}); retrain the model or restore the original encoder"
         )
-    view = view_for(model.meta, encoder, cache_dir, model.windows.max_duration_s)
+    view = view_for(model.meta, encoder, cache_dir, model.windows.max_duration_s, model.path)
     cache = EmbeddingCache(cache_dir, encoder.identity, model.windows)
     result = embed_items(items, encoder, cache, model.windows, fetch=fetch, progress=progress)
     head = model.head

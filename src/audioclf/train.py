@@ -20,7 +20,7 @@ from .encoders import Encoder, load_encoder
 from .errors import TrainingError
 from .evaluate import Predictions, compute_report
 from .export import export_probe
-from .features import FeatureOptions, TextView, write_transcripts
+from .features import FeatureOptions, TextView, save_tfidf, write_transcripts
 from .fileio import write_csv_atomic
 from .fusion import Fusion, recording_logits, temperature
 from .heads import (
@@ -297,6 +297,8 @@ def train(
     meta["features"] = view.meta() if view is not None else {"mode": "acoustic"}
     if fusion is not None:
         meta["fusion"] = fusion_meta(fusion)
+    if view is not None:
+        save_tfidf(view, out)
     model = TrainedModel(head, labels, encoder.spec, encoder.identity, options.windows, meta, fusion=fusion)
     save_model(out, model)
     if view is None:  # a transformers export classifies audio alone: not possible with text features
