@@ -145,6 +145,16 @@ def main() -> None:
         "acoustic: builtin": ["--encoder", "builtin"],
         "acoustic: Whisper encoder": ["--encoder", w],
         "transcript (Whisper) → MiniLM": ["--encoder", "builtin", "--features", "transcript", "--transcriber", w],
+        "transcript (Whisper) → TF-IDF": [
+            "--encoder",
+            "builtin",
+            "--features",
+            "transcript",
+            "--transcriber",
+            w,
+            "--text-encoder",
+            "tfidf",
+        ],
         "fused: Whisper encoder + transcript": ["--encoder", w, "--features", "fused"],
     }
     with open(manifest, newline="", encoding="utf-8") as fh:
