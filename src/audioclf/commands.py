@@ -13,7 +13,7 @@ from .embed import Failure, embed_items, write_failures
 from .encoders import DEFAULT_ENCODER, load_encoder
 from .errors import DecodeError, ManifestError
 from .evaluate import compute_report, view_reports
-from .features import FeatureOptions
+from .features import FeatureOptions, write_transcripts
 from .finetune import FinetuneOptions
 from .finetune_run import finetune
 from .heads import EpochStats, FitOptions
@@ -183,6 +183,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "n_failed": len(result.failures),
     }
     paths = write_report(report, out, context=context)
+    if preds.transcripts is not None:  # text-feature models: what each evaluated recording says
+        by_source = {item.source: item for item, _ in result.embedded}
+        write_transcripts([by_source[s] for s in preds.recordings], preds.transcripts, out / "transcripts.csv")
+        paths.append(out / "transcripts.csv")
     for line in summary_lines(report):
         emit(line)
     see = f" — see {out / 'failures.csv'}" if result.failures else ""
