@@ -133,7 +133,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"balanced {_fmt(lvl['balanced_accuracy'])}  macro-F1 {_fmt(lvl['macro_f1'])}"
         )
     for name, lvl in (report.get("views") or {}).items():
-        lines.append(f"{'  ' + name + ':':<12}{lvl['n']}  accuracy {_fmt(lvl['accuracy'])} ({_fmt_ci(report, lvl)})  "
+        lines.append(f"  {name + ':':<12}{lvl['n']}  accuracy {_fmt(lvl['accuracy'])} ({_fmt_ci(report, lvl)})  "
                      f"macro-F1 {_fmt(lvl['macro_f1'])}  (this view alone)")  # fmt: skip
     if report.get("n_recordings_excluded"):
         lines.append(f"excluded:   {report['n_recordings_excluded']} recordings (unknown label or no windows)")
