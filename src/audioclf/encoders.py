@@ -6,29 +6,26 @@ embeddings: one row per hidden layer, so the layer choice is made by the head wi
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import numpy as np
 
 from .audio import SAMPLE_RATE_HZ
 from .builtin import BUILTIN_DIM, BUILTIN_VERSION, builtin_embed_batch
 from .errors import EncoderError
+from .hub import load_hf, model_fingerprint, pretrained
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 DEFAULT_ENCODER = "hf:facebook/wav2vec2-base-960h"
 BUILTIN = "builtin"
 FALLBACK_ENV = "AUDIOCLF_FALLBACK_ENCODER"  # a local pretrained model to use when the default cannot be loaded
 BF16_SUFFIX = "-bf16"  # encoder identities of bf16 embeddings (they differ slightly from fp32 ones)
-HUB_TIMEOUT_S = 8.0  # bound on the one hub request that decides whether a download can work
 MAX_BATCH_SAMPLES = 4 * 10 * SAMPLE_RATE_HZ  # 40 s of audio per forward pass: bounds activation memory
 MAX_BATCH_ITEMS = 32
 
@@ -82,7 +79,7 @@ class HFEncoder:
         self.n_layers = int(model.config.num_hidden_layers) + 1
         self.dim = int(model.config.hidden_size)
         self.min_samples = _min_samples(model.config)
-        self.identity = _model_fingerprint(model, extractor) + (BF16_SUFFIX if bf16 else "")
+        self.identity = model_fingerprint(model, extractor) + (BF16_SUFFIX if bf16 else "")
         if bf16:
             # Converted once: under autocast every call would cast all fp32 weights again, which dominates on
             # short clips (bench: 7.5x -> 10.4x realtime on 0.4 s clips, embeddings cosine >= 0.9999 vs fp32).
@@ -182,20 +179,6 @@ def _length_batches(windows: list[np.ndarray], *, equal_only: bool) -> Iterator[
         yield batch
 
 
-def _model_fingerprint(model: Any, extractor: Any) -> str:
-    """Hash of config, feature-extractor settings and every weight: a changed model never reuses a cache."""
-    import torch
-
-    h = hashlib.sha256()
-    h.update(model.config.to_json_string(use_diff=False).encode())
-    settings = extractor.to_dict() if hasattr(extractor, "to_dict") else {"vocab": extractor.get_vocab()}  # tokenizer
-    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().view(-1).view(dtype=torch.uint8).numpy().tobytes())
-    return "hf-" + h.hexdigest()[:32]
-
-
 @dataclass(frozen=True)
 class LoadedEncoder:
     encoder: Encoder
@@ -286,60 +269,6 @@ def _load_spec(spec: str, precision: str = "auto") -> Encoder:
     raise EncoderError(
         f"unknown encoder {spec!r}; use 'builtin', 'hf:<hub id or local model dir>' or 'whisper:<size or dir>'"
     )
-
-
-def _offline() -> bool:
-    # Read at call time: huggingface_hub reads HF_HUB_OFFLINE once, at import.
-    return any(
-        os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
-
-
-def load_hf(spec: str, load: Callable[[str, bool], T]) -> T:
-    """Resolve ``hf:<hub id or folder>`` and call ``load(source, local_files_only)``: a folder directly, a hub
-    id from the local cache first, then from the hub only after one bounded reachability check."""
-    if not spec.startswith("hf:") or len(spec) <= 3:
-        raise EncoderError(f"{spec!r} is not a transformers model; use 'hf:<hub id or local model dir>'")
-    name = spec[3:]
-    local = Path(name).expanduser()
-    if local.is_dir():
-        return load(str(local), True)
-    if local.is_absolute() or name.startswith(".") or name.count("/") > 1:
-        raise EncoderError(f"{spec}: no such model folder {local}; give a folder with config.json or a hub id")
-    try:
-        return load(name, True)  # the local hub cache first: no network
-    except EncoderError:
-        if _offline():
-            raise EncoderError(f"{spec}: not in the local cache and HF_HUB_OFFLINE is set") from None
-    _probe_hub(spec, name)
-    return load(name, False)
-
-
-def _probe_hub(spec: str, name: str) -> None:
-    """One bounded request: an unreachable or silent hub fails here in seconds instead of hanging a download."""
-    from huggingface_hub import HfApi
-
-    try:
-        HfApi().model_info(name, timeout=HUB_TIMEOUT_S)
-    except Exception as exc:  # network errors come in many types (httpx, OSError, hub errors)
-        reason = type(exc).__name__ if not str(exc) else str(exc).splitlines()[0][:160]
-        raise EncoderError(f"{spec}: cannot load from the Hugging Face Hub ({reason})") from exc
-
-
-def pretrained(
-    model_class: Any, source: str, local_only: bool, where: str, what: str, preprocessor: Any = None, **kwargs: Any
-) -> tuple[Any, Any]:
-    """A preprocessor (AutoFeatureExtractor unless given: a tokenizer, a processor) + ``model_class`` from a
-    folder or hub id (never remote code); one-line errors."""
-    from transformers import AutoFeatureExtractor
-
-    try:
-        extractor = (preprocessor or AutoFeatureExtractor).from_pretrained(source, local_files_only=local_only)
-        model = model_class.from_pretrained(source, local_files_only=local_only, **kwargs)
-    except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise EncoderError(f"{where}: cannot load {what} ({first})") from exc
-    return extractor, model
 
 
 def _from_pretrained(spec: str, source: str, local_only: bool, bf16: bool) -> Encoder:

@@ -16,8 +16,9 @@ from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 
 from .audio import SAMPLE_RATE_HZ, WindowOptions, window_stream
-from .encoders import bf16_supported, load_hf, pretrained
+from .encoders import bf16_supported
 from .heads import EpochStats, mean_by_recording
+from .hub import load_hf, pretrained
 from .manifest import Item
 
 log = logging.getLogger(__name__)

@@ -105,7 +105,7 @@ def load_text_encoder(spec: str = DEFAULT_TEXT_ENCODER) -> SentenceEncoder | Tfi
         return TfidfEncoder()
     from transformers import AutoModel, AutoTokenizer
 
-    from .encoders import _model_fingerprint, load_hf, pretrained
+    from .hub import load_hf, model_fingerprint, pretrained
 
     if spec == DEFAULT_TEXT_ENCODER:
         packaged = _packaged_minilm()
@@ -117,7 +117,7 @@ def load_text_encoder(spec: str = DEFAULT_TEXT_ENCODER) -> SentenceEncoder | Tfi
 
     def load(where: str, local_only: bool) -> SentenceEncoder:
         tokenizer, model = pretrained(AutoModel, where, local_only, spec, "the text encoder", AutoTokenizer)
-        identity = "text-" + _model_fingerprint(model, tokenizer)
+        identity = "text-" + model_fingerprint(model, tokenizer)
         return SentenceEncoder(spec, tokenizer, model, identity)
 
     return load_hf(source, load)

@@ -82,14 +82,14 @@ def load_ctc(spec: str) -> CTCTranscriber:
     """``hf:<id or folder>`` of a model with a CTC head and a tokenizer (e.g. facebook/wav2vec2-base-960h)."""
     from transformers import AutoModelForCTC, AutoProcessor
 
-    from .encoders import _model_fingerprint, load_hf, pretrained
+    from .hub import load_hf, model_fingerprint, pretrained
 
     def load(source: str, local_only: bool) -> CTCTranscriber:
         what = "a CTC speech recogniser"
         processor, model = pretrained(AutoModelForCTC, source, local_only, spec, what, AutoProcessor)
         if not hasattr(processor, "batch_decode"):
             raise EncoderError(f"{spec}: has no tokenizer to turn CTC output into text")
-        return CTCTranscriber(spec, processor, model, _model_fingerprint(model, processor.feature_extractor))
+        return CTCTranscriber(spec, processor, model, model_fingerprint(model, processor.feature_extractor))
 
     return load_hf(spec, load)
 

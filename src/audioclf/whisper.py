@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .encoders import _offline, _probe_hub
 from .errors import EncoderError
+from .hub import offline, probe_hub
 
 log = logging.getLogger(__name__)
 
@@ -149,10 +149,10 @@ def _download(spec: str, name: str, download_model: Any) -> Path:
     try:
         return Path(download_model(name, local_files_only=True))
     except Exception:  # not in the local cache (huggingface_hub raises several error types)
-        if _offline():
+        if offline():
             raise EncoderError(f"{spec}: not in the local cache and HF_HUB_OFFLINE is set") from None
     repo = name if "/" in name else SIZES_REPO.format(name)
-    _probe_hub(spec, repo)
+    probe_hub(spec, repo)
     try:
         return Path(download_model(name))
     except Exception as exc:
