@@ -145,3 +145,30 @@ def test_tfidf_state_roundtrip() -> None:
     assert again.identity == fitted.identity and fitted.dim == len(fitted.state()["vocabulary"])
     v = fitted.embed(["bake bread"])[0]
     assert abs(np.linalg.norm(v) - 1.0) < 1e-6 and fitted.embed([""])[0].sum() == 0
+
+
+def test_a_ctc_encoder_transcribes_in_the_embedding_pass(tiny_ctc: Path, tmp_path: Path) -> None:
+    from audioclf.audio import WindowOptions
+    from audioclf.cache import EmbeddingCache
+    from audioclf.embed import embed_items
+    from audioclf.encoders import HFEncoder
+    from audioclf.features import FeatureOptions, TextView
+
+    enc = load_encoder(f"hf:{tiny_ctc}", "fp32").encoder
+    assert isinstance(enc, HFEncoder) and enc.transcribes
+    files = [write_audio(tmp_path / f"c{i}.wav", tone(200 + 150 * i, 1.6, noise=0.3, seed=i), 16_000) for i in range(3)]
+    items = [item(f) for f in files]
+    windows = WindowOptions(0.5, 0.5)
+    view = TextView(FeatureOptions("transcript", None, "tfidf"), enc, tmp_path / "c", windows)
+    assert view.same_pass_cache is not None
+    calls: list[int] = []
+    enc._model.register_forward_hook(lambda *_: calls.append(1))
+    cache = EmbeddingCache(tmp_path / "c", enc.identity, windows)
+    embed_items(items, enc, cache, windows, progress=False, transcripts=view.same_pass_cache)
+    passes = len(calls)
+    said = view.transcripts(items)
+    assert len(calls) == passes  # every transcript came out of the embedding pass: no second forward
+    again = [view.transcriber.transcribe(i, None) for i in items]  # what a cached-embedding run computes
+    assert [t.text for t in said] == [t.text for t in again] and any(t.text for t in said)
+    overlapping = TextView(FeatureOptions("transcript", None, "tfidf"), enc, tmp_path / "c", WindowOptions(1.0, 0.5))
+    assert overlapping.same_pass_cache is None  # overlapping windows would say words twice

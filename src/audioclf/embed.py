@@ -18,6 +18,7 @@ from .errors import DecodeError
 from .fileio import FileLock, write_csv_atomic
 from .manifest import Item
 from .sources import FetchError, FetchOptions, fetch_all
+from .transcribe import Transcript, TranscriptCache
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class _Open:
     starts: list[float] = field(default_factory=list)
     durations: list[float] = field(default_factory=list)
     rows: dict[int, np.ndarray] = field(default_factory=dict)
+    texts: dict[int, str] = field(default_factory=dict)  # when the encoder transcribes in the same pass
     decoded: bool = False
     twins: list[tuple[tuple[int, int], Item]] = field(default_factory=list)  # same audio in other rows
 
@@ -79,6 +81,7 @@ class _Embedder:
     _queue: list[tuple[_Open, int, np.ndarray]] = field(default_factory=list)
     _open: list[_Open] = field(default_factory=list)
     _deferred: list[tuple[tuple[int, int], Item, FileLock]] = field(default_factory=list)
+    transcripts: TranscriptCache | None = None  # where same-pass transcripts go (non-overlapping windows only)
 
     @property
     def min_samples(self) -> int:
@@ -125,19 +128,26 @@ class _Embedder:
         """Embed every queued window, then store each recording that is now complete."""
         queue, self._queue = self._queue, []
         rows: list[np.ndarray | None] = []
+        texts: list[str] | None = None
         try:
             rows = list(self.encoder.embed([samples for _, _, samples in queue])) if queue else []
+            texts = getattr(self.encoder, "last_texts", None)
         except (RuntimeError, ValueError):  # one odd recording must not sink the batch: retry one by one
             rows = self._embed_one_by_one(queue)
-        for (rec, i, _), row in zip(queue, rows, strict=True):
+        for k, ((rec, i, _), row) in enumerate(zip(queue, rows, strict=True)):
             if row is not None:
                 rec.rows[i] = row
+            if texts is not None:
+                rec.texts[i] = texts[k]
         for rec in [r for r in self._open if r.complete]:
             self._open.remove(rec)
             emb = Embedded(np.stack([rec.rows[i] for i in range(len(rec.starts))]), np.asarray(rec.starts),
                            np.asarray(rec.durations))  # fmt: skip
             try:
                 self.cache.put(rec.key, emb)
+                if self.transcripts is not None and len(rec.texts) == len(rec.starts):
+                    said = " ".join(rec.texts[i] for i in range(len(rec.starts)) if rec.texts[i])
+                    self.transcripts.put(rec.key, Transcript(said))
             finally:
                 rec.lock.release()
             self.result.audio_s += float(emb.durations_s.sum())
@@ -196,11 +206,12 @@ def embed_items(
     *,
     fetch: FetchOptions | None = None,
     progress: bool = True,
+    transcripts: TranscriptCache | None = None,
 ) -> EmbedResult:
     """Embed ``items`` in manifest order (cached ones are read back; URLs are downloaded first, in parallel,
     and each is embedded as soon as it arrives), skipping and recording the ones that fail."""
     started = time.perf_counter()
-    embedder = _Embedder(encoder, cache, windows)
+    embedder = _Embedder(encoder, cache, windows, transcripts=transcripts)
     remote = [(row, item) for row, item in enumerate(items) if item.is_url]
     with tqdm(total=len(items), desc="embedding", unit="file", disable=not progress, leave=False) as bar:
         if remote:

@@ -58,10 +58,15 @@ class BuiltinEncoder:
 class HFEncoder:
     """Any transformers audio encoder loaded with AutoFeatureExtractor + AutoModel; mask-aware mean pooling."""
 
-    def __init__(self, spec: str, extractor: Any, model: Any, *, bf16: bool = False) -> None:
+    def __init__(self, spec: str, extractor: Any, model: Any, *, bf16: bool = False, tokenizer: Any = None) -> None:
         import torch
 
         self.spec = spec
+        # A *ForCTC model with its tokenizer also transcribes, in the same forward pass (greedy CTC per window).
+        self._tokenizer = tokenizer
+        self.transcribes = tokenizer is not None and hasattr(model, "lm_head")
+        self.last_texts: list[str] | None = None  # the windows of the last embed() call, when it transcribes
+        self._batch_texts: list[str] = []
         self._bf16 = bf16  # bf16 weights and activations: AMX/AVX-512 BF16 matmuls on CPU, tensor cores on GPU
         self._torch = torch
         self._extractor = extractor
@@ -87,8 +92,12 @@ class HFEncoder:
 
     def embed(self, windows: list[np.ndarray]) -> np.ndarray:
         out = np.zeros((len(windows), self.n_layers, self.dim), dtype=np.float32)
+        texts = [""] * len(windows)
         for batch in _length_batches(windows, equal_only=not self._pads):
             out[batch] = self._embed_batch([windows[i] for i in batch])
+            for i, text in zip(batch, self._batch_texts, strict=False):
+                texts[i] = text
+        self.last_texts = texts if self.transcribes else None
         return out
 
     def _embed_batch(self, waves: list[np.ndarray]) -> np.ndarray:
@@ -96,10 +105,14 @@ class HFEncoder:
         inputs = self._extractor(
             waves, sampling_rate=SAMPLE_RATE_HZ, return_tensors="pt", padding=True, return_attention_mask=True
         )
-        hidden = self._forward(inputs, waves, output_hidden_states=True).hidden_states
+        output = self._forward(inputs, waves, output_hidden_states=True)
+        hidden = output.hidden_states
         frames = hidden[-1].shape[1]
         lengths = torch.tensor([len(w) for w in waves])
         frame_lengths = self._frame_lengths(lengths, frames).to(self._device)
+        if self.transcribes:  # greedy CTC over each window's own frames: merge repeats, drop blanks
+            ids = output.logits.argmax(-1).cpu()
+            self._batch_texts = [self._tokenizer.decode(ids[i, : int(n)]).strip() for i, n in enumerate(frame_lengths)]
         frame_mask = (torch.arange(frames, device=self._device)[None, :] < frame_lengths[:, None]).float()
         denom = frame_mask.sum(1, keepdim=True).clamp(min=1.0)
         pooled = [(h.float() * frame_mask[..., None]).sum(1) / denom for h in hidden]
@@ -272,8 +285,20 @@ def _load_spec(spec: str, precision: str = "auto") -> Encoder:
 
 
 def _from_pretrained(spec: str, source: str, local_only: bool, bf16: bool) -> Encoder:
-    from transformers import AutoModel
+    from transformers import AutoConfig, AutoModel, AutoModelForCTC, AutoProcessor
 
+    try:
+        architectures = AutoConfig.from_pretrained(source, local_files_only=local_only).architectures or []
+    except (OSError, ValueError, KeyError):
+        architectures = []  # the loader below says what is wrong
+    if any(str(a).endswith("ForCTC") for a in architectures):
+        try:
+            processor, model = pretrained(AutoModelForCTC, source, local_only, spec, "model", AutoProcessor)
+        except EncoderError:
+            pass  # no tokenizer: embeddings only, through AutoModel
+        else:
+            tokenizer = getattr(processor, "tokenizer", None)
+            return HFEncoder(spec, processor.feature_extractor, model, bf16=bf16, tokenizer=tokenizer)
     extractor, model = pretrained(AutoModel, source, local_only, spec, "model")
     if not hasattr(model.config, "hidden_size") or not hasattr(model.config, "num_hidden_layers"):
         raise EncoderError(f"{spec}: {type(model).__name__} is not an audio encoder with hidden states")

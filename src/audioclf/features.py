@@ -16,13 +16,21 @@ from typing import Any
 
 import numpy as np
 
+from .audio import WindowOptions
 from .cache import Embedded, content_key
 from .encoders import Encoder, same_weights
 from .errors import AudioclfError, EncoderError, ModelError
 from .fileio import write_csv_atomic, write_json_atomic
 from .manifest import Item
 from .text import DEFAULT_TEXT_ENCODER, TfidfEncoder, load_text_encoder
-from .transcribe import Transcriber, Transcript, TranscriptCache, WhisperTranscriber, load_ctc
+from .transcribe import (
+    EncoderTranscriber,
+    Transcriber,
+    Transcript,
+    TranscriptCache,
+    WhisperTranscriber,
+    load_ctc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +45,14 @@ class FeatureOptions:
     text_encoder: str = DEFAULT_TEXT_ENCODER
 
 
-def load_transcriber(spec: str | None, acoustic: Encoder) -> Transcriber:
+def load_transcriber(spec: str | None, acoustic: Encoder, windows: WindowOptions | None = None) -> Transcriber:
     from .whisper import WhisperEncoder, load_whisper
 
     if spec is None:
         if isinstance(acoustic, WhisperEncoder):
             return WhisperTranscriber(acoustic)
+        if getattr(acoustic, "transcribes", False):  # a CTC encoder: transcripts from the embedding pass
+            return EncoderTranscriber(acoustic, windows or WindowOptions())
         if acoustic.spec.startswith("hf:"):
             return load_ctc(acoustic.spec)
         raise EncoderError(
@@ -59,15 +69,18 @@ def load_transcriber(spec: str | None, acoustic: Encoder) -> Transcriber:
 class TextView:
     """Transcribes (through a cache) and embeds the text of embedded recordings, then builds the features."""
 
-    def __init__(self, options: FeatureOptions, acoustic: Encoder, cache_dir: Any, max_duration_s: float | None):
+    def __init__(self, options: FeatureOptions, acoustic: Encoder, cache_dir: Any, windows: WindowOptions):
         if options.mode not in FEATURES[1:]:
             raise AudioclfError(f"--features {options.mode!r}: use one of {', '.join(FEATURES)}")
         self.mode = options.mode
-        self.transcriber = load_transcriber(options.transcriber, acoustic)
+        self.transcriber = load_transcriber(options.transcriber, acoustic, windows)
         self.transcriber_spec = options.transcriber or acoustic.spec
         self.text = load_text_encoder(options.text_encoder)
-        self._cache = TranscriptCache(cache_dir, self.transcriber.identity, max_duration_s)
-        self._max_duration_s = max_duration_s
+        self._cache = TranscriptCache(cache_dir, self.transcriber.identity, windows.max_duration_s)
+        self._max_duration_s = windows.max_duration_s
+        # The embedding pass can fill the transcript cache itself when its windows are the transcriber's.
+        same_pass = isinstance(self.transcriber, EncoderTranscriber) and windows.hop_s == windows.window_s
+        self.same_pass_cache = self._cache if same_pass else None
 
     def transcripts(self, items: Sequence[Item]) -> list[Transcript]:
         out = []
@@ -107,7 +120,7 @@ class TextView:
 
 
 def view_for(
-    meta: dict[str, Any], acoustic: Encoder, cache_dir: Any, max_duration_s: float | None, model_dir: Path | None
+    meta: dict[str, Any], acoustic: Encoder, cache_dir: Any, windows: WindowOptions, model_dir: Path | None
 ) -> TextView | None:
     """The same text view a model was trained with (None for acoustic models); refuses changed models."""
     features = meta.get("features") or {"mode": "acoustic"}
@@ -115,7 +128,7 @@ def view_for(
         return None
     transcriber = features["transcriber"] if features["transcriber"] != acoustic.spec else None
     view = TextView(FeatureOptions(features["mode"], transcriber, features["text_encoder"]), acoustic, cache_dir,
-                    max_duration_s)  # fmt: skip
+                    windows)  # fmt: skip
     if isinstance(view.text, TfidfEncoder):
         view.text = load_tfidf(model_dir)
     if not same_weights(view.transcriber.identity, features["transcriber_identity"]):

@@ -9,6 +9,7 @@ its own temperature fitted on the validation recordings, and the two calibrated 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +32,22 @@ class Fusion:
         text = _log_softmax(predict_logits(self.text_head, text_x) / t_text)[window_recording]
         fused = (np.logaddexp(acoustic, text) - np.log(2.0)).astype(np.float32)  # log of the mean probability
         return {"acoustic": acoustic, "transcript": text, "fused": fused}
+
+
+def calibrate(acoustic: tuple[ProbeHead, Any], text: tuple[ProbeHead, Any], labels: list[str]) -> tuple[Fusion, str]:
+    """Each view's temperature on its validation recordings (the same recordings: same items, same split), and
+    a summary line with the validation accuracy of each view alone and fused."""
+    (a_head, a_val), (t_head, t_val) = acoustic, text
+    y = np.array([labels.index(item.label or "") for item in a_val.items])
+    t_acoustic = temperature(recording_logits(a_head, a_val.x, a_val.recording), y)
+    t_text = temperature(recording_logits(t_head, t_val.x, t_val.recording), y)
+    fusion = Fusion(t_head, (t_acoustic, t_text))
+    views = fusion.views(predict_logits(a_head, a_val.x.numpy()), a_val.recording, t_val.x.numpy())
+    acc = {name: float((mean_by_recording(torch.as_tensor(v), a_val.recording).numpy().argmax(1) == y).mean())
+           for name, v in views.items()}  # fmt: skip
+    note = (f"late; validation accuracy acoustic {acc['acoustic']:.3f}, transcript {acc['transcript']:.3f}, "
+            f"fused {acc['fused']:.3f}; temperatures {t_acoustic:.2f} / {t_text:.2f}")  # fmt: skip
+    return fusion, note
 
 
 def temperature(recording_logits: np.ndarray, y: np.ndarray) -> float:

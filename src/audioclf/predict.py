@@ -71,9 +71,10 @@ def apply_model(
             f"encoder {model.encoder_spec} now has different weights ({encoder.identity}) than at training "
             f"({model.encoder_identity}); retrain the model or restore the original encoder"
         )
-    view = view_for(model.meta, encoder, cache_dir, model.windows.max_duration_s, model.path)
+    view = view_for(model.meta, encoder, cache_dir, model.windows, model.path)
     cache = EmbeddingCache(cache_dir, encoder.identity, model.windows)
-    result = embed_items(items, encoder, cache, model.windows, fetch=fetch, progress=progress)
+    same_pass = view.same_pass_cache if view is not None else None
+    result = embed_items(items, encoder, cache, model.windows, fetch=fetch, progress=progress, transcripts=same_pass)
     head = model.head
     assert head is not None
     if view is None:

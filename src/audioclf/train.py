@@ -22,7 +22,7 @@ from .evaluate import Predictions, compute_report
 from .export import export_probe
 from .features import FeatureOptions, TextView, save_tfidf, write_transcripts
 from .fileio import write_csv_atomic
-from .fusion import Fusion, recording_logits, temperature
+from .fusion import Fusion, calibrate
 from .heads import (
     LAST,
     WEIGHTED,
@@ -32,7 +32,6 @@ from .heads import (
     ProbeConfig,
     ProbeHead,
     fit_probe,
-    mean_by_recording,
     predict_logits,
 )
 from .manifest import Item, labels_of, load_manifest, usable_labels
@@ -205,27 +204,6 @@ def fit_view(
     return ViewFit(head, config, results, fit, train_set, val_set)
 
 
-def fit_fusion(acoustic: ViewFit, text: ViewFit, labels: list[str]) -> Fusion:
-    """Each view's temperature on its validation recordings (the same recordings: same items, same split)."""
-    y = np.array([labels.index(item.label or "") for item in acoustic.val.items])
-    t_acoustic = temperature(recording_logits(acoustic.head, acoustic.val.x, acoustic.val.recording), y)
-    t_text = temperature(recording_logits(text.head, text.val.x, text.val.recording), y)
-    log.info("late fusion: temperatures acoustic %.2f, transcript %.2f", t_acoustic, t_text)
-    return Fusion(text.head, (t_acoustic, t_text))
-
-
-def _fusion_note(acoustic: ViewFit, text: ViewFit, fusion: Fusion, labels: list[str]) -> str:
-    """Validation accuracy (recordings) of each view alone and fused, and the temperatures."""
-    y = np.array([labels.index(item.label or "") for item in acoustic.val.items])
-    logits = predict_logits(acoustic.head, acoustic.val.x.numpy())
-    views = fusion.views(logits, acoustic.val.recording, text.val.x.numpy())
-    acc = {name: float((mean_by_recording(torch.as_tensor(v), acoustic.val.recording).numpy().argmax(1) == y).mean())
-           for name, v in views.items()}  # fmt: skip
-    t_a, t_t = fusion.temperatures
-    return (f"late; validation accuracy acoustic {acc['acoustic']:.3f}, transcript {acc['transcript']:.3f}, "
-            f"fused {acc['fused']:.3f}; temperatures {t_a:.2f} / {t_t:.2f}")  # fmt: skip
-
-
 def _fit(
     train: Dataset,
     val: Dataset,
@@ -255,7 +233,10 @@ def train(
     loaded = load_encoder(options.encoder, options.precision)
     encoder = loaded.encoder
     cache = EmbeddingCache(options.cache_dir, encoder.identity, options.windows)
-    embedded = embed_items(items, encoder, cache, options.windows, fetch=options.fetch, progress=options.progress)
+    view = _text_view(options, encoder)  # before embedding: a CTC encoder transcribes in the same pass
+    same_pass = view.same_pass_cache if view is not None else None
+    embedded = embed_items(items, encoder, cache, options.windows, fetch=options.fetch, progress=options.progress,
+                           transcripts=same_pass)  # fmt: skip
     log.debug("%s", embedded.summary())
     if embedded.failures:
         write_failures(embedded.failures, out / "failures.csv")
@@ -263,20 +244,10 @@ def train(
         first = embedded.failures[0]
         raise TrainingError(f"no file could be decoded; first: {first.item.where}: {first.reason}")
     labels = usable_labels([item for item, _ in embedded.embedded], labels, manifest)
-    view = _text_view(options, encoder)
-    pairs, text_pairs = embedded.embedded, None
-    if view is not None:
-        text_pairs, said = view.apply(pairs)
-        write_transcripts([item for item, _ in text_pairs], said, out / "transcripts.csv")
-        pairs = text_pairs if view.mode == "transcript" else pairs
+    pairs, text_pairs = _feature_pairs(view, embedded.embedded, out)
     data, test_set = hold_out_test(stack(pairs, labels), options.test_size, options.fit.seed, out)
     main = fit_view(data, len(labels), options, on_epoch)
-    fusion, text_test, fusion_note = None, None, None
-    if view is not None and view.mode == "fused" and text_pairs is not None:
-        text_data, text_test = hold_out_test(stack(text_pairs, labels), options.test_size, options.fit.seed, out)
-        text_fit = fit_view(text_data, len(labels), options)
-        fusion = fit_fusion(main, text_fit, labels)
-        fusion_note = _fusion_note(main, text_fit, fusion, labels)
+    fusion, text_test, fusion_note = _late_fusion(main, text_pairs, labels, options, out)
     head = main.head
     summary = TrainSummary(
         out=out,
@@ -306,10 +277,33 @@ def train(
     return summary
 
 
+def _feature_pairs(
+    view: TextView | None, embedded: list[tuple[Item, Embedded]], out: Path
+) -> tuple[list[tuple[Item, Embedded]], list[tuple[Item, Embedded]] | None]:
+    """(what the main probe sees, the transcript view or None); transcripts are written for people to read."""
+    if view is None:
+        return embedded, None
+    text_pairs, said = view.apply(embedded)
+    write_transcripts([item for item, _ in text_pairs], said, out / "transcripts.csv")
+    return (text_pairs if view.mode == "transcript" else embedded), (text_pairs if view.mode == "fused" else None)
+
+
+def _late_fusion(
+    main: ViewFit, text_pairs: list[tuple[Item, Embedded]] | None, labels: list[str], options: TrainOptions, out: Path
+) -> tuple[Fusion | None, Dataset | None, str | None]:
+    """With --features fused: the transcript view's probe, the calibration, and a line for the summary."""
+    if text_pairs is None:
+        return None, None, None
+    text_data, text_test = hold_out_test(stack(text_pairs, labels), options.test_size, options.fit.seed, out)
+    text_fit = fit_view(text_data, len(labels), options)
+    fusion, note = calibrate((main.head, main.val), (text_fit.head, text_fit.val), labels)
+    return fusion, text_test, note
+
+
 def _text_view(options: TrainOptions, encoder: Encoder) -> TextView | None:
     if options.features.mode == "acoustic":
         return None
-    return TextView(options.features, encoder, options.cache_dir, options.windows.max_duration_s)
+    return TextView(options.features, encoder, options.cache_dir, options.windows)
 
 
 def _meta(

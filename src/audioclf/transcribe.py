@@ -78,6 +78,26 @@ class CTCTranscriber:
         return [t.strip() for t in self._processor.batch_decode(logits.argmax(-1))]
 
 
+class EncoderTranscriber:
+    """The acoustic encoder itself, when it is a CTC model with a tokenizer: transcripts come out of the same
+    forward pass as the embeddings (``embed_items(transcripts=…)``); this class computes the ones that pass did
+    not (embeddings read from the cache), over the same non-overlapping windows, so both give the same text."""
+
+    def __init__(self, encoder: Any, windows: WindowOptions) -> None:
+        self._encoder = encoder
+        self._window_s = windows.window_s
+        self.identity = f"{encoder.identity}-ctc-greedy-1-{windows.window_s:g}s"
+
+    def transcribe(self, item: Item, max_duration_s: float | None) -> Transcript:
+        windows = WindowOptions(self._window_s, self._window_s, max_duration_s)
+        waves = [w.samples for w in iter_windows(item.file, windows, item.start_s or 0.0, item.end_s)]
+        texts: list[str] = []
+        for start in range(0, len(waves), 16):
+            self._encoder.embed(waves[start : start + 16])
+            texts += self._encoder.last_texts or []
+        return Transcript(" ".join(t for t in texts if t))
+
+
 def load_ctc(spec: str) -> CTCTranscriber:
     """``hf:<id or folder>`` of a model with a CTC head and a tokenizer (e.g. facebook/wav2vec2-base-960h)."""
     from transformers import AutoModelForCTC, AutoProcessor
