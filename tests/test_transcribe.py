@@ -113,6 +113,7 @@ def test_train_on_what_is_said(
     assert main(["predict", "--model", str(model), str(clip), "--json", "--cache-dir", cache, "--quiet"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["label"] == "8" and out["language"] == "en" and out["transcript"], out  # base hears "Eat."
+    assert 0.5 < out["language_probability"] <= 1.0
 
     assert main(["evaluate", "--model", str(model), "--manifest", str(manifest), "--cache-dir", cache]) == 0
     report = json.loads((model / "report" / "report.json").read_text())

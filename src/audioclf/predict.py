@@ -43,13 +43,17 @@ class Prediction:
 
     def as_dict(self) -> dict[str, object]:
         said = self.transcript
+        spoken: dict[str, object] = {}
+        if said is not None:
+            spoken = {"transcript": said.text, "language": said.language,
+                      "language_probability": said.language_probability}  # fmt: skip
         return {
             "source": self.source,
             "label": self.label,
             "probability": self.top[0][1],
             "top": [{"label": label, "probability": p} for label, p in self.top],
             **({"timeline": [w.__dict__ for w in self.timeline]} if self.timeline else {}),
-            **({"transcript": said.text, "language": said.language} if said is not None else {}),
+            **spoken,
         }
 
 
