@@ -219,6 +219,7 @@ MANIFESTS = [
     ("path,label\nftp://example.org/x.mp3,dog\n", "m.csv:2: ftp://example.org/x.mp3: only http and https"),
     ("path,label\nhttp:///nohost.mp3,dog\n", "m.csv:2: http:///nohost.mp3: malformed URL"),
     ("path,label,start\n{a},dog,soon\n", "m.csv:2: start 'soon' is not a number"),
+    ("path,label\nclip\x00.wav,dog\n", "m.csv:2: the path contains a NUL character"),
 ]
 
 

@@ -146,6 +146,8 @@ def _row_to_item(row: dict[str, str], base: Path, where: str, require_labels: bo
 def _local_source(raw: str, base: Path, where: str) -> str:
     """The absolute path. A missing or unreadable file is not an error here: like a corrupt one, it is
     reported and skipped when the run reaches it, so one bad row never stops a long run."""
+    if "\x00" in raw:
+        raise ManifestError(f"{where}: the path contains a NUL character; fix the row")
     source = Path(raw).expanduser()
     source = source if source.is_absolute() else base / source
     return str(source.resolve())
