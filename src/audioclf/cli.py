@@ -178,6 +178,15 @@ def _embed_fetch_parsers(sub: Any) -> None:
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--failures", type=Path, default=None, help="write skipped items to this CSV")
     p.add_argument("--encoder", default=None, help="builtin | hf:<hub id or local dir> (default: wav2vec2-base-960h)")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="embed on Ray: a local instance, or the cluster at ADDRESS (the cache dir must be shared)",
+    )
+    p.add_argument("--ray-workers", type=int, default=None, help="encoder actors (default: one per CPU)")
     _precision(p)
     _window_args(p)
     _fetch_args(p)

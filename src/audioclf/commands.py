@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from .audio import WindowOptions
 from .cache import EmbeddingCache
 from .cli import EPOCH_HEADER, emit, emit_json, fetch_options, window_options
 from .embed import Failure, embed_items, write_failures
@@ -224,10 +225,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embed_on_ray(args: argparse.Namespace, items: list[Item], windows: WindowOptions) -> int:
+    from .distributed import RayOptions, embed_on_ray
+
+    options = RayOptions(address=None if args.ray == "local" else args.ray, workers=args.ray_workers)
+    fetch = fetch_options(args, windows.max_duration_s)
+    spec, progress = args.encoder, not args.quiet
+    _, result = embed_on_ray(items, spec, args.precision, args.cache_dir, windows, fetch=fetch, options=options,
+                             progress=progress)  # fmt: skip
+    if result.failures and args.failures:
+        write_failures(result.failures, args.failures)
+    emit(f"{spec or 'default encoder'} on Ray: {result.summary()}")
+    return 0
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     items = load_manifest(args.manifest, require_labels=False)
-    loaded = load_encoder(args.encoder, args.precision)
     windows = window_options(args)
+    if args.ray is not None:
+        return _embed_on_ray(args, items, windows)
+    loaded = load_encoder(args.encoder, args.precision)
     cache = EmbeddingCache(args.cache_dir, loaded.encoder.identity, windows)
     fetch = fetch_options(args, windows.max_duration_s)
     result = embed_items(items, loaded.encoder, cache, windows, fetch=fetch, progress=not args.quiet)

@@ -39,9 +39,10 @@ class EmbedResult:
     n_downloaded: int = 0
     audio_s: float = 0.0  # seconds of audio newly embedded
     seconds: float = 0.0
+    n_embedded: int | None = None  # set when the entries stayed in the cache (a Ray run) instead of `embedded`
 
     def summary(self) -> str:
-        ok = len(self.embedded)
+        ok = self.n_embedded if self.n_embedded is not None else len(self.embedded)
         rate = f", {self.audio_s / self.seconds:.0f}x realtime" if self.audio_s and self.seconds else ""
         fetched = f", {self.n_downloaded} downloaded" if self.n_downloaded else ""
         return f"embedded {ok} recordings ({self.n_cached} from cache{fetched}{rate}), {len(self.failures)} failed"
