@@ -235,7 +235,8 @@ def _embed_on_ray(args: argparse.Namespace, items: list[Item], windows: WindowOp
                              progress=progress)  # fmt: skip
     if result.failures and args.failures:
         write_failures(result.failures, args.failures)
-    emit(f"{spec or 'default encoder'} on Ray: {result.summary()}")
+    hours = result.audio_s / 3600
+    emit(f"{spec or 'default encoder'} on Ray: {result.summary()}; {hours:.2f} h of audio in {result.seconds:.0f} s")
     return 0
 
 
