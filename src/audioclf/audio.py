@@ -101,9 +101,11 @@ def _decoded_frames(container: av.container.InputContainer, stream: av.AudioStre
             log.debug("skipping undecodable packet in %s", container.name)
 
 
-def load_audio(path: Path | str, max_duration_s: float | None = None) -> np.ndarray:
-    """The whole recording as one float32 array (use ``iter_windows`` for long files)."""
-    return np.concatenate(list(iter_samples(path, max_duration_s)))
+def load_audio(
+    path: Path | str, max_duration_s: float | None = None, start_s: float = 0.0, end_s: float | None = None
+) -> np.ndarray:
+    """The whole recording (or its ``[start_s, end_s)`` part) as one float32 array; ``iter_windows`` streams."""
+    return np.concatenate(list(iter_samples(path, span_s(start_s, end_s, max_duration_s), start_s)))
 
 
 def iter_windows(

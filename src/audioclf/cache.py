@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
-from .audio import SAMPLE_RATE_HZ, WindowOptions, iter_samples, span_s
+from .audio import SAMPLE_RATE_HZ, WindowOptions, load_audio
 from .errors import CacheError
 from .fileio import FileLock, atomic_path
 from .manifest import Item
@@ -116,8 +116,7 @@ class AudioCache:
                 return np.load(path, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as exc:
                 log.warning("ignoring unreadable cached audio %s (%s)", path, exc)
-        start = item.start_s or 0.0
-        audio = np.concatenate(list(iter_samples(item.file, span_s(start, item.end_s, self._max), start)))
+        audio = load_audio(item.file, self._max, item.start_s or 0.0, item.end_s)
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.save(fh, audio, allow_pickle=False)
         return np.load(path, mmap_mode="r", allow_pickle=False)

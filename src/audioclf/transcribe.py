@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .audio import SAMPLE_RATE_HZ, WindowOptions, iter_windows
+from .audio import SAMPLE_RATE_HZ, WindowOptions, iter_windows, load_audio
 from .errors import EncoderError
 from .fileio import write_json_atomic
 from .manifest import Item
@@ -46,7 +46,7 @@ class WhisperTranscriber:
         self.identity = f"{encoder.model_identity}-transcribe-1"
 
     def transcribe(self, item: Item, max_duration_s: float | None) -> Transcript:
-        wave = _whole(item, max_duration_s)
+        wave = load_audio(item.file, max_duration_s, item.start_s or 0.0, item.end_s)
         segments, info = self._model.transcribe(
             wave, beam_size=1, vad_filter=False, condition_on_previous_text=False, without_timestamps=True
         )
@@ -112,13 +112,6 @@ def load_ctc(spec: str) -> CTCTranscriber:
         return CTCTranscriber(spec, processor, model, model_fingerprint(model, processor.feature_extractor))
 
     return load_hf(spec, load)
-
-
-def _whole(item: Item, max_duration_s: float | None) -> np.ndarray:
-    from .audio import iter_samples, span_s
-
-    start = item.start_s or 0.0
-    return np.concatenate(list(iter_samples(item.file, span_s(start, item.end_s, max_duration_s), start)))
 
 
 class TranscriptCache:
