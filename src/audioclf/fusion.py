@@ -39,12 +39,12 @@ def calibrate(acoustic: tuple[ProbeHead, Any], text: tuple[ProbeHead, Any], labe
     a summary line with the validation accuracy of each view alone and fused."""
     (a_head, a_val), (t_head, t_val) = acoustic, text
     y = np.array([labels.index(item.label or "") for item in a_val.items])
-    t_acoustic = temperature(recording_logits(a_head, a_val.x, a_val.recording), y)
-    t_text = temperature(recording_logits(t_head, t_val.x, t_val.recording), y)
+    a_logits = predict_logits(a_head, a_val.x.numpy())
+    t_acoustic = temperature(_by_recording(a_logits, a_val.recording), y)
+    t_text = temperature(_by_recording(predict_logits(t_head, t_val.x.numpy()), t_val.recording), y)
     fusion = Fusion(t_head, (t_acoustic, t_text))
-    views = fusion.views(predict_logits(a_head, a_val.x.numpy()), a_val.recording, t_val.x.numpy())
-    acc = {name: float((mean_by_recording(torch.as_tensor(v), a_val.recording).numpy().argmax(1) == y).mean())
-           for name, v in views.items()}  # fmt: skip
+    views = fusion.views(a_logits, a_val.recording, t_val.x.numpy())
+    acc = {name: float((_by_recording(v, a_val.recording).argmax(1) == y).mean()) for name, v in views.items()}
     note = (f"late; validation accuracy acoustic {acc['acoustic']:.3f}, transcript {acc['transcript']:.3f}, "
             f"fused {acc['fused']:.3f}; temperatures {t_acoustic:.2f} / {t_text:.2f}")  # fmt: skip
     return fusion, note
@@ -56,8 +56,8 @@ def temperature(recording_logits: np.ndarray, y: np.ndarray) -> float:
     return float(TEMPERATURES[int(np.argmin(nll))])
 
 
-def recording_logits(head: ProbeHead, x: torch.Tensor, recording: np.ndarray) -> np.ndarray:
-    return mean_by_recording(torch.as_tensor(predict_logits(head, x.numpy())), recording).numpy()
+def _by_recording(window_logits: np.ndarray, recording: np.ndarray) -> np.ndarray:
+    return mean_by_recording(torch.as_tensor(window_logits), recording).numpy()
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
