@@ -86,7 +86,7 @@ def test_a_killed_worker_loses_only_its_chunk(local_ray: object, tmp_path: Path)
 
     threading.Thread(target=kill_one_worker, daemon=True).start()
     items = load_manifest(manifest, require_labels=False)
-    _, result = embed_on_ray(items, "builtin", "auto", cache, WindowOptions(), options=RayOptions(), progress=False)
+    result = embed_on_ray(items, "builtin", "auto", cache, WindowOptions(), options=RayOptions(), progress=False)
     assert killed and killed[0] < time.monotonic() - 0.05, "no worker was killed while the run was going on"
     assert result.n_embedded == 160 and [f.item.source for f in result.failures] == [items[-1].source]
     assert len(list(cache.rglob("*.npz"))) == 160

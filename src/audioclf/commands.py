@@ -231,7 +231,7 @@ def _embed_on_ray(args: argparse.Namespace, items: list[Item], windows: WindowOp
     options = RayOptions(address=None if args.ray == "local" else args.ray, workers=args.ray_workers)
     fetch = fetch_options(args, windows.max_duration_s)
     spec, progress = args.encoder, not args.quiet
-    _, result = embed_on_ray(items, spec, args.precision, args.cache_dir, windows, fetch=fetch, options=options,
+    result = embed_on_ray(items, spec, args.precision, args.cache_dir, windows, fetch=fetch, options=options,
                              progress=progress)  # fmt: skip
     if result.failures and args.failures:
         write_failures(result.failures, args.failures)

@@ -62,9 +62,6 @@ class _Worker:
         self._windows = windows
         self._fetch = fetch
 
-    def identity(self) -> str:
-        return self._encoder.identity
-
     def embed(self, items: list[Item]) -> ChunkResult:
         from .embed import embed_items
 
@@ -83,8 +80,8 @@ def embed_on_ray(
     fetch: FetchOptions | None = None,
     options: RayOptions = RayOptions(),
     progress: bool = True,
-) -> tuple[str, EmbedResult]:
-    """(encoder identity, summary) of embedding ``items`` into ``cache_dir`` with a pool of Ray actors."""
+) -> EmbedResult:
+    """The summary of embedding ``items`` into ``cache_dir`` with a pool of Ray actors."""
     try:
         import ray
         from ray.util import ActorPool
@@ -96,7 +93,6 @@ def embed_on_ray(
     n_workers = options.workers or max(1, int(ray.cluster_resources().get("CPU", 1) // options.cpus_per_worker))
     actor = ray.remote(num_cpus=options.cpus_per_worker, max_restarts=-1, max_task_retries=3)(_Worker)
     workers: list[Any] = [actor.remote(spec, precision, str(cache_dir), windows, fetch) for _ in range(n_workers)]
-    identity = str(ray.get(workers[0].identity.remote()))
     chunks = [list(items[i : i + CHUNK_ITEMS]) for i in range(0, len(items), CHUNK_ITEMS)]
     result = EmbedResult(n_embedded=0)
     pool = ActorPool(workers)
@@ -111,4 +107,4 @@ def embed_on_ray(
             bar.update(chunk.n_embedded + len(chunk.failures))
     result.seconds = time.perf_counter() - started
     log.info("Ray: %d chunks on %d workers", len(chunks), n_workers)
-    return identity, result
+    return result
