@@ -94,12 +94,9 @@ class _Embedder:
             if error is not None:
                 raise FetchError(error)
             key = content_key(item)
-            emb = self.cache.get(key)
-            twin = next((r for r in self._open if r.key == key), None)
-            if emb is not None:
-                self.result.n_cached += 1
-                self.done.append((position, item, emb))
+            if self._cached(position, item, key):
                 return
+            twin = next((r for r in self._open if r.key == key), None)
             if twin is not None:  # the same audio is already on its way: one computation serves both rows
                 self.result.n_cached += 1
                 twin.twins.append((position, item))
@@ -107,6 +104,9 @@ class _Embedder:
             lock = self.cache.lock_for(key)
             if not lock.acquire(blocking=False):  # another run is computing it: come back to it at the end
                 self._deferred.append((position, item, lock))
+                return
+            if self._cached(position, item, key):  # stored by another run between the first look and the lock
+                lock.release()
                 return
             rec = _Open(position, item, key, lock)
             self._open.append(rec)
@@ -124,6 +124,13 @@ class _Embedder:
             rec.decoded = True
         except (DecodeError, FetchError, OSError) as exc:
             self._fail(item, exc, rec)
+
+    def _cached(self, position: tuple[int, int], item: Item, key: str) -> bool:
+        emb = self.cache.get(key)
+        if emb is not None:
+            self.result.n_cached += 1
+            self.done.append((position, item, emb))
+        return emb is not None
 
     def flush(self) -> None:
         """Embed every queued window, then store each recording that is now complete."""
