@@ -1,16 +1,23 @@
-"""embed --ray on a local Ray instance: the same cache entries as a single-process run, and it survives a worker
-being killed. Ray is optional; these tests run where it is installed (the dev extras install it)."""
+"""--ray on a local Ray instance: embed fills the same cache entries as a single-process run and survives a worker
+being killed; fetch downloads with real yt-dlp from a local HTTP server into the cache a single-machine fetch
+then finds; train embeds on Ray and trains from the cache. Ray is optional; these tests run where it is
+installed (the dev extras install it)."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import functools
 import io
 import re
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tone, write_audio
+from conftest import make_tone_dataset, tone, write_audio
 
 from audioclf.audio import WindowOptions
 from audioclf.cache import EmbeddingCache
@@ -51,6 +58,7 @@ def test_ray_run_fills_the_same_cache_as_one_process(local_ray: object, tmp_path
         args = ["embed", "--manifest", str(manifest), "--encoder", "builtin", "--cache-dir", str(cache), "--ray"]
         assert main([*args, "--failures", str(failures), "--quiet"]) == 0
     assert re.search(r"on Ray: embedded 30 recordings \(0 from cache.*1 failed", out.getvalue()), out.getvalue()
+    assert _worker_items(out.getvalue()) == 31  # every row went through some worker, once
     assert "broken.wav" in failures.read_text()
 
     enc, windows = BuiltinEncoder(), WindowOptions()
@@ -60,6 +68,68 @@ def test_ray_run_fills_the_same_cache_as_one_process(local_ray: object, tmp_path
     assert from_ray.n_cached == 30 and from_ray.audio_s == 0  # every entry was there, under the same keys
     for (_, a), (_, b) in zip(from_ray.embedded, local.embedded, strict=True):
         np.testing.assert_allclose(a.embeddings, b.embeddings, rtol=1e-5, atol=1e-6)
+
+
+def _worker_items(output: str) -> int:
+    """The total of the per-worker table's items column (rows are ``<node ip>:<pid>``)."""
+    rows = re.findall(r"^\d+\.\d+\.\d+\.\d+:\d+\s+\d+\s+(\d+)\s", output, flags=re.M)
+    assert rows, output
+    return sum(int(n) for n in rows)
+
+
+def _run(*args: str) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(list(args)) == 0
+    return out.getvalue()
+
+
+@pytest.fixture()
+def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", root
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_fetch_on_ray_fills_the_cache_a_local_fetch_finds(local_ray: object, file_server: tuple[str, Path],
+                                                          tmp_path: Path) -> None:  # fmt: skip
+    base, root = file_server
+    urls = [f"{base}/missing.wav"]
+    for i in range(12):
+        write_audio(root / f"clip{i}.wav", tone(200 + 50 * i, 0.3), 16_000)
+        urls.append(f"{base}/clip{i}.wav")
+    manifest = tmp_path / "urls.csv"
+    manifest.write_text("url\n" + "\n".join(urls) + "\n")
+    common = ["fetch", "--manifest", str(manifest), "--cache-dir", str(tmp_path / "cache"), "--quiet"]
+    out = _run(*common, "--failures", str(tmp_path / "f.csv"), "--ray", "--ray-workers", "2")
+    assert "12 fetched (12 downloaded now, 0 already cached), 1 failed" in out, out
+    assert _worker_items(out) == 13
+    assert "missing.wav" in (tmp_path / "f.csv").read_text()
+    media = sorted((tmp_path / "cache" / "media").glob("*.wav"))
+    assert len(media) == 12 and all(len(p.stem) == 64 for p in media)  # hashed names, as on one machine
+    again = _run(*common, "--failures", str(tmp_path / "g.csv"))  # one machine, same cache: nothing to download
+    assert "12 fetched (0 downloaded now, 12 already cached), 1 failed" in again, again
+
+
+def test_train_on_ray_embeds_there_and_trains_from_the_cache(local_ray: object, tmp_path: Path) -> None:
+    manifest = make_tone_dataset(tmp_path / "tones")
+    (tmp_path / "tones" / "broken.wav").write_bytes(b"RIFF but not really")
+    with open(manifest, "a", newline="") as fh:
+        csv.writer(fh).writerow(["broken.wav", "low", "", "spk0"])
+    out = _run("train", "--manifest", str(manifest), "--out", str(tmp_path / "model"), "--encoder", "builtin",
+               "--cache-dir", str(tmp_path / "cache"), "--epochs", "5", "--ray", "--quiet")  # fmt: skip
+    assert re.search(r"^ray +embedded 27 recordings \(0 from cache.*, 1 failed", out, re.M), out
+    assert re.search(r"^data +embedded 27 recordings \(27 from cache\), 1 failed", out, re.M), out  # no recompute
+    with open(tmp_path / "model" / "failures.csv", newline="") as fh:
+        failed = [row["source"] for row in csv.DictReader(fh)]
+    assert [Path(s).name for s in failed] == ["broken.wav"]  # Ray's failure is listed once, not retried here
+    assert (tmp_path / "model" / "head.safetensors").is_file()
 
 
 def test_a_killed_worker_loses_only_its_chunk(local_ray: object, tmp_path: Path) -> None:
@@ -79,14 +149,16 @@ def test_a_killed_worker_loses_only_its_chunk(local_ray: object, tmp_path: Path)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(list(cache.rglob("*.npz"))) < 16:
             time.sleep(0.01)
-        pids = subprocess.run(["pgrep", "-f", "ray::_Worker"], capture_output=True, text=True).stdout.split()
+        pids = subprocess.run(["pgrep", "-f", "ray::_Embedder"], capture_output=True, text=True).stdout.split()
         if pids:
             os.kill(int(pids[0]), signal.SIGKILL)
             killed.append(time.monotonic())
 
     threading.Thread(target=kill_one_worker, daemon=True).start()
     items = load_manifest(manifest, require_labels=False)
-    result = embed_on_ray(items, "builtin", "auto", cache, WindowOptions(), options=RayOptions(), progress=False)
+    run = embed_on_ray(items, "builtin", "auto", cache, WindowOptions(), options=RayOptions(), progress=False)
+    result = run.result
     assert killed and killed[0] < time.monotonic() - 0.05, "no worker was killed while the run was going on"
     assert result.n_embedded == 160 and [f.item.source for f in result.failures] == [items[-1].source]
     assert len(list(cache.rglob("*.npz"))) == 160
+    assert sum(w.items for w in run.workers) == 161  # the killed worker's chunk was counted once, when it was redone

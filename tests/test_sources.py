@@ -211,6 +211,20 @@ def test_max_filesize(server: Server, tmp_path: Path) -> None:
     assert not list((tmp_path / "cache" / "media").glob("*.wav"))
 
 
+def test_a_download_that_would_fill_the_disk_fails_that_item(server: Server, tmp_path: Path) -> None:
+    import shutil
+
+    (tmp_path / "cache").mkdir()
+    free = shutil.disk_usage(tmp_path / "cache").free
+    ok, full = server.url("/clip.ogg"), server.url("/big.wav")
+    fetch(items_for(ok), options(tmp_path))  # cached now: a rerun needs no space
+    results = fetch(items_for(ok, full), options(tmp_path, min_free_bytes=free + 2**40))
+    assert results[ok][1] is None and not results[ok][2]
+    error = results[full][1]
+    assert error is not None and full in error and "free space or lower --min-free" in error
+    assert len(list((tmp_path / "cache" / "media").glob("*.wav"))) == 0
+
+
 def test_playlist_expands_with_cap_and_per_video_groups(server: Server, tmp_path: Path) -> None:
     results = list(fetch_all(items_for(server.url("/feed.xml")), options(tmp_path, max_per_playlist=2)))
     assert [r.error for r in results] == [None, None]

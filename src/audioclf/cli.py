@@ -8,13 +8,16 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .audio import DEFAULT_HOP_S, DEFAULT_WINDOW_S, WindowOptions
 from .cache import default_cache_dir
 from .errors import AudioclfError
 from .sources import FetchOptions
+
+if TYPE_CHECKING:
+    from .distributed import RayOptions
 
 log = logging.getLogger("audioclf")
 
@@ -54,6 +57,7 @@ def _fetch_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rate-limit", default=None, help="download rate limit, e.g. 2M (bytes/s)")
     g.add_argument("--cookies", type=Path, default=None, help="cookies.txt (Netscape format) for yt-dlp")
     g.add_argument("--proxy", default=None, help="proxy URL for yt-dlp")
+    g.add_argument("--min-free", default="1G", help="skip a download that would leave less disk free (default 1G)")
 
 
 def _finetune_args(p: argparse.ArgumentParser) -> None:
@@ -66,6 +70,27 @@ def _finetune_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--augment", action="store_true", help="speed perturbation, noise and gain while training")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     g.add_argument("--stop-after", type=int, default=None, help="stop after this epoch (continue with --resume)")
+
+
+def _ray_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Ray (optional extra: pip install 'audioclf[ray]')")
+    g.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="download/embed on Ray: a local instance, or the cluster at ADDRESS (the cache dir must be shared)",
+    )
+    g.add_argument("--ray-workers", type=int, default=None, help="actors (default: one per CPU in the cluster)")
+
+
+def ray_options(args: argparse.Namespace) -> RayOptions | None:
+    if args.ray is None:
+        return None
+    from .distributed import RayOptions  # only the options: Ray itself is imported when a run starts
+
+    return RayOptions(address=None if args.ray == "local" else args.ray, workers=args.ray_workers)
 
 
 def _precision(p: argparse.ArgumentParser) -> None:
@@ -141,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="probe",
         help="probe on cached embeddings (fast, default) or full fine-tuning of an hf: encoder",
     )
+    _ray_args(p)
     _finetune_args(p)
     _precision(p)
     _window_args(p)
@@ -178,15 +204,7 @@ def _embed_fetch_parsers(sub: Any) -> None:
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--failures", type=Path, default=None, help="write skipped items to this CSV")
     p.add_argument("--encoder", default=None, help="builtin | hf:<hub id or local dir> (default: wav2vec2-base-960h)")
-    p.add_argument(
-        "--ray",
-        nargs="?",
-        const="local",
-        default=None,
-        metavar="ADDRESS",
-        help="embed on Ray: a local instance, or the cluster at ADDRESS (the cache dir must be shared)",
-    )
-    p.add_argument("--ray-workers", type=int, default=None, help="encoder actors (default: one per CPU)")
+    _ray_args(p)
     _precision(p)
     _window_args(p)
     _fetch_args(p)
@@ -195,18 +213,13 @@ def _embed_fetch_parsers(sub: Any) -> None:
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--max-duration", type=float, default=None, help="download at most this many seconds of each")
     p.add_argument("--failures", type=Path, default=Path("failures.csv"), help="where to list failed URLs")
+    _ray_args(p)
     _fetch_args(p)
     _common(p)
 
 
 def fetch_options(args: argparse.Namespace, max_duration_s: float | None) -> FetchOptions:
-    size = None
-    if args.max_filesize:
-        from yt_dlp.utils import parse_bytes
-
-        size = parse_bytes(args.max_filesize)
-        if size is None:
-            raise AudioclfError(f"--max-filesize {args.max_filesize!r}: use a size such as 200M")
+    size = _bytes("--max-filesize", args.max_filesize) if args.max_filesize else None
     return FetchOptions(
         cache_dir=args.cache_dir,
         jobs=args.jobs,
@@ -216,7 +229,17 @@ def fetch_options(args: argparse.Namespace, max_duration_s: float | None) -> Fet
         rate_limit=args.rate_limit,
         cookies=args.cookies,
         proxy=args.proxy,
+        min_free_bytes=_bytes("--min-free", args.min_free),
     )
+
+
+def _bytes(flag: str, text: str) -> int:
+    from yt_dlp.utils import parse_bytes
+
+    size = parse_bytes(text)
+    if size is None:
+        raise AudioclfError(f"{flag} {text!r}: use a size such as 200M or 2G")
+    return int(size)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,10 +6,11 @@ import argparse
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .audio import WindowOptions
 from .cache import EmbeddingCache
-from .cli import EPOCH_HEADER, emit, emit_json, fetch_options, window_options
+from .cli import EPOCH_HEADER, emit, emit_json, fetch_options, ray_options, window_options
 from .embed import Failure, embed_items, write_failures
 from .encoders import DEFAULT_ENCODER, load_encoder
 from .errors import DecodeError, ManifestError
@@ -24,6 +25,9 @@ from .predict import apply_model, predict_inputs
 from .report import summary_lines, write_report
 from .sources import fetch_all
 from .train import TrainOptions, train
+
+if TYPE_CHECKING:
+    from .distributed import RayOptions, RayRun
 
 log = logging.getLogger("audioclf")
 
@@ -71,12 +75,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         test_size=args.test_size,
         precision=args.precision,
         features=FeatureOptions(args.features, args.transcriber, args.text_encoder),
+        ray=ray_options(args),
     )
     s = train(args.manifest, args.out, options, on_epoch=_epoch_printer(args.quiet))
     fit = s.fit
     _overall(fit.history, fit.best_epoch, s.seconds)
     emit(f"encoder          {s.encoder_spec}" + (" (fallback)" if s.fallback_reason else ""))
     see = f" — see {s.out / 'failures.csv'}" if s.embed.failures else ""
+    if s.ray is not None:
+        emit(f"ray              {s.ray.result.summary()} on {len(s.ray.workers)} worker process(es)")
     emit(f"data             {s.embed.summary()}{see}")
     emit(f"split            {s.n_train} train / {s.n_val} validation recordings (grouped), {len(s.labels)} labels")
     emit(f"search           {len(s.search)} configs; best {s.config.describe()}")
@@ -105,6 +112,8 @@ def _finetune(args: argparse.Namespace) -> int:
         raise ManifestError("--features transcript/fused is for probe mode; fine-tuning learns from the audio")
     if args.test_size is not None:
         raise ManifestError("--test-size is for probe mode; give fine-tuning a manifest with split=test rows")
+    if args.ray is not None:
+        raise ManifestError("--ray is for probe mode (it fills the embedding cache); fine-tuning runs on this machine")
     options = FinetuneOptions(
         epochs=args.epochs or 10,
         batch_size=args.batch_size,
@@ -225,16 +234,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _embed_on_ray(args: argparse.Namespace, items: list[Item], windows: WindowOptions) -> int:
-    from .distributed import RayOptions, embed_on_ray
+def _worker_lines(run: RayRun) -> list[str]:
+    lines = [f"{'worker':<24} {'chunks':>6} {'items':>6} {'audio(h)':>8} {'busy(s)':>8} {'x realtime':>10}"]
+    for w in run.workers:
+        rate = f"{w.audio_s / w.busy_s:.0f}" if w.audio_s and w.busy_s else "-"
+        lines.append(f"{w.worker:<24} {w.chunks:>6} {w.items:>6} {w.audio_s / 3600:>8.3f} {w.busy_s:>8.1f} {rate:>10}")
+    return lines
 
-    options = RayOptions(address=None if args.ray == "local" else args.ray, workers=args.ray_workers)
+
+def _embed_on_ray(args: argparse.Namespace, items: list[Item], windows: WindowOptions, options: RayOptions) -> int:
+    from .distributed import embed_on_ray
+
     fetch = fetch_options(args, windows.max_duration_s)
     spec, progress = args.encoder, not args.quiet
-    result = embed_on_ray(items, spec, args.precision, args.cache_dir, windows, fetch=fetch, options=options,
-                             progress=progress)  # fmt: skip
+    run = embed_on_ray(items, spec, args.precision, args.cache_dir, windows, fetch=fetch, options=options,
+                       progress=progress)  # fmt: skip
+    result = run.result
     if result.failures and args.failures:
         write_failures(result.failures, args.failures)
+    for line in _worker_lines(run):
+        emit(line)
     hours = result.audio_s / 3600
     emit(f"{spec or 'default encoder'} on Ray: {result.summary()}; {hours:.2f} h of audio in {result.seconds:.0f} s")
     return 0
@@ -243,8 +262,9 @@ def _embed_on_ray(args: argparse.Namespace, items: list[Item], windows: WindowOp
 def cmd_embed(args: argparse.Namespace) -> int:
     items = load_manifest(args.manifest, require_labels=False)
     windows = window_options(args)
-    if args.ray is not None:
-        return _embed_on_ray(args, items, windows)
+    ray = ray_options(args)
+    if ray is not None:
+        return _embed_on_ray(args, items, windows, ray)
     loaded = load_encoder(args.encoder, args.precision)
     cache = EmbeddingCache(args.cache_dir, loaded.encoder.identity, windows)
     fetch = fetch_options(args, windows.max_duration_s)
@@ -259,18 +279,24 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     items = [item for item in load_manifest(args.manifest, require_labels=False) if item.is_url]
     if not items:
         raise ManifestError(f"{args.manifest}: no URL rows to fetch")
-    failures: list[Failure] = []
-    fetched = downloaded = 0
-    for r in fetch_all(items, fetch_options(args, args.max_duration)):
-        if r.error is not None:
-            log.warning("failed %s: %s", r.item.where, r.error)
-            failures.append(Failure(r.item, r.error))
-        else:
-            fetched += 1
-            downloaded += r.fresh
+    fetch, ray = fetch_options(args, args.max_duration), ray_options(args)
+    if ray is None:
+        done = list(fetch_all(items, fetch))
+    else:
+        from .distributed import fetch_on_ray
+
+        run = fetch_on_ray(items, fetch, options=ray, progress=not args.quiet)
+        done = run.fetched
+        for line in _worker_lines(run):
+            emit(line)
+    failures = [Failure(r.item, r.error) for r in done if r.error is not None]
+    for failure in failures:
+        log.warning("failed %s: %s", failure.item.where, failure.reason)
     if failures:
         write_failures(failures, args.failures)
     tail = f" — see {args.failures}" if failures else ""
-    cached = fetched - downloaded
-    emit(f"{fetched} fetched ({downloaded} downloaded now, {cached} already cached), {len(failures)} failed{tail}")
+    fetched = len(done) - len(failures)
+    downloaded = sum(r.fresh for r in done if r.error is None)
+    emit(f"{fetched} fetched ({downloaded} downloaded now, {fetched - downloaded} already cached), "
+         f"{len(failures)} failed{tail}")  # fmt: skip
     return 0

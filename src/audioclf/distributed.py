@@ -1,19 +1,23 @@
-"""Embedding on a Ray cluster (``embed --ray [ADDRESS]``): the same cache, keys and failures as one machine.
+"""Fetching and embedding on a Ray cluster (``--ray [ADDRESS]`` on ``fetch``, ``embed`` and ``train``): the
+same cache, keys and failures as one machine.
 
-Work is split by item: chunks of a few manifest rows go to a pool of actors, each of which loads the encoder
-once and runs the ordinary single-machine pipeline (``embed_items``: download, decode, batch, cache) on its
-chunk. ``ray.util.ActorPool`` hands a chunk to an actor only when it is free, which is the backpressure:
-downloads never run ahead of the encoders. The cache directory must be shared by every node (a network or
-cluster filesystem); entries are written atomically under file locks, so a cluster run and a single-machine
-run resume each other's work. A killed actor is restarted by Ray and its in-flight chunk retried; chunks that
-finished are in the cache already. Ray is optional (``pip install 'audioclf[ray]'``) and only imported here.
+Work is split by item: chunks of a few manifest rows go to a pool of actors. An embedding actor loads the
+encoder once and runs the ordinary single-machine pipeline (``embed_items``: download, decode, batch, cache) on
+each chunk it is given; a fetching actor runs ``fetch_all`` (yt-dlp, with its retries) on its chunk.
+``ray.util.ActorPool`` hands a chunk to an actor only when it is free, which is the backpressure: downloads never
+run ahead of the encoders, and ``--min-free`` stops downloads before they fill the disk. The cache directory
+must be shared by every node (a network or cluster filesystem); entries are written atomically under file
+locks, so a cluster run and a single-machine run resume each other's work. A killed actor is restarted by Ray
+and its in-flight chunk retried; chunks that finished are in the cache already. Ray is optional
+(``pip install 'audioclf[ray]'``) and only imported when a run starts.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,7 @@ from .audio import WindowOptions
 from .embed import EmbedResult, Failure
 from .errors import AudioclfError
 from .manifest import Item
-from .sources import FetchOptions
+from .sources import FetchOptions, Resolved, fetch_all
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +38,51 @@ CHUNK_ITEMS = 8  # manifest rows per task: small enough to balance, large enough
 @dataclass(frozen=True)
 class RayOptions:
     address: str | None = None  # None: start a local Ray instance on this machine
-    workers: int | None = None  # encoder actors; None: one per CPU Ray reports
+    workers: int | None = None  # actors; None: one per CPU Ray reports
     cpus_per_worker: float = 1.0
+
+
+@dataclass
+class WorkerStats:
+    """What one actor process did (a restarted actor is a new process, so it gets its own row)."""
+
+    worker: str  # node address and process id
+    chunks: int = 0
+    items: int = 0
+    audio_s: float = 0.0
+    busy_s: float = 0.0
 
 
 @dataclass
 class ChunkResult:
     """What one actor reports for one chunk (plain data: it crosses process boundaries)."""
 
+    worker: str
+    busy_s: float
     n_embedded: int = 0
     n_cached: int = 0
     n_downloaded: int = 0
     audio_s: float = 0.0
     failures: list[tuple[Item, str]] = field(default_factory=list)
+    fetched: list[Resolved] = field(default_factory=list)
 
 
-class _Worker:
+@dataclass
+class RayRun:
+    """The driver's view of a Ray run: the merged result and a row per actor process."""
+
+    result: EmbedResult
+    workers: list[WorkerStats]
+    fetched: list[Resolved] = field(default_factory=list)
+
+
+def _me() -> str:
+    import ray
+
+    return f"{ray.util.get_node_ip_address()}:{os.getpid()}"
+
+
+class _Embedder:
     """One encoder per actor process, reused for every chunk it is given."""
 
     def __init__(self, spec: str | None, precision: str, cache_dir: str, windows: WindowOptions,
@@ -62,12 +95,64 @@ class _Worker:
         self._windows = windows
         self._fetch = fetch
 
-    def embed(self, items: list[Item]) -> ChunkResult:
+    def run(self, items: list[Item]) -> ChunkResult:
         from .embed import embed_items
 
+        started = time.perf_counter()
         r = embed_items(items, self._encoder, self._cache, self._windows, fetch=self._fetch, progress=False)
-        return ChunkResult(len(r.embedded), r.n_cached, r.n_downloaded, r.audio_s,
-                           [(f.item, f.reason) for f in r.failures])  # fmt: skip
+        return ChunkResult(_me(), time.perf_counter() - started, len(r.embedded), r.n_cached, r.n_downloaded,
+                           r.audio_s, [(f.item, f.reason) for f in r.failures])  # fmt: skip
+
+
+class _Fetcher:
+    """Downloads a chunk of URL rows into the shared media cache (yt-dlp, with its retries)."""
+
+    def __init__(self, fetch: FetchOptions) -> None:
+        self._fetch = fetch
+
+    def run(self, items: list[Item]) -> ChunkResult:
+        started = time.perf_counter()
+        done = list(fetch_all(items, self._fetch))
+        return ChunkResult(_me(), time.perf_counter() - started, n_downloaded=sum(r.fresh for r in done),
+                           fetched=done)  # fmt: skip
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise AudioclfError("--ray needs Ray: pip install 'audioclf[ray]'") from None
+    return ray
+
+
+def _on_pool(
+    items: Sequence[Item], options: RayOptions, make: Callable[[Any], Any], what: str, progress: bool
+) -> Iterator[tuple[ChunkResult, Any]]:
+    """Run chunks of ``items`` on a pool of actors made by ``make(actor_class_factory)``, yielding each chunk's
+    result (with the progress bar, to advance) as soon as it is done. A chunk goes to an actor only when that
+    actor is free: nothing runs ahead of the slowest stage."""
+    ray = _ray()
+    from ray.util import ActorPool
+
+    if not ray.is_initialized():
+        ray.init(address=options.address, include_dashboard=False, log_to_driver=False)
+    n_workers = options.workers or max(1, int(ray.cluster_resources().get("CPU", 1) // options.cpus_per_worker))
+    remote = ray.remote(num_cpus=options.cpus_per_worker, max_restarts=-1, max_task_retries=3)
+    pool = ActorPool([make(remote) for _ in range(n_workers)])
+    chunks = [list(items[i : i + CHUNK_ITEMS]) for i in range(0, len(items), CHUNK_ITEMS)]
+    log.info("Ray: %d chunks of up to %d items on %d workers", len(chunks), CHUNK_ITEMS, n_workers)
+    with tqdm(total=len(items), desc=f"{what} on Ray ({n_workers} workers)", unit="item",
+              disable=not progress) as bar:  # fmt: skip
+        for chunk in pool.map_unordered(lambda w, c: w.run.remote(c), chunks):
+            yield chunk, bar
+
+
+def _tally(workers: dict[str, WorkerStats], chunk: ChunkResult, n_items: int) -> None:
+    stats = workers.setdefault(chunk.worker, WorkerStats(chunk.worker))
+    stats.chunks += 1
+    stats.items += n_items
+    stats.audio_s += chunk.audio_s
+    stats.busy_s += chunk.busy_s
 
 
 def embed_on_ray(
@@ -80,31 +165,41 @@ def embed_on_ray(
     fetch: FetchOptions | None = None,
     options: RayOptions = RayOptions(),
     progress: bool = True,
-) -> EmbedResult:
-    """The summary of embedding ``items`` into ``cache_dir`` with a pool of Ray actors."""
-    try:
-        import ray
-        from ray.util import ActorPool
-    except ImportError:
-        raise AudioclfError("--ray needs Ray: pip install 'audioclf[ray]'") from None
+) -> RayRun:
+    """Embed ``items`` into ``cache_dir`` with a pool of Ray actors, one encoder each."""
     started = time.perf_counter()
-    if not ray.is_initialized():
-        ray.init(address=options.address, include_dashboard=False, log_to_driver=False)
-    n_workers = options.workers or max(1, int(ray.cluster_resources().get("CPU", 1) // options.cpus_per_worker))
-    actor = ray.remote(num_cpus=options.cpus_per_worker, max_restarts=-1, max_task_retries=3)(_Worker)
-    workers: list[Any] = [actor.remote(spec, precision, str(cache_dir), windows, fetch) for _ in range(n_workers)]
-    chunks = [list(items[i : i + CHUNK_ITEMS]) for i in range(0, len(items), CHUNK_ITEMS)]
-    result = EmbedResult(n_embedded=0)
-    pool = ActorPool(workers)
-    with tqdm(total=len(items), desc=f"embedding on Ray ({n_workers} workers)", unit="file",
-              disable=not progress) as bar:  # fmt: skip
-        for chunk in pool.map_unordered(lambda w, c: w.embed.remote(c), chunks):
-            result.n_embedded = (result.n_embedded or 0) + chunk.n_embedded
-            result.n_cached += chunk.n_cached
-            result.n_downloaded += chunk.n_downloaded
-            result.audio_s += chunk.audio_s
-            result.failures += [Failure(item, reason) for item, reason in chunk.failures]
-            bar.update(chunk.n_embedded + len(chunk.failures))
+    result, workers = EmbedResult(n_embedded=0), dict[str, WorkerStats]()
+
+    def make(remote: Any) -> Any:
+        return remote(_Embedder).remote(spec, precision, str(cache_dir), windows, fetch)
+
+    for chunk, bar in _on_pool(items, options, make, "embedding", progress):
+        result.n_embedded = (result.n_embedded or 0) + chunk.n_embedded
+        result.n_cached += chunk.n_cached
+        result.n_downloaded += chunk.n_downloaded
+        result.audio_s += chunk.audio_s
+        result.failures += [Failure(item, reason) for item, reason in chunk.failures]
+        _tally(workers, chunk, chunk.n_embedded + len(chunk.failures))
+        bar.update(chunk.n_embedded + len(chunk.failures))
     result.seconds = time.perf_counter() - started
-    log.info("Ray: %d chunks on %d workers", len(chunks), n_workers)
-    return result
+    return RayRun(result, sorted(workers.values(), key=lambda w: w.worker))
+
+
+def fetch_on_ray(items: Sequence[Item], fetch: FetchOptions, *, options: RayOptions = RayOptions(),
+                 progress: bool = True) -> RayRun:  # fmt: skip
+    """Download the URL ``items`` into the shared cache with a pool of Ray actors (playlists expand on the
+    worker that gets the row)."""
+    started = time.perf_counter()
+    result, workers, fetched = EmbedResult(n_embedded=0), dict[str, WorkerStats](), list[Resolved]()
+
+    def make(remote: Any) -> Any:
+        return remote(_Fetcher).remote(fetch)
+
+    for chunk, bar in _on_pool(items, options, make, "fetching", progress):
+        fetched += chunk.fetched
+        result.n_downloaded += chunk.n_downloaded
+        result.failures += [Failure(r.item, r.error) for r in chunk.fetched if r.error is not None]
+        _tally(workers, chunk, len(chunk.fetched))
+        bar.update(len({r.row for r in chunk.fetched}))
+    result.seconds = time.perf_counter() - started
+    return RayRun(result, sorted(workers.values(), key=lambda w: w.worker), fetched)

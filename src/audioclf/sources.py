@@ -44,6 +44,7 @@ class FetchOptions:
     backoff_s: float = 2.0
     socket_timeout_s: float = 20.0
     partial_downloads: bool | None = None  # download only [start, end) (needs ffmpeg); None: when ffmpeg exists
+    min_free_bytes: int = 1 << 30  # refuse a download that would leave less free space than this in the cache
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,7 @@ class Fetcher:
         identity = f"url:{item.source}" if extractor.lower() == "generic" or not video_id else f"{extractor}:{video_id}"
         key = _digest(f"{identity}|{start}|{end}")
         use_range = self._partial and (start > 0 or end is not None)
+        self._check_space(item, info)
         path = _with_retries(item.source, self.options, lambda: self._download(info, key, use_range, start, end))
         meta = {
             "url": item.source,
@@ -238,6 +240,17 @@ class Fetcher:
         write_json_atomic(path.with_suffix(path.suffix + ".json"), meta)  # sidecar for reports
         write_json_atomic(self._index_path(item.source, (start, end)), meta)
         return self._resolved(item, meta, path)
+
+    def _check_space(self, item: Item, info: dict[str, Any]) -> None:
+        """Fail this item (not the run) when its download would fill the disk the cache is on."""
+        self.media.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.media).free
+        expected = int(info.get("filesize") or info.get("filesize_approx") or 0)
+        if free - expected < self.options.min_free_bytes:
+            raise FetchError(
+                f"{item.source}: only {free / 2**30:.1f} GiB free in {self.media} (download ~{expected / 2**20:.0f} "
+                f"MiB, --min-free {self.options.min_free_bytes / 2**30:.1f} GiB); free space or lower --min-free"
+            )
 
     def _download(self, info: dict[str, Any], key: str, use_range: bool, start: float, end: float | None) -> Path:
         from yt_dlp import YoutubeDL

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ from .report import write_report
 from .sources import FetchOptions
 from .splits import grouped_split, train_val_indices
 
+if TYPE_CHECKING:
+    from .distributed import RayOptions, RayRun
+
 log = logging.getLogger(__name__)
 
 SEARCH_HIDDEN = (0, 512)
@@ -62,6 +65,7 @@ class TrainOptions:
     test_size: float | None = None  # hold out this many groups (>= 1) or this fraction (< 1) as a test set
     precision: str = "auto"  # embedding precision of HF encoders: auto (bf16 where supported) | bf16 | fp32
     features: FeatureOptions = field(default_factory=FeatureOptions)  # acoustic | transcript | fused
+    ray: RayOptions | None = None  # download and embed on Ray first (the probe search stays on this machine)
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ class TrainSummary:
     seconds: float
     test_report: dict[str, Any] | None = None  # with --test-size: the held-out groups' evaluation
     fusion: str | None = None  # --features fused: each view's and the fusion's validation scores
+    ray: RayRun | None = None  # with TrainOptions.ray: the Ray embedding run that filled the cache
 
 
 def stack(embedded: Sequence[tuple[Item, Embedded]], labels: Sequence[str]) -> Dataset:
@@ -232,12 +237,8 @@ def train(
     prepare_out_dir(out, force=options.force)
     loaded = load_encoder(options.encoder, options.precision)
     encoder = loaded.encoder
-    cache = EmbeddingCache(options.cache_dir, encoder.identity, options.windows)
     view = _text_view(options, encoder)  # before embedding: a CTC encoder transcribes in the same pass
-    same_pass = view.same_pass_cache if view is not None else None
-    embedded = embed_items(items, encoder, cache, options.windows, fetch=options.fetch, progress=options.progress,
-                           transcripts=same_pass)  # fmt: skip
-    log.debug("%s", embedded.summary())
+    embedded, ray_run = _embed(items, encoder, view, options)
     if embedded.failures:
         write_failures(embedded.failures, out / "failures.csv")
     if not embedded.embedded:
@@ -263,6 +264,7 @@ def train(
         seconds=time.perf_counter() - started,
         test_report=_test_report(head, test_set, labels, out, fusion, text_test) if test_set is not None else None,
         fusion=fusion_note,
+        ray=ray_run,
     )
     meta = _meta(manifest, summary, encoder.identity, head, options)
     meta["features"] = view.meta() if view is not None else {"mode": "acoustic"}
@@ -275,6 +277,30 @@ def train(
     if view is None:  # a transformers export classifies audio alone: not possible with text features
         export_probe(encoder.spec, head, labels, out)
     return summary
+
+
+def _embed(
+    items: list[Item], encoder: Encoder, view: TextView | None, options: TrainOptions
+) -> tuple[EmbedResult, RayRun | None]:
+    """Embed ``items`` (on Ray first when asked: this pass then reads the cache and skips Ray's failures)."""
+    ray_run = None
+    if options.ray is not None:
+        from .distributed import embed_on_ray
+
+        ray_run = embed_on_ray(items, encoder.spec, options.precision, options.cache_dir, options.windows,
+                               fetch=options.fetch, options=options.ray, progress=options.progress)  # fmt: skip
+        failed = {f.item.where for f in ray_run.result.failures}
+        items = [item for item in items if item.where not in failed]
+        if view is not None:
+            log.info("Ray filled the embedding cache; transcripts are made on this machine")
+    cache = EmbeddingCache(options.cache_dir, encoder.identity, options.windows)
+    same_pass = view.same_pass_cache if view is not None else None
+    embedded = embed_items(items, encoder, cache, options.windows, fetch=options.fetch, progress=options.progress,
+                           transcripts=same_pass)  # fmt: skip
+    if ray_run is not None:
+        embedded.failures = ray_run.result.failures + embedded.failures
+    log.debug("%s", embedded.summary())
+    return embedded, ray_run
 
 
 def _feature_pairs(
