@@ -234,11 +234,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _worker_lines(run: RayRun) -> list[str]:
-    lines = [f"{'worker':<24} {'chunks':>6} {'items':>6} {'audio(h)':>8} {'busy(s)':>8} {'x realtime':>10}"]
+def _worker_lines(run: RayRun, audio: bool = True) -> list[str]:
+    """A row per Ray actor process: what it did and how long it was busy (the rest of the wall time is Ray's
+    start-up, model loading and waiting)."""
+    lines = [f"{'worker':<24} {'chunks':>6} {'items':>6} {'busy(s)':>8}" + (f" {'audio(h)':>8} {'x realtime':>10}"
+                                                                              if audio else "")]  # fmt: skip
     for w in run.workers:
         rate = f"{w.audio_s / w.busy_s:.0f}" if w.audio_s and w.busy_s else "-"
-        lines.append(f"{w.worker:<24} {w.chunks:>6} {w.items:>6} {w.audio_s / 3600:>8.3f} {w.busy_s:>8.1f} {rate:>10}")
+        tail = f" {w.audio_s / 3600:>8.3f} {rate:>10}" if audio else ""
+        lines.append(f"{w.worker:<24} {w.chunks:>6} {w.items:>6} {w.busy_s:>8.1f}{tail}")
     return lines
 
 
@@ -287,7 +291,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
         run = fetch_on_ray(items, fetch, options=ray, progress=not args.quiet)
         done = run.fetched
-        for line in _worker_lines(run):
+        for line in _worker_lines(run, audio=False):
             emit(line)
     failures = [Failure(r.item, r.error) for r in done if r.error is not None]
     for failure in failures:
