@@ -162,3 +162,14 @@ def test_a_killed_worker_loses_only_its_chunk(local_ray: object, tmp_path: Path)
     assert result.n_embedded == 160 and [f.item.source for f in result.failures] == [items[-1].source]
     assert len(list(cache.rglob("*.npz"))) == 160
     assert sum(w.items for w in run.workers) == 161  # the killed worker's chunk was counted once, when it was redone
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"), [("127.0.0.1:1", "cannot reach the cluster"), ("garbage", "not an address")]
+)
+def test_an_unreachable_cluster_fails_in_seconds(address: str, reason: str) -> None:
+    from audioclf.distributed import _check_reachable
+    from audioclf.errors import AudioclfError
+
+    with pytest.raises(AudioclfError, match=reason):
+        _check_reachable(address)  # Ray's own ray.init would retry its GCS connection for minutes

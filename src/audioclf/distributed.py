@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from .sources import FetchOptions, Resolved, fetch_all
 
 log = logging.getLogger(__name__)
 
+CONNECT_TIMEOUT_S = 10.0
 CHUNK_ITEMS = 8  # manifest rows per task: small enough to balance, large enough to batch short clips
 
 
@@ -125,6 +127,20 @@ def _ray() -> Any:
     return ray
 
 
+def _check_reachable(address: str | None) -> None:
+    """Fail in seconds, not minutes (Ray's own GCS connect retries), when a cluster address does not answer."""
+    if address is None or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    hint = "give the head node as host:6379 or ray://host:10001"
+    if not port.isdigit():
+        raise AudioclfError(f"--ray {address}: not an address; {hint}, or nothing for a local Ray")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise AudioclfError(f"--ray {address}: cannot reach the cluster ({exc}); {hint}, and check it is up") from None
+
+
 def _on_pool(
     items: Sequence[Item], options: RayOptions, make: Callable[[Any], Any], what: str, progress: bool
 ) -> Iterator[tuple[ChunkResult, Any]]:
@@ -135,7 +151,11 @@ def _on_pool(
     from ray.util import ActorPool
 
     if not ray.is_initialized():
-        ray.init(address=options.address, include_dashboard=False, log_to_driver=False)
+        _check_reachable(options.address)
+        try:
+            ray.init(address=options.address, include_dashboard=False, log_to_driver=False)
+        except ConnectionError as exc:
+            raise AudioclfError(f"--ray {options.address}: {exc}") from None
     n_workers = options.workers or max(1, int(ray.cluster_resources().get("CPU", 1) // options.cpus_per_worker))
     remote = ray.remote(num_cpus=options.cpus_per_worker, max_restarts=-1, max_task_retries=3)
     pool = ActorPool([make(remote) for _ in range(n_workers)])
