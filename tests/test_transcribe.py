@@ -173,3 +173,42 @@ def test_a_ctc_encoder_transcribes_in_the_embedding_pass(tiny_ctc: Path, tmp_pat
     assert [t.text for t in said] == [t.text for t in again] and any(t.text for t in said)
     overlapping = TextView(FeatureOptions("transcript", None, "tfidf"), enc, tmp_path / "c", WindowOptions(1.0, 0.5))
     assert overlapping.same_pass_cache is None  # overlapping windows would say words twice
+
+
+def test_a_failed_transcript_is_not_cached(tiny_ctc: Path, tmp_path: Path) -> None:
+    from audioclf.audio import WindowOptions
+    from audioclf.features import FeatureOptions, TextView
+
+    enc = load_encoder(f"hf:{tiny_ctc}", "fp32").encoder
+    view = TextView(FeatureOptions("transcript", None, "tfidf"), enc, tmp_path / "c", WindowOptions(0.5, 0.5))
+    real, failures = view.transcriber, [RuntimeError("out of memory")]
+
+    class FailsOnce:  # the real recogniser, behind one transient failure
+        identity = real.identity
+
+        def transcribe(self, it: Item, max_duration_s: float | None) -> Transcript:
+            if failures:
+                raise failures.pop()
+            return real.transcribe(it, max_duration_s)
+
+    view.transcriber = FailsOnce()
+    clip = [item(write_audio(tmp_path / "c.wav", tone(300, 1.6, noise=0.3), 16_000))]
+    assert view.transcripts(clip)[0].text == ""  # this run: empty text, with a warning
+    assert view.transcripts(clip)[0] == real.transcribe(clip[0], None)  # the next run asks again
+
+
+def test_a_ctc_checkpoint_without_its_vocabulary_embeds_but_cannot_transcribe(tiny_ctc: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from audioclf.audio import WindowOptions
+    from audioclf.errors import EncoderError
+    from audioclf.features import FeatureOptions, TextView
+
+    folder = tmp_path / "no-vocab"
+    shutil.copytree(tiny_ctc, folder)
+    for name in ("vocab.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).unlink(missing_ok=True)
+    enc = load_encoder(f"hf:{folder}", "fp32").encoder  # transformers raises TypeError on the missing vocabulary
+    assert not getattr(enc, "transcribes", False) and enc.embed([tone(300, 1.0)]).shape[0] == 1
+    with pytest.raises(EncoderError, match="has no tokenizer"):
+        TextView(FeatureOptions("transcript", None, "tfidf"), enc, tmp_path / "c", WindowOptions())

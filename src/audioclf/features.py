@@ -90,10 +90,11 @@ class TextView:
             if said is None:
                 try:
                     said = self.transcriber.transcribe(item, self._max_duration_s)
+                    self._cache.put(key, said)
                 except (AudioclfError, OSError, RuntimeError, ValueError) as exc:  # it decoded once already
+                    # Not cached: a transient failure (memory, a file being replaced) is retried by the next run.
                     log.warning("%s: no transcript (%s); its text features are those of empty text", item.where, exc)
                     said = Transcript("")
-                self._cache.put(key, said)
             out.append(said)
         return out
 
