@@ -18,7 +18,7 @@ import numpy as np
 from .audio import SAMPLE_RATE_HZ
 from .builtin import BUILTIN_DIM, BUILTIN_VERSION, builtin_embed_batch
 from .errors import EncoderError
-from .hub import load_hf, model_fingerprint, pretrained
+from .hub import load_hf, model_fingerprint, pretrained, tokenizer_of
 
 log = logging.getLogger(__name__)
 
@@ -285,21 +285,16 @@ def _load_spec(spec: str, precision: str = "auto") -> Encoder:
 
 
 def _from_pretrained(spec: str, source: str, local_only: bool, bf16: bool) -> Encoder:
-    from transformers import AutoConfig, AutoModel, AutoModelForCTC, AutoProcessor
+    from transformers import AutoConfig, AutoModel, AutoModelForCTC
 
     try:
         architectures = AutoConfig.from_pretrained(source, local_files_only=local_only).architectures or []
     except (OSError, ValueError, KeyError):
         architectures = []  # the loader below says what is wrong
-    if any(str(a).endswith("ForCTC") for a in architectures):
-        try:
-            processor, model = pretrained(AutoModelForCTC, source, local_only, spec, "model", AutoProcessor)
-        except EncoderError:
-            pass  # no tokenizer: embeddings only, through AutoModel
-        else:
-            tokenizer = getattr(processor, "tokenizer", None)
-            return HFEncoder(spec, processor.feature_extractor, model, bf16=bf16, tokenizer=tokenizer)
-    extractor, model = pretrained(AutoModel, source, local_only, spec, "model")
+    ctc = any(str(a).endswith("ForCTC") for a in architectures)
+    tokenizer = tokenizer_of(source, local_only) if ctc else None  # without one: embeddings only, via AutoModel
+    model_class = AutoModelForCTC if tokenizer is not None else AutoModel
+    extractor, model = pretrained(model_class, source, local_only, spec, "model")
     if not hasattr(model.config, "hidden_size") or not hasattr(model.config, "num_hidden_layers"):
         raise EncoderError(f"{spec}: {type(model).__name__} is not an audio encoder with hidden states")
-    return HFEncoder(spec, extractor, model, bf16=bf16)
+    return HFEncoder(spec, extractor, model, bf16=bf16, tokenizer=tokenizer)

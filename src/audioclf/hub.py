@@ -64,10 +64,20 @@ def pretrained(
     try:
         extractor = (preprocessor or AutoFeatureExtractor).from_pretrained(source, local_files_only=local_only)
         model = model_class.from_pretrained(source, local_files_only=local_only, **kwargs)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # TypeError: a tokenizer without its vocabulary
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise EncoderError(f"{where}: cannot load {what} ({first})") from exc
     return extractor, model
+
+
+def tokenizer_of(source: str, local_only: bool) -> Any | None:
+    """The checkpoint's tokenizer, or None when it has none (a CTC model saved without its vocabulary)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def model_fingerprint(model: Any, extractor: Any) -> str:

@@ -102,10 +102,12 @@ def load_ctc(spec: str) -> CTCTranscriber:
     """``hf:<id or folder>`` of a model with a CTC head and a tokenizer (e.g. facebook/wav2vec2-base-960h)."""
     from transformers import AutoModelForCTC, AutoProcessor
 
-    from .hub import load_hf, model_fingerprint, pretrained
+    from .hub import load_hf, model_fingerprint, pretrained, tokenizer_of
 
     def load(source: str, local_only: bool) -> CTCTranscriber:
         what = "a CTC speech recogniser"
+        if tokenizer_of(source, local_only) is None:
+            raise EncoderError(f"{spec}: has no tokenizer (vocab.json) to turn CTC output into text")
         processor, model = pretrained(AutoModelForCTC, source, local_only, spec, what, AutoProcessor)
         if not hasattr(processor, "batch_decode"):
             raise EncoderError(f"{spec}: has no tokenizer to turn CTC output into text")
