@@ -116,10 +116,13 @@ def split_train_val(data: Dataset, fraction: float, seed: int) -> tuple[Dataset,
     return data.subset(keep), data.subset(held)
 
 
-def hold_out_test(data: Dataset, test_size: float | None, seed: int, out: Path) -> tuple[Dataset, Dataset | None]:
+def hold_out_test(
+    data: Dataset, test_size: float | None, seed: int, out: Path | None
+) -> tuple[Dataset, Dataset | None]:
     """The original report's protocol: a grouped, stratified train/test split of videos (groups).
 
-    The held-out rows are listed in ``out/test_split.csv`` so that ``audioclf evaluate`` can reproduce it."""
+    The held-out rows are listed in ``out/test_split.csv`` (unless ``out`` is None: another view of the same
+    recordings, whose split is the same) so that ``audioclf evaluate`` can reproduce it."""
     if test_size is None:
         return data, None
     groups = [item.group for item in data.items]
@@ -129,8 +132,9 @@ def hold_out_test(data: Dataset, test_size: float | None, seed: int, out: Path) 
         raise TrainingError(f"--test-size {test_size:g}: there are only {n_groups} groups; hold out fewer")
     keep, held = grouped_split([item.label or "" for item in data.items], groups, fraction, seed)
     test = data.subset(held)
-    rows = [{"path": i.source, "label": i.label, "split": "test", "group": i.group} for i in test.items]
-    write_csv_atomic(out / "test_split.csv", ["path", "label", "split", "group"], rows)
+    if out is not None:
+        rows = [{"path": i.source, "label": i.label, "split": "test", "group": i.group} for i in test.items]
+        write_csv_atomic(out / "test_split.csv", ["path", "label", "split", "group"], rows)
     return data.subset(keep), test
 
 
@@ -248,7 +252,7 @@ def train(
     pairs, text_pairs = _feature_pairs(view, embedded.embedded, out)
     data, test_set = hold_out_test(stack(pairs, labels), options.test_size, options.fit.seed, out)
     main = fit_view(data, len(labels), options, on_epoch)
-    fusion, text_test, fusion_note = _late_fusion(main, text_pairs, labels, options, out)
+    fusion, text_test, fusion_note = _late_fusion(main, text_pairs, labels, options)
     head = main.head
     summary = TrainSummary(
         out=out,
@@ -315,12 +319,12 @@ def _feature_pairs(
 
 
 def _late_fusion(
-    main: ViewFit, text_pairs: list[tuple[Item, Embedded]] | None, labels: list[str], options: TrainOptions, out: Path
+    main: ViewFit, text_pairs: list[tuple[Item, Embedded]] | None, labels: list[str], options: TrainOptions
 ) -> tuple[Fusion | None, Dataset | None, str | None]:
     """With --features fused: the transcript view's probe, the calibration, and a line for the summary."""
     if text_pairs is None:
         return None, None, None
-    text_data, text_test = hold_out_test(stack(text_pairs, labels), options.test_size, options.fit.seed, out)
+    text_data, text_test = hold_out_test(stack(text_pairs, labels), options.test_size, options.fit.seed, None)
     text_fit = fit_view(text_data, len(labels), options)
     fusion, note = calibrate((main.head, main.val), (text_fit.head, text_fit.val), labels)
     return fusion, text_test, note
