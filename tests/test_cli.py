@@ -112,8 +112,13 @@ def test_predict_reports_bad_files_and_goes_on(
     bad.write_bytes(b"\x00" * 100)
     good = tone_dataset.parent / "low_3_0.wav"
     code, out, err = run(capsys, "predict", "--model", model, str(bad), str(good), "--cache-dir", cache, "--quiet")
-    assert code == 0 and "low_3_0.wav" in out and "bad.mp3" not in out
+    assert code == 3 and "low_3_0.wav" in out and "bad.mp3" not in out  # 3: some inputs were not labelled
     assert "bad.mp3" in err
+    code, out, _ = run(capsys, "predict", "--model", model, str(bad), str(good), "--cache-dir", cache, "--quiet",
+                       "--json")  # fmt: skip
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 3 and [Path(o["source"]).name for o in lines] == ["low_3_0.wav", "bad.mp3"]
+    assert "label" in lines[0] and "cannot decode" in lines[1]["error"]
     code, out, err = run(capsys, "predict", "--model", model, str(bad), "--cache-dir", cache, "--quiet")
     assert code == 2 and out == "" and err.strip().splitlines()[-1].startswith("error: ") and "bad.mp3" in err
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("audioclf")
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
+EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_PARTIAL = 0, 1, 2, 3  # 3: predict labelled some inputs, not all
 EPOCH_HEADER = (
     f"{'epoch':>5} {'time(s)':>8} {'train_loss':>10} {'train_acc':>9} {'val_loss':>8} {'val_acc':>7} {'val_f1':>6}"
 )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from .audio import WindowOptions
 from .cache import EmbeddingCache
-from .cli import EPOCH_HEADER, emit, emit_json, fetch_options, ray_options, window_options
+from .cli import EPOCH_HEADER, EXIT_OK, EXIT_PARTIAL, emit, emit_json, fetch_options, ray_options, window_options
 from .embed import Failure, embed_items, write_failures
 from .encoders import DEFAULT_ENCODER, load_encoder
 from .errors import DecodeError, ManifestError
@@ -227,11 +227,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         emit(f"{pred.source}\t{pred.label}\t{top}")
         for w in pred.timeline:
             emit(f"  {w.start_s:8.1f}-{w.end_s:<8.1f} {w.label} {w.probability:.3f}")
-    if result.failures:
-        log.warning(
-            "%d file(s) could not be read: %s", len(result.failures), "; ".join(f.reason for f in result.failures)
-        )
-    return 0
+    if not result.failures:
+        return EXIT_OK
+    for f in result.failures if args.json else []:  # a consumer of the JSON lines sees every input accounted for
+        emit_json({"source": f.item.source, "error": f.reason})
+    log.warning("%d input(s) could not be read: %s", len(result.failures), "; ".join(f.reason for f in result.failures))
+    return EXIT_PARTIAL
 
 
 def _worker_lines(run: RayRun, audio: bool = True) -> list[str]:
