@@ -117,6 +117,32 @@ def test_fetch_on_ray_fills_the_cache_a_local_fetch_finds(local_ray: object, fil
     assert "12 fetched (0 downloaded now, 12 already cached), 1 failed" in again, again
 
 
+def test_embed_on_ray_downloads_urls_while_it_encodes(local_ray: object, file_server: tuple[str, Path],
+                                                      tmp_path: Path) -> None:  # fmt: skip
+    base, root = file_server
+    urls = [f"{base}/gone.wav"]
+    for i in range(20):
+        write_audio(root / f"u{i}.wav", tone(180 + 40 * i, 0.4, noise=0.1, seed=i), 16_000)
+        urls.append(f"{base}/u{i}.wav")
+    manifest = tmp_path / "urls.csv"
+    manifest.write_text("url\n" + "\n".join(urls) + "\n")
+    common = [
+        "embed",
+        "--manifest",
+        str(manifest),
+        "--encoder",
+        "builtin",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--quiet",
+    ]
+    out = _run(*common, "--ray", "--ray-workers", "2")
+    assert re.search(r"on Ray: embedded 20 recordings \(0 from cache, 20 downloaded.*1 failed", out), out
+    assert _worker_items(out) == 21
+    again = _run(*common)  # one machine, same cache: every download and every embedding is found
+    assert "embedded 20 recordings (20 from cache), 1 failed" in again, again
+
+
 def test_train_on_ray_embeds_there_and_trains_from_the_cache(local_ray: object, tmp_path: Path) -> None:
     manifest = make_tone_dataset(tmp_path / "tones")
     (tmp_path / "tones" / "broken.wav").write_bytes(b"RIFF but not really")

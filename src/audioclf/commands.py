@@ -236,13 +236,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _worker_lines(run: RayRun, audio: bool = True) -> list[str]:
-    """A row per Ray actor process: what it did and how long it was busy (the rest of the wall time is Ray's
-    start-up, model loading and waiting)."""
-    lines = [f"{'worker':<24} {'chunks':>6} {'items':>6} {'busy(s)':>8}" + (f" {'audio(h)':>8} {'x realtime':>10}"
-                                                                              if audio else "")]  # fmt: skip
+    """A row per Ray actor process: what it did and how long it was busy (encoding, or downloading for
+    ``fetch``); an embedding actor downloads one chunk while it encodes another."""
+    head = f"{'worker':<24} {'chunks':>6} {'items':>6} {'busy(s)':>8}"
+    lines = [head + (f" {'download(s)':>11} {'audio(h)':>8} {'x realtime':>10}" if audio else "")]
     for w in run.workers:
         rate = f"{w.audio_s / w.busy_s:.0f}" if w.audio_s and w.busy_s else "-"
-        tail = f" {w.audio_s / 3600:>8.3f} {rate:>10}" if audio else ""
+        tail = f" {w.download_s:>11.1f} {w.audio_s / 3600:>8.3f} {rate:>10}" if audio else ""
         lines.append(f"{w.worker:<24} {w.chunks:>6} {w.items:>6} {w.busy_s:>8.1f}{tail}")
     return lines
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
 CHUNK_ITEMS = 8  # manifest rows per task: small enough to balance, large enough to batch short clips
+SLOTS_PER_WORKER = 2  # chunks an embedding actor holds at once: one downloading while the other encodes
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,8 @@ class WorkerStats:
     chunks: int = 0
     items: int = 0
     audio_s: float = 0.0
-    busy_s: float = 0.0
+    busy_s: float = 0.0  # encoding (embed) or downloading (fetch)
+    download_s: float = 0.0  # embed: downloading, overlapped with the other slot's encoding
 
 
 @dataclass
@@ -67,6 +70,7 @@ class ChunkResult:
     audio_s: float = 0.0
     failures: list[tuple[Item, str]] = field(default_factory=list)
     fetched: list[Resolved] = field(default_factory=list)
+    download_s: float = 0.0
 
 
 @dataclass
@@ -85,7 +89,8 @@ def _me() -> str:
 
 
 class _Embedder:
-    """One encoder per actor process, reused for every chunk it is given."""
+    """One encoder per actor process, reused for every chunk it is given. The actor takes two chunks at once
+    (``SLOTS_PER_WORKER``): one downloads while the other encodes, and the encoder runs one chunk at a time."""
 
     def __init__(self, spec: str | None, precision: str, cache_dir: str, windows: WindowOptions,
                  fetch: FetchOptions | None) -> None:  # fmt: skip
@@ -95,15 +100,25 @@ class _Embedder:
         self._encoder = load_encoder(spec, precision).encoder
         self._cache = EmbeddingCache(Path(cache_dir), self._encoder.identity, windows)
         self._windows = windows
-        self._fetch = fetch
+        self._fetch = fetch or FetchOptions(cache_dir=Path(cache_dir))
+        self._encoding = threading.Lock()
 
     def run(self, items: list[Item]) -> ChunkResult:
         from .embed import embed_items
 
         started = time.perf_counter()
-        r = embed_items(items, self._encoder, self._cache, self._windows, fetch=self._fetch, progress=False)
-        return ChunkResult(_me(), time.perf_counter() - started, len(r.embedded), r.n_cached, r.n_downloaded,
-                           r.audio_s, [(f.item, f.reason) for f in r.failures])  # fmt: skip
+        fetched = list(fetch_all([i for i in items if i.needs_fetch], self._fetch))
+        downloaded = time.perf_counter()
+        ready = [i for i in items if not i.needs_fetch] + [r.item for r in fetched if r.error is None]
+        with self._encoding:
+            encoding = time.perf_counter()
+            r = embed_items(ready, self._encoder, self._cache, self._windows, progress=False)
+        failures = [(r.item, r.error) for r in fetched if r.error is not None] + [
+            (f.item, f.reason) for f in r.failures
+        ]
+        return ChunkResult(_me(), time.perf_counter() - encoding, len(r.embedded), r.n_cached,
+                           sum(x.fresh for x in fetched), r.audio_s, failures,
+                           download_s=downloaded - started)  # fmt: skip
 
 
 class _Fetcher:
@@ -142,11 +157,11 @@ def _check_reachable(address: str | None) -> None:
 
 
 def _on_pool(
-    items: Sequence[Item], options: RayOptions, make: Callable[[Any], Any], what: str, progress: bool
+    items: Sequence[Item], options: RayOptions, make: Callable[[Any], Any], what: str, progress: bool, slots: int = 1
 ) -> Iterator[tuple[ChunkResult, Any]]:
     """Run chunks of ``items`` on a pool of actors made by ``make(actor_class_factory)``, yielding each chunk's
-    result (with the progress bar, to advance) as soon as it is done. A chunk goes to an actor only when that
-    actor is free: nothing runs ahead of the slowest stage."""
+    result (with the progress bar, to advance) as soon as it is done. A chunk goes to an actor only when one of
+    its ``slots`` is free: nothing runs more than a chunk ahead of the slowest stage."""
     ray = _ray()
     from ray.util import ActorPool
 
@@ -157,8 +172,9 @@ def _on_pool(
         except ConnectionError as exc:
             raise AudioclfError(f"--ray {options.address}: {exc}") from None
     n_workers = options.workers or max(1, int(ray.cluster_resources().get("CPU", 1) // options.cpus_per_worker))
-    remote = ray.remote(num_cpus=options.cpus_per_worker, max_restarts=-1, max_task_retries=3)
-    pool = ActorPool([make(remote) for _ in range(n_workers)])
+    remote = ray.remote(num_cpus=options.cpus_per_worker, max_restarts=-1, max_task_retries=3, max_concurrency=slots)
+    actors = [make(remote) for _ in range(n_workers)]
+    pool = ActorPool([actor for actor in actors for _ in range(slots)])  # an actor listed twice takes two chunks
     chunks = [list(items[i : i + CHUNK_ITEMS]) for i in range(0, len(items), CHUNK_ITEMS)]
     log.info("Ray: %d chunks of up to %d items on %d workers", len(chunks), CHUNK_ITEMS, n_workers)
     with tqdm(total=len(items), desc=f"{what} on Ray ({n_workers} workers)", unit="item",
@@ -173,6 +189,7 @@ def _tally(workers: dict[str, WorkerStats], chunk: ChunkResult, n_items: int) ->
     stats.items += n_items
     stats.audio_s += chunk.audio_s
     stats.busy_s += chunk.busy_s
+    stats.download_s += chunk.download_s
 
 
 def embed_on_ray(
@@ -193,7 +210,7 @@ def embed_on_ray(
     def make(remote: Any) -> Any:
         return remote(_Embedder).remote(spec, precision, str(cache_dir), windows, fetch)
 
-    for chunk, bar in _on_pool(items, options, make, "embedding", progress):
+    for chunk, bar in _on_pool(items, options, make, "embedding", progress, SLOTS_PER_WORKER):
         result.n_embedded = (result.n_embedded or 0) + chunk.n_embedded
         result.n_cached += chunk.n_cached
         result.n_downloaded += chunk.n_downloaded

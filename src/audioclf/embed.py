@@ -220,7 +220,7 @@ def embed_items(
     and each is embedded as soon as it arrives), skipping and recording the ones that fail."""
     started = time.perf_counter()
     embedder = _Embedder(encoder, cache, windows, transcripts=transcripts)
-    remote = [(row, item) for row, item in enumerate(items) if item.is_url]
+    remote = [(row, item) for row, item in enumerate(items) if item.needs_fetch]
     with tqdm(total=len(items), desc="embedding", unit="file", disable=not progress, leave=False) as bar:
         if remote:
             for r in fetch_all([item for _, item in remote], fetch or FetchOptions(cache_dir=cache.root)):
@@ -230,7 +230,7 @@ def embed_items(
                 embedder.add((remote[r.row][0], r.entry), r.item, r.error)
                 bar.update()
         for row, item in enumerate(items):
-            if not item.is_url:
+            if not item.needs_fetch:
                 embedder.add((row, 0), item)
                 bar.update()
         embedder.finish()

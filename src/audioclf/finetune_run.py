@@ -57,9 +57,9 @@ def decode_items(
     """Download URL rows, decode every recording once into the audio cache; bad items are skipped.
 
     Results keep manifest order (downloads finish in any order), so splits and batches are reproducible."""
-    placed = [((row, 0), item) for row, item in enumerate(items) if not item.is_url]
+    placed = [((row, 0), item) for row, item in enumerate(items) if not item.needs_fetch]
     failures: list[Failure] = []
-    remote = [(row, item) for row, item in enumerate(items) if item.is_url]
+    remote = [(row, item) for row, item in enumerate(items) if item.needs_fetch]
     if remote:
         for r in fetch_all([item for _, item in remote], fetch or FetchOptions(cache_dir=cache_dir)):
             if r.error is not None:

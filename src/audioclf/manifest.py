@@ -62,6 +62,11 @@ class Item:
         return self.source.startswith(("http://", "https://"))
 
     @property
+    def needs_fetch(self) -> bool:
+        """A URL not yet downloaded (a fetched one carries its local file)."""
+        return self.is_url and self.local is None
+
+    @property
     def file(self) -> str:
         """The local file to decode."""
         return self.local or self.source
