@@ -151,6 +151,21 @@ def test_unwritable_output_folder(tone_dataset: Path, tmp_path: Path, capsys: py
     assert str(blocker) in line and "Not a directory" in line
 
 
+@pytest.mark.parametrize("command", ["embed", "fetch"])
+def test_a_cache_folder_under_a_file_stops_the_run_with_one_line(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = make_tone_dataset(tmp_path / "data", n_groups=2, per_group=1)
+    if command == "fetch":  # a URL row: the download cache is where it fails (nothing is requested)
+        manifest.write_text("url,label\nhttp://127.0.0.1:9/a.wav,x\n")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    args = [command, "--manifest", str(manifest), "--cache-dir", str(blocker / "cache"), "--quiet"]
+    assert main(args + (["--encoder", "builtin"] if command == "embed" else [])) == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert f"cannot write the cache at {blocker / 'cache'}" in line  # not one "Not a directory" per audio file
+
+
 def test_two_runs_sharing_a_cache_compute_each_entry_once(tiny_wav2vec2: Path, tmp_path: Path) -> None:
     manifest = _dataset(tmp_path / "data", 120)
     cache = tmp_path / "cache"

@@ -199,3 +199,19 @@ def test_an_unreachable_cluster_fails_in_seconds(address: str, reason: str) -> N
 
     with pytest.raises(AudioclfError, match=reason):
         _check_reachable(address)  # Ray's own ray.init would retry its GCS connection for minutes
+
+
+@pytest.mark.parametrize(
+    ("encoder", "cache", "reason"),
+    [("hf:/nonexistent/model", "cache", "on Ray worker .*no such model folder"),
+     ("builtin", "a-file/cache", "cannot write the cache at")],
+)  # fmt: skip
+def test_a_worker_that_cannot_work_stops_the_run_with_one_line(
+    local_ray: object, tmp_path: Path, capsys: pytest.CaptureFixture[str], encoder: str, cache: str, reason: str
+) -> None:
+    manifest = _manifest(tmp_path / "data", 4)
+    (tmp_path / "a-file").write_text("x")
+    args = ["embed", "--manifest", str(manifest), "--encoder", encoder, "--cache-dir", str(tmp_path / cache), "--ray"]
+    assert main([*args, "--quiet"]) == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert re.search(reason, line), line

@@ -90,15 +90,19 @@ class EmbeddingCache:
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
                 np.savez(fh, embeddings=entry.embeddings, starts_s=entry.starts_s, durations_s=entry.durations_s)
         except OSError as exc:  # the whole run would fail the same way: stop with the reason
-            raise CacheError(
-                f"cannot write the cache at {self.root} ({exc.strerror or exc}); free some space or give a "
-                "writable --cache-dir"
-            ) from exc
+            raise unwritable(self.root, exc) from exc
 
     def lock_for(self, audio_digest: str) -> FileLock:
         """The lock a run holds while it computes this entry, so a second run sharing the cache waits for it."""
         name = self.path_for(audio_digest).stem
         return FileLock(self.root / "locks" / name[:2] / f"{name}.lock")
+
+
+def unwritable(root: Path, exc: OSError) -> CacheError:
+    """The one-line error for a cache folder that cannot be written (it would fail every item the same way)."""
+    return CacheError(
+        f"cannot write the cache at {root} ({exc.strerror or exc}); free some space or give a writable --cache-dir"
+    )
 
 
 def content_key(item: Item) -> str:

@@ -71,6 +71,7 @@ class ChunkResult:
     failures: list[tuple[Item, str]] = field(default_factory=list)
     fetched: list[Resolved] = field(default_factory=list)
     download_s: float = 0.0
+    fatal: str | None = None  # the worker cannot work at all (e.g. its encoder does not load there)
 
 
 @dataclass
@@ -97,7 +98,12 @@ class _Embedder:
         from .cache import EmbeddingCache
         from .encoders import load_encoder
 
-        self._encoder = load_encoder(spec, precision).encoder
+        self._fatal: str | None = None
+        try:
+            self._encoder = load_encoder(spec, precision).encoder
+        except AudioclfError as exc:  # reported by the first chunk, as one line on the driver
+            self._fatal = str(exc)
+            return
         self._cache = EmbeddingCache(Path(cache_dir), self._encoder.identity, windows)
         self._windows = windows
         self._fetch = fetch or FetchOptions(cache_dir=Path(cache_dir))
@@ -106,6 +112,8 @@ class _Embedder:
     def run(self, items: list[Item]) -> ChunkResult:
         from .embed import embed_items
 
+        if self._fatal is not None:
+            return ChunkResult(_me(), 0.0, fatal=self._fatal)
         started = time.perf_counter()
         fetched = list(fetch_all([i for i in items if i.needs_fetch], self._fetch))
         downloaded = time.perf_counter()
@@ -179,8 +187,15 @@ def _on_pool(
     log.info("Ray: %d chunks of up to %d items on %d workers", len(chunks), CHUNK_ITEMS, n_workers)
     with tqdm(total=len(items), desc=f"{what} on Ray ({n_workers} workers)", unit="item",
               disable=not progress) as bar:  # fmt: skip
-        for chunk in pool.map_unordered(lambda w, c: w.run.remote(c), chunks):
-            yield chunk, bar
+        try:
+            for chunk in pool.map_unordered(lambda w, c: w.run.remote(c), chunks):
+                if chunk.fatal is not None:
+                    raise AudioclfError(f"on Ray worker {chunk.worker}: {chunk.fatal}")
+                yield chunk, bar
+        except ray.exceptions.RayTaskError as exc:  # our own one-line errors (a full cache disk, ...) stay one line
+            if isinstance(exc.cause, AudioclfError | OSError):
+                raise exc.cause from None
+            raise
 
 
 def _tally(workers: dict[str, WorkerStats], chunk: ChunkResult, n_items: int) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .audio import SAMPLE_RATE_HZ, WindowOptions, iter_windows
-from .cache import Embedded, EmbeddingCache, content_key
+from .cache import Embedded, EmbeddingCache, content_key, unwritable
 from .encoders import Encoder
 from .errors import DecodeError
 from .fileio import FileLock, write_csv_atomic
@@ -102,7 +102,7 @@ class _Embedder:
                 twin.twins.append((position, item))
                 return
             lock = self.cache.lock_for(key)
-            if not lock.acquire(blocking=False):  # another run is computing it: come back to it at the end
+            if not self._try(lock):  # another run is computing it: come back to it at the end
                 self._deferred.append((position, item, lock))
                 return
             if self._cached(position, item, key):  # stored by another run between the first look and the lock
@@ -124,6 +124,12 @@ class _Embedder:
             rec.decoded = True
         except (DecodeError, FetchError, OSError) as exc:
             self._fail(item, exc, rec)
+
+    def _try(self, lock: FileLock) -> bool:
+        try:
+            return lock.acquire(blocking=False)
+        except OSError as exc:  # the cache folder, not this item: stop the run with the reason
+            raise unwritable(self.cache.root, exc) from exc
 
     def _cached(self, position: tuple[int, int], item: Item, key: str) -> bool:
         emb = self.cache.get(key)

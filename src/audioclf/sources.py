@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .cache import unwritable
 from .errors import AudioclfError
 from .fileio import FileLock, write_json_atomic
 from .manifest import Item, ManifestError, check_url
@@ -150,6 +151,11 @@ class Fetcher:
         self.options = options
         self.media = options.cache_dir / "media"
         self.index = options.cache_dir / "urls"
+        try:
+            for folder in (self.media, self.index):
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # every URL would fail the same way: stop with the reason
+            raise unwritable(options.cache_dir, exc) from exc
         partial = options.partial_downloads
         self._partial = shutil.which("ffmpeg") is not None if partial is None else partial
 
