@@ -115,17 +115,17 @@ class _Embedder:
         if self._fatal is not None:
             return ChunkResult(_me(), 0.0, fatal=self._fatal)
         started = time.perf_counter()
-        fetched = list(fetch_all([i for i in items if i.needs_fetch], self._fetch))
+        remote = [i for i in items if i.needs_fetch]
+        fetched = list(fetch_all(remote, self._fetch)) if remote else []
         downloaded = time.perf_counter()
-        ready = [i for i in items if not i.needs_fetch] + [r.item for r in fetched if r.error is None]
+        ready = [i for i in items if not i.needs_fetch] + [x.item for x in fetched if x.error is None]
         with self._encoding:
             encoding = time.perf_counter()
-            r = embed_items(ready, self._encoder, self._cache, self._windows, progress=False)
-        failures = [(r.item, r.error) for r in fetched if r.error is not None] + [
-            (f.item, f.reason) for f in r.failures
-        ]
-        return ChunkResult(_me(), time.perf_counter() - encoding, len(r.embedded), r.n_cached,
-                           sum(x.fresh for x in fetched), r.audio_s, failures,
+            done = embed_items(ready, self._encoder, self._cache, self._windows, progress=False)
+        failures = [(x.item, x.error) for x in fetched if x.error is not None]
+        failures += [(f.item, f.reason) for f in done.failures]
+        return ChunkResult(_me(), time.perf_counter() - encoding, len(done.embedded), done.n_cached,
+                           sum(x.fresh for x in fetched), done.audio_s, failures,
                            download_s=downloaded - started)  # fmt: skip
 
 
