@@ -150,3 +150,10 @@ def test_test_size_holds_out_whole_groups(
     meta = json.loads((model / "audioclf.json").read_text())
     assert meta["training"]["n_train_recordings"] + meta["training"]["n_val_recordings"] == 18
     assert json.loads((model / "report" / "report.json").read_text())["recording"]["n"] == 9
+
+
+def test_an_object_store_url_is_not_taken_for_a_cache_folder(tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "audioclf", "embed", "--manifest", str(tmp_path / "m.csv"), "--cache-dir", "s3://b/c"]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and "a URL is not a folder" in proc.stderr
+    assert not (tmp_path / "s3:").exists()

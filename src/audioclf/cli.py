@@ -103,9 +103,17 @@ def _precision(p: argparse.ArgumentParser) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cache-dir", type=Path, default=None, help=f"embedding cache (default {default_cache_dir()})")
+    p.add_argument("--cache-dir", type=_folder, default=None, help=f"embedding cache (default {default_cache_dir()})")
     p.add_argument("--quiet", action="store_true", help="only warnings, errors and results")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+
+
+def _folder(text: str) -> Path:
+    if "://" in text:  # Path("s3://b/x") would silently become a local folder named "s3:"
+        raise argparse.ArgumentTypeError(
+            f"{text}: a URL is not a folder; give a local or shared (NFS, CephFS, Lustre) path, or mount the store"
+        )
+    return Path(text)
 
 
 def _window_args(p: argparse.ArgumentParser) -> None:
