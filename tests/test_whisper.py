@@ -105,3 +105,14 @@ def test_offline_default_falls_back_to_a_configured_local_whisper(
     monkeypatch.setenv("AUDIOCLF_FALLBACK_ENCODER", "whisper:/no/such/folder")
     assert load_encoder(None).encoder.spec == "builtin"
     assert "does not load either" in caplog.text
+
+
+def test_whisper_takes_the_threads_it_is_given() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = "from audioclf.whisper import cpu_threads; print(cpu_threads())"
+    env = os.environ | {"OMP_NUM_THREADS": "1"}  # what Ray sets in an actor with num_cpus=1
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1"  # not every core of the node in every actor

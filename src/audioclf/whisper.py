@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +111,14 @@ def _fingerprint(folder: Path) -> str:
     return h.hexdigest()[:24]
 
 
+def cpu_threads() -> int:
+    """The threads torch would use: OMP_NUM_THREADS when set (Ray sets it to an actor's CPUs), else the cores
+    this process may run on. CTranslate2 would otherwise take every core of the node in each actor."""
+    import torch
+
+    return torch.get_num_threads()
+
+
 def load_whisper(spec: str, precision: str = "auto") -> WhisperEncoder:
     """``whisper:<size or folder>[?padding=audio]``; every failure is a one-line EncoderError."""
     name, _, query = spec[len(WHISPER_PREFIX) :].partition("?")
@@ -139,7 +146,7 @@ def load_whisper(spec: str, precision: str = "auto") -> WhisperEncoder:
     compute = "float32" if precision == "fp32" else "float16" if gpu else "int8"
     try:
         model = WhisperModel(str(folder), device="cuda" if gpu else "cpu", compute_type=compute,
-                             cpu_threads=os.cpu_count() or 0)  # fmt: skip
+                             cpu_threads=cpu_threads())  # fmt: skip
     except (RuntimeError, ValueError, OSError) as exc:
         raise EncoderError(f"{spec}: cannot load the Whisper model ({str(exc).splitlines()[0][:160]})") from exc
     return WhisperEncoder(spec, model, folder, padding)
