@@ -83,7 +83,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     emit(f"encoder          {s.encoder_spec}" + (" (fallback)" if s.fallback_reason else ""))
     see = f" — see {s.out / 'failures.csv'}" if s.embed.failures else ""
     if s.ray is not None:
-        emit(f"ray              {s.ray.result.summary()} on {len(s.ray.workers)} worker process(es)")
+        hours, workers = s.ray.result.audio_s / 3600, len(s.ray.workers)
+        emit(f"ray              {s.ray.result.summary()}; {hours:.2f} h of audio on {workers} worker process(es)")
     emit(f"data             {s.embed.summary()}{see}")
     emit(f"split            {s.n_train} train / {s.n_val} validation recordings (grouped), {len(s.labels)} labels")
     emit(f"search           {len(s.search)} configs; best {s.config.describe()}")
