@@ -14,6 +14,8 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tracemalloc
 import wave
 from collections.abc import Callable
@@ -24,11 +26,8 @@ import numpy as np
 import pytest
 from conftest import make_tone_dataset, tone, write_audio
 
-from audioclf.audio import SAMPLE_RATE_HZ, WindowOptions, iter_windows
-from audioclf.cache import EmbeddingCache
+from audioclf.audio import SAMPLE_RATE_HZ, iter_windows
 from audioclf.cli import main
-from audioclf.embed import embed_items
-from audioclf.encoders import BuiltinEncoder
 from audioclf.errors import ManifestError
 from audioclf.manifest import Item, load_manifest
 from audioclf.sources import FetchOptions, fetch_all
@@ -165,16 +164,21 @@ def test_the_run_counts_what_it_skipped(table_run: dict[str, object]) -> None:
     assert f"{len(BAD)} failed" in str(table_run["out"])
 
 
-@pytest.mark.skipif(ROOT, reason="root can read a file without read permission")
 def test_unreadable_file(tmp_path: Path) -> None:
     locked = write_audio(tmp_path / "locked.wav", tone(300, 0.5), 16_000)
     locked.chmod(0)
-    manifest = tmp_path / "m.csv"
+    manifest, failures = tmp_path / "m.csv", tmp_path / "failures.csv"
     manifest.write_text(f"path\n{locked}\n")
-    enc = BuiltinEncoder()
-    cache = EmbeddingCache(tmp_path / "c", enc.identity, WindowOptions())
-    result = embed_items(load_manifest(manifest, require_labels=False), enc, cache, WindowOptions(), progress=False)
-    assert "not readable (Permission denied)" in result.failures[0].reason
+    cmd = [sys.executable, "-m", "audioclf", "embed", "--manifest", str(manifest), "--encoder", "builtin"]
+    cmd += ["--cache-dir", str(tmp_path / "c"), "--failures", str(failures), "--quiet"]
+    if ROOT:  # root reads any file: drop the two capabilities that let it (CI runs as root)
+        if not shutil.which("setpriv"):
+            pytest.skip("root can read a file without read permission, and setpriv is not there to stop it")
+        caps = "-dac_override,-dac_read_search"
+        cmd = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", *cmd]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "not readable (Permission denied); fix its permissions" in failures.read_text()
 
 
 def test_clip_shorter_than_the_models_receptive_field(tiny_wav2vec2: Path, tmp_path: Path) -> None:
