@@ -215,3 +215,26 @@ def test_a_worker_that_cannot_work_stops_the_run_with_one_line(
     assert main([*args, "--quiet"]) == 2
     (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
     assert re.search(reason, line), line
+
+
+def test_train_on_ray_transcribes_on_the_workers(local_ray: object, tiny_ctc: Path, tmp_path: Path) -> None:
+    from audioclf.distributed import embed_on_ray
+    from audioclf.features import FeatureOptions
+
+    manifest = _manifest(tmp_path / "data", 12)
+    items = load_manifest(manifest, require_labels=False)
+    cache = tmp_path / "cache"
+    features = FeatureOptions("transcript", None, "tfidf")  # the CTC encoder transcribes in its embedding pass
+    run = embed_on_ray(items, f"hf:{tiny_ctc}", "auto", cache, WindowOptions(), features=features, progress=False)
+    assert run.result.n_embedded == 12
+    assert len(list((cache / "transcripts").rglob("*.json"))) == 12  # the driver will find every transcript
+    labelled = tmp_path / "labelled.csv"
+    rows = load_manifest(manifest, require_labels=False)[:-1]
+    labelled.write_text(
+        "path,label,group\n" + "".join(f"{r.source},{'ab'[i % 2]},g{i % 4}\n" for i, r in enumerate(rows))
+    )
+    out = _run("train", "--manifest", str(labelled), "--out", str(tmp_path / "m"), "--encoder", f"hf:{tiny_ctc}",
+               "--features", "transcript", "--text-encoder", "tfidf", "--cache-dir", str(cache), "--epochs", "3",
+               "--ray", "--quiet")  # fmt: skip
+    assert re.search(r"^ray +embedded 12 recordings \(12 from cache\)", out, re.M), out  # nothing left to do
+    assert (tmp_path / "m" / "transcripts.csv").is_file()

@@ -27,32 +27,6 @@ def test_whisper_transcribes_a_spoken_digit(whisper_base: Path) -> None:
     assert ("seven" in said.text.lower() or "7" in said.text) and said.language == "en"
 
 
-@pytest.fixture(scope="module")
-def tiny_ctc(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-    from transformers import (
-        Wav2Vec2Config,
-        Wav2Vec2CTCTokenizer,
-        Wav2Vec2FeatureExtractor,
-        Wav2Vec2ForCTC,
-        Wav2Vec2Processor,
-    )
-
-    folder = tmp_path_factory.mktemp("tiny-ctc")
-    vocab = {"<pad>": 0, "<unk>": 1, "|": 2, "A": 3, "B": 4, "C": 5}
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    tokenizer = Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), word_delimiter_token="|")
-    extractor = Wav2Vec2FeatureExtractor(feature_size=1, do_normalize=True, return_attention_mask=False)
-    torch.manual_seed(0)
-    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                            conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 8),
-                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, vocab_size=len(vocab),
-                            pad_token_id=0)  # fmt: skip
-    Wav2Vec2ForCTC(config).save_pretrained(folder)
-    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
-    return folder
-
-
 def test_ctc_greedy_decoding_merges_repeats_and_drops_blanks(tiny_ctc: Path) -> None:
     import torch
 
@@ -201,7 +175,7 @@ def test_a_failed_transcript_is_not_cached(tiny_ctc: Path, tmp_path: Path) -> No
                 raise failures.pop()
             return real.transcribe(it, max_duration_s)
 
-    view.transcriber = FailsOnce()
+    view.said.transcriber = FailsOnce()
     clip = [item(write_audio(tmp_path / "c.wav", tone(300, 1.6, noise=0.3), 16_000))]
     assert view.transcripts(clip)[0].text == ""  # this run: empty text, with a warning
     assert view.transcripts(clip)[0] == real.transcribe(clip[0], None)  # the next run asks again

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .audio import WindowOptions
 from .embed import EmbedResult, Failure
 from .errors import AudioclfError
+from .features import FeatureOptions
 from .manifest import Item
 from .sources import FetchOptions, Resolved, fetch_all
 
@@ -94,13 +95,16 @@ class _Embedder:
     (``SLOTS_PER_WORKER``): one downloads while the other encodes, and the encoder runs one chunk at a time."""
 
     def __init__(self, spec: str | None, precision: str, cache_dir: str, windows: WindowOptions,
-                 fetch: FetchOptions | None) -> None:  # fmt: skip
+                 fetch: FetchOptions | None, features: FeatureOptions | None) -> None:  # fmt: skip
         from .cache import EmbeddingCache
         from .encoders import load_encoder
+        from .features import Transcripts
 
         self._fatal: str | None = None
         try:
             self._encoder = load_encoder(spec, precision).encoder
+            self._said = None if features is None else Transcripts(
+                features.transcriber, self._encoder, Path(cache_dir), windows)  # fmt: skip
         except AudioclfError as exc:  # reported by the first chunk, as one line on the driver
             self._fatal = str(exc)
             return
@@ -121,7 +125,11 @@ class _Embedder:
         ready = [i for i in items if not i.needs_fetch] + [x.item for x in fetched if x.error is None]
         with self._encoding:
             encoding = time.perf_counter()
-            done = embed_items(ready, self._encoder, self._cache, self._windows, progress=False)
+            same_pass = self._said.same_pass_cache if self._said is not None else None
+            done = embed_items(ready, self._encoder, self._cache, self._windows, progress=False,
+                               transcripts=same_pass)  # fmt: skip
+            if self._said is not None:  # into the transcript cache, for the driver's text features
+                self._said([item for item, _ in done.embedded])
         failures = [(x.item, x.error) for x in fetched if x.error is not None]
         failures += [(f.item, f.reason) for f in done.failures]
         return ChunkResult(_me(), time.perf_counter() - encoding, len(done.embedded), done.n_cached,
@@ -217,13 +225,15 @@ def embed_on_ray(
     fetch: FetchOptions | None = None,
     options: RayOptions = RayOptions(),
     progress: bool = True,
+    features: FeatureOptions | None = None,
 ) -> RayRun:
-    """Embed ``items`` into ``cache_dir`` with a pool of Ray actors, one encoder each."""
+    """Embed ``items`` into ``cache_dir`` with a pool of Ray actors, one encoder each; with text ``features``
+    each actor also fills the transcript cache for the recordings it embedded."""
     started = time.perf_counter()
     result, workers = EmbedResult(n_embedded=0), dict[str, WorkerStats]()
 
     def make(remote: Any) -> Any:
-        return remote(_Embedder).remote(spec, precision, str(cache_dir), windows, fetch)
+        return remote(_Embedder).remote(spec, precision, str(cache_dir), windows, fetch, features)
 
     for chunk, bar in _on_pool(items, options, make, "embedding", progress, SLOTS_PER_WORKER):
         result.n_embedded = (result.n_embedded or 0) + chunk.n_embedded

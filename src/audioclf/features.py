@@ -66,23 +66,19 @@ def load_transcriber(spec: str | None, acoustic: Encoder, windows: WindowOptions
     raise EncoderError(f"unknown transcriber {spec!r}; use whisper:<size or folder> or hf:<a CTC model>")
 
 
-class TextView:
-    """Transcribes (through a cache) and embeds the text of embedded recordings, then builds the features."""
+class Transcripts:
+    """What each recording says, through the transcript cache. Ray workers use this half of a ``TextView``
+    alone, so that the transcripts are made where the audio is embedded."""
 
-    def __init__(self, options: FeatureOptions, acoustic: Encoder, cache_dir: Any, windows: WindowOptions):
-        if options.mode not in FEATURES[1:]:
-            raise AudioclfError(f"--features {options.mode!r}: use one of {', '.join(FEATURES)}")
-        self.mode = options.mode
-        self.transcriber = load_transcriber(options.transcriber, acoustic, windows)
-        self.transcriber_spec = options.transcriber or acoustic.spec
-        self.text = load_text_encoder(options.text_encoder)
+    def __init__(self, spec: str | None, acoustic: Encoder, cache_dir: Any, windows: WindowOptions) -> None:
+        self.transcriber = load_transcriber(spec, acoustic, windows)
         self._cache = TranscriptCache(cache_dir, self.transcriber.identity, windows.max_duration_s)
         self._max_duration_s = windows.max_duration_s
         # The embedding pass can fill the transcript cache itself when its windows are the transcriber's.
         same_pass = isinstance(self.transcriber, EncoderTranscriber) and windows.hop_s == windows.window_s
         self.same_pass_cache = self._cache if same_pass else None
 
-    def transcripts(self, items: Sequence[Item]) -> list[Transcript]:
+    def __call__(self, items: Sequence[Item]) -> list[Transcript]:
         out = []
         for item in items:
             key = content_key(item)
@@ -97,6 +93,26 @@ class TextView:
                     said = Transcript("")
             out.append(said)
         return out
+
+
+class TextView:
+    """Transcribes (through a cache) and embeds the text of embedded recordings, then builds the features."""
+
+    def __init__(self, options: FeatureOptions, acoustic: Encoder, cache_dir: Any, windows: WindowOptions):
+        if options.mode not in FEATURES[1:]:
+            raise AudioclfError(f"--features {options.mode!r}: use one of {', '.join(FEATURES)}")
+        self.mode = options.mode
+        self.said = Transcripts(options.transcriber, acoustic, cache_dir, windows)
+        self.transcriber_spec = options.transcriber or acoustic.spec
+        self.text = load_text_encoder(options.text_encoder)
+        self.same_pass_cache = self.said.same_pass_cache
+
+    @property
+    def transcriber(self) -> Transcriber:
+        return self.said.transcriber
+
+    def transcripts(self, items: Sequence[Item]) -> list[Transcript]:
+        return self.said(items)
 
     def apply(self, embedded: Sequence[tuple[Item, Embedded]]) -> tuple[list[tuple[Item, Embedded]], list[Transcript]]:
         said = self.transcripts([item for item, _ in embedded])

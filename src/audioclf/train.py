@@ -238,12 +238,12 @@ def _embed(
     if options.ray is not None:
         from .distributed import embed_on_ray
 
+        features = options.features if view is not None else None  # the workers transcribe too
         ray_run = embed_on_ray(items, encoder.spec, options.precision, options.cache_dir, options.windows,
-                               fetch=options.fetch, options=options.ray, progress=options.progress)  # fmt: skip
+                               fetch=options.fetch, options=options.ray, progress=options.progress,
+                               features=features)  # fmt: skip
         failed = {f.item.where for f in ray_run.result.failures}
         items = [item for item in items if item.where not in failed]
-        if view is not None:
-            log.info("Ray filled the embedding cache; transcripts are made on this machine")
     cache = EmbeddingCache(options.cache_dir, encoder.identity, options.windows)
     same_pass = view.same_pass_cache if view is not None else None
     embedded = embed_items(items, encoder, cache, options.windows, fetch=options.fetch, progress=options.progress,
