@@ -27,6 +27,13 @@ def test_whisper_transcribes_a_spoken_digit(whisper_base: Path) -> None:
     assert ("seven" in said.text.lower() or "7" in said.text) and said.language == "en"
 
 
+def test_whisper_says_the_same_thing_every_time(whisper_base: Path) -> None:
+    whisper = WhisperTranscriber(load_encoder(f"whisper:{whisper_base}").encoder)
+    for name in ("3_nicolas_0.wav", "4_nicolas_1.wav"):  # unclear clips: faster-whisper's default sampling
+        said = {whisper.transcribe(item(SAMPLE / name), None).text for _ in range(4)}  # fallback varied them
+        assert len(said) == 1, said
+
+
 def test_ctc_greedy_decoding_merges_repeats_and_drops_blanks(tiny_ctc: Path) -> None:
     import torch
 

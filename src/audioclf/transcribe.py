@@ -39,17 +39,20 @@ class Transcriber(Protocol):
 
 
 class WhisperTranscriber:
-    """faster-whisper's own transcription (greedy, no VAD, no conditioning on earlier text: reproducible)."""
+    """faster-whisper's own transcription: greedy at temperature 0 only (its default falls back to sampling at
+    higher temperatures, so the same clip read twice could say different things), no VAD, no conditioning on
+    earlier text: reproducible."""
 
     def __init__(self, encoder: Any) -> None:
         self._model = encoder._model
-        self.identity = f"{encoder.model_identity}-transcribe-1"
+        self.identity = f"{encoder.model_identity}-transcribe-2"
 
     def transcribe(self, item: Item, max_duration_s: float | None) -> Transcript:
         wave = load_audio(item.file, max_duration_s, item.start_s or 0.0, item.end_s)
         segments, info = self._model.transcribe(
-            wave, beam_size=1, vad_filter=False, condition_on_previous_text=False, without_timestamps=True
-        )
+            wave, beam_size=1, temperature=0.0, vad_filter=False, condition_on_previous_text=False,
+            without_timestamps=True,
+        )  # fmt: skip
         text = " ".join(s.text.strip() for s in segments).strip()
         return Transcript(text, info.language, float(info.language_probability))
 
