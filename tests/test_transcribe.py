@@ -40,7 +40,7 @@ def test_ctc_greedy_decoding_merges_repeats_and_drops_blanks(tiny_ctc: Path) -> 
     ctc = load_ctc(f"hf:{tiny_ctc}")
     wave = tone(300, 1.0, noise=0.2)
     with torch.no_grad():  # by hand: argmax per frame, merge repeats, drop <pad>, "|" is a space
-        logits = ctc._model(**ctc._processor([wave], sampling_rate=16_000, return_tensors="pt")).logits[0]
+        logits = ctc._model(**ctc._extractor([wave], sampling_rate=16_000, return_tensors="pt")).logits[0]
     ids = logits.argmax(-1).tolist()
     merged = [i for n, i in enumerate(ids) if i != 0 and (n == 0 or i != ids[n - 1])]
     expected = " ".join("".join({3: "A", 4: "B", 5: "C", 1: "<unk>"}.get(i, "|") for i in merged).split("|"))

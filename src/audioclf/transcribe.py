@@ -60,9 +60,10 @@ class WhisperTranscriber:
 class CTCTranscriber:
     """Greedy CTC decoding of a transformers ``*ForCTC`` model with its tokenizer."""
 
-    def __init__(self, spec: str, processor: Any, model: Any, identity: str) -> None:
+    def __init__(self, spec: str, extractor: Any, tokenizer: Any, model: Any, identity: str) -> None:
         self.spec = spec
-        self._processor = processor
+        self._extractor = extractor
+        self._tokenizer = tokenizer
         self._model = model.eval()
         self.identity = f"{identity}-ctc-greedy-1"
 
@@ -75,10 +76,10 @@ class CTCTranscriber:
     def decode(self, waves: list[np.ndarray]) -> list[str]:
         import torch
 
-        inputs = self._processor(waves, sampling_rate=SAMPLE_RATE_HZ, return_tensors="pt", padding=True)
+        inputs = self._extractor(waves, sampling_rate=SAMPLE_RATE_HZ, return_tensors="pt", padding=True)
         with torch.inference_mode():
             logits = self._model(**inputs).logits
-        return [t.strip() for t in self._processor.batch_decode(logits.argmax(-1))]
+        return [t.strip() for t in self._tokenizer.batch_decode(logits.argmax(-1))]
 
 
 class EncoderTranscriber:
@@ -103,18 +104,16 @@ class EncoderTranscriber:
 
 def load_ctc(spec: str) -> CTCTranscriber:
     """``hf:<id or folder>`` of a model with a CTC head and a tokenizer (e.g. facebook/wav2vec2-base-960h)."""
-    from transformers import AutoModelForCTC, AutoProcessor
+    from transformers import AutoModelForCTC
 
     from .hub import load_hf, model_fingerprint, pretrained, tokenizer_of
 
     def load(source: str, local_only: bool) -> CTCTranscriber:
-        what = "a CTC speech recogniser"
-        if tokenizer_of(source, local_only) is None:
+        tokenizer = tokenizer_of(source, local_only)
+        if tokenizer is None:
             raise EncoderError(f"{spec}: has no tokenizer (vocab.json) to turn CTC output into text")
-        processor, model = pretrained(AutoModelForCTC, source, local_only, spec, what, AutoProcessor)
-        if not hasattr(processor, "batch_decode"):
-            raise EncoderError(f"{spec}: has no tokenizer to turn CTC output into text")
-        return CTCTranscriber(spec, processor, model, model_fingerprint(model, processor.feature_extractor))
+        extractor, model = pretrained(AutoModelForCTC, source, local_only, spec, "a CTC speech recogniser")
+        return CTCTranscriber(spec, extractor, tokenizer, model, model_fingerprint(model, extractor))
 
     return load_hf(spec, load)
 
