@@ -4,11 +4,12 @@ same cache, keys and failures as one machine.
 Work is split by item: chunks of a few manifest rows go to a pool of actors. An embedding actor loads the
 encoder once and runs the ordinary single-machine pipeline (``embed_items``: download, decode, batch, cache) on
 each chunk it is given; a fetching actor runs ``fetch_all`` (yt-dlp, with its retries) on its chunk.
-``ray.util.ActorPool`` hands a chunk to an actor only when it is free, which is the backpressure: downloads never
-run ahead of the encoders, and ``--min-free`` stops downloads before they fill the disk. The cache directory
+``ray.util.ActorPool`` hands an embedding actor a chunk only when one of its two slots is free, which is the
+backpressure: one chunk downloads while the other encodes, so downloads run at most a chunk ahead of the
+encoder, and ``--min-free`` stops downloads before they fill the disk. The cache directory
 must be shared by every node (a network or cluster filesystem); entries are written atomically under file
 locks, so a cluster run and a single-machine run resume each other's work. A killed actor is restarted by Ray
-and its in-flight chunk retried; chunks that finished are in the cache already. Ray is optional
+and its in-flight chunks retried; chunks that finished are in the cache already. Ray is optional
 (``pip install 'audioclf[ray]'``) and only imported when a run starts.
 """
 

@@ -105,11 +105,14 @@ class TextView:
         self.said = Transcripts(options.transcriber, acoustic, cache_dir, windows)
         self.transcriber_spec = options.transcriber or acoustic.spec
         self.text = load_text_encoder(options.text_encoder)
-        self.same_pass_cache = self.said.same_pass_cache
 
     @property
     def transcriber(self) -> Transcriber:
         return self.said.transcriber
+
+    @property
+    def same_pass_cache(self) -> TranscriptCache | None:
+        return self.said.same_pass_cache
 
     def transcripts(self, items: Sequence[Item]) -> list[Transcript]:
         return self.said(items)

@@ -249,7 +249,6 @@ class Fetcher:
 
     def _check_space(self, item: Item, info: dict[str, Any]) -> None:
         """Fail this item (not the run) when its download would fill the disk the cache is on."""
-        self.media.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(self.media).free
         expected = int(info.get("filesize") or info.get("filesize_approx") or 0)
         if free - expected < self.options.min_free_bytes:
