@@ -2,8 +2,8 @@
 
     python bench/fsdd_loso.py --data ../shared/data/fsdd/recordings [--encoder builtin]
 
-For each speaker: train on the other speakers (takes 45-49 of each as the validation split that picks the head
-and the epoch), test on every recording of the held-out speaker. Embeddings are cached once and shared by the
+For each speaker: train on the other speakers (the probe is chosen by audioclf's grouped cross-validation, whose
+groups are the speakers: leave-one-training-speaker-out), test on every recording of the held-out speaker. Embeddings are cached once and shared by the
 folds (the cache is keyed by file content), so the first fold pays for embedding and the rest do not.
 """
 
@@ -24,7 +24,6 @@ from audioclf.predict import apply_model
 from audioclf.train import TrainOptions, train
 
 NAME = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav$")
-VAL_FROM_TAKE = 45
 
 
 def write_manifest(files: list[Path], test_speaker: str, path: Path) -> None:
@@ -34,8 +33,8 @@ def write_manifest(files: list[Path], test_speaker: str, path: Path) -> None:
         for f in files:
             m = NAME.search(f.name)
             assert m is not None
-            digit, speaker, take = m.group(1), m.group(2), int(m.group(3))
-            split = "test" if speaker == test_speaker else "val" if take >= VAL_FROM_TAKE else "train"
+            digit, speaker = m.group(1), m.group(2)
+            split = "test" if speaker == test_speaker else "train"
             writer.writerow([str(f.resolve()), digit, split, speaker])
 
 

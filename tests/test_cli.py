@@ -29,11 +29,15 @@ def test_train_evaluate_predict_with_hf_encoder(
         "--epochs", "40", "--cache-dir", cache,
     )  # fmt: skip
     assert code == 0, err
-    assert "epoch" in out and "val_f1" in out and "best validation" in out and "mean train loss" in out
+    assert "candidate (cross-validation)" in out and "cross-validation accuracy" in out
     meta = json.loads((model / "audioclf.json").read_text())
     assert meta["labels"] == ["high", "low", "mid"] and meta["encoder"]["spec"] == f"hf:{tiny_wav2vec2}"
     assert meta["head"]["n_layers"] == 3 and (model / "head.safetensors").is_file()
-    assert meta["training"]["n_train_recordings"] + meta["training"]["n_val_recordings"] == 27  # test rows held out
+    assert meta["training"]["n_train_recordings"] == 27  # test rows held out; the final probe sees all the others
+    assert meta["training"]["cv_folds"] == 3  # one fold per training speaker of the tone set
+    searched = {c["config"] for c in meta["training"]["search"]}
+    assert {"logreg C=0.1 layer=last", "logreg C=0.1 layer=mean", "linear lr=0.001 wd=0.1 layer=weighted"} <= searched
+    assert meta["metrics"]["cv_accuracy"] > 0.5
 
     code, out, err = run(capsys, "evaluate", "--model", str(model), "--manifest", str(tone_dataset), *common)
     assert code == 0, err
@@ -148,8 +152,19 @@ def test_test_size_holds_out_whole_groups(
     assert held[0] == "path,label,split,group" and len(held) == 10
     assert len({line.rsplit(",", 1)[1] for line in held[1:]}) == 1  # one whole speaker
     meta = json.loads((model / "audioclf.json").read_text())
-    assert meta["training"]["n_train_recordings"] + meta["training"]["n_val_recordings"] == 18
+    assert meta["training"]["n_train_recordings"] == 18
     assert json.loads((model / "report" / "report.json").read_text())["recording"]["n"] == 9
+
+
+def test_a_torch_head_prints_its_epochs(tone_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An MLP probe is refitted for the epoch count the folds chose; each epoch line shows the CV curve."""
+    args = ["train", "--manifest", str(tone_dataset), "--encoder", "builtin", "--hidden", "512", "--epochs", "8"]
+    code, out, err = run(capsys, *args, "--out", str(tmp_path / "m"), "--cache-dir", str(tmp_path / "c"))
+    assert code == 0, err
+    assert "epoch" in out and "val_f1" in out and "mean train loss" in out and "cross-validation accuracy" in out
+    meta = json.loads((tmp_path / "m" / "audioclf.json").read_text())
+    assert meta["head"]["hidden"] == 512 and 1 <= meta["training"]["epochs"] <= 8
+    assert out.count("\n    1 ") == 1  # one epoch table: the refit's
 
 
 def test_an_object_store_url_is_not_taken_for_a_cache_folder(tmp_path: Path) -> None:

@@ -92,7 +92,7 @@ def test_train_on_what_is_said(
     code = main([*args, "--cache-dir", cache, "--quiet"])
     printed = capsys.readouterr()
     assert code == 0, printed.err
-    assert ("fusion           late; validation accuracy acoustic" in printed.out) == (features == "fused")
+    assert ("fusion           late; out-of-fold accuracy acoustic" in printed.out) == (features == "fused")
     meta = json.loads((model / "audioclf.json").read_text())
     assert meta["features"]["mode"] == features and meta["features"]["text_encoder"] == text_encoder
     assert (model / "tfidf.json").is_file() == (text_encoder == "tfidf")
@@ -111,6 +111,7 @@ def test_train_on_what_is_said(
     assert report["recording"]["n"] == 4 and "theo" in (model / "report" / "transcripts.csv").read_text()
     if features == "fused":  # late fusion: a probe per view, each calibrated; the report shows each view alone
         assert (model / "text_head.safetensors").is_file() and len(meta["fusion"]["temperatures"]) == 2
+        assert 0.0 <= meta["fusion"]["acoustic_weight"] <= 1.0
         assert set(report["views"]) == {"acoustic", "transcript"} and "(this view alone)" in capsys.readouterr().out
 
 

@@ -4,4 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+# Light to import: the cross-validation flow imports torch and scikit-learn only when it runs.
+from .crossval import CrossvalOptions, CrossvalResult, FoldResult, crossval
+
+__all__ = ["CrossvalOptions", "CrossvalResult", "FoldResult", "__version__", "crossval"]

@@ -126,14 +126,8 @@ def _window_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-duration", type=float, default=None, help="use at most this many seconds of each recording")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="audioclf", description="Train, evaluate and apply audio classifiers.")
-    parser.add_argument("--version", action="version", version=f"audioclf {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("train", help="embed a labelled manifest, train a probe, save the model")
-    p.add_argument("--manifest", type=Path, required=True, help="CSV/JSONL manifest or a folder of label folders")
-    p.add_argument("--out", type=Path, required=True, help="model folder to write")
+def _feature_args(p: argparse.ArgumentParser) -> None:
+    """The encoder and what the probe learns from."""
     p.add_argument(
         "--encoder",
         default=None,
@@ -153,33 +147,87 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--text-encoder", default="minilm", help="minilm | tfidf | hf:<sentence encoder> (default %(default)s)"
     )
+
+
+def _train_args(p: argparse.ArgumentParser, out_help: str, force_help: str, *, crossval: bool = False) -> None:
+    """The options of ``train``, which ``crossval`` shares (without --test-size and the fine-tuning ones)."""
+    p.add_argument("--manifest", type=Path, required=True, help="CSV/JSONL manifest or a folder of label folders")
+    p.add_argument("--out", type=Path, required=True, help=out_help)
+    p.add_argument("--force", action="store_true", help=force_help)
+    _feature_args(p)
     p.add_argument("--layer", default="auto", help="auto | last | weighted | <index> (HF encoders)")
     p.add_argument("--hidden", type=int, default=None, help="hidden units of the head (0 = linear; default: search)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (probe: searched; finetune: 3e-5)")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (probe 200, finetune 10)")
     p.add_argument("--patience", type=int, default=None, help="early-stopping patience (probe 20, finetune 3)")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="grouped validation share (default %(default)s)")
+    p.add_argument(
+        "--inner-folds" if crossval else "--folds",  # crossval's --folds are the outer folds
+        dest="folds",
+        type=int,
+        default=5,
+        metavar="K",
+        help="grouped cross-validation folds that choose the probe (default %(default)s)"
+        + (", inside each training fold" if crossval else ""),
+    )
+    p.add_argument(
+        "--val-fraction", type=float, default=0.2, help="finetune: grouped validation share (default %(default)s)"
+    )
     p.add_argument("--class-weight", choices=["none", "balanced"], default="none")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--test-size",
-        type=float,
-        default=None,
-        help="hold out this many groups (videos), or this fraction if < 1, as a grouped stratified test set",
-    )
-    p.add_argument("--force", action="store_true", help="overwrite an existing model folder")
+    if crossval:
+        p.set_defaults(test_size=None)  # the held-out folds are the test sets
+    else:
+        p.add_argument(
+            "--test-size",
+            type=float,
+            default=None,
+            help="hold out this many groups (videos), or this fraction if < 1, as a grouped stratified test set",
+        )
     p.add_argument(
         "--mode",
         choices=["probe", "finetune"],
         default="probe",
-        help="probe on cached embeddings (fast, default) or full fine-tuning of an hf: encoder",
+        help="probe on cached embeddings (fast, default) or full fine-tuning of an hf: encoder"
+        + (" (crossval: probe only)" if crossval else ""),
     )
     _ray_args(p)
-    _finetune_args(p)
+    if not crossval:
+        _finetune_args(p)
     _precision(p)
     _window_args(p)
     _fetch_args(p)
     _common(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="audioclf", description="Train, evaluate and apply audio classifiers.")
+    parser.add_argument("--version", action="version", version=f"audioclf {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="embed a labelled manifest, train a probe, save the model")
+    _train_args(p, "model folder to write", "overwrite an existing model folder")
+
+    p = sub.add_parser("crossval", help="train and evaluate once per grouped fold; pooled report with CIs")
+    out_help, force_help = (
+        "folder for the folds' manifests, models and reports",
+        "redo every fold (default: keep finished ones)",
+    )
+    _train_args(p, out_help, force_help, crossval=True)
+    g = p.add_argument_group("folds (outer cross-validation)")
+    g.add_argument(
+        "--folds",
+        dest="cv_folds",
+        type=int,
+        default=5,
+        metavar="K",
+        help="grouped, label-stratified folds, each held out once (default %(default)s; fewer with fewer groups)",
+    )
+    g.add_argument(
+        "--fold-column",
+        default=None,
+        metavar="COLUMN",
+        help="one fold per value of this manifest column instead, e.g. fold (official folds) or group",
+    )
 
     _evaluate_predict_parsers(sub)
     _embed_fetch_parsers(sub)

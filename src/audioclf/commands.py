@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING
 from .audio import WindowOptions
 from .cache import EmbeddingCache
 from .cli import EPOCH_HEADER, EXIT_OK, EXIT_PARTIAL, emit, emit_json, fetch_options, ray_options, window_options
+from .crossval import CrossvalOptions, FoldResult, crossval
+from .crossval_report import describe
 from .embed import Failure, embed_items, write_failures
 from .encoders import DEFAULT_ENCODER, load_encoder
-from .errors import DecodeError, ManifestError
+from .errors import DecodeError, ManifestError, TrainingError
 from .evaluate import compute_report, view_reports
 from .features import FeatureOptions, write_transcripts
 from .finetune import FinetuneOptions
@@ -24,7 +26,7 @@ from .model import load_model
 from .predict import apply_model, predict_inputs
 from .report import summary_lines, write_report
 from .sources import fetch_all
-from .train import TrainOptions, train
+from .train import TrainOptions, TrainSummary, train
 
 if TYPE_CHECKING:
     from .distributed import RayOptions, RayRun
@@ -52,14 +54,13 @@ def _epoch_printer(quiet: bool) -> Callable[[EpochStats], None] | None:
     return None if quiet else on_epoch
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    if args.mode == "finetune":
-        return _finetune(args)
-    options = TrainOptions(
+def train_options(args: argparse.Namespace) -> TrainOptions:
+    """The probe's TrainOptions from the options that ``train`` and ``crossval`` share."""
+    return TrainOptions(
         encoder=args.encoder,
         windows=window_options(args),
         cache_dir=args.cache_dir,
-        val_fraction=args.val_fraction,
+        folds=args.folds,
         layer=args.layer,
         hidden=args.hidden,
         lr=args.lr,
@@ -77,17 +78,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         features=FeatureOptions(args.features, args.transcriber, args.text_encoder),
         ray=ray_options(args),
     )
-    s = train(args.manifest, args.out, options, on_epoch=_epoch_printer(args.quiet))
-    fit = s.fit
-    _overall(fit.history, fit.best_epoch, s.seconds)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.mode == "finetune":
+        return _finetune(args)
+    s = train(args.manifest, args.out, train_options(args), on_epoch=_epoch_printer(args.quiet))
+    _search_table(s)
+    _overall(s.fit.history, s.fit.best_epoch, s.seconds, s)
     emit(f"encoder          {s.encoder_spec}" + (" (fallback)" if s.fallback_reason else ""))
     see = f" — see {s.out / 'failures.csv'}" if s.embed.failures else ""
     if s.ray is not None:
         hours, workers = s.ray.result.audio_s / 3600, len(s.ray.workers)
         emit(f"ray              {s.ray.result.summary()}; {hours:.2f} h of audio on {workers} worker process(es)")
     emit(f"data             {s.embed.summary()}{see}")
-    emit(f"split            {s.n_train} train / {s.n_val} validation recordings (grouped), {len(s.labels)} labels")
-    emit(f"search           {len(s.search)} configs; best {s.config.describe()}")
+    folds = f"{s.n_folds}-fold grouped cross-validation" if s.n_folds > 1 else "the split=val rows"
+    emit(f"split            {s.n_train} training recordings, {len(s.labels)} labels; probe chosen by {folds}")
+    emit(f"search           {len(s.search)} configs; best {s.config.describe()}, refit on all training recordings")
     if s.fusion is not None:
         emit(f"fusion           {s.fusion}")
     emit(f"model            {s.out}")
@@ -99,12 +106,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _overall(history: list[EpochStats], best_epoch: int, seconds: float) -> None:
-    best = history[best_epoch - 1]
+SEARCH_ROWS = 8  # the best candidates shown; all of them are in audioclf.json
+
+
+def _search_table(s: TrainSummary) -> None:
+    """The best candidates of the cross-validation, best first (mean ± std over folds)."""
+    ranked = sorted(s.search, key=lambda c: (c.config == s.config, c.key), reverse=True)  # the chosen one first
     emit()
-    emit(f"epochs           {len(history)} (best {best_epoch}), {sum(h.seconds for h in history):.2f} s")
-    emit(f"mean train loss  {sum(h.train_loss for h in history) / len(history):.4f}")
-    emit(f"best validation  accuracy {best.val_acc:.3f}, macro-F1 {best.val_f1:.3f}")
+    emit(f"{'candidate (cross-validation)':<34} {'macro-F1':>15} {'accuracy':>8} {'log-loss':>8} {'epochs':>6}")
+    for c in ranked[:SEARCH_ROWS]:
+        f1, epochs = f"{c.f1.mean():.3f} ± {c.f1.std():.3f}", c.epochs or "-"
+        emit(f"{c.config.describe():<34} {f1:>15} {c.accuracy.mean():>8.3f} {c.log_loss.mean():>8.4f} {epochs:>6}")
+    if len(ranked) > SEARCH_ROWS:
+        emit(f"... {len(ranked) - SEARCH_ROWS} more in {s.out / 'audioclf.json'}")
+
+
+def _overall(history: list[EpochStats], best_epoch: int, seconds: float, probe: TrainSummary | None = None) -> None:
+    """The per-epoch table's summary (a fine-tuning run, or a probe refitted for its chosen epochs)."""
+    emit()
+    if history:
+        emit(f"epochs           {len(history)} (best {best_epoch}), {sum(h.seconds for h in history):.2f} s")
+        emit(f"mean train loss  {sum(h.train_loss for h in history) / len(history):.4f}")
+    if probe is not None:
+        fit = probe.fit
+        emit(f"cross-validation accuracy {fit.best_val_acc:.3f}, macro-F1 {fit.best_f1:.3f} (the chosen probe)")
+    else:
+        best = history[best_epoch - 1]
+        emit(f"best validation  accuracy {best.val_acc:.3f}, macro-F1 {best.val_f1:.3f}")
     emit(f"total time       {seconds:.1f} s")
 
 
@@ -153,6 +181,55 @@ def _finetune(args: argparse.Namespace) -> int:
     emit(f"failed           {len(s.failures)}" + (f" — see {s.out / 'failures.csv'}" if s.failures else ""))
     emit(f"model            {s.out} (transformers format; checkpoint in {s.out / 'checkpoint'})")
     return 0
+
+
+def cmd_crossval(args: argparse.Namespace) -> int:
+    if args.mode == "finetune":
+        raise TrainingError(
+            "crossval cross-validates the probe; --mode finetune is not supported there "
+            "(run train --mode finetune on the fold manifests in <out>/folds/ instead)"
+        )
+    options = CrossvalOptions(args.cv_folds, args.fold_column, train_options(args), args.force, args.seed)
+    r = crossval(args.manifest, args.out, options, on_fold=_fold_line)
+    emit()
+    emit(f"{'fold':>4}  {'held out':<16} {'recordings':>10} {'accuracy':>8} {'macro-F1':>8}  probe")
+    for f in r.folds:
+        acc, f1 = (f"{v:.3f}" if v is not None else "n/a" for v in (f.accuracy, f.macro_f1))
+        emit(f"{f.fold:>4}  {_held_out(f)[:16]:<16} {f.n_test:>10} {acc:>8} {f1:>8}  {f.config}")
+    over = r.over_folds
+    emit(
+        f"over {over['accuracy']['n_folds']} folds (mean ± std): accuracy {describe(over['accuracy'])}, "
+        f"macro-F1 {describe(over['macro_f1'])}"
+    )
+    emit()
+    emit(f"pooled out-of-fold predictions of all {len(r.folds)} folds (CI: bootstrap over groups):")
+    for line in summary_lines(r.report):
+        emit(line)
+    emit(f"folds       {r.folds_from}")
+    emit(f"encoder     {r.encoder}" + (" (fallback)" if r.fallback_reason else ""))
+    see = f" — see {r.out / 'failures.csv'}" if r.failures else ""
+    emit(f"data        {r.n_rows} rows, {len(r.failures)} failed{see}")
+    emit("wrote       " + ", ".join(str(p) for p in r.paths) + f", and per fold {r.out}/fold_<k>/report/")
+    return 0
+
+
+def _held_out(f: FoldResult) -> str:
+    """The fold's value in --fold-column, else its groups (a few by name)."""
+    if f.name != str(f.fold):
+        return f.name
+    return ", ".join(f.groups) if len(f.groups) <= 3 else f"{len(f.groups)} groups"
+
+
+def _fold_line(f: FoldResult) -> None:
+    held = _held_out(f)
+    if f.accuracy is None:
+        emit(f"fold {f.fold}/{f.n_folds}  held out {held}: no recording could be read")
+        return
+    when = "kept from an earlier run" if f.reused else f"{f.seconds:.1f} s"
+    emit(
+        f"fold {f.fold}/{f.n_folds}  held out {held}: {f.n_test} recordings  accuracy {f.accuracy:.3f}  "
+        f"macro-F1 {f.macro_f1:.3f}  probe {f.config}  ({when})"
+    )
 
 
 def _rows_for_split(manifest: Path, split: str) -> list[Item]:

@@ -14,6 +14,9 @@ from torch import nn
 
 LAST = "last"
 WEIGHTED = "weighted"
+MEAN = "mean"  # the plain average of the z-scored layers
+ADAMW = "adamw"  # a torch head trained by AdamW for a number of epochs
+LBFGS = "lbfgs"  # a standardised L2 logistic regression (scikit-learn, LBFGS) held as a linear head
 
 
 @dataclass(frozen=True)
@@ -23,10 +26,14 @@ class ProbeConfig:
     hidden: int = 0  # 0: logistic regression; otherwise one hidden layer of this width
     lr: float = 1e-3
     weight_decay: float = 0.1  # decoupled (AdamW)
-    layer: str = LAST  # "last", "weighted" or a layer index as a string ("0" = the CNN/input features)
+    layer: str = LAST  # "last", "weighted", "mean" or a layer index as a string ("0" = the CNN/input features)
     dropout: float = 0.2
+    fitter: str = ADAMW  # ADAMW, or LBFGS: logistic regression with inverse L2 strength ``c`` (hidden = 0)
+    c: float = 0.0
 
     def describe(self) -> str:
+        if self.fitter == LBFGS:
+            return f"logreg C={self.c:g} layer={self.layer}"
         kind = "linear" if self.hidden == 0 else f"mlp{self.hidden}"
         return f"{kind} lr={self.lr:g} wd={self.weight_decay:g} layer={self.layer}"
 
@@ -90,6 +97,8 @@ class ProbeHead(nn.Module):
         x = (x - self.mean) / self.std
         if self.config.layer == WEIGHTED:
             return (torch.softmax(self.layer_logits, 0)[None, :, None] * x).sum(1)
+        if self.config.layer == MEAN:
+            return x.mean(1)
         index = -1 if self.config.layer == LAST else int(self.config.layer)
         return x[:, index]
 
@@ -112,6 +121,39 @@ def mean_by_recording(logits: torch.Tensor, recording: np.ndarray) -> torch.Tens
     return sums / counts[:, None]
 
 
+class ProbeTrainer:
+    """One head, its optimiser and loss: trained an epoch at a time (cross-validation steps k of them together)."""
+
+    def __init__(self, head: ProbeHead, train: tuple[torch.Tensor, np.ndarray], options: FitOptions) -> None:
+        self.head, self.options = head, options
+        self.x, y = train
+        self.y = torch.as_tensor(y, dtype=torch.long)
+        n_classes = head.classifier[-1].out_features  # type: ignore[index]
+        self.loss_fn = nn.CrossEntropyLoss(weight=class_weights(y, n_classes) if options.balanced else None)
+        config = head.config
+        self.optimiser = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    def epoch(self) -> tuple[float, float]:
+        """One pass over the training windows in a random order: (mean loss, accuracy)."""
+        head, x, y = self.head, self.x, self.y
+        head.train()
+        order = torch.randperm(len(x))
+        total_loss, correct = 0.0, 0
+        for start in range(0, len(x), self.options.batch_size):
+            idx = order[start : start + self.options.batch_size]
+            logits = head(x[idx])
+            loss = self.loss_fn(logits, y[idx])
+            self.optimiser.zero_grad()
+            loss.backward()
+            self.optimiser.step()
+            total_loss += loss.item() * len(idx)
+            correct += int((logits.argmax(1) == y[idx]).sum())
+        return total_loss / len(x), correct / len(x)
+
+    def validate(self, val: tuple[torch.Tensor, np.ndarray, np.ndarray]) -> tuple[float, float, float]:
+        return _validate(self.head, val, self.loss_fn)
+
+
 def fit_probe(
     head: ProbeHead,
     train: tuple[torch.Tensor, np.ndarray],
@@ -124,18 +166,13 @@ def fit_probe(
     ``train`` is (x [N, L, D], y [N]); ``val`` is (x, y per window, recording id per window).
     """
     torch.manual_seed(options.seed)
-    x_tr, y_tr = train
-    n_classes = head.classifier[-1].out_features  # type: ignore[index]
-    weight = class_weights(y_tr, n_classes) if options.balanced else None
-    loss_fn = nn.CrossEntropyLoss(weight=weight)
-    optimiser = torch.optim.AdamW(head.parameters(), lr=head.config.lr, weight_decay=head.config.weight_decay)
-    y_tr_t = torch.as_tensor(y_tr, dtype=torch.long)
+    trainer = ProbeTrainer(head, train, options)
     history: list[EpochStats] = []
     best: FitResult | None = None
     for epoch in range(1, options.max_epochs + 1):
         started = time.perf_counter()
-        train_loss, train_acc = _train_epoch(head, x_tr, y_tr_t, loss_fn, optimiser, options.batch_size)
-        val_loss, val_acc, val_f1 = _validate(head, val, nn.CrossEntropyLoss(weight=weight))
+        train_loss, train_acc = trainer.epoch()
+        val_loss, val_acc, val_f1 = trainer.validate(val)
         stats = EpochStats(epoch, time.perf_counter() - started, train_loss, train_acc, val_loss, val_acc, val_f1)
         history.append(stats)
         if on_epoch is not None:
@@ -147,29 +184,6 @@ def fit_probe(
             break
     assert best is not None
     return FitResult(best.state, best.best_epoch, best.best_f1, best.best_val_acc, history)
-
-
-def _train_epoch(
-    head: ProbeHead,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    loss_fn: nn.Module,
-    optimiser: torch.optim.Optimizer,
-    batch_size: int,
-) -> tuple[float, float]:
-    head.train()
-    order = torch.randperm(len(x))
-    total_loss, correct = 0.0, 0
-    for start in range(0, len(x), batch_size):
-        idx = order[start : start + batch_size]
-        logits = head(x[idx])
-        loss = loss_fn(logits, y[idx])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        total_loss += loss.item() * len(idx)
-        correct += int((logits.argmax(1) == y[idx]).sum())
-    return total_loss / len(x), correct / len(x)
 
 
 @torch.no_grad()

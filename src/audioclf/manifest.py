@@ -88,6 +88,21 @@ def load_manifest(path: Path, *, require_labels: bool = True) -> list[Item]:
     return _dedupe(items)
 
 
+def column_values(path: Path, column: str) -> dict[str, str]:
+    """Each row's non-empty value in ``column`` of a CSV/JSONL manifest, keyed like ``Item.where`` (e.g. the
+    official folds of a data set, for ``crossval --fold-column``)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ManifestError(f"{path}: a folder of label folders has no columns; give a CSV or JSONL manifest")
+    key = column.strip().lower()
+    jsonl = path.suffix.lower() in (".jsonl", ".ndjson", ".json")
+    rows = _jsonl_rows(path) if jsonl else _csv_rows(path, require_labels=False)
+    values = {f"{path}:{line_no}": row.get(key, "") for line_no, row in rows}
+    if not any(values.values()):
+        raise ManifestError(f"{path}: no {column!r} column, or it is empty on every row")
+    return {where: value for where, value in values.items() if value}
+
+
 def _csv_rows(path: Path, require_labels: bool) -> Iterator[tuple[int, dict[str, str]]]:
     # utf-8-sig drops a BOM; newline="" lets csv handle Windows line endings.
     with open(path, encoding="utf-8-sig", newline="") as fh:

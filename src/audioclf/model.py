@@ -63,7 +63,11 @@ def save_model(out: Path, model: TrainedModel) -> None:
 def fusion_meta(fusion: Fusion) -> dict[str, Any]:
     head = fusion.text_head
     shape = {"n_layers": int(head.mean.shape[0]), "dim": int(head.mean.shape[1])}
-    return {"temperatures": list(fusion.temperatures), "text_head": {**shape, **head.config.__dict__}}
+    return {
+        "temperatures": list(fusion.temperatures),
+        "acoustic_weight": fusion.weight,
+        "text_head": {**shape, **head.config.__dict__},
+    }
 
 
 def build_meta(
@@ -136,7 +140,9 @@ def _load_fusion(path: Path, meta: dict[str, Any], n_classes: int) -> Fusion:
         spec = dict(meta["fusion"]["text_head"])
         n_layers, dim = int(spec.pop("n_layers")), int(spec.pop("dim"))
         t_acoustic, t_text = (float(t) for t in meta["fusion"]["temperatures"])
+        weight = float(meta["fusion"].get("acoustic_weight", 0.5))  # models before the weight mixed evenly
         config = ProbeConfig(**spec)
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"{path / CONFIG_NAME}: damaged fusion settings ({exc}); retrain the model") from exc
-    return Fusion(_load_head(path / TEXT_WEIGHTS_NAME, n_layers, dim, n_classes, config), (t_acoustic, t_text))
+    text_head = _load_head(path / TEXT_WEIGHTS_NAME, n_layers, dim, n_classes, config)
+    return Fusion(text_head, (t_acoustic, t_text), weight)

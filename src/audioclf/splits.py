@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+from sklearn.model_selection import GroupKFold, GroupShuffleSplit, StratifiedGroupKFold
 
 from .errors import TrainingError
 from .manifest import Item
@@ -68,3 +68,39 @@ def train_val_indices(items: Sequence[Item], fraction: float, seed: int) -> tupl
     if marked.any():
         return np.flatnonzero(~marked), np.flatnonzero(marked)
     return grouped_split([item.label or "" for item in items], [item.group for item in items], fraction, seed)
+
+
+def cv_folds(items: Sequence[Item], n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Grouped, stratified k-fold (train, validation) indices of the items; rows marked split=val, when there are
+    any, form the one validation fold instead. Fewer folds when there are fewer groups; never a group on both
+    sides of a fold."""
+    marked = np.array([item.split == "val" for item in items])
+    if marked.any():
+        if marked.all():
+            raise TrainingError("every training row has split=val; leave some rows for training")
+        return [(np.flatnonzero(~marked), np.flatnonzero(marked))]
+    y = np.array([item.label or "" for item in items])
+    g = np.array([item.group for item in items])
+    n_groups = len(set(g))
+    if n_groups < 2:
+        raise TrainingError(
+            f"only {n_groups} group in the data: cross-validation needs at least 2 "
+            "(give a 'group' column or more files)"
+        )
+    lone = sorted(str(lab) for lab in set(y) if len(set(g[y == lab])) < 2)
+    if lone:
+        log.warning(
+            "label(s) %s occur in one group (recording/speaker/video) only: a fold that holds that group out "
+            "cannot learn them; add recordings from other groups",
+            lone,
+        )
+    n_splits = max(2, min(n_folds, n_groups))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "least populated class has only N members"
+        try:
+            folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            split = list(folds.split(np.zeros(len(y)), y, g))
+        except ValueError:  # every class has fewer members than folds: grouped folds without stratification
+            log.info("too few recordings per label to stratify %d folds; using grouped folds", n_splits)
+            split = list(GroupKFold(n_splits=n_splits).split(np.zeros(len(y)), y, g))
+    return [(np.sort(keep), np.sort(held)) for keep, held in split if len(held) and len(keep)]

@@ -10,12 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
 from .audio import WindowOptions
 from .cache import Embedded, EmbeddingCache, default_cache_dir
-from .dataset import Dataset, hold_out_test, split_train_val, stack
+from .dataset import Dataset, hold_out_test, stack
 from .embed import EmbedResult, embed_items, write_failures
 from .encoders import Encoder, load_encoder
 from .errors import TrainingError
@@ -23,20 +21,11 @@ from .evaluate import Predictions, compute_report
 from .export import export_probe
 from .features import FeatureOptions, TextView, save_tfidf, write_transcripts
 from .fusion import Fusion, calibrate
-from .heads import (
-    LAST,
-    WEIGHTED,
-    EpochStats,
-    FitOptions,
-    FitResult,
-    ProbeConfig,
-    ProbeHead,
-    fit_probe,
-    predict_logits,
-)
+from .heads import EpochStats, FitOptions, FitResult, ProbeConfig, ProbeHead, predict_logits
 from .manifest import Item, labels_of, load_manifest, usable_labels
 from .model import TrainedModel, build_meta, fusion_meta, prepare_out_dir, save_model
 from .report import write_report
+from .selection import DEFAULT_FOLDS, Candidate, Selection, SelectOptions, refit, select
 from .sources import FetchOptions
 
 if TYPE_CHECKING:
@@ -44,19 +33,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SEARCH_HIDDEN = (0, 512)
-SEARCH_LR = (1e-3, 3e-3)
-
 
 @dataclass(frozen=True)
 class TrainOptions:
     encoder: str | None = None  # None: the default pretrained model, falling back to the built-in one
     windows: WindowOptions = field(default_factory=WindowOptions)
     cache_dir: Path = field(default_factory=default_cache_dir)
-    val_fraction: float = 0.2
-    layer: str = "auto"  # auto (search last and weighted), last, weighted, or a layer index
-    hidden: int | None = None  # None: search SEARCH_HIDDEN
-    lr: float | None = None  # None: search SEARCH_LR
+    folds: int = DEFAULT_FOLDS  # grouped cross-validation folds that choose the probe (split=val rows: one fold)
+    layer: str = "auto"  # auto (search), last, weighted, mean, or a layer index
+    hidden: int | None = None  # None: search logistic regression, linear and MLP heads; 0: linear ones only
+    lr: float | None = None  # given: torch heads at this learning rate only (no logistic regression)
     fit: FitOptions = field(default_factory=FitOptions)
     force: bool = False
     progress: bool = True
@@ -74,9 +60,9 @@ class TrainSummary:
     encoder_spec: str
     fallback_reason: str | None
     embed: EmbedResult
-    n_train: int  # recordings
-    n_val: int
-    search: list[tuple[str, float]]  # config description, best validation macro-F1
+    n_train: int  # recordings the final probe was fitted on
+    n_folds: int  # cross-validation folds that chose it
+    search: list[Candidate]  # every candidate's cross-validation scores
     config: ProbeConfig
     fit: FitResult
     seconds: float
@@ -105,73 +91,30 @@ def _test_report(
     return report
 
 
-def candidate_configs(n_layers: int, options: TrainOptions) -> list[ProbeConfig]:
-    if n_layers == 1:
-        layers = [LAST]
-    elif options.layer == "auto":
-        layers = [LAST, WEIGHTED]
-    else:
-        layers = [options.layer]
-    hidden = SEARCH_HIDDEN if options.hidden is None else (options.hidden,)
-    lrs = SEARCH_LR if options.lr is None else (options.lr,)
-    return [ProbeConfig(hidden=h, lr=lr, layer=layer) for layer in layers for h in hidden for lr in lrs]
-
-
-def search(
-    train: Dataset, val: Dataset, n_classes: int, options: TrainOptions
-) -> tuple[ProbeConfig, list[tuple[str, float]]]:
-    """Fit every candidate with early stopping; the best recording-level validation macro-F1 wins."""
-    configs = candidate_configs(train.x.shape[1], options)
-    results: list[tuple[str, float]] = []
-    best: tuple[float, float, ProbeConfig] | None = None
-    for config in tqdm(configs, desc="search", unit="config", disable=not options.progress, leave=False):
-        fit = _fit(train, val, n_classes, config, options.fit)
-        results.append((config.describe(), fit.best_f1))
-        log.info("%s: validation macro-F1 %.3f at epoch %d", config.describe(), fit.best_f1, fit.best_epoch)
-        # Validation F1 often saturates on small sets; the lower validation loss then breaks the tie.
-        score = (fit.best_f1, -fit.history[fit.best_epoch - 1].val_loss)
-        if best is None or score > best[:2]:
-            best = (*score, config)
-    assert best is not None
-    return best[2], results
-
-
 @dataclass(frozen=True)
 class ViewFit:
-    """The probe chosen and trained for one view of the data."""
+    """The probe chosen by cross-validation for one view of the data, refitted on all its training recordings."""
 
     head: ProbeHead
-    config: ProbeConfig
-    results: list[tuple[str, float]]
+    selection: Selection
     fit: FitResult
-    train: Dataset
-    val: Dataset
+    data: Dataset
+
+    @property
+    def config(self) -> ProbeConfig:
+        return self.selection.chosen.config
 
 
 def fit_view(
     data: Dataset, n_classes: int, options: TrainOptions, on_epoch: Callable[[EpochStats], None] | None = None
 ) -> ViewFit:
-    """Grouped train/validation split, the probe search, then the chosen probe trained with early stopping."""
-    train_set, val_set = split_train_val(data, options.val_fraction, options.fit.seed)
-    config, results = search(train_set, val_set, n_classes, options)
-    fit = _fit(train_set, val_set, n_classes, config, options.fit, on_epoch)
-    head = ProbeHead(data.x.shape[1], data.x.shape[2], n_classes, config)
-    head.load_state_dict(fit.state)
-    return ViewFit(head, config, results, fit, train_set, val_set)
-
-
-def _fit(
-    train: Dataset,
-    val: Dataset,
-    n_classes: int,
-    config: ProbeConfig,
-    options: FitOptions,
-    on_epoch: Callable[[EpochStats], None] | None = None,
-) -> FitResult:
-    torch.manual_seed(options.seed)
-    head = ProbeHead(train.x.shape[1], train.x.shape[2], n_classes, config)
-    head.set_normalisation(train.x)
-    return fit_probe(head, (train.x, train.y), (val.x, val.y, val.recording), options, on_epoch)
+    """Grouped k-fold cross-validation of the candidates, then the chosen one refitted on all of ``data``."""
+    select_options = SelectOptions(
+        options.folds, options.layer, options.hidden, options.lr, options.fit, options.progress
+    )
+    selection = select(data, n_classes, select_options)
+    head, fit = refit(data, n_classes, selection.chosen, options.fit, on_epoch)
+    return ViewFit(head, selection, fit, data)
 
 
 def train(
@@ -207,9 +150,9 @@ def train(
         encoder_spec=encoder.spec,
         fallback_reason=loaded.fallback_reason,
         embed=embedded,
-        n_train=len(main.train.items),
-        n_val=len(main.val.items),
-        search=main.results,
+        n_train=len(main.data.items),
+        n_folds=main.selection.n_folds,
+        search=main.selection.candidates,
         config=main.config,
         fit=main.fit,
         seconds=time.perf_counter() - started,
@@ -273,7 +216,7 @@ def _late_fusion(
         return None, None, None
     text_data, text_test = hold_out_test(stack(text_pairs, labels), options.test_size, options.fit.seed, None)
     text_fit = fit_view(text_data, len(labels), options)
-    fusion, note = calibrate((main.head, main.val), (text_fit.head, text_fit.val), labels)
+    fusion, note = calibrate(main.selection.chosen.oof, text_fit.selection.chosen.oof, main.data, text_fit.head)
     return fusion, text_test, note
 
 
@@ -286,7 +229,7 @@ def _text_view(options: TrainOptions, encoder: Encoder) -> TextView | None:
 def _meta(
     manifest: Path, s: TrainSummary, encoder_identity: str, head: ProbeHead, options: TrainOptions
 ) -> dict[str, Any]:
-    best = s.fit.history[s.fit.best_epoch - 1]
+    chosen = next(c for c in s.search if c.config == s.config)
     return build_meta(
         labels=s.labels,
         encoder_spec=s.encoder_spec,
@@ -297,13 +240,18 @@ def _meta(
         training={
             "manifest": str(manifest),
             "n_train_recordings": s.n_train,
-            "n_val_recordings": s.n_val,
+            "cv_folds": s.n_folds,
             "n_failed": len(s.embed.failures),
             "fit": asdict(options.fit),
-            "search": [{"config": c, "val_macro_f1": f} for c, f in s.search],
-            "best_epoch": s.fit.best_epoch,
-            "epochs_run": len(s.fit.history),
+            "search": [c.as_dict() for c in s.search],
+            "epochs": s.fit.best_epoch,  # of the final fit (0: logistic regression, no epochs)
+            "final": "refit on all training recordings",
             "fallback_reason": s.fallback_reason,
         },
-        metrics={"val_accuracy": best.val_acc, "val_macro_f1": best.val_f1, "val_loss": best.val_loss},
+        metrics={
+            "cv_accuracy": float(chosen.accuracy.mean()),
+            "cv_macro_f1": float(chosen.f1.mean()),
+            "cv_macro_f1_std": float(chosen.f1.std()),
+            "cv_log_loss": float(chosen.log_loss.mean()),
+        },
     )
