@@ -3,8 +3,9 @@
     python bench/fsdd_loso.py --data ../shared/data/fsdd/recordings [--encoder builtin]
 
 For each speaker: train on the other speakers (the probe is chosen by audioclf's grouped cross-validation, whose
-groups are the speakers: leave-one-training-speaker-out), test on every recording of the held-out speaker. Embeddings are cached once and shared by the
-folds (the cache is keyed by file content), so the first fold pays for embedding and the rest do not.
+groups are the speakers: leave-one-training-speaker-out), test on every recording of the held-out speaker.
+Embeddings are cached once and shared by the folds (the cache is keyed by file content), so the first fold pays
+for embedding and the rest do not.
 """
 
 from __future__ import annotations
