@@ -14,7 +14,7 @@ from audioclf.fusion import calibrate
 from audioclf.heads import LBFGS, FitOptions, ProbeConfig, predict_logits
 from audioclf.logreg import logreg_path
 from audioclf.manifest import Item
-from audioclf.selection import SelectOptions, refit, select
+from audioclf.selection import SelectOptions, candidate_grid, refit, select
 from audioclf.splits import cv_folds
 
 FAST = FitOptions(max_epochs=60, patience=10)
@@ -142,3 +142,15 @@ def test_fusion_falls_back_to_the_informative_view() -> None:
         predict_logits(text_head, noise.astype(np.float32)[:, None]), np.arange(120), x.astype(np.float32)[:, None]
     )
     np.testing.assert_allclose(views["fused"], views["transcript"], atol=1e-5)
+
+
+def test_large_sets_search_a_smaller_grid() -> None:
+    def grid(n: int, dim: int) -> tuple[int, int, int]:
+        y = np.arange(n) % 2
+        data = Dataset(torch.zeros(n, 1, dim), y, np.arange(n), make_items(y, [f"g{i}" for i in range(n)]))
+        torch_configs, logreg, c_grid = candidate_grid(data, SelectOptions())
+        return len(torch_configs), len(logreg), len(c_grid)
+
+    small, large = grid(200, 64), grid(1_100, 1_024)
+    assert small == (4, 1, 8)  # linear and MLP at two learning rates; one layer; eight C values
+    assert large[0] < small[0] and large[2] < small[2]

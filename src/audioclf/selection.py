@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -45,10 +45,11 @@ from .splits import cv_folds
 log = logging.getLogger(__name__)
 
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
-C_GRID_LARGE = (0.01, 0.1, 1.0)
+C_GRID_LARGE = (0.001, 0.01, 0.1, 1.0)
 TORCH_HIDDEN = (0, 512)
 TORCH_LR = (1e-3, 3e-3)
-LARGE_SET = 2_000_000  # training windows x dims above which the grids shrink (the search stays ~30 s)
+LARGE_SET = 1_000_000  # training windows x dims above which the grids shrink (the search stays ~30 s)
+LARGE_SET_PATIENCE = 10  # epochs without a better mean validation curve, on large sets
 DEFAULT_FOLDS = 5
 MIN_LOG_LOSS_GAIN = 1e-3  # an epoch that only lowers the mean log-loss by less than this is no better
 
@@ -116,12 +117,16 @@ def layer_choices(n_layers: int, layer: str) -> tuple[list[str], list[str]]:
     return [LAST, MEAN, *singles], [LAST, WEIGHTED]
 
 
+def is_large(data: Dataset) -> bool:
+    return data.x.shape[0] * data.x.shape[2] > LARGE_SET
+
+
 def candidate_grid(data: Dataset, options: SelectOptions) -> tuple[list[ProbeConfig], list[ProbeConfig], list[float]]:
     """(torch configs, logistic-regression templates, C grid); smaller grids for large sets."""
-    large = data.x.shape[0] * data.x.shape[2] > LARGE_SET
+    large = is_large(data)
     lr_layers, torch_layers = layer_choices(data.x.shape[1], options.layer)
     hidden = TORCH_HIDDEN if options.hidden is None else (options.hidden,)
-    lrs = (TORCH_LR[:1] if large else TORCH_LR) if options.lr is None else (options.lr,)
+    lrs = (TORCH_LR[-1:] if large else TORCH_LR) if options.lr is None else (options.lr,)
     torch_configs = [ProbeConfig(hidden=h, lr=lr, layer=layer) for layer in torch_layers for h in hidden for lr in lrs]
     use_logreg = options.lr is None and not options.hidden
     logreg = [ProbeConfig(layer=layer, fitter=LBFGS) for layer in lr_layers] if use_logreg else []
@@ -161,13 +166,16 @@ def _select(data: Dataset, n_classes: int, options: SelectOptions) -> Selection:
     folds = make_folds(data, options.folds, options.fit.seed)
     torch_configs, logreg, c_grid = candidate_grid(data, options)
     started = time.perf_counter()
+    fit = options.fit
+    if is_large(data):
+        fit = replace(fit, patience=min(fit.patience, LARGE_SET_PATIENCE))
     results: list[Candidate] = []
     steps = [("logreg", c) for c in logreg] + [("torch", c) for c in torch_configs]
     for kind, config in tqdm(steps, desc="cross-validation", unit="config", disable=not options.progress, leave=False):
         if kind == "logreg":
             results += _cv_logreg(folds, len(data.items), n_classes, config, c_grid, options.fit.balanced)
         else:
-            results.append(_cv_torch(folds, len(data.items), n_classes, config, options.fit))
+            results.append(_cv_torch(folds, len(data.items), n_classes, config, fit))
     true = np.zeros(len(data.items), dtype=np.int64)
     true[data.recording] = data.y
     chosen = _choose(results, true)
