@@ -11,7 +11,7 @@ from sklearn.preprocessing import StandardScaler
 from audioclf.dataset import Dataset
 from audioclf.errors import TrainingError
 from audioclf.fusion import calibrate
-from audioclf.heads import LBFGS, FitOptions, ProbeConfig, predict_logits
+from audioclf.heads import LBFGS, FitOptions, ProbeConfig, ProbeHead, predict_logits
 from audioclf.logreg import logreg_path
 from audioclf.manifest import Item
 from audioclf.selection import SelectOptions, candidate_grid, refit, select
@@ -154,3 +154,15 @@ def test_large_sets_search_a_smaller_grid() -> None:
     small, large = grid(200, 64), grid(1_100, 1_024)
     assert small == (4, 1, 8)  # linear and MLP at two learning rates; one layer; eight C values
     assert large[0] < small[0] and large[2] < small[2]
+
+
+def test_a_feature_constant_in_training_keeps_its_scale() -> None:
+    """Dividing by a clamped ~0 std made z-scores of 60,000 on another speaker; StandardScaler keeps scale 1."""
+    x = torch.zeros(12, 1, 3)
+    x[:, 0, 0] = torch.linspace(-1, 1, 12)
+    x[:, 0, 1] = 5.0  # constant in training
+    head = ProbeHead(1, 3, 2, ProbeConfig())
+    head.set_normalisation(x)
+    assert head.std[0, 1] == 1.0 and head.std[0, 0] < 1.0
+    shifted = torch.tensor([[[0.0, 5.3, 0.0]]])
+    assert torch.allclose(head.pool_layers(shifted), torch.tensor([[0.0, 0.3, 0.0]]), atol=1e-5)

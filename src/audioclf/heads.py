@@ -16,6 +16,7 @@ LAST = "last"
 WEIGHTED = "weighted"
 MEAN = "mean"  # the plain average of the z-scored layers
 ADAMW = "adamw"  # a torch head trained by AdamW for a number of epochs
+CONSTANT_STD = 1e-5  # a training std below this: the feature is constant and is not rescaled
 LBFGS = "lbfgs"  # a standardised L2 logistic regression (scikit-learn, LBFGS) held as a linear head
 
 
@@ -90,8 +91,12 @@ class ProbeHead(nn.Module):
             self.classifier = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(dim, n_classes))
 
     def set_normalisation(self, x: torch.Tensor) -> None:
+        """Training mean and std per (layer, feature). A feature constant in training keeps its scale (std 1,
+        as scikit-learn's StandardScaler does): dividing by a clamped ~0 std turned a small shift on another
+        speaker into z-scores of 60,000, which a torch head's untrained weights on that feature multiplied."""
+        std = x.std(0) if len(x) > 1 else torch.zeros_like(x[0])
         self.mean.copy_(x.mean(0))
-        self.std.copy_(x.std(0).clamp(min=1e-5))
+        self.std.copy_(torch.where(std < CONSTANT_STD, torch.ones_like(std), std))
 
     def pool_layers(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) / self.std
