@@ -8,13 +8,14 @@ TORCH_INDEX ?=
 DEMO_DIR ?= runs/demo
 DEMO_DATA := data/fsdd-sample/manifest.csv
 
-.PHONY: help venv demo test lint format bench clean
+.PHONY: help venv demo test lint format bench bench-probe clean
 
 help:
 	@echo "make demo   - create $(VENV), install, train/evaluate/predict on the FSDD sample"
 	@echo "make test   - lint, type-check and run the test suite"
 	@echo "make lint   - ruff + mypy only;  make format - ruff format"
 	@echo "make bench  - built-in encoder, leave-one-speaker-out on ../shared/data/fsdd"
+	@echo "make bench-probe - the probe against plain logistic regression on the same embeddings"
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +50,9 @@ test: lint
 
 bench: venv
 	$(BIN)/python bench/fsdd_loso.py --data ../shared/data/fsdd/recordings
+
+bench-probe: venv
+	$(BIN)/python bench/probe_vs_logreg.py --fsdd ../shared/data/fsdd/recordings
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info .pytest_cache .mypy_cache .ruff_cache
