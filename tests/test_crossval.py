@@ -75,6 +75,13 @@ def test_folds_are_grouped_stratified_and_seeded() -> None:
     assert names == ["1", "2", "3"] and sorted(set(few.tolist())) == [0, 1, 2]
 
 
+def test_too_few_rows_per_label_to_stratify_gives_grouped_folds() -> None:
+    """Every label has fewer rows than folds: scikit-learn refuses to stratify (it raised ValueError here)."""
+    items = _items([("a0", "a", 1), ("a1", "a", 1), ("b0", "b", 1), ("b1", "b", 1)])
+    fold, names, _ = assign_folds(items, Path("m.csv"), 4, seed=0)
+    assert names == ["1", "2", "3", "4"] and sorted(fold.tolist()) == [0, 1, 2, 3]
+
+
 def test_fold_column_is_honoured_csv_and_jsonl(tmp_path: Path) -> None:
     rows = [[f"f{n}.wav", "ab"[n % 2], f"g{n // 2}", ["10", "2", "1"][n // 4]] for n in range(12)]
     manifest = _write(tmp_path / "m.csv", ["path", "label", "group", "fold"], rows)

@@ -13,7 +13,7 @@ from .cache import Embedded
 from .errors import TrainingError
 from .fileio import write_csv_atomic
 from .manifest import Item
-from .splits import grouped_split, train_val_indices
+from .splits import grouped_split
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,12 @@ class Dataset:
     y: np.ndarray  # [n_windows] class ids
     recording: np.ndarray  # [n_windows] recording index
     items: list[Item]  # one per recording
+
+    def recording_labels(self) -> np.ndarray:
+        """The class id of each recording (its windows share it)."""
+        labels = np.zeros(len(self.items), dtype=np.int64)
+        labels[self.recording] = self.y
+        return labels
 
     def subset(self, recordings: np.ndarray) -> Dataset:
         """Windows of the given recordings, renumbered 0..k-1."""
@@ -39,11 +45,6 @@ def stack(embedded: Sequence[tuple[Item, Embedded]], labels: Sequence[str]) -> D
     y = np.concatenate([np.full(len(e.embeddings), index.get(item.label or "", -1)) for item, e in embedded])
     rec = np.concatenate([np.full(len(e.embeddings), i) for i, (_, e) in enumerate(embedded)])
     return Dataset(torch.from_numpy(x), y, rec, [item for item, _ in embedded])
-
-
-def split_train_val(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
-    keep, held = train_val_indices(data.items, fraction, seed)
-    return data.subset(keep), data.subset(held)
 
 
 def hold_out_test(

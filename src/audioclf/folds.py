@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -51,18 +50,11 @@ def assign_folds(
 
 
 def _stratified(y: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
-    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+    from .splits import grouped_kfold  # scikit-learn: imported when a run starts, not with audioclf
 
     fold = np.full(len(y), -1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "the least populated class has only N members"
-        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-        for n, (_, held) in enumerate(splitter.split(y, y, groups)):
-            fold[held] = n
-    if len(set(fold.tolist())) < k:  # the stratifying heuristic left a fold empty: plain grouped folds
-        log.warning("the labels cannot be stratified over %d grouped folds; using unstratified grouped folds", k)
-        for n, (_, held) in enumerate(GroupKFold(n_splits=k).split(y, y, groups)):
-            fold[held] = n
+    for n, (_, held) in enumerate(grouped_kfold(y, groups, k, seed)):
+        fold[held] = n
     return fold
 
 

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
 
 from .dataset import Dataset
 from .heads import ProbeHead, predict_logits
-from .selection import clearly_better
+from .selection import clearly_better, recording_scores
 
 TEMPERATURES = np.exp(np.linspace(np.log(0.05), np.log(20.0), 61))  # grid for temperature scaling
 WEIGHTS = np.linspace(0.0, 1.0, 11)  # the acoustic view's share of the mixture
@@ -52,8 +51,7 @@ def calibrate(
 ) -> tuple[Fusion, str]:
     """Temperatures and the mixture weight from the out-of-fold recording logits of both views (the same
     recordings, the same folds), and a summary line with each view's and the fusion's out-of-fold accuracy."""
-    y = np.zeros(len(data.items), dtype=np.int64)
-    y[data.recording] = data.y
+    y = data.recording_labels()
     held = np.isfinite(acoustic_oof).all(1) & np.isfinite(text_oof).all(1)
     a_oof, t_oof, y = acoustic_oof[held], text_oof[held], y[held]
     t_acoustic, t_text = temperature(a_oof, y), temperature(t_oof, y)
@@ -76,9 +74,8 @@ def calibrate(
 
 def _score(log_p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(macro-F1, -log-loss): the same order as the probe selection."""
-    pred = log_p.argmax(1)
-    nll = float(-log_p[np.arange(len(y)), y].mean())
-    return float(f1_score(y, pred, average="macro", zero_division=0)), -nll
+    nll, _, f1 = recording_scores(torch.from_numpy(log_p), y)
+    return f1, -nll
 
 
 def temperature(recording_logits: np.ndarray, y: np.ndarray) -> float:

@@ -137,9 +137,7 @@ def make_folds(data: Dataset, n_folds: int, seed: int) -> list[FoldData]:
     folds = []
     for keep, held in cv_folds(data.items, n_folds, seed):
         val = data.subset(held)
-        true = np.zeros(len(held), dtype=np.int64)
-        true[val.recording] = val.y
-        folds.append(FoldData(data.subset(keep), val, held, true))
+        folds.append(FoldData(data.subset(keep), val, held, val.recording_labels()))
     return folds
 
 
@@ -176,9 +174,7 @@ def _select(data: Dataset, n_classes: int, options: SelectOptions) -> Selection:
             results += _cv_logreg(folds, len(data.items), n_classes, config, c_grid, options.fit.balanced)
         else:
             results.append(_cv_torch(folds, len(data.items), n_classes, config, fit))
-    true = np.zeros(len(data.items), dtype=np.int64)
-    true[data.recording] = data.y
-    chosen = _choose(results, true)
+    chosen = _choose(results, data.recording_labels())
     for c in results:
         log.debug("%s: cv macro-F1 %.3f ± %.3f", c.config.describe(), c.f1.mean(), c.f1.std())
     seconds = time.perf_counter() - started
@@ -213,8 +209,8 @@ def clearly_better(pred: np.ndarray, base: np.ndarray, true: np.ndarray) -> bool
     return fixed - broken > 2 * np.sqrt(fixed + broken)
 
 
-def _scores(rec_logits: torch.Tensor, true: np.ndarray) -> tuple[float, float, float]:
-    """(log-loss, accuracy, macro-F1) of recording logits."""
+def recording_scores(rec_logits: torch.Tensor, true: np.ndarray) -> tuple[float, float, float]:
+    """(log-loss, accuracy, macro-F1) of recording logits (or log-probabilities)."""
     log_p = torch.log_softmax(rec_logits.double(), dim=1).numpy()
     pred = log_p.argmax(1)
     nll = float(-log_p[np.arange(len(true)), true].mean())
@@ -244,7 +240,7 @@ def _cv_logreg(
     for fold in folds:
         for head in logreg_path(fold.train.x, fold.train.y, n_classes, config, c_grid, balanced=balanced):
             logits = _val_logits(head, fold)
-            per_c[head.config.c].append(_scores(logits, fold.val_true))
+            per_c[head.config.c].append(recording_scores(logits, fold.val_true))
             oof[head.config.c][fold.val_rows] = logits.numpy()
             heads[head.config.c].append(head)
     return [_candidate(heads[c][0].config, per_c[c], oof[c], fold_heads=heads[c]) for c in sorted(c_grid)]
@@ -263,7 +259,7 @@ def _cv_torch(folds: list[FoldData], n_rec: int, n_classes: int, config: ProbeCo
     for epoch in range(1, fit.max_epochs + 1):
         for trainer in trainers:
             trainer.epoch()
-        per_fold = [_scores(_val_logits(t.head, f), f.val_true) for t, f in zip(trainers, folds, strict=True)]
+        per_fold = [recording_scores(_val_logits(t.head, f), f.val_true) for t, f in zip(trainers, folds, strict=True)]
         nll, acc, f1 = (float(np.mean(v)) for v in zip(*per_fold, strict=True))
         curve.append((nll, acc, f1))
         if best is None or f1 > best[0][0] or (f1 == best[0][0] and nll < -best[0][1] - MIN_LOG_LOSS_GAIN):

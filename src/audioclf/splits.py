@@ -94,13 +94,21 @@ def cv_folds(items: Sequence[Item], n_folds: int, seed: int) -> list[tuple[np.nd
             "cannot learn them; add recordings from other groups",
             lone,
         )
-    n_splits = max(2, min(n_folds, n_groups))
+    return grouped_kfold(y, g, max(2, min(n_folds, n_groups)), seed)
+
+
+def grouped_kfold(labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k (keep, held) index pairs from scikit-learn's StratifiedGroupKFold, shuffled with ``seed``; plain
+    grouped folds when the labels cannot be stratified (every class has fewer members than folds, or the
+    heuristic leaves a fold empty)."""
+    x = np.zeros(len(labels))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "least populated class has only N members"
         try:
-            folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-            split = list(folds.split(np.zeros(len(y)), y, g))
-        except ValueError:  # every class has fewer members than folds: grouped folds without stratification
-            log.info("too few recordings per label to stratify %d folds; using grouped folds", n_splits)
-            split = list(GroupKFold(n_splits=n_splits).split(np.zeros(len(y)), y, g))
-    return [(np.sort(keep), np.sort(held)) for keep, held in split if len(held) and len(keep)]
+            split = list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(x, labels, groups))
+        except ValueError:
+            split = []
+    if len(split) < k or any(len(held) == 0 for _, held in split):
+        log.warning("the labels cannot be stratified over %d grouped folds; using unstratified grouped folds", k)
+        split = list(GroupKFold(n_splits=k).split(x, labels, groups))
+    return [(np.sort(keep), np.sort(held)) for keep, held in split]
