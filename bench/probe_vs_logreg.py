@@ -111,9 +111,7 @@ def outer_folds(data: Dataset, name: str) -> list[tuple[np.ndarray, np.ndarray]]
 
 def accuracy(window_logits: np.ndarray, test: Dataset) -> float:
     rec = mean_by_recording(torch.as_tensor(window_logits, dtype=torch.float32), test.recording).numpy()
-    true = np.zeros(len(test.items), dtype=np.int64)
-    true[test.recording] = test.y
-    return float((rec.argmax(1) == true).mean())
+    return float((rec.argmax(1) == test.recording_labels()).mean())
 
 
 def sklearn_lr(train: Dataset, test: Dataset, c: float | None) -> float:
@@ -180,7 +178,6 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="keeps the generated audio and the cache")
     parser.add_argument("--speed", action="store_true", help="only time the search on 2,000 x 1,024")
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     if args.speed:
         speed()
         return
