@@ -1,6 +1,6 @@
 """Leave-one-speaker-out on FSDD through audioclf's own train/evaluate path.
 
-    python bench/fsdd_loso.py --data ../shared/data/fsdd/recordings [--encoder builtin]
+    python bench/fsdd_loso.py --data ../shared/data/fsdd/recordings [--encoder builtin] [--max-take 9]
 
 For each speaker: train on the other speakers (the probe is chosen by audioclf's grouped cross-validation, whose
 groups are the speakers: leave-one-training-speaker-out), test on every recording of the held-out speaker.
@@ -44,8 +44,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/fsdd/recordings"))
     parser.add_argument("--encoder", default="builtin")
     parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--max-take", type=int, default=49, help="use takes 0..N of each digit and speaker")
+    parser.add_argument("--precision", default="auto")
     args = parser.parse_args()
-    files = sorted(f for f in args.data.glob("*.wav") if NAME.search(f.name))
+    named = [(f, NAME.search(f.name)) for f in args.data.glob("*.wav")]
+    files = sorted(f for f, m in named if m is not None and int(m.group(3)) <= args.max_take)
     speakers = sorted({NAME.search(f.name).group(2) for f in files})  # type: ignore[union-attr]
     work = Path(tempfile.mkdtemp(prefix="fsdd-loso-"))
     cache = args.cache_dir or work / "cache"
@@ -54,7 +57,9 @@ def main() -> None:
         manifest = work / f"{speaker}.csv"
         write_manifest(files, speaker, manifest)
         started = time.perf_counter()
-        options = TrainOptions(encoder=args.encoder, cache_dir=cache, fit=FitOptions(), progress=False)
+        options = TrainOptions(
+            encoder=args.encoder, cache_dir=cache, fit=FitOptions(), progress=False, precision=args.precision
+        )
         summary = train(manifest, work / f"model-{speaker}", options)
         model = load_model(summary.out)
         test_items = [i for i in load_manifest(manifest) if i.split == "test"]

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from conftest import tone, write_audio
 
-from audioclf.audio import WindowOptions, iter_windows
+from audioclf.audio import WindowOptions, iter_windows, load_audio
 from audioclf.cache import EmbeddingCache
 from audioclf.embed import WINDOWS_PER_CALL, embed_items
 from audioclf.encoders import BuiltinEncoder
@@ -61,3 +61,36 @@ def test_long_recording_streams_in_bounded_calls(tmp_path: Path) -> None:
     again = CountingEncoder()
     rerun = embed_items([item(long), item(short)], again, cache, windows, progress=False)
     assert again.calls == [] and rerun.n_cached == 2
+
+
+def test_a_recording_that_makes_a_real_model_fail_is_skipped_and_the_batch_goes_on(
+    tmp_path: Path, tiny_wav2vec2: Path
+) -> None:
+    """The failure comes from inside a real transformers model's forward (a hook that raises on a silent
+    input), in a batch shared with other recordings: only the silent one is skipped, with its reason."""
+    import torch
+
+    from audioclf.encoders import load_encoder
+
+    files = [write_audio(tmp_path / f"c{i}.wav", tone(200 + 150 * i, 0.4), 16_000) for i in range(4)]
+    silent = write_audio(tmp_path / "silent.wav", np.zeros(6_400, np.float32), 16_000)
+    items = [item(p) for p in [files[0], files[1], silent, files[2], files[3]]]
+    encoder = load_encoder(f"hf:{tiny_wav2vec2}", "fp32").encoder
+    model: torch.nn.Module = encoder._model  # type: ignore[attr-defined]
+
+    def refuse_silence(module: torch.nn.Module, args: tuple[torch.Tensor, ...], kwargs: dict) -> None:  # type: ignore[type-arg]
+        if (kwargs["input_values"].abs().sum(-1) == 0).any():
+            raise RuntimeError("injected: a silent input")
+
+    hook = model.register_forward_pre_hook(refuse_silence, with_kwargs=True)
+    windows = WindowOptions()
+    try:
+        result = embed_items(items, encoder, EmbeddingCache(tmp_path / "c", encoder.identity, windows), windows,
+                             progress=False)  # fmt: skip
+    finally:
+        hook.remove()
+    assert [f.item.source for f in result.failures] == [str(silent)]
+    assert "injected: a silent input" in result.failures[0].reason and "wav2vec2" in result.failures[0].reason
+    assert [i.source for i, _ in result.embedded] == [str(f) for f in files]
+    for it, emb in result.embedded:
+        np.testing.assert_allclose(emb.embeddings, encoder.embed([load_audio(it.source)]), rtol=1e-4, atol=1e-5)

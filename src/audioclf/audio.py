@@ -27,12 +27,20 @@ class WindowOptions:
     window_s: float = DEFAULT_WINDOW_S
     hop_s: float = DEFAULT_HOP_S
     max_duration_s: float | None = None
+    # Window and hop were not chosen: an encoder with a fixed input length (Whisper 30 s, AST 10.24 s) replaces
+    # them with that length (encoders.fit_windows); any other keeps the defaults above.
+    from_encoder: bool = False
 
     def __post_init__(self) -> None:
         if not self.window_s > 0 or not self.hop_s > 0:
             raise ValueError("window and hop lengths must be positive seconds")
         if self.max_duration_s is not None and not self.max_duration_s > 0:
             raise ValueError("max duration must be positive seconds")
+
+    @classmethod
+    def encoder_native(cls, max_duration_s: float | None = None) -> WindowOptions:
+        """The encoder's native windows where it has one, else the defaults."""
+        return cls(max_duration_s=max_duration_s, from_encoder=True)
 
     def as_dict(self) -> dict[str, float | None]:
         return {"window_s": self.window_s, "hop_s": self.hop_s, "max_duration_s": self.max_duration_s}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .audio import DEFAULT_HOP_S, DEFAULT_WINDOW_S, WindowOptions
+from .audio import DEFAULT_WINDOW_S, WindowOptions
 from .cache import default_cache_dir
 from .errors import AudioclfError
 from .sources import FetchOptions
@@ -118,11 +118,13 @@ def _folder(text: str) -> Path:
 
 def _window_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--window", type=float, default=DEFAULT_WINDOW_S, help="window length in seconds (default %(default)s)"
+        "--window",
+        type=float,
+        default=None,
+        help=f"window length in seconds (default: the encoder's fixed input length if it has one, else"
+        f" {DEFAULT_WINDOW_S:g})",
     )
-    p.add_argument(
-        "--hop", type=float, default=DEFAULT_HOP_S, help="hop between windows in seconds (default %(default)s)"
-    )
+    p.add_argument("--hop", type=float, default=None, help="hop between windows in seconds (default: the window)")
     p.add_argument("--max-duration", type=float, default=None, help="use at most this many seconds of each recording")
 
 
@@ -333,7 +335,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def window_options(args: argparse.Namespace) -> WindowOptions:
     try:
-        return WindowOptions(args.window, args.hop, args.max_duration)
+        if args.window is None and args.hop is None:
+            return WindowOptions.encoder_native(args.max_duration)
+        window = DEFAULT_WINDOW_S if args.window is None else args.window
+        return WindowOptions(window, window if args.hop is None else args.hop, args.max_duration)
     except ValueError as exc:
         raise AudioclfError(f"--window/--hop/--max-duration: {exc}") from None
 

@@ -11,7 +11,7 @@ from .audio import WindowOptions
 from .cache import EmbeddingCache
 from .cli import EXIT_OK, EXIT_PARTIAL, emit, emit_json, fetch_options, ray_options, window_options
 from .embed import Failure, embed_items, write_failures
-from .encoders import load_encoder
+from .encoders import fit_windows, load_encoder
 from .errors import DecodeError, ManifestError
 from .evaluate import compute_report, view_reports
 from .features import write_transcripts
@@ -146,6 +146,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if ray is not None:
         return _embed_on_ray(args, items, windows, ray)
     loaded = load_encoder(args.encoder, args.precision)
+    windows = fit_windows(windows, loaded.encoder)
     cache = EmbeddingCache(args.cache_dir, loaded.encoder.identity, windows)
     fetch = fetch_options(args, windows.max_duration_s)
     result = embed_items(items, loaded.encoder, cache, windows, fetch=fetch, progress=not args.quiet)

@@ -98,12 +98,13 @@ class _Embedder:
     def __init__(self, spec: str | None, precision: str, cache_dir: str, windows: WindowOptions,
                  fetch: FetchOptions | None, features: FeatureOptions | None) -> None:  # fmt: skip
         from .cache import EmbeddingCache
-        from .encoders import load_encoder
+        from .encoders import fit_windows, load_encoder
         from .features import Transcripts
 
         self._fatal: str | None = None
         try:
             self._encoder = load_encoder(spec, precision).encoder
+            windows = fit_windows(windows, self._encoder)
             self._said = None if features is None else Transcripts(
                 features.transcriber, self._encoder, Path(cache_dir), windows)  # fmt: skip
         except AudioclfError as exc:  # reported by the first chunk, as one line on the driver

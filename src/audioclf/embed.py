@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from .audio import SAMPLE_RATE_HZ, WindowOptions, iter_windows
 from .cache import Embedded, EmbeddingCache, content_key, unwritable
 from .encoders import Encoder
-from .errors import DecodeError
+from .errors import DecodeError, EncoderError
 from .fileio import FileLock, write_csv_atomic
 from .manifest import Item
 from .sources import FetchError, FetchOptions, fetch_all
@@ -22,6 +22,7 @@ from .transcribe import Transcript, TranscriptCache
 
 log = logging.getLogger(__name__)
 
+ENCODER_FAILURES = (EncoderError, RuntimeError, ValueError)  # what an encoder raises on one bad input
 WINDOWS_PER_CALL = 16  # windows (of one long recording or of many short ones) sent to the encoder at once
 
 
@@ -146,7 +147,7 @@ class _Embedder:
         try:
             rows = list(self.encoder.embed([samples for _, _, samples in queue])) if queue else []
             texts = getattr(self.encoder, "last_texts", None)
-        except (RuntimeError, ValueError):  # one odd recording must not sink the batch: retry one by one
+        except ENCODER_FAILURES:  # one odd recording must not sink the batch: retry one by one
             rows = self._embed_one_by_one(queue)
         for k, ((rec, i, _), row) in enumerate(zip(queue, rows, strict=True)):
             if row is not None:
@@ -180,12 +181,12 @@ class _Embedder:
 
     def _embed_one_by_one(self, queue: list[tuple[_Open, int, np.ndarray]]) -> list[np.ndarray | None]:
         rows: list[np.ndarray | None] = [None] * len(queue)
-        for rec in dict.fromkeys(rec for rec, _, _ in queue):
+        for rec in list({id(rec): rec for rec, _, _ in queue}.values()):  # each recording once, in queue order
             mine = [k for k, (r, _, _) in enumerate(queue) if r is rec]
             try:
                 for k, row in zip(mine, self.encoder.embed([queue[k][2] for k in mine]), strict=True):
                     rows[k] = row
-            except (RuntimeError, ValueError) as exc:
+            except ENCODER_FAILURES as exc:
                 first = (str(exc).splitlines() or [""])[0][:200]
                 self._fail(rec.item, DecodeError(f"{rec.item.file}: the encoder failed on it ({first})"), rec)
         return rows

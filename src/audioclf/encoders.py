@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from .audio import SAMPLE_RATE_HZ
+from .audio import SAMPLE_RATE_HZ, WindowOptions
 from .builtin import BUILTIN_DIM, BUILTIN_VERSION, builtin_embed_batch
 from .errors import EncoderError
 from .hub import load_hf, model_fingerprint, pretrained, tokenizer_of
@@ -36,6 +36,8 @@ class Encoder(Protocol):
     n_layers: int
     dim: int
     min_samples: int  # shorter windows cannot be embedded (a convolutional front end's receptive field)
+    native_window_s: float | None  # the input length the model was built for: the default window
+    max_window_s: float | None  # longer windows cannot be embedded (a fixed-length input)
 
     def embed(self, windows: list[np.ndarray]) -> np.ndarray: ...
 
@@ -46,6 +48,8 @@ class BuiltinEncoder:
     spec = BUILTIN
     n_layers = 1
     min_samples = 1
+    native_window_s: float | None = None
+    max_window_s: float | None = None
 
     def __init__(self) -> None:
         self.identity = f"builtin-{BUILTIN_VERSION}"
@@ -61,6 +65,9 @@ class HFEncoder:
     def __init__(self, spec: str, extractor: Any, model: Any, *, bf16: bool = False, tokenizer: Any = None) -> None:
         import torch
 
+        from . import groupnorm
+        from .hf_families import family_of
+
         self.spec = spec
         # A *ForCTC model with its tokenizer also transcribes, in the same forward pass (greedy CTC per window).
         self._tokenizer = tokenizer
@@ -69,21 +76,22 @@ class HFEncoder:
         self._batch_texts: list[str] = []
         self._bf16 = bf16  # bf16 weights and activations: AMX/AVX-512 BF16 matmuls on CPU, tensor cores on GPU
         self._torch = torch
-        self._extractor = extractor
-        self._model = model.get_encoder() if getattr(model.config, "is_encoder_decoder", False) else model
+        self._model = model  # the encoder of an encoder-decoder model (see _from_pretrained)
         self._model.eval()
         self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self._model.to(self._device)
+        self.family = family_of(model, extractor)
         # Group-norm models (wav2vec2-base) are trained without attention masks: plain padding would change
         # their output. Known ones get a length-aware first norm (groupnorm.py) and padded batches with a mask;
-        # any other only ever sees batches of equal-length windows.
-        from . import groupnorm
-
+        # fixed-input families pad every clip on its own; any other only sees batches of equal-length windows.
         self._norm = groupnorm.install(self._model)
-        self._pads = bool(getattr(extractor, "return_attention_mask", False)) or self._norm is not None
+        self._masks = bool(getattr(extractor, "return_attention_mask", False)) or self._norm is not None
+        safe = model.config.model_type in groupnorm.PADDING_SAFE_TYPES and self._masks
+        self._pads = safe or self.family.exact_batches
         self.n_layers = int(model.config.num_hidden_layers) + 1
         self.dim = int(model.config.hidden_size)
-        self.min_samples = _min_samples(model.config)
+        self.min_samples = self.family.min_samples
+        self.native_window_s = self.max_window_s = self.family.fixed_input_s
         self.identity = model_fingerprint(model, extractor) + (BF16_SUFFIX if bf16 else "")
         if bf16:
             # Converted once: under autocast every call would cast all fp32 weights again, which dominates on
@@ -93,36 +101,45 @@ class HFEncoder:
     def embed(self, windows: list[np.ndarray]) -> np.ndarray:
         out = np.zeros((len(windows), self.n_layers, self.dim), dtype=np.float32)
         texts = [""] * len(windows)
-        for batch in _length_batches(windows, equal_only=not self._pads):
-            out[batch] = self._embed_batch([windows[i] for i in batch])
+        fixed = round((self.family.fixed_input_s or 0.0) * SAMPLE_RATE_HZ)
+        for batch in _length_batches(windows, equal_only=not self._pads, floor=fixed):
+            out[batch] = self._guarded([windows[i] for i in batch])
             for i, text in zip(batch, self._batch_texts, strict=False):
                 texts[i] = text
         self.last_texts = texts if self.transcribes else None
         return out
 
+    def _guarded(self, waves: list[np.ndarray]) -> np.ndarray:
+        """One batch; whatever the extractor or model raises becomes one line naming the family."""
+        try:
+            return self._embed_batch(waves)
+        except EncoderError:
+            raise
+        except Exception as exc:  # torch and transformers raise RuntimeError, ValueError, TypeError, IndexError…
+            first = (str(exc).splitlines() or [""])[0][:200] or type(exc).__name__
+            raise EncoderError(
+                f"the {self.family.name} model failed ({type(exc).__name__}: {first}); check that {self.spec} is a"
+                " complete checkpoint with its preprocessor_config.json"
+            ) from exc
+
     def _embed_batch(self, waves: list[np.ndarray]) -> np.ndarray:
-        torch = self._torch
-        inputs = self._extractor(
-            waves, sampling_rate=SAMPLE_RATE_HZ, return_tensors="pt", padding=True, return_attention_mask=True
-        )
+        from .hf_families import pool_layers
+
+        inputs = self.family.inputs(waves, mask=self._masks)
         output = self._forward(inputs, waves, output_hidden_states=True)
         hidden = output.hidden_states
-        frames = hidden[-1].shape[1]
-        lengths = torch.tensor([len(w) for w in waves])
-        frame_lengths = self._frame_lengths(lengths, frames).to(self._device)
         if self.transcribes:  # greedy CTC over each window's own frames: merge repeats, drop blanks
+            frames = self.family.audio_mask(waves, inputs, output.logits.shape[1]).sum(1)
             ids = output.logits.argmax(-1).cpu()
-            self._batch_texts = [self._tokenizer.decode(ids[i, : int(n)]).strip() for i, n in enumerate(frame_lengths)]
-        frame_mask = (torch.arange(frames, device=self._device)[None, :] < frame_lengths[:, None]).float()
-        denom = frame_mask.sum(1, keepdim=True).clamp(min=1.0)
-        pooled = [(h.float() * frame_mask[..., None]).sum(1) / denom for h in hidden]
-        return torch.stack(pooled, dim=1).cpu().numpy()
+            self._batch_texts = [self._tokenizer.decode(ids[i, : int(n)]).strip() for i, n in enumerate(frames)]
+        return pool_layers(hidden, lambda n: self.family.audio_mask(waves, inputs, n)).cpu().numpy()
 
-    def _forward(self, inputs: Any, waves: list[np.ndarray], **kwargs: Any) -> Any:
+    def _forward(self, inputs: dict[str, Any], waves: list[np.ndarray], **kwargs: Any) -> Any:
         """The model on one batch; padded only where that leaves every clip's output as if it were alone."""
         torch = self._torch
+        inputs = dict(inputs)
         mask = inputs.pop("attention_mask", None)
-        if self._pads and mask is not None:
+        if self._masks and mask is not None:
             inputs["attention_mask"] = mask
         if self._norm is not None:
             from .groupnorm import first_layer_lengths
@@ -135,17 +152,10 @@ class HFEncoder:
             if self._norm is not None:
                 self._norm.lengths = None
 
-    def _to_device(self, inputs: Any) -> dict[str, Any]:
+    def _to_device(self, inputs: dict[str, Any]) -> dict[str, Any]:
         torch = self._torch
         cast = torch.bfloat16 if self._bf16 else None
         return {k: v.to(self._device, dtype=cast if v.is_floating_point() else None) for k, v in inputs.items()}
-
-    def _frame_lengths(self, lengths: Any, frames: int) -> Any:
-        torch = self._torch
-        fn = getattr(self._model, "_get_feat_extract_output_lengths", None)
-        if fn is not None:
-            return fn(lengths).clamp(min=1, max=frames)
-        return torch.ceil(frames * lengths / lengths.max()).long().clamp(min=1, max=frames)
 
 
 class LogitsEncoder(HFEncoder):
@@ -162,29 +172,19 @@ class LogitsEncoder(HFEncoder):
         self.n_layers, self.dim = 1, int(model.config.num_labels)
 
     def _embed_batch(self, waves: list[np.ndarray]) -> np.ndarray:
-        inputs = self._extractor(
-            waves, sampling_rate=SAMPLE_RATE_HZ, return_tensors="pt", padding=True, return_attention_mask=True
-        )
+        inputs = self.family.inputs(waves, mask=self._masks)
         return self._forward(inputs, waves).logits.float().cpu().numpy()[:, None, :]
 
 
-def _min_samples(config: Any) -> int:
-    """The shortest input that gives one output frame through a convolutional front end (400 for wav2vec2)."""
-    length = 1
-    kernels, strides = getattr(config, "conv_kernel", ()), getattr(config, "conv_stride", ())
-    for kernel, stride in reversed(list(zip(kernels, strides, strict=False))):
-        length = (length - 1) * int(stride) + int(kernel)
-    return length
-
-
-def _length_batches(windows: list[np.ndarray], *, equal_only: bool) -> Iterator[list[int]]:
-    """Indices grouped into batches of similar (or, with ``equal_only``, identical) length."""
+def _length_batches(windows: list[np.ndarray], *, equal_only: bool, floor: int = 0) -> Iterator[list[int]]:
+    """Indices grouped into batches of similar (or, with ``equal_only``, identical) length; a model with a fixed
+    input (``floor`` samples) costs that much per window, however short."""
     order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
     batch: list[int] = []
     for i in order:
-        longest = len(windows[i])  # sorted ascending: the newest is the longest
+        longest = max(floor, len(windows[i]))  # sorted ascending: the newest is the longest
         too_big = (len(batch) + 1) * longest > MAX_BATCH_SAMPLES or len(batch) >= MAX_BATCH_ITEMS
-        if batch and (too_big or (equal_only and len(windows[batch[0]]) != longest)):
+        if batch and (too_big or (equal_only and len(windows[batch[0]]) != len(windows[i]))):
             yield batch
             batch = []
         batch.append(i)
@@ -196,6 +196,29 @@ def _length_batches(windows: list[np.ndarray], *, equal_only: bool) -> Iterator[
 class LoadedEncoder:
     encoder: Encoder
     fallback_reason: str | None = None  # set when the default model could not be loaded
+
+
+class InputLength(Protocol):
+    spec: str
+    native_window_s: float | None
+    max_window_s: float | None
+
+
+def fit_windows(windows: WindowOptions, encoder: InputLength) -> WindowOptions:
+    """``windows`` for ``encoder``: its native input length when none was chosen; a window longer than a
+    fixed-length input is refused (the extractor would silently cut it)."""
+    native = encoder.native_window_s
+    if windows.from_encoder:
+        windows = replace(windows, from_encoder=False)
+        if native is not None:
+            windows = replace(windows, window_s=native, hop_s=native)
+            log.info("windows of %g s: the native input length of %s", native, encoder.spec)
+    longest = encoder.max_window_s
+    if longest is not None and windows.window_s > longest + 1e-9:
+        raise EncoderError(
+            f"{encoder.spec} reads at most {longest:g} s of audio per window; use windows of {longest:g} s or less"
+        )
+    return windows
 
 
 def bf16_supported() -> bool:
@@ -297,4 +320,6 @@ def _from_pretrained(spec: str, source: str, local_only: bool, bf16: bool) -> En
     extractor, model = pretrained(model_class, source, local_only, spec, "model")
     if not hasattr(model.config, "hidden_size") or not hasattr(model.config, "num_hidden_layers"):
         raise EncoderError(f"{spec}: {type(model).__name__} is not an audio encoder with hidden states")
+    if getattr(model.config, "is_encoder_decoder", False):  # Whisper: the encoder alone (the decoder is text)
+        model = model.get_encoder()
     return HFEncoder(spec, extractor, model, bf16=bf16, tokenizer=tokenizer)

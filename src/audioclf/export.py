@@ -1,6 +1,7 @@
 """A linear probe on an HF encoder's last layer, exported as an exact transformers classification model.
 
-``Wav2Vec2ForSequenceClassification`` (and its HuBERT/WavLM siblings) compute classifier(mean_t(projector(h_t))).
+``Wav2Vec2ForSequenceClassification`` (and its siblings of the other waveform families) compute
+classifier(mean_t(projector(h_t))).
 Mean pooling commutes with the affine projector, so a probe that z-scores the mean-pooled last layer and applies
 a linear layer is reproduced exactly with projector = the z-score (a diagonal matrix) and classifier = the
 probe's linear layer. Probes with a hidden ReLU layer, or with per-layer z-scoring before a weighted layer sum,
@@ -18,6 +19,7 @@ import torch
 from .errors import AudioclfError
 from .finetune import FinetuneOptions, load_classifier
 from .heads import LAST, ProbeHead
+from .hf_families import WaveformFamily, family_of
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,9 @@ def export_probe(spec: str, head: ProbeHead, labels: list[str], out: Path) -> Pa
         extractor, model = load_classifier(spec, labels, FinetuneOptions(), classifier_proj_size=dim)
     except AudioclfError as exc:
         log.warning("transformers export skipped: %s", exc)
+        return None
+    if not isinstance(family_of(model, extractor), WaveformFamily):  # Whisper's head pools the padding too
+        log.info("transformers export skipped: %s does not pool like the probe", type(model).__name__)
         return None
     if getattr(model, "projector", None) is None or getattr(model.config, "use_weighted_layer_sum", False):
         log.info("transformers export skipped: %s has no projector/classifier head", type(model).__name__)

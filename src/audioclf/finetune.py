@@ -16,8 +16,9 @@ from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 
 from .audio import SAMPLE_RATE_HZ, WindowOptions, window_stream
-from .encoders import bf16_supported
+from .encoders import bf16_supported, fit_windows
 from .heads import EpochStats, mean_by_recording
+from .hf_families import family_of
 from .hub import load_hf, pretrained
 from .manifest import Item
 
@@ -87,14 +88,24 @@ def load_classifier(spec: str, labels: Sequence[str], options: FinetuneOptions, 
         )
 
     extractor, model = load_hf(spec, load)
-    if options.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
-        model.freeze_feature_encoder()
-    layers = getattr(getattr(model.base_model, "encoder", None), "layers", [])
+    if options.freeze_feature_encoder:
+        freeze_front_end(model)
+    encoder = getattr(model.base_model, "encoder", None)
+    layers = getattr(encoder, "layers", None) or getattr(encoder, "layer", [])  # AST names it "layer"
     for layer in list(layers)[: options.freeze_layers]:
         layer.requires_grad_(False)
     if options.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     return extractor, model
+
+
+def freeze_front_end(model: Any) -> None:
+    """Freeze the convolutional front end that turns audio into frames (wav2vec2-style models, Whisper)."""
+    if hasattr(model, "freeze_feature_encoder"):
+        model.freeze_feature_encoder()
+    elif model.config.model_type == "whisper":
+        for conv in (model.encoder.conv1, model.encoder.conv2):
+            conv.requires_grad_(False)
 
 
 def _augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -140,7 +151,7 @@ class Finetuner:
         from accelerate import Accelerator, DistributedDataParallelKwargs
         from transformers import get_scheduler
 
-        self.options, self.windows, self.labels = options, windows, labels
+        self.options, self.labels = options, labels
         from accelerate.state import AcceleratorState
 
         bf16 = options.precision == "bf16" or (options.precision == "auto" and bf16_supported())
@@ -158,6 +169,9 @@ class Finetuner:
 
         set_seed(options.seed)  # the fresh head's initialisation
         self.extractor, model = load_classifier(spec, labels, options)
+        self.spec, self.family = spec, family_of(model, self.extractor)
+        self.native_window_s = self.max_window_s = self.family.fixed_input_s
+        self.windows = fit_windows(windows, self)
         decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1]
         no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim <= 1]
         optimizer = torch.optim.AdamW(
@@ -174,10 +188,9 @@ class Finetuner:
         self.weight: torch.Tensor | None = None
 
     def _inputs(self, waves: list[np.ndarray]) -> dict[str, torch.Tensor]:
-        batch = self.extractor(
-            waves, sampling_rate=SAMPLE_RATE_HZ, return_tensors="pt", padding=True, return_attention_mask=self.pads
-        )
-        return {k: v.to(self.acc.device) for k, v in batch.items()}
+        """Model inputs, computed in float32 outside autocast (Whisper's extractor runs its STFT in torch)."""
+        batch = self.family.inputs(waves, mask=self.pads)
+        return {k: v.to(self.acc.device) for k, v in batch.items() if k != "attention_mask" or self.pads}
 
     def train_epoch(self, train: list[Recording], epoch: int) -> tuple[float, float]:
         opts = self.options
@@ -198,8 +211,9 @@ class Finetuner:
         total = torch.zeros(3, device=self.acc.device)  # loss sum, correct, count
         for batch in tqdm(batches[rank::world], desc=f"epoch {epoch}", disable=not opts.progress, leave=False):
             y = torch.tensor([train[i].label for i in batch], device=self.acc.device)
+            inputs = self._inputs([waves[i] for i in batch])
             with self.acc.accumulate(self.model), self.acc.autocast():
-                logits = self.model(**self._inputs([waves[i] for i in batch])).logits.float()
+                logits = self.model(**inputs).logits.float()
                 loss = F.cross_entropy(logits, y, weight=self.weight)
                 self.acc.backward(loss)
                 if self.acc.sync_gradients:
@@ -222,8 +236,9 @@ class Finetuner:
         for i, r in enumerate(recordings):
             waves = [w.samples for w in window_stream([np.asarray(r.audio)], self.windows)]
             for start in range(0, len(waves), self.options.batch_size):
+                inputs = self._inputs(waves[start : start + self.options.batch_size])
                 with self.acc.autocast():
-                    outs.append(self.model(**self._inputs(waves[start : start + self.options.batch_size])).logits)
+                    outs.append(self.model(**inputs).logits)
             rec += [i] * len(waves)
         return torch.cat(outs).float().cpu(), np.asarray(rec)
 

@@ -109,6 +109,7 @@ def finetune(
     keep, held = train_val_indices([r.item for r in recordings], options.val_fraction, options.seed)
     train, val = [recordings[i] for i in keep], [recordings[i] for i in held]
     tuner = Finetuner(spec, labels, windows, options, len(train))
+    windows = tuner.windows  # the model's fixed input length, when it has one and none was chosen
     if options.balanced:
         tuner.weight = class_weights(np.array([r.label for r in train]), len(labels)).to(tuner.acc.device)
     state = _resume(tuner, out) if options.resume else FinetuneState()

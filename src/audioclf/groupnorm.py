@@ -16,8 +16,10 @@ from typing import Any
 
 import torch
 
-# Model types whose encoder zeroes padded frames and masks attention when given an attention_mask.
-PADDING_SAFE_TYPES = frozenset({"wav2vec2", "hubert", "wavlm"})
+# Model types whose encoder zeroes padded frames and masks attention when given an attention_mask, so that a
+# padded batch equals one clip at a time (checked per family by a test). SEW(-D), Data2VecAudio and
+# wav2vec2-conformer are not: their convolutions after the front end read padded frames.
+PADDING_SAFE_TYPES = frozenset({"wav2vec2", "hubert", "wavlm", "unispeech", "unispeech-sat", "wav2vec2-bert"})
 
 
 class LengthAwareGroupNorm(torch.nn.GroupNorm):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,7 @@ from .audio import WindowOptions
 from .cache import Embedded, EmbeddingCache, default_cache_dir
 from .dataset import Dataset, hold_out_test, stack
 from .embed import EmbedResult, embed_items, write_failures
-from .encoders import Encoder, load_encoder
+from .encoders import Encoder, fit_windows, load_encoder
 from .errors import TrainingError
 from .evaluate import Predictions, compute_report
 from .export import export_probe
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrainOptions:
     encoder: str | None = None  # None: the default pretrained model, falling back to the built-in one
-    windows: WindowOptions = field(default_factory=WindowOptions)
+    windows: WindowOptions = field(default_factory=WindowOptions.encoder_native)
     cache_dir: Path = field(default_factory=default_cache_dir)
     folds: int = DEFAULT_FOLDS  # grouped cross-validation folds that choose the probe (split=val rows: one fold)
     layer: str = "auto"  # auto (search), last, weighted, mean, or a layer index
@@ -131,6 +131,7 @@ def train(
     prepare_out_dir(out, force=options.force)
     loaded = load_encoder(options.encoder, options.precision)
     encoder = loaded.encoder
+    options = replace(options, windows=fit_windows(options.windows, encoder))
     view = _text_view(options, encoder)  # before embedding: a CTC encoder transcribes in the same pass
     embedded, ray_run = _embed(items, encoder, view, options)
     if embedded.failures:

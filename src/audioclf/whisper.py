@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .audio import SAMPLE_RATE_HZ
 from .errors import EncoderError
 from .hub import offline, probe_hub
 
@@ -39,6 +40,8 @@ class WhisperEncoder:
 
     n_layers = 1
     min_samples = 1
+    native_window_s: float | None = CHUNK_FRAMES * HOP_SAMPLES / SAMPLE_RATE_HZ  # 30 s: Whisper's input
+    max_window_s: float | None = None  # a longer window is encoded 30 s at a time
 
     def __init__(self, spec: str, model: Any, folder: Path, padding: str = "full") -> None:
         if padding not in PADDINGS:

@@ -1,0 +1,81 @@
+"""Tiny random checkpoints of every transformers audio family this tool feeds, saved like real ones.
+
+Each is built from its config class, saved with ``save_pretrained`` (config, weights, preprocessor config) and
+loaded back by the tests through ``hf:<folder>``, the path a user's checkpoint takes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+CONV = {"conv_dim": (16, 16, 16), "conv_stride": (5, 4, 4), "conv_kernel": (10, 8, 8)}
+POS = {"num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4}
+
+# family: (config class, model class, extra config fields); the waveform families share one extractor.
+WAVEFORM: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "hubert": ("HubertConfig", "HubertModel", CONV | POS),
+    "wavlm": ("WavLMConfig", "WavLMModel", CONV | POS | {"num_buckets": 32, "max_bucket_distance": 64}),
+    "data2vec-audio": (
+        "Data2VecAudioConfig",
+        "Data2VecAudioModel",
+        CONV | {"num_conv_pos_embeddings": 5, "num_conv_pos_embedding_groups": 4, "conv_pos_kernel_size": 5},
+    ),
+    "unispeech": ("UniSpeechConfig", "UniSpeechModel", CONV | POS),
+    "unispeech-sat": ("UniSpeechSatConfig", "UniSpeechSatModel", CONV | POS),
+    "sew": ("SEWConfig", "SEWModel", CONV | POS | {"squeeze_factor": 2}),
+    "sew-d": (
+        "SEWDConfig",
+        "SEWDModel",
+        CONV | POS | {"squeeze_factor": 2, "position_buckets": 16, "max_position_embeddings": 64},
+    ),
+    "wav2vec2-conformer": ("Wav2Vec2ConformerConfig", "Wav2Vec2ConformerModel", CONV | POS),
+}
+FAMILIES = [*WAVEFORM, "wav2vec2-bert", "whisper", "ast"]
+
+
+def save_tiny(family: str, path: Path, seed: int = 0) -> Path:
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    if family in WAVEFORM:
+        config_name, model_name, extra = WAVEFORM[family]
+        getattr(tf, model_name)(getattr(tf, config_name)(**SMALL, **extra)).save_pretrained(path)
+        tf.Wav2Vec2FeatureExtractor(feature_size=1, do_normalize=True, return_attention_mask=True).save_pretrained(path)
+    elif family == "wav2vec2-bert":
+        config = tf.Wav2Vec2BertConfig(**SMALL, feature_projection_input_dim=160, conv_depthwise_kernel_size=5)
+        tf.Wav2Vec2BertModel(config).save_pretrained(path)
+        tf.SeamlessM4TFeatureExtractor(feature_size=80, num_mel_bins=80, stride=2).save_pretrained(path)
+    elif family == "whisper":  # a 2 s input instead of 30 s: 200 mel frames -> 100 encoder states
+        config = tf.WhisperConfig(
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            num_mel_bins=16,
+            max_source_positions=100,
+            max_target_positions=32,
+            vocab_size=64,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            decoder_start_token_id=3,
+            suppress_tokens=[],
+            begin_suppress_tokens=[],
+        )
+        tf.WhisperForConditionalGeneration(config).save_pretrained(path)
+        tf.WhisperFeatureExtractor(feature_size=16, chunk_length=2).save_pretrained(path)
+    elif family == "ast":  # 200 filterbank frames (2 s) of 32 bands instead of 1024 x 128
+        config = tf.ASTConfig(
+            **SMALL, patch_size=16, frequency_stride=10, time_stride=10, max_length=200, num_mel_bins=32
+        )
+        tf.ASTModel(config).save_pretrained(path)
+        tf.ASTFeatureExtractor(num_mel_bins=32, max_length=200).save_pretrained(path)
+    else:
+        raise ValueError(family)
+    return path
