@@ -105,6 +105,16 @@ def test_family_finetunes_exports_and_agrees_with_pipeline(  # type: ignore[no-u
     classifier = pipeline("audio-classification", model=str(out))
     theirs = [classifier({"raw": load_audio(c), "sampling_rate": 16_000}, top_k=1)[0]["label"] for c in clips]
     assert [p.label for p in ours] == theirs
+    if family == "whisper":  # the convolutional front end is frozen, as wav2vec2's is; the layers train
+        from safetensors.torch import load_file
+
+        before, after = (
+            load_file(str(tiny_dir(family) / "model.safetensors")),
+            load_file(str(out / "model.safetensors")),
+        )
+        convs = [k for k in after if k.startswith("encoder.conv")]
+        assert len(convs) == 4 and all((before[f"model.{k}"] == after[k]).all() for k in convs)
+        assert not (before["model.encoder.layers.1.fc1.weight"] == after["encoder.layers.1.fc1.weight"]).all()
 
 
 def test_probe_exports_for_waveform_families_only(  # type: ignore[no-untyped-def]
@@ -186,3 +196,24 @@ def test_cli_embed_says_what_is_wrong_with_a_mismatched_checkpoint(  # type: ign
     )
     err = capsys.readouterr().err
     assert code == 2 and "at most 2 s of audio per window" in err
+
+
+def test_a_model_for_another_sample_rate_is_refused_in_one_line(tiny_wav2vec2: Path, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "48k"
+    shutil.copytree(tiny_wav2vec2, folder)
+    config = json.loads((folder / "preprocessor_config.json").read_text())
+    (folder / "preprocessor_config.json").write_text(json.dumps(config | {"sampling_rate": 48_000}))
+    with pytest.raises(EncoderError, match="reads 48 kHz audio, and audioclf decodes at 16 kHz"):
+        load_encoder(f"hf:{folder}", "fp32")
+
+
+def test_cli_windows_follow_the_encoder_unless_given() -> None:
+    from argparse import Namespace
+
+    from audioclf.cli import window_options
+
+    assert window_options(Namespace(window=None, hop=None, max_duration=60.0)) == WindowOptions.encoder_native(60.0)
+    assert window_options(Namespace(window=5.0, hop=None, max_duration=None)) == WindowOptions(5.0, 5.0)
+    assert window_options(Namespace(window=5.0, hop=2.5, max_duration=None)) == WindowOptions(5.0, 2.5)

@@ -116,11 +116,9 @@ class HFEncoder:
         except EncoderError:
             raise
         except Exception as exc:  # torch and transformers raise RuntimeError, ValueError, TypeError, IndexError…
-            first = (str(exc).splitlines() or [""])[0][:200] or type(exc).__name__
-            raise EncoderError(
-                f"the {self.family.name} model failed ({type(exc).__name__}: {first}); check that {self.spec} is a"
-                " complete checkpoint with its preprocessor_config.json"
-            ) from exc
+            from .hf_families import model_failure
+
+            raise model_failure(self.family, self.spec, exc) from exc
 
     def _embed_batch(self, waves: list[np.ndarray]) -> np.ndarray:
         from .hf_families import pool_layers
@@ -318,6 +316,12 @@ def _from_pretrained(spec: str, source: str, local_only: bool, bf16: bool) -> En
     tokenizer = tokenizer_of(source, local_only) if ctc else None  # without one: embeddings only, via AutoModel
     model_class = AutoModelForCTC if tokenizer is not None else AutoModel
     extractor, model = pretrained(model_class, source, local_only, spec, "model")
+    from .hf_families import check_sample_rate
+
+    try:
+        check_sample_rate(model, extractor)
+    except EncoderError as exc:
+        raise EncoderError(f"{spec}: {exc}") from None
     if not hasattr(model.config, "hidden_size") or not hasattr(model.config, "num_hidden_layers"):
         raise EncoderError(f"{spec}: {type(model).__name__} is not an audio encoder with hidden states")
     if getattr(model.config, "is_encoder_decoder", False):  # Whisper: the encoder alone (the decoder is text)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .audio import SAMPLE_RATE_HZ, WindowOptions, window_stream
 from .encoders import bf16_supported, fit_windows
 from .heads import EpochStats, mean_by_recording
-from .hf_families import family_of
+from .hf_families import family_of, model_failure
 from .hub import load_hf, pretrained
 from .manifest import Item
 
@@ -189,8 +189,17 @@ class Finetuner:
 
     def _inputs(self, waves: list[np.ndarray]) -> dict[str, torch.Tensor]:
         """Model inputs, computed in float32 outside autocast (Whisper's extractor runs its STFT in torch)."""
-        batch = self.family.inputs(waves, mask=self.pads)
+        try:
+            batch = self.family.inputs(waves, mask=self.pads)
+        except Exception as exc:  # an extractor that does not fit the model: one line, not a traceback
+            raise model_failure(self.family, self.spec, exc) from exc
         return {k: v.to(self.acc.device) for k, v in batch.items() if k != "attention_mask" or self.pads}
+
+    def _logits(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        try:
+            return self.model(**inputs).logits
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise model_failure(self.family, self.spec, exc) from exc
 
     def train_epoch(self, train: list[Recording], epoch: int) -> tuple[float, float]:
         opts = self.options
@@ -213,7 +222,7 @@ class Finetuner:
             y = torch.tensor([train[i].label for i in batch], device=self.acc.device)
             inputs = self._inputs([waves[i] for i in batch])
             with self.acc.accumulate(self.model), self.acc.autocast():
-                logits = self.model(**inputs).logits.float()
+                logits = self._logits(inputs).float()
                 loss = F.cross_entropy(logits, y, weight=self.weight)
                 self.acc.backward(loss)
                 if self.acc.sync_gradients:
@@ -238,7 +247,7 @@ class Finetuner:
             for start in range(0, len(waves), self.options.batch_size):
                 inputs = self._inputs(waves[start : start + self.options.batch_size])
                 with self.acc.autocast():
-                    outs.append(self.model(**inputs).logits)
+                    outs.append(self._logits(inputs))
             rec += [i] * len(waves)
         return torch.cat(outs).float().cpu(), np.asarray(rec)
 

@@ -138,8 +138,21 @@ class ASTFamily(AudioFamily):
         return torch.cat([summary, grid], dim=1)
 
 
+def check_sample_rate(model: Any, extractor: Any) -> None:
+    """Audio is decoded at 16 kHz; a model built for another rate (CLAP reads 48 kHz) is refused, not fed
+    resampled audio it was never trained on."""
+    rate = int(getattr(extractor, "sampling_rate", SAMPLE_RATE_HZ) or SAMPLE_RATE_HZ)
+    if rate != SAMPLE_RATE_HZ:
+        name = getattr(model.config, "model_type", "") or type(model).__name__
+        raise EncoderError(
+            f"{name} reads {rate / 1000:g} kHz audio, and audioclf decodes at {SAMPLE_RATE_HZ // 1000} kHz; use a"
+            " checkpoint trained on 16 kHz audio (wav2vec2, HuBERT, WavLM, Whisper, AST, …)"
+        )
+
+
 def family_of(model: Any, extractor: Any) -> AudioFamily:
     """The family of a loaded transformers audio model; one clear error for one this tool cannot feed."""
+    check_sample_rate(model, extractor)
     model_type = str(getattr(model.config, "model_type", ""))
     if model_type == "whisper":
         return WhisperFamily(model, extractor)
@@ -156,6 +169,15 @@ def family_of(model: Any, extractor: Any) -> AudioFamily:
         f"{model_type or type(model).__name__}: not an audio family this tool can feed (it takes"
         f" {names or 'unknown inputs'}); use wav2vec2, HuBERT, WavLM, Data2VecAudio, UniSpeech, SEW, wav2vec2-BERT,"
         " Whisper or AST checkpoints"
+    )
+
+
+def model_failure(family: AudioFamily, spec: str, exc: Exception) -> EncoderError:
+    """What torch or transformers raised inside a family's extractor or model, as one line saying what to do."""
+    first = (str(exc).splitlines() or [""])[0][:200] or type(exc).__name__
+    return EncoderError(
+        f"the {family.name} model failed ({type(exc).__name__}: {first}); check that {spec} is a complete"
+        " checkpoint saved with its preprocessor_config.json"
     )
 
 
