@@ -68,16 +68,18 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--lr", default="3e-5")
     ap.add_argument("--batch-size", default="8")
+    ap.add_argument("--work", type=Path, default=None, help="folder for the manifest, cache and models")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="finetune-fsdd-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="finetune-fsdd-"))
+    work.mkdir(parents=True, exist_ok=True)
     manifest, cache = work / "fsdd.csv", str(work / "cache")
     tests = write_manifest(args.data, args.test_speaker, args.max_take, manifest)
-    common = ["--manifest", str(manifest), "--encoder", args.encoder, "--cache-dir", cache, "--quiet"]
+    common = ["--manifest", str(manifest), "--encoder", args.encoder, "--cache-dir", cache]
     ft, probe = work / "finetuned", work / "probe"
     _, ft_s = audioclf("train", "--mode", "finetune", "--out", str(ft), "--epochs", str(args.epochs), "--lr",
                        args.lr, "--batch-size", args.batch_size, *common)  # fmt: skip
     audioclf("evaluate", "--model", str(ft), "--manifest", str(manifest), "--cache-dir", cache, "--quiet")
-    _, probe_s = audioclf("train", "--out", str(probe), *common)
+    _, probe_s = audioclf("train", "--out", str(probe), *common, "--quiet")
     audioclf("evaluate", "--model", str(probe), "--manifest", str(manifest), "--cache-dir", cache, "--quiet")
     agree = pipeline_agreement(ft, tests, cache)
     print(f"\nFSDD takes 0-{args.max_take}, {args.test_speaker} held out ({len(tests)} clips), {args.encoder}\n")
