@@ -27,10 +27,10 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
 try:
-    import audioclf.builtin as builtin
+    import audioclf.encoders.mfcc as builtin
 except ImportError:  # not installed: use the source tree next to this script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    import audioclf.builtin as builtin
+    import audioclf.encoders.mfcc as builtin
 
 C_GRID = (0.001, 0.01, 0.1, 1.0)
 MLP_ALPHA = 1.0

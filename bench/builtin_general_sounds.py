@@ -48,10 +48,10 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.preprocessing import StandardScaler
 
 try:
-    import audioclf.builtin as builtin
+    import audioclf.encoders.mfcc as builtin
 except ImportError:  # not installed: use the source tree next to this script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    import audioclf.builtin as builtin
+    import audioclf.encoders.mfcc as builtin
 
 SR = builtin.SAMPLE_RATE_HZ
 CLIP_S = 5.0

@@ -4,7 +4,7 @@
     python bench/embed_speed.py --paths builtin --clips 1500 --long-min 60      # the built-in encoder only
 
 (a) "plain": what users write by hand: AutoFeatureExtractor + AutoModel in fp32, one clip at a time, mean of the
-    last hidden state. (b) "audioclf": `audioclf.encoders` + the embedding pipeline (windows, batches across
+    last hidden state. (b) "audioclf": `audioclf.encoders.loader` + the embedding pipeline (windows, batches across
     files, bf16 where supported). (c) "builtin": the same pipeline with the built-in encoder. Each path runs in
     its own process so peak RSS is its own. Random-initialised weights of the real wav2vec2-base architecture
     are fine for speed; agreement is the cosine between (a) and (b)'s last-layer embeddings, and the top-1
@@ -32,7 +32,7 @@ def plain(model_dir: str, files: list[str], window_s: float) -> dict[str, object
     import torch
     from transformers import AutoFeatureExtractor, AutoModel
 
-    from audioclf.audio import WindowOptions, iter_windows
+    from audioclf.io.audio import WindowOptions, iter_windows
 
     extractor = AutoFeatureExtractor.from_pretrained(model_dir)
     model = AutoModel.from_pretrained(model_dir, attn_implementation="eager").eval()
@@ -47,11 +47,11 @@ def plain(model_dir: str, files: list[str], window_s: float) -> dict[str, object
 
 
 def ours(spec: str, files: list[str], window_s: float, cache: str) -> dict[str, object]:
-    from audioclf.audio import WindowOptions
-    from audioclf.cache import EmbeddingCache
-    from audioclf.embed import embed_items
-    from audioclf.encoders import load_encoder
-    from audioclf.manifest import Item
+    from audioclf.encoders.loader import load_encoder
+    from audioclf.extraction.embed import embed_items
+    from audioclf.io.audio import WindowOptions
+    from audioclf.io.cache import EmbeddingCache
+    from audioclf.io.manifest import Item
 
     encoder = load_encoder(spec).encoder
     windows = WindowOptions(window_s, window_s)
@@ -81,7 +81,7 @@ def make_long(files: list[str], minutes: float, path: Path) -> None:
     """A long recording by concatenating clips (written with PyAV as 16 kHz FLAC)."""
     import av
 
-    from audioclf.audio import load_audio
+    from audioclf.io.audio import load_audio
 
     clips = [load_audio(f) for f in files[:50]]
     target, total = int(minutes * 60 * SAMPLE_RATE_HZ), 0

@@ -22,14 +22,14 @@ import numpy as np
 from builtin_fsdd_loso import C_GRID, loso
 
 try:
-    from audioclf.audio import WindowOptions
+    from audioclf.io.audio import WindowOptions
 except ImportError:  # not installed: use the source tree next to this script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from audioclf.audio import WindowOptions
-from audioclf.cache import EmbeddingCache
-from audioclf.embed import embed_items
-from audioclf.encoders import load_encoder
-from audioclf.manifest import Item
+    from audioclf.io.audio import WindowOptions
+from audioclf.encoders.loader import load_encoder
+from audioclf.extraction.embed import embed_items
+from audioclf.io.cache import EmbeddingCache
+from audioclf.io.manifest import Item
 
 
 def main() -> None:

@@ -94,9 +94,9 @@ def main() -> None:
 def pipeline_agreement(model: Path, clips: list[Path], cache: str) -> tuple[int, int]:
     from transformers import pipeline
 
-    from audioclf.audio import load_audio
-    from audioclf.model import load_model
-    from audioclf.predict import predict_inputs
+    from audioclf.apps.predict import predict_inputs
+    from audioclf.io.audio import load_audio
+    from audioclf.training.model_dir import load_model
 
     ours, _ = predict_inputs(load_model(model), [str(c) for c in clips], Path(cache), progress=False)
     classifier = pipeline("audio-classification", model=str(model))

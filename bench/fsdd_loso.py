@@ -17,12 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from audioclf.evaluate import compute_report
-from audioclf.heads import FitOptions
-from audioclf.manifest import load_manifest
-from audioclf.model import load_model
-from audioclf.predict import apply_model
-from audioclf.train import TrainOptions, train
+from audioclf.apps.predict import apply_model
+from audioclf.evaluation.metrics import compute_report
+from audioclf.io.manifest import load_manifest
+from audioclf.training.model_dir import load_model
+from audioclf.training.probe import FitOptions
+from audioclf.training.train_probe import TrainOptions, train
 
 NAME = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav$")
 

@@ -37,15 +37,15 @@ from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedGroupKFo
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from audioclf.audio import WindowOptions
-from audioclf.cache import EmbeddingCache
-from audioclf.dataset import Dataset, stack
-from audioclf.embed import embed_items
-from audioclf.encoders import load_encoder
-from audioclf.heads import mean_by_recording, predict_logits
-from audioclf.manifest import Item
-from audioclf.selection import ensemble_logits
-from audioclf.train import TrainOptions, fit_view
+from audioclf.encoders.loader import load_encoder
+from audioclf.extraction.embed import embed_items
+from audioclf.io.audio import WindowOptions
+from audioclf.io.cache import EmbeddingCache
+from audioclf.io.manifest import Item
+from audioclf.training.dataset import Dataset, stack
+from audioclf.training.probe import mean_by_recording, predict_logits
+from audioclf.training.selection import ensemble_logits
+from audioclf.training.train_probe import TrainOptions, fit_view
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 FSDD = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav$")
@@ -69,7 +69,7 @@ def topic_items(work: Path) -> list[Item]:
     import spoken_topics  # bench/spoken_topics.py: 128 espeak-ng clips, 4 topics, grouped by passage
 
     manifest = spoken_topics.synthesise(work / "topics")
-    from audioclf.manifest import load_manifest
+    from audioclf.io.manifest import load_manifest
 
     return [Item(i.source, i.label, None, i.group, i.where) for i in load_manifest(manifest)]
 

@@ -49,7 +49,7 @@ def slow_server(root: Path, latency_s: float) -> Iterator[str]:
 
 
 def audio_seconds(files: list[str]) -> float:
-    from audioclf.audio import SAMPLE_RATE_HZ, load_audio
+    from audioclf.io.audio import SAMPLE_RATE_HZ, load_audio
 
     return sum(len(load_audio(f, None)) for f in files) / SAMPLE_RATE_HZ
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from audioclf.audio import load_audio
-from audioclf.encoders import load_encoder
+from audioclf.encoders.loader import load_encoder
+from audioclf.io.audio import load_audio
 
 
 def ct2_folder(work: Path) -> Path:

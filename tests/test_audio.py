@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import FORMATS, tone, write_audio
 
-from audioclf.audio import SAMPLE_RATE_HZ, WindowOptions, iter_windows, load_audio
 from audioclf.errors import DecodeError
+from audioclf.io.audio import SAMPLE_RATE_HZ, WindowOptions, iter_windows, load_audio
 
 
 def peak_hz(x: np.ndarray) -> float:

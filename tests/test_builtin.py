@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audioclf.builtin import (
+from audioclf.encoders.general_sounds import GENERAL_DIM, general_feature_names
+from audioclf.encoders.loader import load_encoder
+from audioclf.encoders.mfcc import (
     BUILTIN_DIM,
     BUILTIN_VERSION,
     SAMPLE_RATE_HZ,
@@ -16,8 +18,6 @@ from audioclf.builtin import (
     general_features,
     speech_features,
 )
-from audioclf.encoders import load_encoder
-from audioclf.general_features import GENERAL_DIM, general_feature_names
 
 NAMES = general_feature_names()
 

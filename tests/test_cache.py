@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
-from audioclf.audio import WindowOptions
-from audioclf.cache import Embedded, EmbeddingCache, file_digest
+from audioclf.io.audio import WindowOptions
+from audioclf.io.cache import Embedded, EmbeddingCache, file_digest
 
 
 def entry(n: int = 2) -> Embedded:
@@ -43,7 +43,7 @@ def test_digest_follows_content_not_name(tmp_path: Path) -> None:
 def test_a_file_is_hashed_once_per_run_but_again_when_it_changes(tmp_path: Path) -> None:
     import os
 
-    from audioclf.cache import _digest
+    from audioclf.io.cache import _digest
 
     path = tmp_path / "a.wav"
     path.write_bytes(b"first")

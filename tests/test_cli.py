@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import tone, write_audio
 
-from audioclf.cli import main
+from audioclf.cli.main import main
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from conftest import make_tone_dataset, tone, write_audio
 
-from audioclf.audio import WindowOptions
-from audioclf.cache import EmbeddingCache
-from audioclf.cli import main
-from audioclf.embed import embed_items
-from audioclf.encoders import load_encoder
-from audioclf.manifest import load_manifest
+from audioclf.cli.main import main
+from audioclf.encoders.loader import load_encoder
+from audioclf.extraction.embed import embed_items
+from audioclf.io.audio import WindowOptions
+from audioclf.io.cache import EmbeddingCache
+from audioclf.io.manifest import load_manifest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "audioclf"
 WINDOW = ["--window", "0.5", "--hop", "0.5"]

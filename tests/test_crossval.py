@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 
 from audioclf import CrossvalOptions, CrossvalResult, crossval
-from audioclf.cli import main
-from audioclf.crossval import _widen
-from audioclf.crossval_report import over_folds
+from audioclf.apps.crossval import _widen
+from audioclf.apps.crossval_folds import assign_folds
+from audioclf.apps.crossval_report import over_folds
+from audioclf.cli.main import main
 from audioclf.errors import ManifestError, TrainingError
-from audioclf.evaluate import Predictions
-from audioclf.folds import assign_folds
-from audioclf.heads import FitOptions
-from audioclf.manifest import Item, load_manifest
-from audioclf.train import TrainOptions
+from audioclf.evaluation.metrics import Predictions
+from audioclf.io.manifest import Item, load_manifest
+from audioclf.training.probe import FitOptions
+from audioclf.training.train_probe import TrainOptions
 
 FAST = ["--encoder", "builtin", "--hidden", "0", "--lr", "0.003", "--epochs", "5"]
 
@@ -210,7 +210,7 @@ def test_crossval_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_crossval_help_and_the_light_import() -> None:
     proc = subprocess.run([sys.executable, "-m", "audioclf", "crossval", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "--fold-column" in proc.stdout and "--inner-folds" in proc.stdout
-    code = "import sys, audioclf; print(callable(audioclf.crossval), 'torch' in sys.modules)"
+    code = "import sys, audioclf; print(callable(audioclf.apps.crossval), 'torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == [
         "True",
         "False",

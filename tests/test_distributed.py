@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 from conftest import make_tone_dataset, tone, write_audio
 
-from audioclf.audio import WindowOptions
-from audioclf.cache import EmbeddingCache
-from audioclf.cli import main
-from audioclf.embed import embed_items
-from audioclf.encoders import BuiltinEncoder
-from audioclf.manifest import load_manifest
+from audioclf.cli.main import main
+from audioclf.encoders.loader import BuiltinEncoder
+from audioclf.extraction.embed import embed_items
+from audioclf.io.audio import WindowOptions
+from audioclf.io.cache import EmbeddingCache
+from audioclf.io.manifest import load_manifest
 
 ray = pytest.importorskip("ray")
 
@@ -165,7 +165,7 @@ def test_a_killed_worker_loses_only_its_chunk(local_ray: object, tmp_path: Path)
     import threading
     import time
 
-    from audioclf.distributed import RayOptions, embed_on_ray
+    from audioclf.extraction.ray import RayOptions, embed_on_ray
 
     manifest = _manifest(tmp_path / "data", 160)
     cache = tmp_path / "cache"
@@ -194,8 +194,8 @@ def test_a_killed_worker_loses_only_its_chunk(local_ray: object, tmp_path: Path)
     ("address", "reason"), [("127.0.0.1:1", "cannot reach the cluster"), ("garbage", "not an address")]
 )
 def test_an_unreachable_cluster_fails_in_seconds(address: str, reason: str) -> None:
-    from audioclf.distributed import _check_reachable
     from audioclf.errors import AudioclfError
+    from audioclf.extraction.ray import _check_reachable
 
     with pytest.raises(AudioclfError, match=reason):
         _check_reachable(address)  # Ray's own ray.init would retry its GCS connection for minutes
@@ -218,8 +218,8 @@ def test_a_worker_that_cannot_work_stops_the_run_with_one_line(
 
 
 def test_train_on_ray_transcribes_on_the_workers(local_ray: object, tiny_ctc: Path, tmp_path: Path) -> None:
-    from audioclf.distributed import embed_on_ray
-    from audioclf.features import FeatureOptions
+    from audioclf.extraction.ray import embed_on_ray
+    from audioclf.speech.text_features import FeatureOptions
 
     manifest = _manifest(tmp_path / "data", 12)
     items = load_manifest(manifest, require_labels=False)

@@ -5,11 +5,11 @@ from pathlib import Path
 import numpy as np
 from conftest import tone, write_audio
 
-from audioclf.audio import WindowOptions, iter_windows, load_audio
-from audioclf.cache import EmbeddingCache
-from audioclf.embed import WINDOWS_PER_CALL, embed_items
-from audioclf.encoders import BuiltinEncoder
-from audioclf.manifest import Item
+from audioclf.encoders.loader import BuiltinEncoder
+from audioclf.extraction.embed import WINDOWS_PER_CALL, embed_items
+from audioclf.io.audio import WindowOptions, iter_windows, load_audio
+from audioclf.io.cache import EmbeddingCache
+from audioclf.io.manifest import Item
 
 
 class CountingEncoder(BuiltinEncoder):
@@ -70,7 +70,7 @@ def test_a_recording_that_makes_a_real_model_fail_is_skipped_and_the_batch_goes_
     input), in a batch shared with other recordings: only the silent one is skipped, with its reason."""
     import torch
 
-    from audioclf.encoders import load_encoder
+    from audioclf.encoders.loader import load_encoder
 
     files = [write_audio(tmp_path / f"c{i}.wav", tone(200 + 150 * i, 0.4), 16_000) for i in range(4)]
     silent = write_audio(tmp_path / "silent.wav", np.zeros(6_400, np.float32), 16_000)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import tone
 
-from audioclf.encoders import HFEncoder, load_encoder
+from audioclf.encoders.loader import HFEncoder, load_encoder
 from audioclf.errors import EncoderError
 
 
@@ -129,7 +129,7 @@ def test_fallback_is_bounded_when_the_hub_never_answers(tmp_path: Path) -> None:
     server, port = _silent_server()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     env |= {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path), "NO_PROXY": "*"}
-    code = "from audioclf.encoders import load_encoder; print(load_encoder(None).encoder.spec)"
+    code = "from audioclf.encoders.loader import load_encoder; print(load_encoder(None).encoder.spec)"
     started = time.monotonic()
     try:
         proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
@@ -153,7 +153,7 @@ def test_bf16_embeddings_agree_with_fp32(tiny_wav2vec2: Path) -> None:
 
 
 def test_same_weights_ignores_precision_only() -> None:
-    from audioclf.encoders import precision_for, same_weights
+    from audioclf.encoders.loader import precision_for, same_weights
 
     assert same_weights("hf-abc", "hf-abc-bf16") and not same_weights("hf-abc", "hf-abd")
     assert same_weights("whisper-abc-int8-full-meanstd-1", "whisper-abc-float32-full-meanstd-1")

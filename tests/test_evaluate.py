@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from audioclf.errors import AudioclfError
-from audioclf.evaluate import Predictions, compute_report, recording_logits
-from audioclf.report import summary_lines, write_report
+from audioclf.evaluation.metrics import Predictions, compute_report, recording_logits
+from audioclf.evaluation.report import summary_lines, write_report
 
 
 def _onehot(pred: list[int], n_classes: int) -> np.ndarray:

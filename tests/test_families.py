@@ -12,14 +12,14 @@ import pytest
 from conftest import tone
 from tiny_models import FAMILIES, save_tiny
 
-from audioclf.audio import WindowOptions, load_audio
-from audioclf.cli import main
-from audioclf.encoders import fit_windows, load_encoder
+from audioclf.apps.predict import predict_inputs
+from audioclf.cli.main import main
+from audioclf.encoders.loader import fit_windows, load_encoder
 from audioclf.errors import EncoderError
-from audioclf.finetune import FinetuneOptions
-from audioclf.finetune_run import finetune
-from audioclf.model import load_model
-from audioclf.predict import predict_inputs
+from audioclf.io.audio import WindowOptions, load_audio
+from audioclf.training.finetune import FinetuneOptions
+from audioclf.training.model_dir import load_model
+from audioclf.training.train_finetune import finetune
 
 FIXED_INPUT_S = {"whisper": 2.0, "ast": 2.0}  # the tiny configs' fixed input lengths (Whisper 30 s, AST 10.24 s)
 
@@ -212,7 +212,7 @@ def test_a_model_for_another_sample_rate_is_refused_in_one_line(tiny_wav2vec2: P
 def test_cli_windows_follow_the_encoder_unless_given() -> None:
     from argparse import Namespace
 
-    from audioclf.cli import window_options
+    from audioclf.cli.options import window_options
 
     assert window_options(Namespace(window=None, hop=None, max_duration=60.0)) == WindowOptions.encoder_native(60.0)
     assert window_options(Namespace(window=5.0, hop=None, max_duration=None)) == WindowOptions(5.0, 5.0)

@@ -14,12 +14,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from audioclf.audio import WindowOptions, load_audio
-from audioclf.cli import main
-from audioclf.finetune import FinetuneOptions, length_batches
-from audioclf.finetune_run import finetune
-from audioclf.model import load_model
-from audioclf.predict import predict_inputs
+from audioclf.apps.predict import predict_inputs
+from audioclf.cli.main import main
+from audioclf.io.audio import WindowOptions, load_audio
+from audioclf.training.finetune import FinetuneOptions, length_batches
+from audioclf.training.model_dir import load_model
+from audioclf.training.train_finetune import finetune
 
 FAST = {"lr": 3e-3, "batch_size": 4, "precision": "fp32", "progress": False, "patience": 10}
 

@@ -12,9 +12,9 @@ from conftest import FORMATS, tone, write_audio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audioclf.audio import iter_windows
 from audioclf.errors import AudioclfError, DecodeError
-from audioclf.manifest import load_manifest
+from audioclf.io.audio import iter_windows
+from audioclf.io.manifest import load_manifest
 
 FUZZ = settings(max_examples=300, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -26,11 +26,11 @@ import numpy as np
 import pytest
 from conftest import make_tone_dataset, tone, write_audio
 
-from audioclf.audio import SAMPLE_RATE_HZ, iter_windows
-from audioclf.cli import main
+from audioclf.cli.main import main
 from audioclf.errors import ManifestError
-from audioclf.manifest import Item, load_manifest
-from audioclf.sources import FetchOptions, fetch_all
+from audioclf.io.audio import SAMPLE_RATE_HZ, iter_windows
+from audioclf.io.download import FetchOptions, fetch_all
+from audioclf.io.manifest import Item, load_manifest
 
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from audioclf.errors import ManifestError
-from audioclf.manifest import audio_files, labels_of, load_manifest
+from audioclf.io.manifest import audio_files, labels_of, load_manifest
 
 
 @pytest.fixture()

@@ -8,14 +8,14 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from audioclf.dataset import Dataset
 from audioclf.errors import TrainingError
-from audioclf.fusion import calibrate
-from audioclf.heads import LBFGS, FitOptions, ProbeConfig, ProbeHead, predict_logits
-from audioclf.logreg import logreg_path
-from audioclf.manifest import Item
-from audioclf.selection import SelectOptions, candidate_grid, refit, select
-from audioclf.splits import cv_folds
+from audioclf.io.manifest import Item
+from audioclf.training.dataset import Dataset
+from audioclf.training.fusion import calibrate
+from audioclf.training.logreg import logreg_path
+from audioclf.training.probe import LBFGS, FitOptions, ProbeConfig, ProbeHead, predict_logits
+from audioclf.training.selection import SelectOptions, candidate_grid, refit, select
+from audioclf.training.splits import cv_folds
 
 FAST = FitOptions(max_epochs=60, patience=10)
 

@@ -20,14 +20,14 @@ from pathlib import Path
 import pytest
 from conftest import tone, write_audio
 
-from audioclf.audio import WindowOptions
-from audioclf.cache import EmbeddingCache
-from audioclf.cli import main
-from audioclf.embed import embed_items
-from audioclf.encoders import BuiltinEncoder
+from audioclf.cli.main import main
+from audioclf.encoders.loader import BuiltinEncoder
 from audioclf.errors import ManifestError
-from audioclf.manifest import Item, check_url, load_manifest
-from audioclf.sources import FetchOptions, fetch_all
+from audioclf.extraction.embed import embed_items
+from audioclf.io.audio import WindowOptions
+from audioclf.io.cache import EmbeddingCache
+from audioclf.io.download import FetchOptions, fetch_all
+from audioclf.io.manifest import Item, check_url, load_manifest
 
 TYPES = {".wav": "audio/wav", ".ogg": "audio/ogg", ".m4a": "audio/mp4", ".webm": "audio/webm", ".mp3": "audio/mpeg"}
 

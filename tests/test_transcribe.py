@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import tone, write_audio
 
-from audioclf.cli import main
-from audioclf.encoders import load_encoder
-from audioclf.manifest import Item
-from audioclf.transcribe import Transcript, TranscriptCache, WhisperTranscriber, load_ctc
+from audioclf.cli.main import main
+from audioclf.encoders.loader import load_encoder
+from audioclf.io.manifest import Item
+from audioclf.speech.transcribe import Transcript, TranscriptCache, WhisperTranscriber, load_ctc
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "fsdd-sample" / "recordings"
 
@@ -116,9 +116,9 @@ def test_train_on_what_is_said(
 
 
 def test_transcript_features_need_a_recogniser(tmp_path: Path) -> None:
-    from audioclf.encoders import BuiltinEncoder
+    from audioclf.encoders.loader import BuiltinEncoder
     from audioclf.errors import EncoderError
-    from audioclf.features import load_transcriber
+    from audioclf.speech.text_features import load_transcriber
 
     with pytest.raises(EncoderError, match="pass --transcriber whisper"):
         load_transcriber(None, BuiltinEncoder())
@@ -126,7 +126,7 @@ def test_transcript_features_need_a_recogniser(tmp_path: Path) -> None:
 
 def test_tfidf_state_roundtrip() -> None:
     from audioclf.errors import EncoderError
-    from audioclf.text import TfidfEncoder
+    from audioclf.speech.text import TfidfEncoder
 
     texts = ["bake the bread", "the roman empire", "bake a cake", ""]
     fitted = TfidfEncoder()
@@ -141,11 +141,11 @@ def test_tfidf_state_roundtrip() -> None:
 
 
 def test_a_ctc_encoder_transcribes_in_the_embedding_pass(tiny_ctc: Path, tmp_path: Path) -> None:
-    from audioclf.audio import WindowOptions
-    from audioclf.cache import EmbeddingCache
-    from audioclf.embed import embed_items
-    from audioclf.encoders import HFEncoder
-    from audioclf.features import FeatureOptions, TextView
+    from audioclf.encoders.loader import HFEncoder
+    from audioclf.extraction.embed import embed_items
+    from audioclf.io.audio import WindowOptions
+    from audioclf.io.cache import EmbeddingCache
+    from audioclf.speech.text_features import FeatureOptions, TextView
 
     enc = load_encoder(f"hf:{tiny_ctc}", "fp32").encoder
     assert isinstance(enc, HFEncoder) and enc.transcribes
@@ -168,8 +168,8 @@ def test_a_ctc_encoder_transcribes_in_the_embedding_pass(tiny_ctc: Path, tmp_pat
 
 
 def test_a_failed_transcript_is_not_cached(tiny_ctc: Path, tmp_path: Path) -> None:
-    from audioclf.audio import WindowOptions
-    from audioclf.features import FeatureOptions, TextView
+    from audioclf.io.audio import WindowOptions
+    from audioclf.speech.text_features import FeatureOptions, TextView
 
     enc = load_encoder(f"hf:{tiny_ctc}", "fp32").encoder
     view = TextView(FeatureOptions("transcript", None, "tfidf"), enc, tmp_path / "c", WindowOptions(0.5, 0.5))
@@ -192,9 +192,9 @@ def test_a_failed_transcript_is_not_cached(tiny_ctc: Path, tmp_path: Path) -> No
 def test_a_ctc_checkpoint_without_its_vocabulary_embeds_but_cannot_transcribe(tiny_ctc: Path, tmp_path: Path) -> None:
     import shutil
 
-    from audioclf.audio import WindowOptions
     from audioclf.errors import EncoderError
-    from audioclf.features import FeatureOptions, TextView
+    from audioclf.io.audio import WindowOptions
+    from audioclf.speech.text_features import FeatureOptions, TextView
 
     folder = tmp_path / "no-vocab"
     shutil.copytree(tiny_ctc, folder)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from conftest import tone
 
-from audioclf.audio import load_audio
-from audioclf.cli import main
-from audioclf.encoders import load_encoder
+from audioclf.cli.main import main
+from audioclf.encoders.loader import load_encoder
+from audioclf.encoders.whisper import WhisperEncoder
 from audioclf.errors import EncoderError
-from audioclf.whisper import WhisperEncoder
+from audioclf.io.audio import load_audio
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "fsdd-sample"
 
@@ -112,7 +112,7 @@ def test_whisper_takes_the_threads_it_is_given() -> None:
     import subprocess
     import sys
 
-    code = "from audioclf.whisper import cpu_threads; print(cpu_threads())"
+    code = "from audioclf.encoders.whisper import cpu_threads; print(cpu_threads())"
     env = os.environ | {"OMP_NUM_THREADS": "1"}  # what Ray sets in an actor with num_cpus=1
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "1"  # not every core of the node in every actor

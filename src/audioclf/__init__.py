@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from audioclf.version import __version__
 
 # Light to import: the cross-validation flow imports torch and scikit-learn only when it runs.
-from .crossval import CrossvalOptions, CrossvalResult, FoldResult, crossval
+from audioclf.apps.crossval import CrossvalOptions, CrossvalResult, FoldResult, crossval
 
 __all__ = ["CrossvalOptions", "CrossvalResult", "FoldResult", "__version__", "crossval"]

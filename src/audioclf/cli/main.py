@@ -1,0 +1,296 @@
+"""Command line: a thin layer over the library; errors become one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from audioclf.version import __version__
+from audioclf.errors import AudioclfError
+from audioclf.io.audio import DEFAULT_WINDOW_S
+from audioclf.io.cache import default_cache_dir
+
+if TYPE_CHECKING:
+    pass
+
+from audioclf.cli.options import EXIT_INTERNAL, EXIT_USER
+
+log = logging.getLogger("audioclf")
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        return f"{record.levelname.lower()}: {msg}" if record.levelno >= logging.WARNING else msg
+
+
+def _setup_logging(quiet: bool, debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    log.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+
+
+def _fetch_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("downloads (URL rows and inputs, through yt-dlp)")
+    g.add_argument("--jobs", type=int, default=4, help="parallel downloads (default %(default)s)")
+    g.add_argument("--max-per-playlist", type=int, default=None, help="videos taken from each playlist/channel")
+    g.add_argument("--max-filesize", default=None, help="skip downloads larger than this, e.g. 200M")
+    g.add_argument("--rate-limit", default=None, help="download rate limit, e.g. 2M (bytes/s)")
+    g.add_argument("--cookies", type=Path, default=None, help="cookies.txt (Netscape format) for yt-dlp")
+    g.add_argument("--proxy", default=None, help="proxy URL for yt-dlp")
+    g.add_argument("--min-free", default="1G", help="skip a download that would leave less disk free (default 1G)")
+
+
+def _finetune_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("fine-tuning (--mode finetune)")
+    g.add_argument("--batch-size", type=int, default=8, help="windows per step (default %(default)s)")
+    g.add_argument("--accum", type=int, default=1, help="gradient accumulation steps (default %(default)s)")
+    g.add_argument("--freeze-layers", type=int, default=0, help="also freeze the first N transformer layers")
+    g.add_argument("--train-feature-encoder", action="store_true", help="do not freeze the convolutional front end")
+    g.add_argument("--gradient-checkpointing", action="store_true", help="save memory on long windows")
+    g.add_argument("--augment", action="store_true", help="speed perturbation, noise and gain while training")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    g.add_argument("--stop-after", type=int, default=None, help="stop after this epoch (continue with --resume)")
+
+
+def _ray_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Ray (optional extra: pip install 'audioclf[ray]')")
+    g.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="download/embed on Ray: a local instance, or the cluster at ADDRESS (the cache dir must be shared)",
+    )
+    g.add_argument("--ray-workers", type=int, default=None, help="actors (default: one per CPU in the cluster)")
+
+
+def _precision(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
+        help="bf16 autocast where the CPU/GPU supports it (auto), or always bf16 / fp32",
+    )
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-dir", type=_folder, default=None, help=f"embedding cache (default {default_cache_dir()})")
+    p.add_argument("--quiet", action="store_true", help="only warnings, errors and results")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+
+
+def _folder(text: str) -> Path:
+    if "://" in text:  # Path("s3://b/x") would silently become a local folder named "s3:"
+        raise argparse.ArgumentTypeError(
+            f"{text}: a URL is not a folder; give a local or shared (NFS, CephFS, Lustre) path, or mount the store"
+        )
+    return Path(text)
+
+
+def _window_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--window",
+        type=float,
+        default=None,
+        help=f"window length in seconds (default: the encoder's fixed input length if it has one, else"
+        f" {DEFAULT_WINDOW_S:g})",
+    )
+    p.add_argument("--hop", type=float, default=None, help="hop between windows in seconds (default: the window)")
+    p.add_argument("--max-duration", type=float, default=None, help="use at most this many seconds of each recording")
+
+
+def _feature_args(p: argparse.ArgumentParser) -> None:
+    """The encoder and what the probe learns from."""
+    p.add_argument(
+        "--encoder",
+        default=None,
+        help="builtin | hf:<hub id or local dir> | whisper:<size or dir> (default: wav2vec2-base-960h)",
+    )
+    p.add_argument(
+        "--features",
+        choices=["acoustic", "transcript", "fused"],
+        default="acoustic",
+        help="what the probe learns from: the sound, what is said, or both (default %(default)s)",
+    )
+    p.add_argument(
+        "--transcriber",
+        default=None,
+        help="whisper:<size or dir> | hf:<CTC model> for --features transcript/fused (default: the encoder)",
+    )
+    p.add_argument(
+        "--text-encoder", default="minilm", help="minilm | tfidf | hf:<sentence encoder> (default %(default)s)"
+    )
+
+
+def _train_args(p: argparse.ArgumentParser, out_help: str, force_help: str, *, crossval: bool = False) -> None:
+    """The options of ``train``, which ``crossval`` shares (without --test-size and the fine-tuning ones)."""
+    p.add_argument("--manifest", type=Path, required=True, help="CSV/JSONL manifest or a folder of label folders")
+    p.add_argument("--out", type=Path, required=True, help=out_help)
+    p.add_argument("--force", action="store_true", help=force_help)
+    _feature_args(p)
+    p.add_argument("--layer", default="auto", help="auto | last | weighted | <index> (HF encoders)")
+    p.add_argument("--hidden", type=int, default=None, help="hidden units of the head (0 = linear; default: search)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (probe: searched; finetune: 3e-5)")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (probe 200, finetune 10)")
+    p.add_argument("--patience", type=int, default=None, help="early-stopping patience (probe 20, finetune 3)")
+    p.add_argument(
+        "--inner-folds" if crossval else "--folds",  # crossval's --folds are the outer folds
+        dest="folds",
+        type=int,
+        default=5,
+        metavar="K",
+        help="grouped cross-validation folds that choose the probe (default %(default)s)"
+        + (", inside each training fold" if crossval else ""),
+    )
+    p.add_argument(
+        "--val-fraction", type=float, default=0.2, help="finetune: grouped validation share (default %(default)s)"
+    )
+    p.add_argument("--class-weight", choices=["none", "balanced"], default="none")
+    p.add_argument("--seed", type=int, default=0)
+    if crossval:
+        p.set_defaults(test_size=None)  # the held-out folds are the test sets
+    else:
+        p.add_argument(
+            "--test-size",
+            type=float,
+            default=None,
+            help="hold out this many groups (videos), or this fraction if < 1, as a grouped stratified test set",
+        )
+    p.add_argument(
+        "--mode",
+        choices=["probe", "finetune"],
+        default="probe",
+        help="probe on cached embeddings (fast, default) or full fine-tuning of an hf: encoder"
+        + (" (crossval: probe only)" if crossval else ""),
+    )
+    _ray_args(p)
+    if not crossval:
+        _finetune_args(p)
+    _precision(p)
+    _window_args(p)
+    _fetch_args(p)
+    _common(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="audioclf", description="Train, evaluate and apply audio classifiers.")
+    parser.add_argument("--version", action="version", version=f"audioclf {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="embed a labelled manifest, train a probe, save the model")
+    _train_args(p, "model folder to write", "overwrite an existing model folder")
+
+    p = sub.add_parser("crossval", help="train and evaluate once per grouped fold; pooled report with CIs")
+    out_help, force_help = (
+        "folder for the folds' manifests, models and reports",
+        "redo every fold (default: keep finished ones)",
+    )
+    _train_args(p, out_help, force_help, crossval=True)
+    g = p.add_argument_group("folds (outer cross-validation)")
+    g.add_argument(
+        "--folds",
+        dest="cv_folds",
+        type=int,
+        default=5,
+        metavar="K",
+        help="grouped, label-stratified folds, each held out once (default %(default)s; fewer with fewer groups)",
+    )
+    g.add_argument(
+        "--fold-column",
+        default=None,
+        metavar="COLUMN",
+        help="one fold per value of this manifest column instead, e.g. fold (official folds) or group",
+    )
+
+    _evaluate_predict_parsers(sub)
+    _embed_fetch_parsers(sub)
+    return parser
+
+
+def _evaluate_predict_parsers(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="score a model on a labelled manifest: report.json, report.md, confusion.png")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--manifest", type=Path, required=True)
+    p.add_argument(
+        "--split", default="auto", help="rows to use: auto (test rows if any, else all) | all | train | val | test"
+    )
+    p.add_argument("--out", type=Path, default=None, help="report folder (default <model>/report)")
+    _fetch_args(p)
+    _common(p)
+
+    p = sub.add_parser("predict", help="label audio files, folders and URLs")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("inputs", nargs="+", help="audio files, folders or http(s) URLs")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--timeline", action="store_true", help="per-window labels for long recordings")
+    _fetch_args(p)
+    _common(p)
+
+
+def _embed_fetch_parsers(sub: Any) -> None:
+    p = sub.add_parser("embed", help="fill the embedding cache for a manifest (no training)")
+    p.add_argument("--manifest", type=Path, required=True)
+    p.add_argument("--failures", type=Path, default=None, help="write skipped items to this CSV")
+    p.add_argument("--encoder", default=None, help="builtin | hf:<hub id or local dir> (default: wav2vec2-base-960h)")
+    _ray_args(p)
+    _precision(p)
+    _window_args(p)
+    _fetch_args(p)
+    _common(p)
+    p = sub.add_parser("fetch", help="download the URL rows of a manifest into the cache (no embedding)")
+    p.add_argument("--manifest", type=Path, required=True)
+    p.add_argument("--max-duration", type=float, default=None, help="download at most this many seconds of each")
+    p.add_argument("--failures", type=Path, default=Path("failures.csv"), help="where to list failed URLs")
+    _ray_args(p)
+    _fetch_args(p)
+    _common(p)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.quiet, args.debug)
+    if args.cache_dir is None:
+        args.cache_dir = default_cache_dir()
+    from audioclf.cli import commands
+
+    try:
+        return int(getattr(commands, f"cmd_{args.command}")(args))
+    except AudioclfError as exc:
+        if args.debug:
+            log.exception("failed")
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:  # disk full, read-only or missing output folder: the environment, not a bug
+        if args.debug:
+            log.exception("failed")
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}; check free space and that the folder is writable", file=sys.stderr)
+        return EXIT_USER
+    except Exception as exc:  # anything else is a bug: one line, traceback with --debug
+        if args.debug:
+            raise
+        print(
+            f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL

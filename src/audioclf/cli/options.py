@@ -1,0 +1,69 @@
+"""What the commands share: exit codes, options read from parsed arguments, and output lines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING
+
+from audioclf.errors import AudioclfError
+from audioclf.io.audio import DEFAULT_WINDOW_S, WindowOptions
+from audioclf.io.download import FetchOptions
+
+if TYPE_CHECKING:
+    from audioclf.extraction.ray import RayOptions
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_PARTIAL = 0, 1, 2, 3  # 3: predict labelled some inputs, not all
+EPOCH_HEADER = (
+    f"{'epoch':>5} {'time(s)':>8} {'train_loss':>10} {'train_acc':>9} {'val_loss':>8} {'val_acc':>7} {'val_f1':>6}"
+)
+
+
+def ray_options(args: argparse.Namespace) -> RayOptions | None:
+    if args.ray is None:
+        return None
+    from audioclf.extraction.ray import RayOptions  # only the options: Ray itself is imported when a run starts
+
+    return RayOptions(address=None if args.ray == "local" else args.ray, workers=args.ray_workers)
+
+
+def fetch_options(args: argparse.Namespace, max_duration_s: float | None) -> FetchOptions:
+    size = _bytes("--max-filesize", args.max_filesize) if args.max_filesize else None
+    return FetchOptions(
+        cache_dir=args.cache_dir,
+        jobs=args.jobs,
+        max_per_playlist=args.max_per_playlist,
+        max_duration_s=max_duration_s,
+        max_filesize_bytes=size,
+        rate_limit=args.rate_limit,
+        cookies=args.cookies,
+        proxy=args.proxy,
+        min_free_bytes=_bytes("--min-free", args.min_free),
+    )
+
+
+def _bytes(flag: str, text: str) -> int:
+    from yt_dlp.utils import parse_bytes
+
+    size = parse_bytes(text)
+    if size is None:
+        raise AudioclfError(f"{flag} {text!r}: use a size such as 200M or 2G")
+    return int(size)
+
+
+def window_options(args: argparse.Namespace) -> WindowOptions:
+    try:
+        if args.window is None and args.hop is None:
+            return WindowOptions.encoder_native(args.max_duration)
+        window = DEFAULT_WINDOW_S if args.window is None else args.window
+        return WindowOptions(window, window if args.hop is None else args.hop, args.max_duration)
+    except ValueError as exc:
+        raise AudioclfError(f"--window/--hop/--max-duration: {exc}") from None
+
+
+def emit(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def emit_json(obj: object) -> None:
+    print(json.dumps(obj, ensure_ascii=False), flush=True)

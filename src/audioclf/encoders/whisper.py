@@ -1,0 +1,169 @@
+"""Whisper through faster-whisper (CTranslate2) as an encoder: pooled encoder states and the spoken language.
+
+``whisper:<size>`` loads like faster-whisper does (``base``, ``small``, … from the Hugging Face Hub, local cache
+first); ``whisper:<folder>`` loads a converted model offline. faster-whisper is an optional dependency
+(``pip install audioclf[whisper]``).
+
+Whisper's encoder was trained on 30 s inputs, so by default every window is padded to 30 s as faster-whisper
+does when it transcribes (``padding="full"``); the embedding is the mean and standard deviation of the encoder
+states over the frames that hold audio only — the padding is never averaged in. ``padding="audio"`` encodes
+only the frames that hold audio (at least ``MIN_FRAMES``): on short clips this is ~20× faster but the states
+differ from the padded ones (measured in the README), so it is a separate encoder identity and cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audioclf.encoders.hub import offline, probe_hub
+from audioclf.errors import EncoderError
+from audioclf.io.audio import SAMPLE_RATE_HZ
+
+log = logging.getLogger(__name__)
+
+WHISPER_PREFIX = "whisper:"
+CHUNK_FRAMES = 3000  # Whisper's 30 s input, in 10 ms mel frames
+HOP_SAMPLES = 160  # 10 ms at 16 kHz
+MIN_FRAMES = 300  # with padding="audio": shorter inputs are padded to 3 s (keeps the states closer to Whisper's)
+POOLING_VERSION = "meanstd-1"
+PADDINGS = ("full", "audio")
+SIZES_REPO = "Systran/faster-whisper-{}"
+
+
+class WhisperEncoder:
+    """Mean+std of Whisper encoder states over audio frames: one "layer" of ``2 * d_model`` values."""
+
+    n_layers = 1
+    min_samples = 1
+    native_window_s: float | None = CHUNK_FRAMES * HOP_SAMPLES / SAMPLE_RATE_HZ  # 30 s: Whisper's input
+    max_window_s: float | None = None  # a longer window is encoded 30 s at a time
+
+    def __init__(self, spec: str, model: Any, folder: Path, padding: str = "full") -> None:
+        if padding not in PADDINGS:
+            raise EncoderError(f"whisper padding {padding!r}: use one of {', '.join(PADDINGS)}")
+        self.spec = spec
+        self.padding = padding
+        self._model = model
+        self._features = model.feature_extractor
+        self.dim = 2 * int(self._states(np.zeros((model.model.n_mels, 2), np.float32)).shape[-1])
+        self.model_identity = f"whisper-{_fingerprint(folder)}"
+        # "whisper-<weights>-<compute type>-<padding>-<pooling>": see encoders.same_weights
+        self.identity = f"{self.model_identity}-{model.model.compute_type}-{padding}-{POOLING_VERSION}"
+
+    def embed(self, windows: list[np.ndarray]) -> np.ndarray:
+        out = np.zeros((len(windows), 1, self.dim), dtype=np.float32)
+        for i, wave in enumerate(windows):
+            frames = np.concatenate([self._audio_states(chunk) for chunk in _chunks(wave)])
+            out[i, 0] = np.concatenate([frames.mean(0), frames.std(0)])
+        return out
+
+    def languages(self, wave: np.ndarray, top: int = 3) -> list[tuple[str, float]]:
+        """The most likely spoken languages of (the first 30 s of) ``wave``, as (code, probability)."""
+        if not self._model.model.is_multilingual:
+            return [("en", 1.0)]
+        output = self._encoder_output(self._padded(self._features(_chunks(wave)[0])))
+        ranked = self._model.model.detect_language(output)[0][:top]
+        return [(token.strip("<|>"), float(p)) for token, p in ranked]
+
+    def _audio_states(self, wave: np.ndarray) -> np.ndarray:
+        """Encoder states of the frames that hold audio (the encoder halves the 100 Hz mel frame rate)."""
+        mel = self._features(wave)
+        n_audio = min(CHUNK_FRAMES, mel.shape[1])
+        return self._states(self._padded(mel))[: max(1, (n_audio + 1) // 2)]
+
+    def _padded(self, mel: np.ndarray) -> np.ndarray:
+        n = min(CHUNK_FRAMES, mel.shape[1])
+        frames = CHUNK_FRAMES if self.padding == "full" else max(MIN_FRAMES, n + n % 2)
+        out = np.zeros((mel.shape[0], frames), dtype=np.float32)
+        out[:, :n] = mel[:, :n]
+        return out
+
+    def _states(self, mel: np.ndarray) -> np.ndarray:
+        import ctranslate2
+
+        output = self._encoder_output(mel)
+        if output.device != "cpu":
+            output = output.to_device(ctranslate2.Device.cpu)
+        return np.asarray(output)[0]
+
+    def _encoder_output(self, mel: np.ndarray) -> Any:
+        import ctranslate2
+
+        features = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None], dtype=np.float32))
+        return self._model.model.encode(features, to_cpu=False)
+
+
+def _chunks(wave: np.ndarray) -> list[np.ndarray]:
+    """Pieces of at most 30 s (a window longer than Whisper's input is encoded piece by piece)."""
+    size = CHUNK_FRAMES * HOP_SAMPLES
+    return [wave[i : i + size] for i in range(0, max(1, len(wave)), size)]
+
+
+def _fingerprint(folder: Path) -> str:
+    h = hashlib.sha256()
+    for name in ("config.json", "model.bin"):
+        path = folder / name
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 22):
+                h.update(block)
+    return h.hexdigest()[:24]
+
+
+def cpu_threads() -> int:
+    """The threads torch would use: OMP_NUM_THREADS when set (Ray sets it to an actor's CPUs), else the cores
+    this process may run on. CTranslate2 would otherwise take every core of the node in each actor."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+def load_whisper(spec: str, precision: str = "auto") -> WhisperEncoder:
+    """``whisper:<size or folder>[?padding=audio]``; every failure is a one-line EncoderError."""
+    name, _, query = spec[len(WHISPER_PREFIX) :].partition("?")
+    padding = query.removeprefix("padding=") if query else "full"
+    if padding not in PADDINGS or (query and not query.startswith("padding=")):
+        raise EncoderError(f"{spec}: the only option is ?padding=full or ?padding=audio")
+    if not name:
+        raise EncoderError(f"{spec!r}: give a size (base, small, …) or a folder: whisper:<size or folder>")
+    try:
+        from faster_whisper import WhisperModel
+        from faster_whisper.utils import download_model
+    except ImportError:
+        raise EncoderError(f"{spec}: needs faster-whisper; pip install 'audioclf[whisper]'") from None
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        if folder.is_absolute() or name.startswith("."):
+            raise EncoderError(f"{spec}: no such model folder {folder}")
+        folder = _download(spec, name, download_model)
+    if not (folder / "model.bin").is_file():
+        raise EncoderError(f"{spec}: {folder} is not a faster-whisper model (no model.bin)")
+    import ctranslate2
+
+    gpu = ctranslate2.get_cuda_device_count() > 0
+    # int8 on CPU, as faster-whisper recommends; float16 on GPU; --precision fp32 for exact float32.
+    compute = "float32" if precision == "fp32" else "float16" if gpu else "int8"
+    try:
+        model = WhisperModel(str(folder), device="cuda" if gpu else "cpu", compute_type=compute,
+                             cpu_threads=cpu_threads())  # fmt: skip
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise EncoderError(f"{spec}: cannot load the Whisper model ({str(exc).splitlines()[0][:160]})") from exc
+    return WhisperEncoder(spec, model, folder, padding)
+
+
+def _download(spec: str, name: str, download_model: Any) -> Path:
+    try:
+        return Path(download_model(name, local_files_only=True))
+    except Exception:  # not in the local cache (huggingface_hub raises several error types)
+        if offline():
+            raise EncoderError(f"{spec}: not in the local cache and HF_HUB_OFFLINE is set") from None
+    repo = name if "/" in name else SIZES_REPO.format(name)
+    probe_hub(spec, repo)
+    try:
+        return Path(download_model(name))
+    except Exception as exc:
+        raise EncoderError(f"{spec}: cannot download ({str(exc).splitlines()[0][:160]})") from exc

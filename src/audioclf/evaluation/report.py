@@ -1,0 +1,140 @@
+"""Report files of an evaluation: report.json, a readable report.md and confusion.png; terminal summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from audioclf.evaluation.metrics import jsonable
+from audioclf.fileio import atomic_path, write_json_atomic, write_text_atomic
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _fmt_ci(report: dict[str, Any], level: dict[str, Any]) -> str:
+    ci = level.get("accuracy_ci")
+    pct = round(100 * float(report.get("ci", 0.95)))
+    return "no CI" if ci is None else f"{pct}% CI {_fmt(ci[0], 2)}\N{EN DASH}{_fmt(ci[1], 2)}"
+
+
+def _md_cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _markdown(report: dict[str, Any], title: str) -> str:
+    labels: list[str] = report["labels"]
+    rec = report["recording"]
+    lines = [f"# {title}", ""]
+    lines.append(f"{rec['n']} labelled recordings in {report['n_groups']} groups; {len(labels)} classes.")
+    if report.get("n_recordings_excluded"):
+        lines.append(f"{report['n_recordings_excluded']} recordings excluded (unknown label or no windows).")
+    lines += ["", "## Summary", ""]
+    rows = []
+    for name in ("recording", "window"):
+        lvl = report[name]
+        acc = f"{_fmt(lvl['accuracy'])} ({_fmt_ci(report, lvl)})"
+        rows.append([name, str(lvl["n"]), acc, _fmt(lvl["balanced_accuracy"]), _fmt(lvl["macro_f1"])])
+    for name, lvl in (report.get("views") or {}).items():  # a fused model's views, each alone
+        acc = f"{_fmt(lvl['accuracy'])} ({_fmt_ci(report, lvl)})"
+        rows.append([f"recording, {name} view alone", str(lvl["n"]), acc, _fmt(lvl["balanced_accuracy"]),
+                     _fmt(lvl["macro_f1"])])  # fmt: skip
+    lines += _md_table(["level", "n", "accuracy", "balanced accuracy", "macro-F1"], rows)
+    units = f"recording level: {rec['ci_resamples']}, window level: {report['window']['ci_resamples']}"
+    lines += ["", f"CIs: bootstrap percentile, {report.get('n_bootstrap')} resamples ({units})."]
+    lines += ["", "## Per class (recording level)", ""]
+    per = [
+        [lab, _fmt(m["precision"]), _fmt(m["recall"]), _fmt(m["f1"]), str(m["support"])]
+        for lab, m in rec["per_class"].items()
+    ]
+    lines += _md_table(["class", "precision", "recall", "F1", "support"], per)
+    lines += ["", "## Confusion matrix (recording level; rows = true, columns = predicted)", ""]
+    conf_rows = [[lab] + [str(c) for c in row] for lab, row in zip(labels, rec["confusion"], strict=True)]
+    lines += _md_table(["true \\ predicted", *labels], conf_rows)
+    lines += [
+        "",
+        f"## Misclassified recordings ({report.get('n_errors')} total, most confident first)",
+        "",
+    ]
+    if report["errors"]:
+        err_rows = [[e["recording"], e["true"], e["predicted"], _fmt(e["confidence"])] for e in report["errors"]]
+        lines += _md_table(["recording", "true", "predicted", "confidence"], err_rows)
+    else:
+        lines.append("None.")
+    return "\n".join(lines) + "\n"
+
+
+def _confusion_figure(report: dict[str, Any], title: str) -> Figure:
+    labels: list[str] = report["labels"]
+    counts = np.asarray(report["recording"]["confusion"], dtype=np.float64)
+    n = len(labels)
+    ticks = [lab if len(lab) <= 30 else lab[:29] + "\N{HORIZONTAL ELLIPSIS}" for lab in labels]
+    row_sums = counts.sum(axis=1, keepdims=True)
+    norm = np.divide(counts, row_sums, out=np.zeros_like(counts), where=row_sums > 0)
+    side = min(20.0, max(4.5, 0.3 * n + 3.0))
+    fig = Figure(figsize=(side + 1.0, side), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    image = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    fig.colorbar(image, ax=ax, shrink=0.6, pad=0.02, label="fraction of true class")
+    font = 10.0 if n <= 10 else 8.0 if n <= 25 else 6.5
+    for i in range(n):
+        for j in range(n):
+            if counts[i, j] or n <= 15:
+                color = "white" if norm[i, j] > 0.5 else "black"
+                ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=font, color=color)
+    tick_font = max(font, 7.5)
+    ax.set_xticks(range(n), ticks, rotation=90 if n > 6 else 45, ha="center" if n > 6 else "right")
+    ax.tick_params(labelsize=tick_font)
+    ax.set_yticks(range(n), ticks)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title}\nrecording level, n={report['recording']['n']}", fontsize=10)
+    return fig
+
+
+def write_report(
+    report: dict[str, Any],
+    out_dir: Path,
+    *,
+    title: str = "audioclf evaluation",
+    context: dict[str, Any] | None = None,
+) -> list[Path]:
+    """Write report.json (with ``context``), report.md and confusion.png into ``out_dir``, atomically."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path, png_path = out_dir / "report.json", out_dir / "report.md", out_dir / "confusion.png"
+    write_json_atomic(json_path, jsonable({**report, "context": context or {}}))
+    write_text_atomic(md_path, _markdown(report, title))
+    fig = _confusion_figure(report, title)
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return [json_path, md_path, png_path]
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """A few short lines for a terminal: one per level, plus exclusions if any."""
+    lines = []
+    for name, head in (("recording", "recordings:"), ("window", "windows:")):
+        lvl = report[name]
+        lines.append(
+            f"{head:<12}{lvl['n']}  accuracy {_fmt(lvl['accuracy'])} ({_fmt_ci(report, lvl)})  "
+            f"balanced {_fmt(lvl['balanced_accuracy'])}  macro-F1 {_fmt(lvl['macro_f1'])}"
+        )
+    for name, lvl in (report.get("views") or {}).items():
+        lines.append(f"  {name + ':':<12}{lvl['n']}  accuracy {_fmt(lvl['accuracy'])} ({_fmt_ci(report, lvl)})  "
+                     f"macro-F1 {_fmt(lvl['macro_f1'])}  (this view alone)")  # fmt: skip
+    if report.get("n_recordings_excluded"):
+        lines.append(f"excluded:   {report['n_recordings_excluded']} recordings (unknown label or no windows)")
+    return lines

@@ -1,0 +1,173 @@
+"""Decode any container/codec PyAV reads into 16 kHz mono float32, streamed, and cut it into windows."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from audioclf.errors import DecodeError
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE_HZ = 16_000
+DEFAULT_WINDOW_S = 10.0  # one window for a short clip; a 1-hour video gives 360 windows
+DEFAULT_HOP_S = 10.0
+MIN_TAIL_S = 1.0  # a leftover shorter than this (or than half a window) at the end of a recording is dropped
+
+
+@dataclass(frozen=True)
+class WindowOptions:
+    """How a recording is cut into windows. Recordings shorter than ``window_s`` form a single window."""
+
+    window_s: float = DEFAULT_WINDOW_S
+    hop_s: float = DEFAULT_HOP_S
+    max_duration_s: float | None = None
+    # Window and hop were not chosen: an encoder with a fixed input length (Whisper 30 s, AST 10.24 s) replaces
+    # them with that length (encoders.fit_windows); any other keeps the defaults above.
+    from_encoder: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.window_s > 0 or not self.hop_s > 0:
+            raise ValueError("window and hop lengths must be positive seconds")
+        if self.max_duration_s is not None and not self.max_duration_s > 0:
+            raise ValueError("max duration must be positive seconds")
+
+    @classmethod
+    def encoder_native(cls, max_duration_s: float | None = None) -> WindowOptions:
+        """The encoder's native windows where it has one, else the defaults."""
+        return cls(max_duration_s=max_duration_s, from_encoder=True)
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {"window_s": self.window_s, "hop_s": self.hop_s, "max_duration_s": self.max_duration_s}
+
+
+@dataclass(frozen=True)
+class Window:
+    start_s: float
+    samples: np.ndarray  # float32 mono at SAMPLE_RATE_HZ
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / SAMPLE_RATE_HZ
+
+
+def iter_samples(path: Path | str, max_duration_s: float | None = None, start_s: float = 0.0) -> Iterator[np.ndarray]:
+    """Yield consecutive float32 mono 16 kHz chunks of the first audio stream of ``path``, from ``start_s``
+    for at most ``max_duration_s`` seconds.
+
+    Raises DecodeError (naming the file) when it cannot be opened, has no audio stream or no samples there.
+    """
+    skip = round(start_s * SAMPLE_RATE_HZ)
+    limit = None if max_duration_s is None else round(max_duration_s * SAMPLE_RATE_HZ)
+    produced = 0
+    for chunk in _resampled(path):
+        if skip:
+            dropped = min(skip, len(chunk))
+            chunk, skip = chunk[dropped:], skip - dropped
+        if limit is not None:
+            chunk = chunk[: max(0, limit - produced)]
+        if len(chunk):
+            produced += len(chunk)
+            yield chunk
+        if limit is not None and produced >= limit:
+            return
+    if produced == 0:
+        where = f" after {start_s:g} s" if start_s else ""
+        raise DecodeError(f"{path}: contains no audio samples{where}; remove it or fix its time range")
+
+
+def _resampled(path: Path | str) -> Iterator[np.ndarray]:
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise DecodeError(f"{path}: has no audio stream; give an audio or video file with sound")
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE_HZ)
+            for frame in _decoded_frames(container, stream):
+                for out in resampler.resample(frame):
+                    yield out.to_ndarray().reshape(-1)
+            for out in resampler.resample(None):
+                yield out.to_ndarray().reshape(-1)
+    except DecodeError:
+        raise
+    except (OSError, av.FFmpegError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise DecodeError(f"{path}: cannot decode audio ({reason}); check it is a readable audio/video file") from exc
+
+
+def _decoded_frames(container: av.container.InputContainer, stream: av.AudioStream) -> Iterator[av.AudioFrame]:
+    for packet in container.demux(stream):
+        try:
+            yield from packet.decode()
+        except av.InvalidDataError:
+            # One damaged packet (e.g. a truncated tail) is skipped; a file with no good packets fails later.
+            log.debug("skipping undecodable packet in %s", container.name)
+
+
+def load_audio(
+    path: Path | str, max_duration_s: float | None = None, start_s: float = 0.0, end_s: float | None = None
+) -> np.ndarray:
+    """The whole recording (or its ``[start_s, end_s)`` part) as one float32 array; ``iter_windows`` streams."""
+    return np.concatenate(list(iter_samples(path, span_s(start_s, end_s, max_duration_s), start_s)))
+
+
+def iter_windows(
+    path: Path | str, options: WindowOptions = WindowOptions(), start_s: float = 0.0, end_s: float | None = None
+) -> Iterator[Window]:
+    """Yield windows of ``options.window_s`` every ``options.hop_s`` seconds, holding at most about one
+    window plus one decoded chunk in memory.
+
+    A recording shorter than a window is one window of its own length. When the hops leave an uncovered tail
+    of at least ``min(MIN_TAIL_S, window_s / 2)``, a last window aligned to the end of the recording covers it.
+    With a time range, only ``[start_s, end_s)`` is used and window starts count from the recording's start.
+    """
+    span = span_s(start_s, end_s, options.max_duration_s)
+    return window_stream(iter_samples(path, span, start_s), options, start_s)
+
+
+def span_s(start_s: float, end_s: float | None, max_duration_s: float | None) -> float | None:
+    """Seconds to read from ``start_s``: up to ``end_s`` and at most ``max_duration_s`` (None: to the end)."""
+    span = None if end_s is None else end_s - start_s
+    if max_duration_s is not None:
+        span = max_duration_s if span is None else min(span, max_duration_s)
+    return span
+
+
+def window_stream(chunks: Iterable[np.ndarray], options: WindowOptions, start_s: float = 0.0) -> Iterator[Window]:
+    """The windowing of ``iter_windows`` over any stream of 16 kHz chunks (e.g. an array already in memory)."""
+    win = max(1, round(options.window_s * SAMPLE_RATE_HZ))
+    hop = max(1, round(options.hop_s * SAMPLE_RATE_HZ))
+    buf = np.zeros(0, dtype=np.float32)
+    buf_start = 0  # absolute index of buf[0]
+    pending: list[np.ndarray] = []  # decoded chunks not yet joined to buf (joining per chunk would be quadratic)
+    pending_len = 0
+    next_start = 0
+    covered_to = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        pending_len += len(chunk)
+        if buf_start + len(buf) + pending_len < next_start + win:
+            continue
+        buf = np.concatenate([buf, *pending])
+        pending, pending_len = [], 0
+        while next_start + win <= buf_start + len(buf):
+            offset = next_start - buf_start
+            yield Window(start_s + next_start / SAMPLE_RATE_HZ, buf[offset : offset + win].copy())
+            covered_to = next_start + win
+            next_start += hop
+        # Keep the last `win` samples (for a tail window) and everything from next_start on.
+        keep_from = min(next_start, buf_start + len(buf) - win)
+        if keep_from > buf_start:
+            buf = buf[keep_from - buf_start :]
+            buf_start = keep_from
+    buf = np.concatenate([buf, *pending])
+    total = buf_start + len(buf)
+    if covered_to == 0:
+        yield Window(start_s, buf.copy())
+    elif total - covered_to >= min(MIN_TAIL_S * SAMPLE_RATE_HZ, win / 2):
+        yield Window(start_s + (total - win) / SAMPLE_RATE_HZ, buf[len(buf) - win :].copy())

@@ -1,0 +1,148 @@
+"""The saved model directory: head weights in safetensors + audioclf.json, enough to predict with nothing else."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from audioclf.version import __version__
+from audioclf.errors import ModelError
+from audioclf.fileio import atomic_path, write_json_atomic
+from audioclf.io.audio import WindowOptions
+from audioclf.training.fusion import Fusion
+from audioclf.training.probe import ProbeConfig, ProbeHead
+
+MODEL_FORMAT = 1
+CONFIG_NAME = "audioclf.json"
+WEIGHTS_NAME = "head.safetensors"
+TEXT_WEIGHTS_NAME = "text_head.safetensors"  # the transcript view's probe of a fused model
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    head: ProbeHead | None  # None for a fine-tuned model: the transformers model in `path` classifies
+    labels: list[str]
+    encoder_spec: str
+    encoder_identity: str
+    windows: WindowOptions
+    meta: dict[str, Any]  # the whole audioclf.json
+    path: Path | None = None
+    fusion: Fusion | None = None  # --features fused: the transcript view's probe and the calibration
+
+    @property
+    def finetuned(self) -> bool:
+        return self.meta.get("mode") == "finetune"
+
+
+def prepare_out_dir(out: Path, *, force: bool) -> None:
+    """Refuse to overwrite an existing model unless ``force``."""
+    if (out / CONFIG_NAME).exists() and not force:
+        raise ModelError(f"{out}: a model already exists there; pass --force to overwrite or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise ModelError(f"{out}: exists and is not a folder; choose another --out")
+    if force and (out / CONFIG_NAME).exists():
+        (out / CONFIG_NAME).unlink()  # the config goes first: a half-replaced folder never looks complete
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def save_model(out: Path, model: TrainedModel) -> None:
+    """Write the weights, then the config last: a folder with audioclf.json is always complete."""
+    assert model.head is not None, "fine-tuned models are saved by finetune_run"
+    heads = {WEIGHTS_NAME: model.head, **({TEXT_WEIGHTS_NAME: model.fusion.text_head} if model.fusion else {})}
+    for name, head in heads.items():
+        with atomic_path(out / name) as tmp:
+            save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(tmp))
+    write_json_atomic(out / CONFIG_NAME, model.meta)
+
+
+def fusion_meta(fusion: Fusion) -> dict[str, Any]:
+    head = fusion.text_head
+    shape = {"n_layers": int(head.mean.shape[0]), "dim": int(head.mean.shape[1])}
+    return {
+        "temperatures": list(fusion.temperatures),
+        "acoustic_weight": fusion.weight,
+        "text_head": {**shape, **head.config.__dict__},
+    }
+
+
+def build_meta(
+    *,
+    labels: list[str],
+    encoder_spec: str,
+    encoder_identity: str,
+    windows: WindowOptions,
+    head_shape: tuple[int, int],
+    config: ProbeConfig,
+    training: dict[str, Any],
+    metrics: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "format": MODEL_FORMAT,
+        "audioclf_version": __version__,
+        "labels": labels,
+        "encoder": {"spec": encoder_spec, "identity": encoder_identity},
+        "windows": windows.as_dict(),
+        "head": {"n_layers": head_shape[0], "dim": head_shape[1], **config.__dict__},
+        "training": training,
+        "metrics": metrics,
+    }
+
+
+def load_model(path: Path) -> TrainedModel:
+    """Read a model folder written by ``save_model``; every problem is a one-line ModelError."""
+    path = Path(path)
+    config_path = path / CONFIG_NAME
+    if not config_path.is_file():
+        raise ModelError(f"{path}: not an audioclf model (no {CONFIG_NAME}); train one with 'audioclf train'")
+    try:
+        meta = json.loads(config_path.read_text(encoding="utf-8"))
+        if meta.get("format") != MODEL_FORMAT:
+            raise ModelError(
+                f"{path}: model format {meta.get('format')!r} from audioclf {meta.get('audioclf_version')} "
+                f"is not supported by {__version__} (format {MODEL_FORMAT}); retrain it"
+            )
+        if meta.get("mode") == "finetune":
+            labels = [str(x) for x in meta["labels"]]
+            windows = WindowOptions(**meta["windows"])
+            return TrainedModel(None, labels, str(meta["encoder"]["spec"]), "", windows, meta, path)
+        head_meta = dict(meta["head"])
+        n_layers, dim = int(head_meta.pop("n_layers")), int(head_meta.pop("dim"))
+        config = ProbeConfig(**head_meta)
+        labels = [str(x) for x in meta["labels"]]
+        windows = WindowOptions(**meta["windows"])
+        encoder = meta["encoder"]
+    except ModelError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{config_path}: damaged or incompatible model config ({exc}); retrain the model") from exc
+    head = _load_head(path / WEIGHTS_NAME, n_layers, dim, len(labels), config)
+    fusion = _load_fusion(path, meta, len(labels)) if "fusion" in meta else None
+    return TrainedModel(head, labels, str(encoder["spec"]), str(encoder["identity"]), windows, meta, path, fusion)
+
+
+def _load_head(weights: Path, n_layers: int, dim: int, n_classes: int, config: ProbeConfig) -> ProbeHead:
+    head = ProbeHead(n_layers, dim, n_classes, config)
+    try:
+        head.load_state_dict(load_file(str(weights)))
+    except (OSError, SafetensorError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0][:160]
+        raise ModelError(f"{weights}: missing or damaged weights ({first}); retrain the model") from exc
+    return head.eval()
+
+
+def _load_fusion(path: Path, meta: dict[str, Any], n_classes: int) -> Fusion:
+    try:
+        spec = dict(meta["fusion"]["text_head"])
+        n_layers, dim = int(spec.pop("n_layers")), int(spec.pop("dim"))
+        t_acoustic, t_text = (float(t) for t in meta["fusion"]["temperatures"])
+        weight = float(meta["fusion"].get("acoustic_weight", 0.5))  # models before the weight mixed evenly
+        config = ProbeConfig(**spec)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path / CONFIG_NAME}: damaged fusion settings ({exc}); retrain the model") from exc
+    text_head = _load_head(path / TEXT_WEIGHTS_NAME, n_layers, dim, n_classes, config)
+    return Fusion(text_head, (t_acoustic, t_text), weight)

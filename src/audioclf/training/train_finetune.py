@@ -1,0 +1,210 @@
+"""The ``train --mode finetune`` flow: data -> epochs (checkpointed, resumable, early-stopped) -> export.
+
+The model folder is a standard transformers checkpoint (config.json with the labels, model.safetensors,
+preprocessor_config.json) plus audioclf.json, so ``transformers.pipeline("audio-classification", model=dir)``
+loads it; ``checkpoint/`` beside it holds the latest epoch for ``--resume``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audioclf.version import __version__
+from audioclf.errors import DecodeError, TrainingError
+from audioclf.extraction.embed import Failure, write_failures
+from audioclf.fileio import write_json_atomic
+from audioclf.io.audio import WindowOptions
+from audioclf.io.cache import AudioCache
+from audioclf.io.download import FetchOptions, fetch_all
+from audioclf.io.manifest import Item, labels_of, load_manifest, usable_labels
+from audioclf.training.checkpoint import load_checkpoint, save_checkpoint
+from audioclf.training.finetune import CHECKPOINT_DIR, FinetuneOptions, Finetuner, FinetuneState, Recording
+from audioclf.training.model_dir import CONFIG_NAME, MODEL_FORMAT, prepare_out_dir
+from audioclf.training.probe import EpochStats, class_weights
+from audioclf.training.splits import train_val_indices
+
+log = logging.getLogger(__name__)
+
+FINETUNE = "finetune"
+_EXPORT_TMP = ".export.tmp"
+
+
+@dataclass(frozen=True)
+class FinetuneSummary:
+    out: Path
+    labels: list[str]
+    encoder_spec: str
+    n_train: int
+    n_val: int
+    failures: list[Failure]
+    state: FinetuneState
+    seconds: float
+    main: bool = True  # rank 0 (or the only process): the one that writes and reports
+
+
+def decode_items(
+    items: list[Item], cache_dir: Path, windows: WindowOptions, fetch: FetchOptions | None
+) -> tuple[list[tuple[Item, np.ndarray]], list[Failure]]:
+    """Download URL rows, decode every recording once into the audio cache; bad items are skipped.
+
+    Results keep manifest order (downloads finish in any order), so splits and batches are reproducible."""
+    placed = [((row, 0), item) for row, item in enumerate(items) if not item.needs_fetch]
+    failures: list[Failure] = []
+    remote = [(row, item) for row, item in enumerate(items) if item.needs_fetch]
+    if remote:
+        for r in fetch_all([item for _, item in remote], fetch or FetchOptions(cache_dir=cache_dir)):
+            if r.error is not None:
+                failures.append(Failure(r.item, r.error))
+            else:
+                placed.append(((remote[r.row][0], r.entry), r.item))
+    audio_cache = AudioCache(cache_dir, windows.max_duration_s)
+    decoded = []
+    for _, item in sorted(placed, key=lambda p: p[0]):
+        try:
+            decoded.append((item, audio_cache.load(item)))
+        except (DecodeError, OSError) as exc:
+            failures.append(Failure(item, str(exc)))
+    for failure in failures:
+        log.warning("skipped %s: %s", failure.item.where, failure.reason)
+    return decoded, failures
+
+
+def finetune(
+    manifest: Path,
+    out: Path,
+    spec: str,
+    windows: WindowOptions,
+    cache_dir: Path,
+    options: FinetuneOptions,
+    *,
+    fetch: FetchOptions | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    force: bool = False,
+) -> FinetuneSummary:
+    """Fine-tune ``spec`` on the manifest's non-test rows; with ``options.resume``, continue ``out``'s run."""
+    started = time.perf_counter()
+    items = [item for item in load_manifest(manifest) if item.split != "test"]
+    labels = labels_of(items)
+    if len(labels) < 2:
+        raise TrainingError(f"{manifest}: found {len(labels)} label(s) {labels}; a classifier needs at least 2")
+    if not options.resume:
+        prepare_out_dir(out, force=force)
+        shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
+    decoded, failures = decode_items(items, cache_dir, windows, fetch)
+    if not decoded:
+        first = failures[0]
+        raise TrainingError(f"no file could be decoded; first: {first.item.where}: {first.reason}")
+    labels = usable_labels([item for item, _ in decoded], labels, manifest)
+    index = {label: i for i, label in enumerate(labels)}
+    recordings = [Recording(item, audio, index[item.label or ""]) for item, audio in decoded]
+    keep, held = train_val_indices([r.item for r in recordings], options.val_fraction, options.seed)
+    train, val = [recordings[i] for i in keep], [recordings[i] for i in held]
+    tuner = Finetuner(spec, labels, windows, options, len(train))
+    windows = tuner.windows  # the model's fixed input length, when it has one and none was chosen
+    if options.balanced:
+        tuner.weight = class_weights(np.array([r.label for r in train]), len(labels)).to(tuner.acc.device)
+    state = _resume(tuner, out) if options.resume else FinetuneState()
+    main = tuner.acc.is_main_process
+    if main and failures:
+        write_failures(failures, out / "failures.csv")
+    meta = _meta(manifest, spec, labels, windows, options, len(train), len(val), len(failures))
+    for epoch in range(state.epoch + 1, options.epochs + 1):
+        t0 = time.perf_counter()
+        train_loss, train_acc = tuner.train_epoch(train, epoch)
+        val_loss, val_acc, val_f1 = tuner.validate(val)
+        stats = EpochStats(epoch, time.perf_counter() - t0, train_loss, train_acc, val_loss, val_acc, val_f1)
+        state.history.append(stats)
+        state.epoch = epoch
+        if main and on_epoch is not None:
+            on_epoch(stats)
+        if (val_f1, -val_loss) > (state.best_f1, -state.best_loss):
+            state.best_epoch, state.best_f1, state.best_loss = epoch, val_f1, val_loss
+            if main:
+                metrics = {"val_accuracy": val_acc, "val_macro_f1": val_f1, "val_loss": val_loss, "best_epoch": epoch}
+                _export(tuner, out, {**meta, "metrics": metrics})
+        if main:
+            _checkpoint(tuner, out, state)
+        tuner.acc.wait_for_everyone()
+        if epoch - state.best_epoch >= options.patience or epoch == options.stop_after:
+            break
+    seconds = time.perf_counter() - started
+    return FinetuneSummary(out, labels, spec, len(train), len(val), failures, state, seconds, main)
+
+
+def _meta(
+    manifest: Path,
+    spec: str,
+    labels: list[str],
+    windows: WindowOptions,
+    options: FinetuneOptions,
+    n_train: int,
+    n_val: int,
+    n_failed: int,
+) -> dict[str, Any]:
+    return {
+        "format": MODEL_FORMAT,
+        "mode": FINETUNE,
+        "audioclf_version": __version__,
+        "labels": labels,
+        "encoder": {"spec": spec, "identity": None},
+        "windows": windows.as_dict(),
+        "training": {
+            "manifest": str(manifest),
+            "n_train_recordings": n_train,
+            "n_val_recordings": n_val,
+            "n_failed": n_failed,
+            "options": asdict(options),
+        },
+    }
+
+
+def _export(tuner: Finetuner, out: Path, meta: dict[str, Any]) -> None:
+    """Write the whole export into a temp folder, then move it in with audioclf.json last."""
+    tmp = out / _EXPORT_TMP
+    shutil.rmtree(tmp, ignore_errors=True)
+    tuner.acc.unwrap_model(tuner.model).save_pretrained(tmp, safe_serialization=True)
+    tuner.extractor.save_pretrained(tmp)
+    write_json_atomic(tmp / CONFIG_NAME, meta)
+    finish_export(out)
+
+
+def finish_export(out: Path) -> None:
+    """Move a complete ``.export.tmp`` into place (also after a crash between the two steps)."""
+    tmp = out / _EXPORT_TMP
+    if not (tmp / CONFIG_NAME).is_file():
+        return
+    (out / CONFIG_NAME).unlink(missing_ok=True)  # the folder is not a valid model until the end
+    for file in sorted(tmp.iterdir(), key=lambda f: f.name == CONFIG_NAME):
+        os.replace(file, out / file.name)
+    tmp.rmdir()
+
+
+def _checkpoint(tuner: Finetuner, out: Path, state: FinetuneState) -> None:
+    plain = {**asdict(state), "history": [asdict(h) for h in state.history]}
+    save_checkpoint(
+        out / CHECKPOINT_DIR,
+        model=tuner.acc.unwrap_model(tuner.model),
+        optimizer=tuner.optimizer,
+        scheduler=tuner.scheduler,
+        state=plain,
+    )
+
+
+def _resume(tuner: Finetuner, out: Path) -> FinetuneState:
+    finish_export(out)
+    plain, weights, optimizer, scheduler = load_checkpoint(out / CHECKPOINT_DIR)
+    tuner.acc.unwrap_model(tuner.model).load_state_dict(weights)
+    tuner.optimizer.load_state_dict(optimizer)
+    tuner.scheduler.load_state_dict(scheduler)
+    history = [EpochStats(**h) for h in plain.pop("history")]
+    log.info("resuming after epoch %d (best %d)", plain["epoch"], plain["best_epoch"])
+    return FinetuneState(**plain, history=history)

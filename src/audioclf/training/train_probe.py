@@ -1,0 +1,258 @@
+"""Manifest -> embeddings -> grouped validation split -> small probe search -> saved model folder."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from audioclf.encoders.loader import Encoder, fit_windows, load_encoder
+from audioclf.errors import TrainingError
+from audioclf.evaluation.metrics import Predictions, compute_report
+from audioclf.evaluation.report import write_report
+from audioclf.extraction.embed import EmbedResult, embed_items, write_failures
+from audioclf.io.audio import WindowOptions
+from audioclf.io.cache import Embedded, EmbeddingCache, default_cache_dir
+from audioclf.io.download import FetchOptions
+from audioclf.io.manifest import Item, labels_of, load_manifest, usable_labels
+from audioclf.speech.text_features import FeatureOptions, TextView, save_tfidf, write_transcripts
+from audioclf.training.dataset import Dataset, hold_out_test, stack
+from audioclf.training.export import export_probe
+from audioclf.training.fusion import Fusion, calibrate
+from audioclf.training.model_dir import TrainedModel, build_meta, fusion_meta, prepare_out_dir, save_model
+from audioclf.training.probe import EpochStats, FitOptions, FitResult, ProbeConfig, ProbeHead, predict_logits
+from audioclf.training.selection import DEFAULT_FOLDS, Candidate, Selection, SelectOptions, refit, select
+
+if TYPE_CHECKING:
+    from audioclf.extraction.ray import RayOptions, RayRun
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    encoder: str | None = None  # None: the default pretrained model, falling back to the built-in one
+    windows: WindowOptions = field(default_factory=WindowOptions.encoder_native)
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    folds: int = DEFAULT_FOLDS  # grouped cross-validation folds that choose the probe (split=val rows: one fold)
+    layer: str = "auto"  # auto (search), last, weighted, mean, or a layer index
+    hidden: int | None = None  # None: search logistic regression, linear and MLP heads; 0: linear ones only
+    lr: float | None = None  # given: torch heads at this learning rate only (no logistic regression)
+    fit: FitOptions = field(default_factory=FitOptions)
+    force: bool = False
+    progress: bool = True
+    fetch: FetchOptions | None = None  # downloads of URL rows
+    test_size: float | None = None  # hold out this many groups (>= 1) or this fraction (< 1) as a test set
+    precision: str = "auto"  # embedding precision of HF encoders: auto (bf16 where supported) | bf16 | fp32
+    features: FeatureOptions = field(default_factory=FeatureOptions)  # acoustic | transcript | fused
+    ray: RayOptions | None = None  # download and embed on Ray first (the probe search stays on this machine)
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    out: Path
+    labels: list[str]
+    encoder_spec: str
+    fallback_reason: str | None
+    embed: EmbedResult
+    n_train: int  # recordings the final probe was fitted on
+    n_folds: int  # cross-validation folds that chose it
+    search: list[Candidate]  # every candidate's cross-validation scores
+    config: ProbeConfig
+    fit: FitResult
+    seconds: float
+    test_report: dict[str, Any] | None = None  # with --test-size: the held-out groups' evaluation
+    fusion: str | None = None  # --features fused: each view's and the fusion's validation scores
+    ray: RayRun | None = None  # with TrainOptions.ray: the Ray embedding run that filled the cache
+
+
+def _test_report(
+    head: ProbeHead, test: Dataset, labels: list[str], out: Path, fusion: Fusion | None, text: Dataset | None
+) -> dict[str, Any]:
+    logits = predict_logits(head, test.x.numpy())
+    if fusion is not None and text is not None:
+        logits = fusion.views(logits, test.recording, text.x.numpy())["fused"]
+    preds = Predictions(
+        labels=labels,
+        window_logits=logits,
+        window_recording=test.recording,
+        window_starts_s=np.zeros(len(test.recording)),
+        recordings=[item.source for item in test.items],
+        recording_true=np.array([labels.index(item.label or "") for item in test.items]),
+        recording_groups=[item.group for item in test.items],
+    )
+    report = compute_report(preds)
+    write_report(report, out / "report", context={"test": "held out by --test-size", "model": str(out)})
+    return report
+
+
+@dataclass(frozen=True)
+class ViewFit:
+    """The probe chosen by cross-validation for one view of the data, refitted on all its training recordings."""
+
+    head: ProbeHead
+    selection: Selection
+    fit: FitResult
+    data: Dataset
+
+    @property
+    def config(self) -> ProbeConfig:
+        return self.selection.chosen.config
+
+
+def fit_view(
+    data: Dataset, n_classes: int, options: TrainOptions, on_epoch: Callable[[EpochStats], None] | None = None
+) -> ViewFit:
+    """Grouped k-fold cross-validation of the candidates, then the chosen one refitted on all of ``data``."""
+    select_options = SelectOptions(
+        options.folds, options.layer, options.hidden, options.lr, options.fit, options.progress
+    )
+    selection = select(data, n_classes, select_options)
+    head, fit = refit(data, n_classes, selection.chosen, options.fit, on_epoch)
+    return ViewFit(head, selection, fit, data)
+
+
+def train(
+    manifest: Path, out: Path, options: TrainOptions, on_epoch: Callable[[EpochStats], None] | None = None
+) -> TrainSummary:
+    """The whole ``audioclf train`` flow; rows with split=test are never seen."""
+    started = time.perf_counter()
+    items = [item for item in load_manifest(manifest) if item.split != "test"]
+    labels = labels_of(items)
+    if not items:
+        raise TrainingError(f"{manifest}: no training rows (every row has split=test)")
+    if len(labels) < 2:
+        raise TrainingError(f"{manifest}: found {len(labels)} label(s) {labels}; a classifier needs at least 2")
+    prepare_out_dir(out, force=options.force)
+    loaded = load_encoder(options.encoder, options.precision)
+    encoder = loaded.encoder
+    options = replace(options, windows=fit_windows(options.windows, encoder))
+    view = _text_view(options, encoder)  # before embedding: a CTC encoder transcribes in the same pass
+    embedded, ray_run = _embed(items, encoder, view, options)
+    if embedded.failures:
+        write_failures(embedded.failures, out / "failures.csv")
+    if not embedded.embedded:
+        first = embedded.failures[0]
+        raise TrainingError(f"no file could be decoded; first: {first.item.where}: {first.reason}")
+    labels = usable_labels([item for item, _ in embedded.embedded], labels, manifest)
+    pairs, text_pairs = _feature_pairs(view, embedded.embedded, out)
+    data, test_set = hold_out_test(stack(pairs, labels), options.test_size, options.fit.seed, out)
+    main = fit_view(data, len(labels), options, on_epoch)
+    fusion, text_test, fusion_note = _late_fusion(main, text_pairs, labels, options)
+    head = main.head
+    summary = TrainSummary(
+        out=out,
+        labels=labels,
+        encoder_spec=encoder.spec,
+        fallback_reason=loaded.fallback_reason,
+        embed=embedded,
+        n_train=len(main.data.items),
+        n_folds=main.selection.n_folds,
+        search=main.selection.candidates,
+        config=main.config,
+        fit=main.fit,
+        seconds=time.perf_counter() - started,
+        test_report=_test_report(head, test_set, labels, out, fusion, text_test) if test_set is not None else None,
+        fusion=fusion_note,
+        ray=ray_run,
+    )
+    meta = _meta(manifest, summary, encoder.identity, head, options)
+    meta["features"] = view.meta() if view is not None else {"mode": "acoustic"}
+    if fusion is not None:
+        meta["fusion"] = fusion_meta(fusion)
+    if view is not None:
+        save_tfidf(view, out)
+    model = TrainedModel(head, labels, encoder.spec, encoder.identity, options.windows, meta, fusion=fusion)
+    save_model(out, model)
+    if view is None:  # a transformers export classifies audio alone: not possible with text features
+        export_probe(encoder.spec, head, labels, out)
+    return summary
+
+
+def _embed(
+    items: list[Item], encoder: Encoder, view: TextView | None, options: TrainOptions
+) -> tuple[EmbedResult, RayRun | None]:
+    """Embed ``items`` (on Ray first when asked: this pass then reads the cache and skips Ray's failures)."""
+    ray_run = None
+    if options.ray is not None:
+        from audioclf.extraction.ray import embed_on_ray
+
+        features = options.features if view is not None else None  # the workers transcribe too
+        ray_run = embed_on_ray(items, encoder.spec, options.precision, options.cache_dir, options.windows,
+                               fetch=options.fetch, options=options.ray, progress=options.progress,
+                               features=features)  # fmt: skip
+        failed = {f.item.where for f in ray_run.result.failures}
+        items = [item for item in items if item.where not in failed]
+    cache = EmbeddingCache(options.cache_dir, encoder.identity, options.windows)
+    same_pass = view.same_pass_cache if view is not None else None
+    embedded = embed_items(items, encoder, cache, options.windows, fetch=options.fetch, progress=options.progress,
+                           transcripts=same_pass)  # fmt: skip
+    if ray_run is not None:
+        embedded.failures = ray_run.result.failures + embedded.failures
+    log.debug("%s", embedded.summary())
+    return embedded, ray_run
+
+
+def _feature_pairs(
+    view: TextView | None, embedded: list[tuple[Item, Embedded]], out: Path
+) -> tuple[list[tuple[Item, Embedded]], list[tuple[Item, Embedded]] | None]:
+    """(what the main probe sees, the transcript view or None); transcripts are written for people to read."""
+    if view is None:
+        return embedded, None
+    text_pairs, said = view.apply(embedded)
+    write_transcripts([item for item, _ in text_pairs], said, out / "transcripts.csv")
+    return (text_pairs if view.mode == "transcript" else embedded), (text_pairs if view.mode == "fused" else None)
+
+
+def _late_fusion(
+    main: ViewFit, text_pairs: list[tuple[Item, Embedded]] | None, labels: list[str], options: TrainOptions
+) -> tuple[Fusion | None, Dataset | None, str | None]:
+    """With --features fused: the transcript view's probe, the calibration, and a line for the summary."""
+    if text_pairs is None:
+        return None, None, None
+    text_data, text_test = hold_out_test(stack(text_pairs, labels), options.test_size, options.fit.seed, None)
+    text_fit = fit_view(text_data, len(labels), options)
+    fusion, note = calibrate(main.selection.chosen.oof, text_fit.selection.chosen.oof, main.data, text_fit.head)
+    return fusion, text_test, note
+
+
+def _text_view(options: TrainOptions, encoder: Encoder) -> TextView | None:
+    if options.features.mode == "acoustic":
+        return None
+    return TextView(options.features, encoder, options.cache_dir, options.windows)
+
+
+def _meta(
+    manifest: Path, s: TrainSummary, encoder_identity: str, head: ProbeHead, options: TrainOptions
+) -> dict[str, Any]:
+    chosen = next(c for c in s.search if c.config == s.config)
+    return build_meta(
+        labels=s.labels,
+        encoder_spec=s.encoder_spec,
+        encoder_identity=encoder_identity,
+        windows=options.windows,
+        head_shape=(head.mean.shape[0], head.mean.shape[1]),
+        config=s.config,
+        training={
+            "manifest": str(manifest),
+            "n_train_recordings": s.n_train,
+            "cv_folds": s.n_folds,
+            "n_failed": len(s.embed.failures),
+            "fit": asdict(options.fit),
+            "search": [c.as_dict() for c in s.search],
+            "epochs": s.fit.best_epoch,  # of the final fit (0: logistic regression, no epochs)
+            "final": "refit on all training recordings",
+            "fallback_reason": s.fallback_reason,
+        },
+        metrics={
+            "cv_accuracy": float(chosen.accuracy.mean()),
+            "cv_macro_f1": float(chosen.f1.mean()),
+            "cv_macro_f1_std": float(chosen.f1.std()),
+            "cv_log_loss": float(chosen.log_loss.mean()),
+        },
+    )
