@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -160,3 +161,36 @@ def test_same_weights_ignores_precision_only() -> None:
     assert not same_weights("whisper-abc-int8-full-meanstd-1", "whisper-abc-int8-audio-meanstd-1")
     assert precision_for("whisper-abc-float32-full-meanstd-1") == "fp32"
     assert precision_for("whisper-abc-int8-full-meanstd-1") == "auto" and precision_for("hf-abc") == "fp32"
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "source", "options"),
+    [
+        ("builtin", "builtin", "", ()),
+        ("hf:facebook/wav2vec2-base-960h", "hf", "facebook/wav2vec2-base-960h", ()),
+        ("whisper:base?padding=audio", "whisper", "base", (("padding", "audio"),)),
+        (" whisper:/models/base ", "whisper", "/models/base", ()),
+    ],
+)
+def test_model_specs_are_parsed_once_into_parts(text: str, kind: str, source: str, options: tuple) -> None:  # type: ignore[type-arg]
+    from audioclf.encoders.spec import ModelSpec
+
+    spec = ModelSpec.parse(text)
+    assert (spec.kind, spec.source, spec.options) == (kind, source, options)
+    assert ModelSpec.parse(str(spec)) == spec
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("builtin:x", "unknown encoder 'builtin:x'"),
+        ("tfidf", "unknown encoder 'tfidf'"),
+        ("hf:x?padding=audio", "takes no options"),
+        ("whisper:base?padding=half", "the only option is ?padding=full or ?padding=audio"),
+    ],
+)
+def test_malformed_specs_get_one_error(text: str, message: str) -> None:
+    from audioclf.encoders.spec import ModelSpec
+
+    with pytest.raises(EncoderError, match=re.escape(message)):
+        ModelSpec.parse(text)

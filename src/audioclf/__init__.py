@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from audioclf.version import __version__
-
 # Light to import: the cross-validation flow imports torch and scikit-learn only when it runs.
 from audioclf.apps.crossval import CrossvalOptions, CrossvalResult, FoldResult, crossval
+from audioclf.version import __version__
 
 __all__ = ["CrossvalOptions", "CrossvalResult", "FoldResult", "__version__", "crossval"]

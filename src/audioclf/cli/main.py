@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audioclf.version import __version__
 from audioclf.errors import AudioclfError
 from audioclf.io.audio import DEFAULT_WINDOW_S
 from audioclf.io.cache import default_cache_dir
+from audioclf.version import __version__
 
 if TYPE_CHECKING:
     pass

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from audioclf.encoders.spec import HF, ModelSpec
 from audioclf.errors import EncoderError
 
 T = TypeVar("T")
@@ -23,12 +24,14 @@ def offline() -> bool:
     )
 
 
-def load_hf(spec: str, load: Callable[[str, bool], T]) -> T:
+def load_hf(model: ModelSpec | str, load: Callable[[str, bool], T]) -> T:
     """Resolve ``hf:<hub id or folder>`` and call ``load(source, local_files_only)``: a folder directly, a hub
     id from the local cache first, then from the hub only after one bounded reachability check."""
-    if not spec.startswith("hf:") or len(spec) <= 3:
-        raise EncoderError(f"{spec!r} is not a transformers model; use 'hf:<hub id or local model dir>'")
-    name = spec[3:]
+    if isinstance(model, str):
+        model = ModelSpec.parse(model)
+    if model.kind != HF:
+        raise EncoderError(f"{model} is not a transformers model; use 'hf:<hub id or local model dir>'")
+    spec, name = str(model), model.source
     local = Path(name).expanduser()
     if local.is_dir():
         return load(str(local), True)

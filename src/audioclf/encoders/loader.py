@@ -15,8 +15,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from audioclf.encoders import spec as spec_kinds
 from audioclf.encoders.hub import load_hf, model_fingerprint, pretrained, tokenizer_of
 from audioclf.encoders.mfcc import BUILTIN_DIM, BUILTIN_VERSION, builtin_embed_batch
+from audioclf.encoders.spec import ModelSpec
 from audioclf.errors import EncoderError
 from audioclf.io.audio import SAMPLE_RATE_HZ, WindowOptions
 
@@ -291,18 +293,15 @@ def _fallback(reason: str, precision: str) -> Encoder:
 
 
 def _load_spec(spec: str, precision: str = "auto") -> Encoder:
-    if spec == BUILTIN:
+    model = ModelSpec.parse(spec)
+    if model.kind == spec_kinds.BUILTIN:
         return BuiltinEncoder()
-    if spec.startswith("hf:") and len(spec) > 3:
+    if model.kind == spec_kinds.HF:
         bf16 = use_bf16(precision)
-        return load_hf(spec, lambda source, local_only: _from_pretrained(spec, source, local_only, bf16))
-    if spec.startswith("whisper:"):
-        from audioclf.encoders.whisper import load_whisper
+        return load_hf(model, lambda source, local_only: _from_pretrained(str(model), source, local_only, bf16))
+    from audioclf.encoders.whisper import load_whisper
 
-        return load_whisper(spec, precision)
-    raise EncoderError(
-        f"unknown encoder {spec!r}; use 'builtin', 'hf:<hub id or local model dir>' or 'whisper:<size or dir>'"
-    )
+    return load_whisper(model, precision)
 
 
 def _from_pretrained(spec: str, source: str, local_only: bool, bf16: bool) -> Encoder:

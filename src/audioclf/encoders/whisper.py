@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 
 from audioclf.encoders.hub import offline, probe_hub
+from audioclf.encoders.spec import WHISPER, ModelSpec
 from audioclf.errors import EncoderError
 from audioclf.io.audio import SAMPLE_RATE_HZ
 
 log = logging.getLogger(__name__)
 
-WHISPER_PREFIX = "whisper:"
 CHUNK_FRAMES = 3000  # Whisper's 30 s input, in 10 ms mel frames
 HOP_SAMPLES = 160  # 10 ms at 16 kHz
 MIN_FRAMES = 300  # with padding="audio": shorter inputs are padded to 3 s (keeps the states closer to Whisper's)
@@ -122,14 +122,11 @@ def cpu_threads() -> int:
     return torch.get_num_threads()
 
 
-def load_whisper(spec: str, precision: str = "auto") -> WhisperEncoder:
+def load_whisper(model: ModelSpec | str, precision: str = "auto") -> WhisperEncoder:
     """``whisper:<size or folder>[?padding=audio]``; every failure is a one-line EncoderError."""
-    name, _, query = spec[len(WHISPER_PREFIX) :].partition("?")
-    padding = query.removeprefix("padding=") if query else "full"
-    if padding not in PADDINGS or (query and not query.startswith("padding=")):
-        raise EncoderError(f"{spec}: the only option is ?padding=full or ?padding=audio")
-    if not name:
-        raise EncoderError(f"{spec!r}: give a size (base, small, …) or a folder: whisper:<size or folder>")
+    if isinstance(model, str):
+        model = ModelSpec.parse(model, (WHISPER,))
+    spec, name, padding = str(model), model.source, model.option("padding", "full")
     try:
         from faster_whisper import WhisperModel
         from faster_whisper.utils import download_model

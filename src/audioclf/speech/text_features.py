@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from audioclf.encoders.loader import Encoder, same_weights
+from audioclf.encoders.spec import HF, WHISPER, ModelSpec
 from audioclf.errors import AudioclfError, EncoderError, ModelError
 from audioclf.fileio import write_csv_atomic, write_json_atomic
 from audioclf.io.audio import WindowOptions
@@ -53,17 +54,14 @@ def load_transcriber(spec: str | None, acoustic: Encoder, windows: WindowOptions
             return WhisperTranscriber(acoustic)
         if getattr(acoustic, "transcribes", False):  # a CTC encoder: transcripts from the embedding pass
             return EncoderTranscriber(acoustic, windows or WindowOptions())
-        if acoustic.spec.startswith("hf:"):
+        if ModelSpec.parse(acoustic.spec).kind == HF:
             return load_ctc(acoustic.spec)
         raise EncoderError(
             f"transcript features need a speech recogniser and {acoustic.spec} is not one; "
             "pass --transcriber whisper:<size or folder> or hf:<a CTC model>"
         )
-    if spec.startswith("whisper:"):
-        return WhisperTranscriber(load_whisper(spec))
-    if spec.startswith("hf:"):
-        return load_ctc(spec)
-    raise EncoderError(f"unknown transcriber {spec!r}; use whisper:<size or folder> or hf:<a CTC model>")
+    model = ModelSpec.parse(spec, (WHISPER, HF), "transcriber")
+    return WhisperTranscriber(load_whisper(model)) if model.kind == WHISPER else load_ctc(model)
 
 
 class Transcripts:

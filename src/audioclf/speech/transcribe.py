@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from audioclf.encoders.spec import ModelSpec
 from audioclf.errors import EncoderError
 from audioclf.fileio import write_json_atomic
 from audioclf.io.audio import SAMPLE_RATE_HZ, WindowOptions, iter_windows, load_audio
@@ -102,9 +103,11 @@ class EncoderTranscriber:
         return Transcript(" ".join(t for t in texts if t))
 
 
-def load_ctc(spec: str) -> CTCTranscriber:
+def load_ctc(model: ModelSpec | str) -> CTCTranscriber:
     """``hf:<id or folder>`` of a model with a CTC head and a tokenizer (e.g. facebook/wav2vec2-base-960h)."""
     from transformers import AutoModelForCTC
+
+    spec = str(model)
 
     from audioclf.encoders.hub import load_hf, model_fingerprint, pretrained, tokenizer_of
 
@@ -115,7 +118,7 @@ def load_ctc(spec: str) -> CTCTranscriber:
         extractor, model = pretrained(AutoModelForCTC, source, local_only, spec, "a CTC speech recogniser")
         return CTCTranscriber(spec, extractor, tokenizer, model, model_fingerprint(model, extractor))
 
-    return load_hf(spec, load)
+    return load_hf(model, load)
 
 
 class TranscriptCache:

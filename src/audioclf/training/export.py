@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from audioclf.encoders.hf_families import WaveformFamily, family_of
+from audioclf.encoders.spec import HF, ModelSpec
 from audioclf.errors import AudioclfError
 from audioclf.training.finetune import FinetuneOptions, load_classifier
 from audioclf.training.probe import LAST, ProbeHead
@@ -29,7 +30,7 @@ EXPORT_DIR = "transformers"
 def exportable(spec: str, head: ProbeHead) -> bool:
     config = head.config
     last = config.layer == LAST or config.layer == str(head.mean.shape[0] - 1)
-    return spec.startswith("hf:") and config.hidden == 0 and last
+    return ModelSpec.parse(spec).kind == HF and config.hidden == 0 and last
 
 
 def export_probe(spec: str, head: ProbeHead, labels: list[str], out: Path) -> Path | None:

@@ -10,12 +10,12 @@ from typing import Any
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from audioclf.version import __version__
 from audioclf.errors import ModelError
 from audioclf.fileio import atomic_path, write_json_atomic
 from audioclf.io.audio import WindowOptions
 from audioclf.training.fusion import Fusion
 from audioclf.training.probe import ProbeConfig, ProbeHead
+from audioclf.version import __version__
 
 MODEL_FORMAT = 1
 CONFIG_NAME = "audioclf.json"

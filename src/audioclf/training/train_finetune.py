@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from audioclf.version import __version__
 from audioclf.errors import DecodeError, TrainingError
 from audioclf.extraction.embed import Failure, write_failures
 from audioclf.fileio import write_json_atomic
@@ -31,6 +30,7 @@ from audioclf.training.finetune import CHECKPOINT_DIR, FinetuneOptions, Finetune
 from audioclf.training.model_dir import CONFIG_NAME, MODEL_FORMAT, prepare_out_dir
 from audioclf.training.probe import EpochStats, class_weights
 from audioclf.training.splits import train_val_indices
+from audioclf.version import __version__
 
 log = logging.getLogger(__name__)
 

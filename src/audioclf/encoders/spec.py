@@ -1,0 +1,69 @@
+"""Model specs, parsed once: ``builtin``, ``hf:<hub id or folder>``, ``whisper:<size or folder>[?padding=audio]``,
+and the text encoders' ``minilm`` / ``tfidf``. Everything past the parser takes a ``ModelSpec``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from audioclf.errors import EncoderError
+
+BUILTIN = "builtin"
+HF = "hf"
+WHISPER = "whisper"
+MINILM = "minilm"
+TFIDF = "tfidf"
+NAMED = frozenset({BUILTIN, MINILM, TFIDF})  # kinds that are a bare word, without a source
+OPTIONS = {WHISPER: {"padding": ("full", "audio")}}  # the ?key=value options each kind accepts
+EMPTY = {WHISPER: "give a size (base, small, …) or a folder: whisper:<size or folder>"}
+FORMS = {
+    BUILTIN: "builtin",
+    HF: "hf:<hub id or local model dir>",
+    WHISPER: "whisper:<size or folder>",
+    MINILM: "minilm",
+    TFIDF: "tfidf",
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    kind: str  # builtin | hf | whisper | minilm | tfidf
+    source: str = ""  # a hub id, a folder or a Whisper size; empty for the named kinds
+    options: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs from ?key=value&...
+
+    @classmethod
+    def parse(cls, text: str, kinds: Iterable[str] = (BUILTIN, HF, WHISPER), what: str = "encoder") -> ModelSpec:
+        """One spec string into its parts; one error naming the accepted forms for anything else."""
+        kinds = tuple(kinds)
+        text = text.strip()
+        kind, colon, rest = text.partition(":")
+        if not colon:
+            kind, rest = text, ""
+        source, _, query = rest.partition("?")
+        if kind in kinds and kind in EMPTY and colon and not source:
+            raise EncoderError(f"{text!r}: {EMPTY[kind]}")
+        if kind not in kinds or (kind in NAMED) == bool(colon) or (kind not in NAMED and not source):
+            forms = ", ".join(f"'{FORMS[k]}'" for k in kinds)
+            raise EncoderError(f"unknown {what} {text!r}; use {forms}")
+        return cls(kind, source, _options(text, kind, query))
+
+    def option(self, key: str, default: str) -> str:
+        return dict(self.options).get(key, default)
+
+    def __str__(self) -> str:
+        if self.kind in NAMED:
+            return self.kind
+        query = "&".join(f"{k}={v}" for k, v in self.options)
+        return f"{self.kind}:{self.source}" + (f"?{query}" if query else "")
+
+
+def _options(text: str, kind: str, query: str) -> tuple[tuple[str, str], ...]:
+    allowed = OPTIONS.get(kind, {})
+    pairs = []
+    for part in filter(None, query.split("&")):
+        key, _, value = part.partition("=")
+        if key not in allowed or value not in allowed[key]:
+            accepted = " or ".join(f"?{k}={v}" for k, values in allowed.items() for v in values)
+            raise EncoderError(f"{text}: the only option is {accepted}" if accepted else f"{text}: takes no options")
+        pairs.append((key, value))
+    return tuple(sorted(pairs))
