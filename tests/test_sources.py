@@ -221,7 +221,7 @@ def test_a_download_that_would_fill_the_disk_fails_that_item(server: Server, tmp
     results = fetch(items_for(ok, full), options(tmp_path, min_free_bytes=free + 2**40))
     assert results[ok][1] is None and not results[ok][2]
     error = results[full][1]
-    assert error is not None and full in error and "free space or lower --min-free" in error
+    assert error is not None and full in error and "free space or lower the minimum" in error
     assert len(list((tmp_path / "cache" / "media").glob("*.wav"))) == 0
 
 

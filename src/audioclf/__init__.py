@@ -1,9 +1,53 @@
-"""audioclf: labelled audio sources in, a trained, honestly evaluated audio classifier out."""
+"""audioclf: labelled audio sources in, a trained, honestly evaluated audio classifier out.
+
+The API (see ``audioclf.api``): ``train``, ``load``, ``evaluate`` and ``Model.predict``; ``crossval`` for a whole
+cross-validation. Names are imported on first use, so ``import audioclf`` stays light.
+"""
 
 from __future__ import annotations
 
-# Light to import: the cross-validation flow imports torch and scikit-learn only when it runs.
-from audioclf.apps.crossval import CrossvalOptions, CrossvalResult, FoldResult, crossval
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from audioclf.version import __version__
 
-__all__ = ["CrossvalOptions", "CrossvalResult", "FoldResult", "__version__", "crossval"]
+_EXPORTS = {
+    "train": "audioclf.api",
+    "load": "audioclf.api",
+    "evaluate": "audioclf.api",
+    "Model": "audioclf.api",
+    "Report": "audioclf.api",
+    "Prediction": "audioclf.apps.predict",
+    "crossval": "audioclf.apps.crossval",
+    "CrossvalOptions": "audioclf.apps.crossval",
+    "CrossvalResult": "audioclf.apps.crossval",
+    "FoldResult": "audioclf.apps.crossval",
+    "AudioclfError": "audioclf.errors",
+}
+
+__all__ = [
+    "AudioclfError",
+    "CrossvalOptions",
+    "CrossvalResult",
+    "FoldResult",
+    "Model",
+    "Prediction",
+    "Report",
+    "__version__",
+    "crossval",
+    "evaluate",
+    "load",
+    "train",
+]
+
+if TYPE_CHECKING:
+    from audioclf.api import Model, Report, evaluate, load, train
+    from audioclf.apps.crossval import CrossvalOptions, CrossvalResult, FoldResult, crossval
+    from audioclf.apps.predict import Prediction
+    from audioclf.errors import AudioclfError
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'audioclf' has no attribute {name!r}")

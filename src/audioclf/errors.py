@@ -4,7 +4,15 @@ from __future__ import annotations
 
 
 class AudioclfError(Exception):
-    """Base class for every error the tool reports to a user as one line."""
+    """Base class for every error the tool reports to a user as one line.
+
+    The message states the facts and what to change in plain words; ``option``, when set, names the setting that
+    changes it by its Python name (``force``, ``test_size``, ``cache_dir``, …), so that the command line can point
+    to its flag and the Python API to its keyword argument (``cli/errors.py``)."""
+
+    def __init__(self, message: str, *, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 class ManifestError(AudioclfError):

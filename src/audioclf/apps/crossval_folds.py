@@ -34,7 +34,7 @@ def assign_folds(
     if column is not None:
         return _column_folds(items, manifest, column)
     if folds < 2:
-        raise TrainingError(f"--folds {folds}: cross-validation needs at least 2 folds")
+        raise TrainingError(f"{folds} folds: cross-validation needs at least 2", option="folds")
     groups = np.array([fold_group(item) for item in items])
     n_groups = len(set(groups.tolist()))
     if n_groups < 2:
@@ -70,16 +70,19 @@ def _column_folds(items: Sequence[Item], manifest: Path, column: str) -> tuple[n
         by_row = column_values(manifest, column)
         missing = next((item for item in items if item.where not in by_row), None)
         if missing is not None:
-            raise ManifestError(f"{missing.where}: empty {column!r}; --fold-column needs a fold on every row")
+            raise ManifestError(
+                f"{missing.where}: empty {column!r}; the fold column needs a fold on every row", option="fold_column"
+            )
         values = [by_row[item.where] for item in items]
     names = sorted(set(values), key=_natural)
     if len(names) < 2:
         raise TrainingError(
             f"{manifest}: every row has {column} {names[0]!r}; cross-validation needs at least 2 folds "
-            "(values of --fold-column)"
+            "(values of the fold column)",
+            option="fold_column",
         )
     if len(names) > 20:
-        log.warning("--fold-column %s has %d values: %d folds, one model each", column, len(names), len(names))
+        log.warning("fold column %s has %d values: %d folds, one model each", column, len(names), len(names))
     index = {name: n for n, name in enumerate(names)}
     fold = np.array([index[value] for value in values])
     first: dict[str, int] = {}

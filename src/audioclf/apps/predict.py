@@ -41,6 +41,11 @@ class Prediction:
     timeline: list[WindowLabel]
     transcript: Transcript | None = None  # models trained on transcript or fused features
 
+    @property
+    def probability(self) -> float:
+        """The probability of ``label``, the most likely class."""
+        return self.top[0][1]
+
     def as_dict(self) -> dict[str, object]:
         said = self.transcript
         spoken: dict[str, object] = {}
@@ -50,7 +55,7 @@ class Prediction:
         return {
             "source": self.source,
             "label": self.label,
-            "probability": self.top[0][1],
+            "probability": self.probability,
             "top": [{"label": label, "probability": p} for label, p in self.top],
             **({"timeline": [w.__dict__ for w in self.timeline]} if self.timeline else {}),
             **spoken,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from audioclf.apps.predict import apply_model, predict_inputs
+from audioclf.apps.evaluate_model import evaluate_model
+from audioclf.apps.predict import predict_inputs
 from audioclf.cli.options import EXIT_OK, EXIT_PARTIAL, emit, emit_json, fetch_options, ray_options, window_options
 from audioclf.cli.train_commands import (
     cmd_crossval as cmd_crossval,  # the training commands live there; main() finds them here
@@ -15,14 +15,12 @@ from audioclf.cli.train_commands import (
 from audioclf.cli.train_commands import cmd_train as cmd_train
 from audioclf.encoders.loader import fit_windows, load_encoder
 from audioclf.errors import DecodeError, ManifestError
-from audioclf.evaluation.metrics import compute_report, view_reports
-from audioclf.evaluation.report import summary_lines, write_report
+from audioclf.evaluation.report import summary_lines
 from audioclf.extraction.embed import Failure, embed_items, write_failures
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import EmbeddingCache
 from audioclf.io.download import fetch_all
-from audioclf.io.manifest import SPLITS, Item, load_manifest
-from audioclf.speech.text_features import write_transcripts
+from audioclf.io.manifest import Item, load_manifest
 from audioclf.training.model_dir import load_model
 
 if TYPE_CHECKING:
@@ -31,54 +29,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("audioclf")
 
 
-def _rows_for_split(manifest: Path, split: str) -> list[Item]:
-    items = load_manifest(manifest)
-    if split == "auto":
-        test = [item for item in items if item.split == "test"]
-        return test or items
-    if split == "all":
-        return items
-    if split not in SPLITS:
-        raise ManifestError(f"--split {split!r}: use auto, all, {', '.join(SPLITS)}")
-    chosen = [item for item in items if item.split == split]
-    if not chosen:
-        raise ManifestError(f"{manifest}: no rows with split={split}")
-    return chosen
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_model(args.model)
-    items = _rows_for_split(args.manifest, args.split)
-    unknown = sorted({str(item.label) for item in items if item.label not in model.labels})
-    if unknown:
-        raise ManifestError(
-            f"{args.manifest}: labels {unknown} were not in the model's training labels {model.labels}; "
-            "evaluate on the same label set"
-        )
     fetch = fetch_options(args, model.windows.max_duration_s)
-    preds, result = apply_model(model, items, args.cache_dir, fetch=fetch, progress=not args.quiet)
-    out = args.out or args.model / "report"
-    if result.failures:
-        write_failures(result.failures, out / "failures.csv")
-    report = compute_report(preds)
-    if preds.views:
-        report["views"] = view_reports(preds)
-    context = {
-        "model": str(args.model),
-        "manifest": str(args.manifest),
-        "encoder": model.encoder_spec,
-        "n_failed": len(result.failures),
-    }
-    paths = write_report(report, out, context=context)
-    if preds.transcripts is not None:  # text-feature models: what each evaluated recording says
-        by_source = {item.source: item for item, _ in result.embedded}
-        write_transcripts([by_source[s] for s in preds.recordings], preds.transcripts, out / "transcripts.csv")
-        paths.append(out / "transcripts.csv")
-    for line in summary_lines(report):
+    done = evaluate_model(
+        model, args.manifest, args.cache_dir, split=args.split, out=args.out, fetch=fetch, progress=not args.quiet
+    )
+    for line in summary_lines(done.report):
         emit(line)
-    see = f" — see {out / 'failures.csv'}" if result.failures else ""
-    emit(f"data        {result.summary()}{see}")
-    emit("wrote       " + ", ".join(str(p) for p in paths))
+    see = f" — see {done.out / 'failures.csv'}" if done.embed.failures else ""
+    emit(f"data        {done.embed.summary()}{see}")
+    emit("wrote       " + ", ".join(str(p) for p in done.paths))
     return 0
 
 

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audioclf.errors import AudioclfError
 from audioclf.io.audio import DEFAULT_WINDOW_S
 from audioclf.io.cache import default_cache_dir
 from audioclf.version import __version__
@@ -17,7 +16,8 @@ from audioclf.version import __version__
 if TYPE_CHECKING:
     pass
 
-from audioclf.cli.options import EXIT_INTERNAL, EXIT_USER
+from audioclf.cli.errors import describe
+from audioclf.cli.options import EXIT_INTERNAL
 
 log = logging.getLogger("audioclf")
 
@@ -272,25 +272,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(getattr(commands, f"cmd_{args.command}")(args))
-    except AudioclfError as exc:
-        if args.debug:
-            log.exception("failed")
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except OSError as exc:  # disk full, read-only or missing output folder: the environment, not a bug
-        if args.debug:
-            log.exception("failed")
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}{exc.strerror or exc}; check free space and that the folder is writable", file=sys.stderr)
-        return EXIT_USER
-    except Exception as exc:  # anything else is a bug: one line, traceback with --debug
-        if args.debug:
+    except (Exception, KeyboardInterrupt) as exc:
+        line, code = describe(exc)
+        if args.debug and code == EXIT_INTERNAL:
             raise
-        print(
-            f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-            file=sys.stderr,
-        )
-        return EXIT_INTERNAL
+        if args.debug:
+            log.exception("failed")
+        print(("" if isinstance(exc, KeyboardInterrupt) else "error: ") + line, file=sys.stderr)
+        return code

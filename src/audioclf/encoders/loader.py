@@ -288,7 +288,7 @@ def _fallback(reason: str, precision: str) -> Encoder:
         else:
             log.warning("%s; using %s from %s instead", reason, local, FALLBACK_ENV)
             return encoder
-    log.warning("%s; using the built-in encoder instead (pass --encoder to choose one)", reason)
+    log.warning("%s; using the built-in encoder instead (name an encoder to use another)", reason)
     return BuiltinEncoder()
 
 

@@ -156,7 +156,7 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise AudioclfError("--ray needs Ray: pip install 'audioclf[ray]'") from None
+        raise AudioclfError("running on Ray needs Ray: pip install 'audioclf[ray]'", option="ray") from None
     return ray
 
 
@@ -167,11 +167,13 @@ def _check_reachable(address: str | None) -> None:
     host, _, port = address.removeprefix("ray://").rpartition(":")
     hint = "give the head node as host:6379 or ray://host:10001"
     if not port.isdigit():
-        raise AudioclfError(f"--ray {address}: not an address; {hint}, or nothing for a local Ray")
+        raise AudioclfError(f"Ray address {address}: not an address; {hint}, or none for a local Ray", option="ray")
     try:
         socket.create_connection((host or "127.0.0.1", int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
-        raise AudioclfError(f"--ray {address}: cannot reach the cluster ({exc}); {hint}, and check it is up") from None
+        raise AudioclfError(
+            f"Ray address {address}: cannot reach the cluster ({exc}); {hint}, and check it is up", option="ray"
+        ) from None
 
 
 def _on_pool(
@@ -188,7 +190,7 @@ def _on_pool(
         try:
             ray.init(address=options.address, include_dashboard=False, log_to_driver=False)
         except ConnectionError as exc:
-            raise AudioclfError(f"--ray {options.address}: {exc}") from None
+            raise AudioclfError(f"Ray address {options.address}: {exc}", option="ray") from None
     n_workers = options.workers or max(1, int(ray.cluster_resources().get("CPU", 1) // options.cpus_per_worker))
     remote = ray.remote(num_cpus=options.cpus_per_worker, max_restarts=-1, max_task_retries=3, max_concurrency=slots)
     actors = [make(remote) for _ in range(n_workers)]

@@ -101,7 +101,8 @@ class EmbeddingCache:
 def unwritable(root: Path, exc: OSError) -> CacheError:
     """The one-line error for a cache folder that cannot be written (it would fail every item the same way)."""
     return CacheError(
-        f"cannot write the cache at {root} ({exc.strerror or exc}); free some space or give a writable --cache-dir"
+        f"cannot write the cache at {root} ({exc.strerror or exc}); free some space or use a writable cache folder",
+        option="cache_dir",
     )
 
 

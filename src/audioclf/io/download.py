@@ -113,7 +113,7 @@ def _rate(text: str | None) -> int | None:
 
     value = parse_bytes(text)
     if value is None:
-        raise FetchError(f"--rate-limit {text!r}: use a byte rate such as 500K or 2M")
+        raise FetchError(f"rate limit {text!r}: use a byte rate such as 500K or 2M", option="rate_limit")
     return int(value)
 
 
@@ -254,7 +254,8 @@ class Fetcher:
         if free - expected < self.options.min_free_bytes:
             raise FetchError(
                 f"{item.source}: only {free / 2**30:.1f} GiB free in {self.media} (download ~{expected / 2**20:.0f} "
-                f"MiB, --min-free {self.options.min_free_bytes / 2**30:.1f} GiB); free space or lower --min-free"
+                f"MiB, minimum free {self.options.min_free_bytes / 2**30:.1f} GiB); free space or lower the minimum",
+                option="min_free",
             )
 
     def _download(self, info: dict[str, Any], key: str, use_range: bool, start: float, end: float | None) -> Path:
@@ -270,7 +271,7 @@ class Fetcher:
         path = Path(downloads[0].get("filepath") or downloads[0].get("_filename") or "")
         if not path.is_file():
             limit = self.options.max_filesize_bytes
-            hint = f" (larger than --max-filesize {limit} bytes?)" if limit else ""
+            hint = f" (larger than the maximum file size, {limit} bytes?)" if limit else ""
             raise FetchError(f"{info.get('webpage_url') or info.get('url')}: nothing was downloaded{hint}")
         return path
 

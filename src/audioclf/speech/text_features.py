@@ -58,7 +58,8 @@ def load_transcriber(spec: str | None, acoustic: Encoder, windows: WindowOptions
             return load_ctc(acoustic.spec)
         raise EncoderError(
             f"transcript features need a speech recogniser and {acoustic.spec} is not one; "
-            "pass --transcriber whisper:<size or folder> or hf:<a CTC model>"
+            "choose a transcriber: whisper:<size or folder> or hf:<a CTC model>",
+            option="transcriber",
         )
     model = ModelSpec.parse(spec, (WHISPER, HF), "transcriber")
     return WhisperTranscriber(load_whisper(model)) if model.kind == WHISPER else load_ctc(model)
@@ -98,7 +99,7 @@ class TextView:
 
     def __init__(self, options: FeatureOptions, acoustic: Encoder, cache_dir: Any, windows: WindowOptions):
         if options.mode not in FEATURES[1:]:
-            raise AudioclfError(f"--features {options.mode!r}: use one of {', '.join(FEATURES)}")
+            raise AudioclfError(f"features {options.mode!r}: use one of {', '.join(FEATURES)}", option="features")
         self.mode = options.mode
         self.said = Transcripts(options.transcriber, acoustic, cache_dir, windows)
         self.transcriber_spec = options.transcriber or acoustic.spec

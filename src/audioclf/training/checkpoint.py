@@ -77,7 +77,7 @@ def load_checkpoint(source: Path) -> tuple[dict[str, Any], dict[str, Any], dict[
             source = candidate
             break
     else:
-        raise ModelError(f"{source}: no checkpoint to resume from; train without --resume first")
+        raise ModelError(f"{source}: no checkpoint to resume from; train without resuming first", option="resume")
     try:
         state = json.loads((source / STATE_NAME).read_text(encoding="utf-8"))
         weights = load_file(str(source / MODEL_WEIGHTS_NAME))

@@ -60,7 +60,9 @@ def hold_out_test(
     n_groups = len(set(groups))
     fraction = test_size if test_size < 1 else test_size / n_groups
     if not 0 < fraction < 1:
-        raise TrainingError(f"--test-size {test_size:g}: there are only {n_groups} groups; hold out fewer")
+        raise TrainingError(
+            f"a test set of {test_size:g} groups: there are only {n_groups} groups; hold out fewer", option="test_size"
+        )
     keep, held = grouped_split([item.label or "" for item in data.items], groups, fraction, seed)
     test = data.subset(held)
     if out is not None:

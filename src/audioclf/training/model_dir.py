@@ -42,9 +42,9 @@ class TrainedModel:
 def prepare_out_dir(out: Path, *, force: bool) -> None:
     """Refuse to overwrite an existing model unless ``force``."""
     if (out / CONFIG_NAME).exists() and not force:
-        raise ModelError(f"{out}: a model already exists there; pass --force to overwrite or choose another --out")
+        raise ModelError(f"{out}: a model already exists there; overwrite it or choose another folder", option="force")
     if out.exists() and not out.is_dir():
-        raise ModelError(f"{out}: exists and is not a folder; choose another --out")
+        raise ModelError(f"{out}: exists and is not a folder; choose another output folder", option="out")
     if force and (out / CONFIG_NAME).exists():
         (out / CONFIG_NAME).unlink()  # the config goes first: a half-replaced folder never looks complete
     out.mkdir(parents=True, exist_ok=True)

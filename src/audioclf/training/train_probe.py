@@ -87,7 +87,7 @@ def _test_report(
         recording_groups=[item.group for item in test.items],
     )
     report = compute_report(preds)
-    write_report(report, out / "report", context={"test": "held out by --test-size", "model": str(out)})
+    write_report(report, out / "report", context={"test": "held out with test_size", "model": str(out)})
     return report
 
 

@@ -1,0 +1,175 @@
+"""The Python API, for notebooks and scripts; the CLI is a shell around the same library calls.
+
+    import audioclf
+    model = audioclf.train("data.csv", out="runs/x", encoder="builtin")
+    report = audioclf.evaluate(model, "test.csv")
+    model = audioclf.load("runs/x")
+    preds = model.predict(["a.wav", "folder/", "https://…"])
+    preds = model.predict(waveform, sampling_rate=16000)
+
+Nothing prints; progress bars are off unless ``progress=True``; errors are ``audioclf.errors`` types whose
+message says what to change.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audioclf.apps.evaluate_model import evaluate_model
+from audioclf.apps.predict import Prediction, predict_inputs
+from audioclf.errors import AudioclfError
+from audioclf.io.cache import default_cache_dir
+from audioclf.speech.text_features import FeatureOptions
+from audioclf.training.model_dir import TrainedModel, load_model
+from audioclf.training.train_probe import TrainOptions
+from audioclf.training.train_probe import train as train_probe
+
+PathLike = str | Path
+
+
+@dataclass(frozen=True)
+class Report:
+    """An evaluation: recording-level scores as attributes, everything else in ``to_dict()``."""
+
+    data: dict[str, Any]
+    out: Path  # the folder with report.json, report.md and confusion.png
+    n_failed: int
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.data["recording"]["accuracy"])
+
+    @property
+    def macro_f1(self) -> float:
+        return float(self.data["recording"]["macro_f1"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
+
+class Model:
+    """A trained model folder (probe or fine-tuned), ready to predict."""
+
+    def __init__(self, trained: TrainedModel, cache_dir: PathLike | None = None) -> None:
+        self.trained = trained
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.trained.labels)
+
+    @property
+    def path(self) -> Path | None:
+        return self.trained.path
+
+    @property
+    def encoder(self) -> str:
+        return self.trained.encoder_spec
+
+    def predict(
+        self,
+        inputs: PathLike | Sequence[PathLike] | np.ndarray,
+        *,
+        sampling_rate: int | None = None,
+        top_k: int = 3,
+        timeline: bool = False,
+        progress: bool = False,
+    ) -> list[Prediction]:
+        """Files, folders (searched for audio), http(s) URLs, or one mono waveform with its ``sampling_rate``."""
+        if isinstance(inputs, np.ndarray):
+            return self._predict_waveform(inputs, sampling_rate, top_k=top_k, timeline=timeline)
+        items = [str(inputs)] if isinstance(inputs, str | Path) else [str(i) for i in inputs]
+        preds, _ = predict_inputs(
+            self.trained, items, self.cache_dir, top_k=top_k, timeline=timeline, progress=progress
+        )
+        return preds
+
+    def _predict_waveform(
+        self, wave: np.ndarray, sampling_rate: int | None, *, top_k: int, timeline: bool
+    ) -> list[Prediction]:
+        if sampling_rate is None:
+            raise AudioclfError("a waveform needs its sampling_rate (e.g. sampling_rate=16000)")
+        if wave.ndim != 1 or not len(wave):
+            raise AudioclfError(f"a waveform is one non-empty mono channel; got shape {wave.shape}")
+        with tempfile.TemporaryDirectory(prefix="audioclf-") as tmp:
+            path = Path(tmp) / "waveform.wav"
+            _write_wav(path, wave.astype(np.float32), int(sampling_rate))
+            preds, _ = predict_inputs(
+                self.trained, [str(path)], self.cache_dir, top_k=top_k, timeline=timeline, progress=False
+            )
+        return preds
+
+    def evaluate(self, manifest: PathLike, **options: Any) -> Report:
+        return evaluate(self, manifest, **options)
+
+    def __repr__(self) -> str:
+        return f"audioclf.Model({self.path}, labels={self.labels}, encoder={self.encoder!r})"
+
+
+def train(
+    manifest: PathLike,
+    out: PathLike,
+    *,
+    encoder: str | None = None,
+    features: str = "acoustic",
+    cache_dir: PathLike | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> Model:
+    """Train a probe on ``manifest``'s non-test rows into the folder ``out``. ``options`` are
+    ``TrainOptions`` fields with the CLI's defaults (``folds``, ``layer``, ``hidden``, ``test_size``, …)."""
+    known = {f.name for f in fields(TrainOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise AudioclfError(f"train() got unknown options {unknown}; accepted: {sorted(known)}")
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    opts = TrainOptions(
+        encoder=encoder, cache_dir=cache, progress=progress, features=FeatureOptions(mode=features), **options
+    )
+    summary = train_probe(Path(manifest), Path(out), opts)
+    return Model(load_model(summary.out), cache)
+
+
+def load(path: PathLike, *, cache_dir: PathLike | None = None) -> Model:
+    """A model folder written by ``train`` (probe) or ``train --mode finetune``."""
+    return Model(load_model(Path(path)), cache_dir)
+
+
+def evaluate(
+    model: Model | PathLike,
+    manifest: PathLike,
+    *,
+    split: str = "auto",
+    out: PathLike | None = None,
+    progress: bool = False,
+) -> Report:
+    """Score ``model`` on ``manifest`` (its test rows if it has any, else all); the report files go to ``out``
+    (default: the model folder's ``report/``)."""
+    model = model if isinstance(model, Model) else load(model)
+    done = evaluate_model(
+        model.trained,
+        Path(manifest),
+        model.cache_dir,
+        split=split,
+        out=Path(out) if out is not None else None,
+        progress=progress,
+    )
+    return Report(done.report, done.out, len(done.embed.failures))
+
+
+def _write_wav(path: Path, wave: np.ndarray, rate: int) -> None:
+    """32-bit float WAV through PyAV: the samples exactly, at their own rate (decoding resamples)."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("pcm_f32le", rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(wave.reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)

@@ -1,0 +1,83 @@
+"""``evaluate``: a trained model on a labelled manifest's rows -> report files and the report itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from audioclf.apps.predict import apply_model
+from audioclf.errors import ManifestError
+from audioclf.evaluation.metrics import compute_report, view_reports
+from audioclf.evaluation.report import write_report
+from audioclf.extraction.embed import EmbedResult, write_failures
+from audioclf.io.download import FetchOptions
+from audioclf.io.manifest import SPLITS, Item, load_manifest
+from audioclf.speech.text_features import write_transcripts
+from audioclf.training.model_dir import TrainedModel
+
+SPLIT_CHOICES = ("auto", "all", *SPLITS)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    report: dict[str, Any]  # as report.json: "recording" and "window" levels, per class, confusion, CIs
+    out: Path
+    paths: list[Path]  # the files written
+    embed: EmbedResult  # what was embedded, read from the cache, or failed
+
+
+def rows_for_split(manifest: Path, split: str) -> list[Item]:
+    """``auto``: the test rows if there are any, else every row; ``all``; or one split's rows."""
+    items = load_manifest(manifest)
+    if split == "auto":
+        test = [item for item in items if item.split == "test"]
+        return test or items
+    if split == "all":
+        return items
+    if split not in SPLITS:
+        raise ManifestError(f"split {split!r}: use {', '.join(SPLIT_CHOICES)}")
+    chosen = [item for item in items if item.split == split]
+    if not chosen:
+        raise ManifestError(f"{manifest}: no rows with split={split}")
+    return chosen
+
+
+def evaluate_model(
+    model: TrainedModel,
+    manifest: Path,
+    cache_dir: Path,
+    *,
+    split: str = "auto",
+    out: Path | None = None,
+    fetch: FetchOptions | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Score ``model`` on ``manifest``'s rows; write report.json, report.md, confusion.png (and failures.csv,
+    transcripts.csv where they apply) into ``out`` (default: the model folder's ``report/``)."""
+    items = rows_for_split(manifest, split)
+    unknown = sorted({str(item.label) for item in items if item.label not in model.labels})
+    if unknown:
+        raise ManifestError(
+            f"{manifest}: labels {unknown} were not in the model's training labels {model.labels}; "
+            "evaluate on the same label set"
+        )
+    preds, result = apply_model(model, items, cache_dir, fetch=fetch, progress=progress)
+    if out is None:
+        if model.path is None:
+            raise ManifestError("the model has no folder: give a folder for the report")
+        out = model.path / "report"
+    if result.failures:
+        write_failures(result.failures, out / "failures.csv")
+    report = compute_report(preds)
+    if preds.views:
+        report["views"] = view_reports(preds)
+    context = {"manifest": str(manifest), "encoder": model.encoder_spec, "n_failed": len(result.failures)}
+    if model.path is not None:
+        context = {"model": str(model.path), **context}
+    paths = write_report(report, out, context=context)
+    if preds.transcripts is not None:  # text-feature models: what each evaluated recording says
+        by_source = {item.source: item for item, _ in result.embedded}
+        write_transcripts([by_source[s] for s in preds.recordings], preds.transcripts, out / "transcripts.csv")
+        paths.append(out / "transcripts.csv")
+    return Evaluation(report, out, paths, result)

@@ -1,0 +1,39 @@
+"""The one table from library errors to what the command line says: a line, a hint naming the flag, an exit
+code. The library's messages speak of settings by their Python names (``AudioclfError.option``); only this
+module knows the flags."""
+
+from __future__ import annotations
+
+from audioclf.cli.options import EXIT_INTERNAL, EXIT_USER
+from audioclf.errors import AudioclfError
+
+INTERRUPTED = 130
+
+# AudioclfError.option -> the flag a user of the command line sets
+FLAGS = {
+    "cache_dir": "--cache-dir",
+    "features": "--features",
+    "fold_column": "--fold-column",
+    "folds": "--folds",
+    "force": "--force",
+    "min_free": "--min-free",
+    "out": "--out",
+    "rate_limit": "--rate-limit",
+    "ray": "--ray",
+    "resume": "--resume",
+    "test_size": "--test-size",
+    "transcriber": "--transcriber",
+}
+
+
+def describe(exc: BaseException) -> tuple[str, int]:
+    """The one line (without ``error:``) and the exit code for ``exc``; anything unexpected is a bug."""
+    if isinstance(exc, AudioclfError):
+        flag = FLAGS.get(exc.option or "")
+        return (f"{exc} (see {flag})" if flag else str(exc)), EXIT_USER
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", INTERRUPTED
+    if isinstance(exc, OSError):  # disk full, read-only or missing output folder: the environment, not a bug
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}; check free space and that the folder is writable", EXIT_USER
+    return f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", EXIT_INTERNAL
