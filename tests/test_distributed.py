@@ -175,7 +175,7 @@ def test_a_killed_worker_loses_only_its_chunk(local_ray: object, tmp_path: Path)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(list(cache.rglob("*.npz"))) < 16:
             time.sleep(0.01)
-        pids = subprocess.run(["pgrep", "-f", "ray::_Embedder"], capture_output=True, text=True).stdout.split()
+        pids = subprocess.run(["pgrep", "-f", "ray::_EmbedActor"], capture_output=True, text=True).stdout.split()
         if pids:
             os.kill(int(pids[0]), signal.SIGKILL)
             killed.append(time.monotonic())

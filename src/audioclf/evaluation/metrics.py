@@ -41,7 +41,7 @@ class Predictions:
     views: dict[str, np.ndarray] | None = None  # fused models: window log-probabilities of each view alone
 
 
-def _validate(preds: Predictions) -> None:
+def _check_shapes(preds: Predictions) -> None:
     logits = np.asarray(preds.window_logits)
     n_rec, n_classes = len(preds.recordings), len(preds.labels)
     if logits.ndim != 2 or logits.shape[1] != n_classes:
@@ -74,7 +74,7 @@ def recording_logits(preds: Predictions) -> np.ndarray:
 
     A recording with no windows gets a row of NaN.
     """
-    _validate(preds)
+    _check_shapes(preds)
     logits = np.asarray(preds.window_logits, dtype=np.float64)
     win_rec = np.asarray(preds.window_recording, dtype=np.int64)
     n_rec, n_classes = len(preds.recordings), len(preds.labels)

@@ -70,7 +70,7 @@ class _Open:
 
 
 @dataclass
-class _Embedder:
+class _BatchingEmbedder:
     """Embeds items into ``result``: windows of consecutive recordings are batched into one encoder call (many
     short clips per forward pass), long recordings stream through in bounded batches, and each recording is
     written to the cache as soon as all its windows are done."""
@@ -226,7 +226,7 @@ def embed_items(
     """Embed ``items`` in manifest order (cached ones are read back; URLs are downloaded first, in parallel,
     and each is embedded as soon as it arrives), skipping and recording the ones that fail."""
     started = time.perf_counter()
-    embedder = _Embedder(encoder, cache, windows, transcripts=transcripts)
+    embedder = _BatchingEmbedder(encoder, cache, windows, transcripts=transcripts)
     remote = [(row, item) for row, item in enumerate(items) if item.needs_fetch]
     with tqdm(total=len(items), desc="embedding", unit="file", disable=not progress, leave=False) as bar:
         if remote:

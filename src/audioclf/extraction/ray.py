@@ -91,7 +91,7 @@ def _me() -> str:
     return f"{ray.util.get_node_ip_address()}:{os.getpid()}"
 
 
-class _Embedder:
+class _EmbedActor:
     """One encoder per actor process, reused for every chunk it is given. The actor takes two chunks at once
     (``SLOTS_PER_WORKER``): one downloads while the other encodes, and the encoder runs one chunk at a time."""
 
@@ -237,7 +237,7 @@ def embed_on_ray(
     result, workers = EmbedResult(n_embedded=0), dict[str, WorkerStats]()
 
     def make(remote: Any) -> Any:
-        return remote(_Embedder).remote(spec, precision, str(cache_dir), windows, fetch, features)
+        return remote(_EmbedActor).remote(spec, precision, str(cache_dir), windows, fetch, features)
 
     for chunk, bar in _on_pool(items, options, make, "embedding", progress, SLOTS_PER_WORKER):
         result.n_embedded = (result.n_embedded or 0) + chunk.n_embedded

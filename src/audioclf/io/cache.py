@@ -34,11 +34,11 @@ def file_digest(path: Path | str) -> str:
     """SHA-256 of a file's bytes: the same audio under another name or folder hits the same entry. Remembered
     per file identity and change time within a process, so the stages of one run hash each file once."""
     st = os.stat(path)
-    return _digest(str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return _file_digest(str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _digest(path: str, *identity: int) -> str:
+def _file_digest(path: str, *identity: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(_CHUNK_BYTES):

@@ -59,7 +59,7 @@ class Resolved:
     fresh: bool = False  # downloaded by this run (not found in the cache)
 
 
-def _digest(text: str) -> str:
+def _url_digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -160,7 +160,7 @@ class Fetcher:
         self._partial = shutil.which("ffmpeg") is not None if partial is None else partial
 
     def _index_path(self, url: str, span: tuple[float, float | None]) -> Path:
-        key = _digest(f"{url}|{span}")
+        key = _url_digest(f"{url}|{span}")
         return self.index / key[:2] / f"{key}.json"
 
     def cached(self, item: Item) -> Item | None:
@@ -200,7 +200,7 @@ class Fetcher:
             except ManifestError as exc:
                 log.warning("%s: skipped playlist entry: %s", item.where, exc)
                 continue
-            group = f"{entry.get('ie_key') or 'entry'}:{entry.get('id') or _digest(url)[:16]}"
+            group = f"{entry.get('ie_key') or 'entry'}:{entry.get('id') or _url_digest(url)[:16]}"
             out.append(replace(item, source=url, group=item.group or group, where=f"{item.where}#{n + 1}"))
         return out
 
@@ -229,7 +229,7 @@ class Fetcher:
         extractor = str(info.get("extractor_key") or info.get("extractor") or "unknown")
         video_id = str(info.get("id") or "")
         identity = f"url:{item.source}" if extractor.lower() == "generic" or not video_id else f"{extractor}:{video_id}"
-        key = _digest(f"{identity}|{start}|{end}")
+        key = _url_digest(f"{identity}|{start}|{end}")
         use_range = self._partial and (start > 0 or end is not None)
         self._check_space(item, info)
         path = _with_retries(item.source, self.options, lambda: self._download(info, key, use_range, start, end))

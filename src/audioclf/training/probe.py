@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -156,7 +155,7 @@ class ProbeTrainer:
         return total_loss / len(x), correct / len(x)
 
     def validate(self, val: tuple[torch.Tensor, np.ndarray, np.ndarray]) -> tuple[float, float, float]:
-        return _validate(self.head, val, self.loss_fn)
+        return _check_training_arrays(self.head, val, self.loss_fn)
 
 
 def fit_probe(
@@ -192,7 +191,7 @@ def fit_probe(
 
 
 @torch.no_grad()
-def _validate(
+def _check_training_arrays(
     head: ProbeHead, val: tuple[torch.Tensor, np.ndarray, np.ndarray], loss_fn: nn.Module
 ) -> tuple[float, float, float]:
     head.eval()
@@ -213,7 +212,3 @@ def predict_logits(head: ProbeHead, x: np.ndarray, batch_size: int = 4096) -> np
     head.eval()
     outs = [head(torch.as_tensor(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
     return torch.cat(outs).numpy() if outs else np.zeros((0, 0), dtype=np.float32)
-
-
-def config_to_dict(config: ProbeConfig) -> dict[str, Any]:
-    return asdict(config)

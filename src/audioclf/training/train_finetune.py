@@ -116,7 +116,7 @@ def finetune(
     main = tuner.acc.is_main_process
     if main and failures:
         write_failures(failures, out / "failures.csv")
-    meta = _meta(manifest, spec, labels, windows, options, len(train), len(val), len(failures))
+    meta = _finetune_meta(manifest, spec, labels, windows, options, len(train), len(val), len(failures))
     for epoch in range(state.epoch + 1, options.epochs + 1):
         t0 = time.perf_counter()
         train_loss, train_acc = tuner.train_epoch(train, epoch)
@@ -140,7 +140,7 @@ def finetune(
     return FinetuneSummary(out, labels, spec, len(train), len(val), failures, state, seconds, main)
 
 
-def _meta(
+def _finetune_meta(
     manifest: Path,
     spec: str,
     labels: list[str],

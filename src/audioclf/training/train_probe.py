@@ -161,7 +161,7 @@ def train(
         fusion=fusion_note,
         ray=ray_run,
     )
-    meta = _meta(manifest, summary, encoder.identity, head, options)
+    meta = _probe_meta(manifest, summary, encoder.identity, head, options)
     meta["features"] = view.meta() if view is not None else {"mode": "acoustic"}
     if fusion is not None:
         meta["fusion"] = fusion_meta(fusion)
@@ -227,7 +227,7 @@ def _text_view(options: TrainOptions, encoder: Encoder) -> TextView | None:
     return TextView(options.features, encoder, options.cache_dir, options.windows)
 
 
-def _meta(
+def _probe_meta(
     manifest: Path, s: TrainSummary, encoder_identity: str, head: ProbeHead, options: TrainOptions
 ) -> dict[str, Any]:
     chosen = next(c for c in s.search if c.config == s.config)
