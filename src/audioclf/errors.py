@@ -37,3 +37,10 @@ class TrainingError(AudioclfError):
 
 class CacheError(AudioclfError):
     """The cache folder cannot be written (disk full, read-only, no permission)."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's first line, at most ``limit`` characters, or its type name when it has no message: what
+    goes inside the parentheses of a one-line error."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines and lines[0] else type(exc).__name__

@@ -93,3 +93,8 @@ def write_csv_atomic(target: Path, header: list[str], rows: list[dict[str, Any]]
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(target, buf.getvalue())
+
+
+def sharded_path(root: Path, key: str, suffix: str) -> Path:
+    """``root/ab/abcdef….suffix``: one file per key, spread over 256 folders so none grows huge."""
+    return root / key[:2] / f"{key}{suffix}"

@@ -16,7 +16,7 @@ from audioclf.evaluation.metrics import Predictions, recording_logits
 from audioclf.extraction.embed import EmbedResult, embed_items
 from audioclf.io.cache import Embedded, EmbeddingCache
 from audioclf.io.download import FetchOptions
-from audioclf.io.manifest import Item, audio_files, check_url
+from audioclf.io.manifest import Item, audio_files, check_url, looks_like_url
 from audioclf.speech.text_features import view_for
 from audioclf.speech.transcribe import Transcript
 from audioclf.training.model_dir import TrainedModel
@@ -174,7 +174,7 @@ def predict_inputs(
     """Files, folders (searched recursively for audio) and http(s) URLs -> one Prediction per readable input."""
     items = []
     for text in inputs:
-        if "://" in text or text.lower().startswith(("data:", "javascript:")):
+        if looks_like_url(text):
             url = check_url(text)
             items.append(Item(url, None, None, "", text))
             continue

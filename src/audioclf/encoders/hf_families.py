@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from audioclf.errors import EncoderError
+from audioclf.errors import EncoderError, first_line
 from audioclf.io.audio import SAMPLE_RATE_HZ
 
 AST_FRAME_SAMPLES = 400  # Kaldi filterbank: 25 ms frames...
@@ -174,7 +174,7 @@ def family_of(model: Any, extractor: Any) -> AudioFamily:
 
 def model_failure(family: AudioFamily, spec: str, exc: Exception) -> EncoderError:
     """What torch or transformers raised inside a family's extractor or model, as one line saying what to do."""
-    first = (str(exc).splitlines() or [""])[0][:200] or type(exc).__name__
+    first = first_line(exc)
     return EncoderError(
         f"the {family.name} model failed ({type(exc).__name__}: {first}); check that {spec} is a complete"
         " checkpoint saved with its preprocessor_config.json"

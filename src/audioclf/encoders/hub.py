@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from audioclf.encoders.spec import HF, ModelSpec
-from audioclf.errors import EncoderError
+from audioclf.errors import EncoderError, first_line
 
 T = TypeVar("T")
 HUB_TIMEOUT_S = 8.0  # bound on the one hub request that decides whether a download can work
@@ -53,7 +53,7 @@ def probe_hub(spec: str, name: str) -> None:
     try:
         HfApi().model_info(name, timeout=HUB_TIMEOUT_S)
     except Exception as exc:  # network errors come in many types (httpx, OSError, hub errors)
-        reason = type(exc).__name__ if not str(exc) else str(exc).splitlines()[0][:160]
+        reason = first_line(exc)
         raise EncoderError(f"{spec}: cannot load from the Hugging Face Hub ({reason})") from exc
 
 
@@ -68,7 +68,7 @@ def pretrained(
         extractor = (preprocessor or AutoFeatureExtractor).from_pretrained(source, local_files_only=local_only)
         model = model_class.from_pretrained(source, local_files_only=local_only, **kwargs)
     except (OSError, ValueError, KeyError, TypeError) as exc:  # TypeError: a tokenizer without its vocabulary
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise EncoderError(f"{where}: cannot load {what} ({first})") from exc
     return extractor, model
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from audioclf.encoders.hub import offline, probe_hub
 from audioclf.encoders.spec import WHISPER, ModelSpec
-from audioclf.errors import EncoderError
+from audioclf.errors import EncoderError, first_line
 from audioclf.io.audio import SAMPLE_RATE_HZ
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def load_whisper(model: ModelSpec | str, precision: str = "auto") -> WhisperEnco
         model = WhisperModel(str(folder), device="cuda" if gpu else "cpu", compute_type=compute,
                              cpu_threads=cpu_threads())  # fmt: skip
     except (RuntimeError, ValueError, OSError) as exc:
-        raise EncoderError(f"{spec}: cannot load the Whisper model ({str(exc).splitlines()[0][:160]})") from exc
+        raise EncoderError(f"{spec}: cannot load the Whisper model ({first_line(exc)})") from exc
     return WhisperEncoder(spec, model, folder, padding)
 
 
@@ -163,4 +163,4 @@ def _download(spec: str, name: str, download_model: Any) -> Path:
     try:
         return Path(download_model(name))
     except Exception as exc:
-        raise EncoderError(f"{spec}: cannot download ({str(exc).splitlines()[0][:160]})") from exc
+        raise EncoderError(f"{spec}: cannot download ({first_line(exc)})") from exc

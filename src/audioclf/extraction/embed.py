@@ -12,7 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from audioclf.encoders.loader import Encoder
-from audioclf.errors import DecodeError, EncoderError
+from audioclf.errors import DecodeError, EncoderError, first_line
 from audioclf.fileio import FileLock, write_csv_atomic
 from audioclf.io.audio import SAMPLE_RATE_HZ, WindowOptions, iter_windows
 from audioclf.io.cache import Embedded, EmbeddingCache, content_key, unwritable
@@ -187,7 +187,7 @@ class _BatchingEmbedder:
                 for k, row in zip(mine, self.encoder.embed([queue[k][2] for k in mine]), strict=True):
                     rows[k] = row
             except ENCODER_FAILURES as exc:
-                first = (str(exc).splitlines() or [""])[0][:200]
+                first = first_line(exc)
                 self._fail(rec.item, DecodeError(f"{rec.item.file}: the encoder failed on it ({first})"), rec)
         return rows
 

@@ -15,7 +15,7 @@ import numpy as np
 import platformdirs
 
 from audioclf.errors import CacheError
-from audioclf.fileio import FileLock, atomic_path
+from audioclf.fileio import FileLock, atomic_path, sharded_path
 from audioclf.io.audio import SAMPLE_RATE_HZ, WindowOptions, load_audio
 from audioclf.io.manifest import Item
 
@@ -71,7 +71,7 @@ class EmbeddingCache:
 
     def path_for(self, audio_digest: str) -> Path:
         key = hashlib.sha256(f"{self._salt}:{audio_digest}".encode()).hexdigest()
-        return self.root / "embeddings" / key[:2] / f"{key}.npz"
+        return sharded_path(self.root / "embeddings", key, ".npz")
 
     def get(self, audio_digest: str) -> Embedded | None:
         path = self.path_for(audio_digest)
@@ -95,7 +95,7 @@ class EmbeddingCache:
     def lock_for(self, audio_digest: str) -> FileLock:
         """The lock a run holds while it computes this entry, so a second run sharing the cache waits for it."""
         name = self.path_for(audio_digest).stem
-        return FileLock(self.root / "locks" / name[:2] / f"{name}.lock")
+        return FileLock(sharded_path(self.root / "locks", name, ".lock"))
 
 
 def unwritable(root: Path, exc: OSError) -> CacheError:
@@ -123,7 +123,7 @@ class AudioCache:
 
     def load(self, item: Item) -> np.ndarray:
         key = hashlib.sha256(f"{content_key(item)}|{SAMPLE_RATE_HZ}|{self._max}".encode()).hexdigest()
-        path = self.root / key[:2] / f"{key}.npy"
+        path = sharded_path(self.root, key, ".npy")
         if path.exists():
             try:
                 return np.load(path, mmap_mode="r", allow_pickle=False)

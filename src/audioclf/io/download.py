@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from audioclf.errors import AudioclfError
-from audioclf.fileio import FileLock, write_json_atomic
+from audioclf.errors import AudioclfError, first_line
+from audioclf.fileio import FileLock, sharded_path, write_json_atomic
 from audioclf.io.cache import unwritable
 from audioclf.io.manifest import Item, ManifestError, check_url
 
@@ -135,7 +135,7 @@ def _with_retries(what: str, options: FetchOptions, fn: Callable[[], T]) -> T:
 
 
 def _reason(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc, limit=10_000)
     text = text.removeprefix("ERROR: ")
     if text.startswith("[") and "] " in text:  # "[generic] clip: Unable to ..." -> the message itself
         text = text.split("] ", 1)[1]
@@ -161,7 +161,7 @@ class Fetcher:
 
     def _index_path(self, url: str, span: tuple[float, float | None]) -> Path:
         key = _url_digest(f"{url}|{span}")
-        return self.index / key[:2] / f"{key}.json"
+        return sharded_path(self.index, key, ".json")
 
     def cached(self, item: Item) -> Item | None:
         """The finished download for ``item`` if one is on disk and intact."""

@@ -59,7 +59,7 @@ class Item:
 
     @property
     def is_url(self) -> bool:
-        return self.source.startswith(("http://", "https://"))
+        return is_http_url(self.source)
 
     @property
     def needs_fetch(self) -> bool:
@@ -147,8 +147,7 @@ def _row_to_item(row: dict[str, str], base: Path, where: str, require_labels: bo
     raw = row.get("path") or row.get("url") or ""
     if not raw:
         raise ManifestError(f"{where}: empty 'path' and 'url'; give the audio file's path or an http(s) URL")
-    looks_remote = "://" in raw or raw.lower().startswith(("data:", "mailto:", "javascript:"))
-    src = check_url(raw, where) if looks_remote else _local_source(raw, base, where)
+    src = check_url(raw, where) if looks_like_url(raw) else _local_source(raw, base, where)
     label = row.get("label") or None
     if require_labels and label is None:
         raise ManifestError(f"{where}: empty label for {raw}; every row needs a label")
@@ -159,7 +158,7 @@ def _row_to_item(row: dict[str, str], base: Path, where: str, require_labels: bo
     if start is not None and end is not None and end <= start:
         raise ManifestError(f"{where}: end ({end}) must be after start ({start})")
     # A URL's group is filled with its video id once known; a file is its own group.
-    group = row.get("group") or ("" if src.startswith(("http://", "https://")) else src)
+    group = row.get("group") or ("" if is_http_url(src) else src)
     return Item(src, label, split, group, where, start_s=start, end_s=end)
 
 
@@ -184,6 +183,15 @@ def _seconds(row: dict[str, str], key: str, where: str) -> float | None:
     if not value >= 0:
         raise ManifestError(f"{where}: {key} must be >= 0 seconds, got {text}")
     return value
+
+
+def looks_like_url(text: str) -> bool:
+    """Meant as a URL (then checked by ``check_url``), not a path: a scheme, or a scheme that has no ``//``."""
+    return "://" in text or text.strip().lower().startswith(("data:", "mailto:", "javascript:"))
+
+
+def is_http_url(text: str) -> bool:
+    return text.startswith(("http://", "https://"))
 
 
 def check_url(url: str, where: str = "") -> str:

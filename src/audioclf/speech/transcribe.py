@@ -17,7 +17,7 @@ import numpy as np
 
 from audioclf.encoders.spec import ModelSpec
 from audioclf.errors import EncoderError
-from audioclf.fileio import write_json_atomic
+from audioclf.fileio import sharded_path, write_json_atomic
 from audioclf.io.audio import SAMPLE_RATE_HZ, WindowOptions, iter_windows, load_audio
 from audioclf.io.manifest import Item
 
@@ -130,7 +130,7 @@ class TranscriptCache:
 
     def path_for(self, audio_key: str) -> Path:
         key = hashlib.sha256(f"{self._salt}:{audio_key}".encode()).hexdigest()
-        return self.root / key[:2] / f"{key}.json"
+        return sharded_path(self.root, key, ".json")
 
     def get(self, audio_key: str) -> Transcript | None:
         try:

@@ -13,7 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from audioclf.errors import ModelError
+from audioclf.errors import ModelError, first_line
 
 STATE_NAME = "state.json"
 OPTIMIZER_NAME = "optimizer.safetensors"
@@ -84,6 +84,6 @@ def load_checkpoint(source: Path) -> tuple[dict[str, Any], dict[str, Any], dict[
         optimizer = optimizer_from_flat(load_file(str(source / OPTIMIZER_NAME)), state.pop("optimizer"))
         scheduler = state.pop("scheduler")
     except (OSError, ValueError, KeyError, SafetensorError) as exc:
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise ModelError(f"{source}: damaged checkpoint ({reason}); delete it to start over") from exc
     return state, weights, optimizer, scheduler

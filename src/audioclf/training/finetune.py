@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from audioclf.encoders.hf_families import family_of, model_failure
 from audioclf.encoders.hub import load_hf, pretrained
-from audioclf.encoders.loader import bf16_supported, fit_windows
+from audioclf.encoders.loader import fit_windows, use_bf16
 from audioclf.io.audio import SAMPLE_RATE_HZ, WindowOptions, window_stream
 from audioclf.io.manifest import Item
 from audioclf.training.probe import EpochStats, mean_by_recording
@@ -154,7 +154,7 @@ class Finetuner:
         self.options, self.labels = options, labels
         from accelerate.state import AcceleratorState
 
-        bf16 = options.precision == "bf16" or (options.precision == "auto" and bf16_supported())
+        bf16 = use_bf16(options.precision)
         # Accelerate keeps one global state per process; a second run in the same process (a library user, the
         # tests) may want another precision, so the mixed-precision part is reset (the process group is kept).
         AcceleratorState._reset_state()

@@ -10,7 +10,7 @@ from typing import Any
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from audioclf.errors import ModelError
+from audioclf.errors import ModelError, first_line
 from audioclf.fileio import atomic_path, write_json_atomic
 from audioclf.io.audio import WindowOptions
 from audioclf.training.fusion import Fusion
@@ -130,7 +130,7 @@ def _load_head(weights: Path, n_layers: int, dim: int, n_classes: int, config: P
     try:
         head.load_state_dict(load_file(str(weights)))
     except (OSError, SafetensorError, RuntimeError) as exc:
-        first = str(exc).splitlines()[0][:160]
+        first = first_line(exc)
         raise ModelError(f"{weights}: missing or damaged weights ({first}); retrain the model") from exc
     return head.eval()
 
