@@ -174,3 +174,14 @@ def test_an_object_store_url_is_not_taken_for_a_cache_folder(tmp_path: Path) -> 
     proc = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2 and "a URL is not a folder" in proc.stderr
     assert not (tmp_path / "s3:").exists()
+
+
+def test_flags_of_the_other_mode_are_refused_not_ignored(
+    tmp_path: Path, tone_dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["train", "--manifest", str(tone_dataset), "--out", str(tmp_path / "m"), "--encoder", "builtin"]
+    assert main([*base, "--augment", "--resume"]) == 2
+    assert "--augment, --resume: not used by the probe" in capsys.readouterr().err
+    assert main([*base, "--mode", "finetune", "--layer", "last"]) == 2
+    assert "--layer: not used by fine-tuning; remove it" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()  # refused before anything was written

@@ -136,11 +136,13 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     failures = [Failure(r.item, r.error) for r in done if r.error is not None]
     for failure in failures:
         log.warning("failed %s: %s", failure.item.where, failure.reason)
-    if failures:
+    if failures and args.failures:
         write_failures(failures, args.failures)
-    tail = f" — see {args.failures}" if failures else ""
+    tail = f" — see {args.failures}" if failures and args.failures else ""
     fetched = len(done) - len(failures)
     downloaded = sum(r.fresh for r in done if r.error is None)
-    emit(f"{fetched} fetched ({downloaded} downloaded now, {fetched - downloaded} already cached), "
-         f"{len(failures)} failed{tail}")  # fmt: skip
+    emit(
+        f"{fetched} fetched ({downloaded} downloaded now, {fetched - downloaded} already cached), "
+        f"{len(failures)} failed{tail}"
+    )
     return 0

@@ -248,7 +248,11 @@ def _embed_fetch_parsers(sub: Any) -> None:
     p = sub.add_parser("embed", help="fill the embedding cache for a manifest (no training)")
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--failures", type=Path, default=None, help="write skipped items to this CSV")
-    p.add_argument("--encoder", default=None, help="builtin | hf:<hub id or local dir> (default: wav2vec2-base-960h)")
+    p.add_argument(
+        "--encoder",
+        default=None,
+        help="builtin | hf:<hub id or local dir> | whisper:<size or dir> (default: wav2vec2-base-960h)",
+    )
     _ray_args(p)
     _precision(p)
     _window_args(p)
@@ -257,7 +261,7 @@ def _embed_fetch_parsers(sub: Any) -> None:
     p = sub.add_parser("fetch", help="download the URL rows of a manifest into the cache (no embedding)")
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--max-duration", type=float, default=None, help="download at most this many seconds of each")
-    p.add_argument("--failures", type=Path, default=Path("failures.csv"), help="where to list failed URLs")
+    p.add_argument("--failures", type=Path, default=None, help="write failed URLs to this CSV")
     _ray_args(p)
     _fetch_args(p)
     _common(p)

@@ -64,7 +64,38 @@ def train_options(args: argparse.Namespace) -> TrainOptions:
     )
 
 
+# (argument, its default, flag): options of one mode that the other does not use, refused instead of ignored
+FINETUNE_ONLY = [
+    ("batch_size", 8, "--batch-size"),
+    ("accum", 1, "--accum"),
+    ("freeze_layers", 0, "--freeze-layers"),
+    ("train_feature_encoder", False, "--train-feature-encoder"),
+    ("augment", False, "--augment"),
+    ("gradient_checkpointing", False, "--gradient-checkpointing"),
+    ("resume", False, "--resume"),
+    ("stop_after", None, "--stop-after"),
+    ("val_fraction", 0.2, "--val-fraction"),
+]
+PROBE_ONLY = [
+    ("layer", "auto", "--layer"),
+    ("hidden", None, "--hidden"),
+    ("folds", 5, "--folds"),
+    ("features", "acoustic", "--features"),
+    ("test_size", None, "--test-size"),
+]
+
+
+def refuse_other_mode(args: argparse.Namespace) -> None:
+    """One line for a flag the chosen ``--mode`` would ignore."""
+    other = PROBE_ONLY if args.mode == "finetune" else FINETUNE_ONLY
+    given = [flag for dest, default, flag in other if getattr(args, dest, default) != default]
+    if given:
+        mode = "fine-tuning" if args.mode == "finetune" else "the probe (--mode probe)"
+        raise TrainingError(f"{', '.join(given)}: not used by {mode}; remove {'them' if len(given) > 1 else 'it'}")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    refuse_other_mode(args)
     if args.mode == "finetune":
         return _finetune(args)
     s = train(args.manifest, args.out, train_options(args), on_epoch=_epoch_printer(args.quiet))
