@@ -50,8 +50,11 @@ class Prediction:
         said = self.transcript
         spoken: dict[str, object] = {}
         if said is not None:
-            spoken = {"transcript": said.text, "language": said.language,
-                      "language_probability": said.language_probability}  # fmt: skip
+            spoken = {
+                "transcript": said.text,
+                "language": said.language,
+                "language_probability": said.language_probability,
+            }
         return {
             "source": self.source,
             "label": self.label,

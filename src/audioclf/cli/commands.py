@@ -90,8 +90,9 @@ def _embed_on_ray(args: argparse.Namespace, items: list[Item], windows: WindowOp
 
     fetch = fetch_options(args, windows.max_duration_s)
     spec, progress = args.encoder, not args.quiet
-    run = embed_on_ray(items, spec, args.precision, args.cache_dir, windows, fetch=fetch, options=options,
-                       progress=progress)  # fmt: skip
+    run = embed_on_ray(
+        items, spec, args.precision, args.cache_dir, windows, fetch=fetch, options=options, progress=progress
+    )
     result = run.result
     if result.failures and args.failures:
         write_failures(result.failures, args.failures)

@@ -145,8 +145,9 @@ def load_whisper(model: ModelSpec | str, precision: str = "auto") -> WhisperEnco
     # int8 on CPU, as faster-whisper recommends; float16 on GPU; --precision fp32 for exact float32.
     compute = "float32" if precision == "fp32" else "float16" if gpu else "int8"
     try:
-        model = WhisperModel(str(folder), device="cuda" if gpu else "cpu", compute_type=compute,
-                             cpu_threads=cpu_threads())  # fmt: skip
+        model = WhisperModel(
+            str(folder), device="cuda" if gpu else "cpu", compute_type=compute, cpu_threads=cpu_threads()
+        )
     except (RuntimeError, ValueError, OSError) as exc:
         raise EncoderError(f"{spec}: cannot load the Whisper model ({first_line(exc)})") from exc
     return WhisperEncoder(spec, model, folder, padding)

@@ -48,8 +48,9 @@ def _markdown(report: dict[str, Any], title: str) -> str:
         rows.append([name, str(lvl["n"]), acc, _fmt(lvl["balanced_accuracy"]), _fmt(lvl["macro_f1"])])
     for name, lvl in (report.get("views") or {}).items():  # a fused model's views, each alone
         acc = f"{_fmt(lvl['accuracy'])} ({_fmt_ci(report, lvl)})"
-        rows.append([f"recording, {name} view alone", str(lvl["n"]), acc, _fmt(lvl["balanced_accuracy"]),
-                     _fmt(lvl["macro_f1"])])  # fmt: skip
+        rows.append(
+            [f"recording, {name} view alone", str(lvl["n"]), acc, _fmt(lvl["balanced_accuracy"]), _fmt(lvl["macro_f1"])]
+        )
     lines += _md_table(["level", "n", "accuracy", "balanced accuracy", "macro-F1"], rows)
     units = f"recording level: {rec['ci_resamples']}, window level: {report['window']['ci_resamples']}"
     lines += ["", f"CIs: bootstrap percentile, {report.get('n_bootstrap')} resamples ({units})."]
@@ -133,8 +134,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"balanced {_fmt(lvl['balanced_accuracy'])}  macro-F1 {_fmt(lvl['macro_f1'])}"
         )
     for name, lvl in (report.get("views") or {}).items():
-        lines.append(f"  {name + ':':<12}{lvl['n']}  accuracy {_fmt(lvl['accuracy'])} ({_fmt_ci(report, lvl)})  "
-                     f"macro-F1 {_fmt(lvl['macro_f1'])}  (this view alone)")  # fmt: skip
+        lines.append(
+            f"  {name + ':':<12}{lvl['n']}  accuracy {_fmt(lvl['accuracy'])} ({_fmt_ci(report, lvl)})  "
+            f"macro-F1 {_fmt(lvl['macro_f1'])}  (this view alone)"
+        )
     if report.get("n_recordings_excluded"):
         lines.append(f"excluded:   {report['n_recordings_excluded']} recordings (unknown label or no windows)")
     return lines

@@ -156,8 +156,11 @@ class _BatchingEmbedder:
                 rec.texts[i] = texts[k]
         for rec in [r for r in self._open if r.complete]:
             self._open.remove(rec)
-            emb = Embedded(np.stack([rec.rows[i] for i in range(len(rec.starts))]), np.asarray(rec.starts),
-                           np.asarray(rec.durations))  # fmt: skip
+            emb = Embedded(
+                np.stack([rec.rows[i] for i in range(len(rec.starts))]),
+                np.asarray(rec.starts),
+                np.asarray(rec.durations),
+            )
             try:
                 self.cache.put(rec.key, emb)
                 if self.transcripts is not None and len(rec.texts) == len(rec.starts):

@@ -95,8 +95,15 @@ class _EmbedActor:
     """One encoder per actor process, reused for every chunk it is given. The actor takes two chunks at once
     (``SLOTS_PER_WORKER``): one downloads while the other encodes, and the encoder runs one chunk at a time."""
 
-    def __init__(self, spec: str | None, precision: str, cache_dir: str, windows: WindowOptions,
-                 fetch: FetchOptions | None, features: FeatureOptions | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        spec: str | None,
+        precision: str,
+        cache_dir: str,
+        windows: WindowOptions,
+        fetch: FetchOptions | None,
+        features: FeatureOptions | None,
+    ) -> None:
         from audioclf.encoders.loader import fit_windows, load_encoder
         from audioclf.io.cache import EmbeddingCache
         from audioclf.speech.text_features import Transcripts
@@ -105,8 +112,9 @@ class _EmbedActor:
         try:
             self._encoder = load_encoder(spec, precision).encoder
             windows = fit_windows(windows, self._encoder)
-            self._said = None if features is None else Transcripts(
-                features.transcriber, self._encoder, Path(cache_dir), windows)  # fmt: skip
+            self._said = (
+                None if features is None else Transcripts(features.transcriber, self._encoder, Path(cache_dir), windows)
+            )
         except AudioclfError as exc:  # reported by the first chunk, as one line on the driver
             self._fatal = str(exc)
             return
@@ -128,15 +136,21 @@ class _EmbedActor:
         with self._encoding:
             encoding = time.perf_counter()
             same_pass = self._said.same_pass_cache if self._said is not None else None
-            done = embed_items(ready, self._encoder, self._cache, self._windows, progress=False,
-                               transcripts=same_pass)  # fmt: skip
+            done = embed_items(ready, self._encoder, self._cache, self._windows, progress=False, transcripts=same_pass)
             if self._said is not None:  # into the transcript cache, for the driver's text features
                 self._said([item for item, _ in done.embedded])
         failures = [(x.item, x.error) for x in fetched if x.error is not None]
         failures += [(f.item, f.reason) for f in done.failures]
-        return ChunkResult(_me(), time.perf_counter() - encoding, len(done.embedded), done.n_cached,
-                           sum(x.fresh for x in fetched), done.audio_s, failures,
-                           download_s=downloaded - started)  # fmt: skip
+        return ChunkResult(
+            _me(),
+            time.perf_counter() - encoding,
+            len(done.embedded),
+            done.n_cached,
+            sum(x.fresh for x in fetched),
+            done.audio_s,
+            failures,
+            download_s=downloaded - started,
+        )
 
 
 class _Fetcher:
@@ -148,8 +162,7 @@ class _Fetcher:
     def run(self, items: list[Item]) -> ChunkResult:
         started = time.perf_counter()
         done = list(fetch_all(items, self._fetch))
-        return ChunkResult(_me(), time.perf_counter() - started, n_downloaded=sum(r.fresh for r in done),
-                           fetched=done)  # fmt: skip
+        return ChunkResult(_me(), time.perf_counter() - started, n_downloaded=sum(r.fresh for r in done), fetched=done)
 
 
 def _ray() -> Any:
@@ -197,8 +210,7 @@ def _on_pool(
     pool = ActorPool([actor for actor in actors for _ in range(slots)])  # an actor listed twice takes two chunks
     chunks = [list(items[i : i + CHUNK_ITEMS]) for i in range(0, len(items), CHUNK_ITEMS)]
     log.info("Ray: %d chunks of up to %d items on %d workers", len(chunks), CHUNK_ITEMS, n_workers)
-    with tqdm(total=len(items), desc=f"{what} on Ray ({n_workers} workers)", unit="item",
-              disable=not progress) as bar:  # fmt: skip
+    with tqdm(total=len(items), desc=f"{what} on Ray ({n_workers} workers)", unit="item", disable=not progress) as bar:
         try:
             for chunk in pool.map_unordered(lambda w, c: w.run.remote(c), chunks):
                 if chunk.fatal is not None:
@@ -251,8 +263,9 @@ def embed_on_ray(
     return RayRun(result, sorted(workers.values(), key=lambda w: w.worker))
 
 
-def fetch_on_ray(items: Sequence[Item], fetch: FetchOptions, *, options: RayOptions = RayOptions(),
-                 progress: bool = True) -> RayRun:  # fmt: skip
+def fetch_on_ray(
+    items: Sequence[Item], fetch: FetchOptions, *, options: RayOptions = RayOptions(), progress: bool = True
+) -> RayRun:
     """Download the URL ``items`` into the shared cache with a pool of Ray actors (playlists expand on the
     worker that gets the row)."""
     started = time.perf_counter()

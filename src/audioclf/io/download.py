@@ -23,8 +23,16 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 AUDIO_FORMAT = "bestaudio[acodec^=opus]/bestaudio[ext=m4a]/bestaudio/best"  # small audio-only streams first
-TRANSIENT = ("HTTP Error 5", "timed out", "Connection reset", "Connection refused", "Temporary failure",
-             "IncompleteRead", "Remote end closed", "Connection aborted")  # fmt: skip
+TRANSIENT = (
+    "HTTP Error 5",
+    "timed out",
+    "Connection reset",
+    "Connection refused",
+    "Temporary failure",
+    "IncompleteRead",
+    "Remote end closed",
+    "Connection aborted",
+)
 
 
 class FetchError(AudioclfError):

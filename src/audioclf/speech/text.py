@@ -40,8 +40,9 @@ class SentenceEncoder:
 
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), BATCH):
-            batch = self._tokenizer(texts[start : start + BATCH], padding=True, truncation=True,
-                                    max_length=MAX_TOKENS, return_tensors="pt")  # fmt: skip
+            batch = self._tokenizer(
+                texts[start : start + BATCH], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
+            )
             with torch.inference_mode():
                 hidden = self._model(**batch).last_hidden_state
             mask = batch["attention_mask"][..., None].float()

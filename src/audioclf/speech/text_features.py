@@ -146,8 +146,9 @@ def view_for(
     if features["mode"] == "acoustic":
         return None
     transcriber = features["transcriber"] if features["transcriber"] != acoustic.spec else None
-    view = TextView(FeatureOptions(features["mode"], transcriber, features["text_encoder"]), acoustic, cache_dir,
-                    windows)  # fmt: skip
+    view = TextView(
+        FeatureOptions(features["mode"], transcriber, features["text_encoder"]), acoustic, cache_dir, windows
+    )
     if isinstance(view.text, TfidfEncoder):
         view.text = load_tfidf(model_dir)
     if not same_weights(view.transcriber.identity, features["transcriber_identity"]):
@@ -159,8 +160,10 @@ def view_for(
 
 def write_transcripts(items: Sequence[Item], said: Sequence[Transcript], path: Path) -> None:
     """transcripts.csv beside a model or report: what each recording says, for a human to check."""
-    rows = [{"source": i.source, "row": i.where, "label": i.label or "", "language": t.language or "",
-             "transcript": t.text} for i, t in zip(items, said, strict=True)]  # fmt: skip
+    rows = [
+        {"source": i.source, "row": i.where, "label": i.label or "", "language": t.language or "", "transcript": t.text}
+        for i, t in zip(items, said, strict=True)
+    ]
     write_csv_atomic(path, ["source", "row", "label", "language", "transcript"], rows)
 
 

@@ -51,9 +51,13 @@ class WhisperTranscriber:
     def transcribe(self, item: Item, max_duration_s: float | None) -> Transcript:
         wave = load_audio(item.file, max_duration_s, item.start_s or 0.0, item.end_s)
         segments, info = self._model.transcribe(
-            wave, beam_size=1, temperature=0.0, vad_filter=False, condition_on_previous_text=False,
+            wave,
+            beam_size=1,
+            temperature=0.0,
+            vad_filter=False,
+            condition_on_previous_text=False,
             without_timestamps=True,
-        )  # fmt: skip
+        )
         text = " ".join(s.text.strip() for s in segments).strip()
         return Transcript(text, info.language, float(info.language_probability))
 

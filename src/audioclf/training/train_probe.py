@@ -183,15 +183,24 @@ def _embed(
         from audioclf.extraction.ray import embed_on_ray
 
         features = options.features if view is not None else None  # the workers transcribe too
-        ray_run = embed_on_ray(items, encoder.spec, options.precision, options.cache_dir, options.windows,
-                               fetch=options.fetch, options=options.ray, progress=options.progress,
-                               features=features)  # fmt: skip
+        ray_run = embed_on_ray(
+            items,
+            encoder.spec,
+            options.precision,
+            options.cache_dir,
+            options.windows,
+            fetch=options.fetch,
+            options=options.ray,
+            progress=options.progress,
+            features=features,
+        )
         failed = {f.item.where for f in ray_run.result.failures}
         items = [item for item in items if item.where not in failed]
     cache = EmbeddingCache(options.cache_dir, encoder.identity, options.windows)
     same_pass = view.same_pass_cache if view is not None else None
-    embedded = embed_items(items, encoder, cache, options.windows, fetch=options.fetch, progress=options.progress,
-                           transcripts=same_pass)  # fmt: skip
+    embedded = embed_items(
+        items, encoder, cache, options.windows, fetch=options.fetch, progress=options.progress, transcripts=same_pass
+    )
     if ray_run is not None:
         embedded.failures = ray_run.result.failures + embedded.failures
     log.debug("%s", embedded.summary())
