@@ -74,23 +74,31 @@ def build_meta(
     *,
     labels: list[str],
     encoder_spec: str,
-    encoder_identity: str,
+    encoder_identity: str | None,
     windows: WindowOptions,
-    head_shape: tuple[int, int],
-    config: ProbeConfig,
     training: dict[str, Any],
-    metrics: dict[str, Any],
+    metrics: dict[str, Any] | None = None,
+    head: tuple[tuple[int, int], ProbeConfig] | None = None,
+    mode: str | None = None,
 ) -> dict[str, Any]:
-    return {
-        "format": MODEL_FORMAT,
+    """audioclf.json of a model folder, the one writer for probes (``head``: its shape and config) and
+    fine-tuned models (``mode="finetune"``: the weights are the transformers checkpoint beside it)."""
+    meta: dict[str, Any] = {"format": MODEL_FORMAT}
+    if mode is not None:
+        meta["mode"] = mode
+    meta |= {
         "audioclf_version": __version__,
         "labels": labels,
         "encoder": {"spec": encoder_spec, "identity": encoder_identity},
         "windows": windows.as_dict(),
-        "head": {"n_layers": head_shape[0], "dim": head_shape[1], **config.__dict__},
-        "training": training,
-        "metrics": metrics,
     }
+    if head is not None:
+        (n_layers, dim), config = head
+        meta["head"] = {"n_layers": n_layers, "dim": dim, **config.__dict__}
+    meta["training"] = training
+    if metrics is not None:
+        meta["metrics"] = metrics
+    return meta
 
 
 def load_model(path: Path) -> TrainedModel:

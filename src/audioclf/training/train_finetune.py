@@ -27,10 +27,9 @@ from audioclf.io.download import FetchOptions, fetch_all
 from audioclf.io.manifest import Item, labels_of, load_manifest, usable_labels
 from audioclf.training.checkpoint import load_checkpoint, save_checkpoint
 from audioclf.training.finetune import CHECKPOINT_DIR, FinetuneOptions, Finetuner, FinetuneState, Recording
-from audioclf.training.model_dir import CONFIG_NAME, MODEL_FORMAT, prepare_out_dir
+from audioclf.training.model_dir import CONFIG_NAME, build_meta, prepare_out_dir
 from audioclf.training.probe import EpochStats, class_weights
 from audioclf.training.splits import train_val_indices
-from audioclf.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +115,7 @@ def finetune(
     main = tuner.acc.is_main_process
     if main and failures:
         write_failures(failures, out / "failures.csv")
-    meta = _finetune_meta(manifest, spec, labels, windows, options, len(train), len(val), len(failures))
+    meta = _finetune_meta(manifest, spec, labels, windows, options, (len(train), len(val), len(failures)))
     for epoch in range(state.epoch + 1, options.epochs + 1):
         t0 = time.perf_counter()
         train_loss, train_acc = tuner.train_epoch(train, epoch)
@@ -146,25 +145,19 @@ def _finetune_meta(
     labels: list[str],
     windows: WindowOptions,
     options: FinetuneOptions,
-    n_train: int,
-    n_val: int,
-    n_failed: int,
+    counts: tuple[int, int, int],
 ) -> dict[str, Any]:
-    return {
-        "format": MODEL_FORMAT,
-        "mode": FINETUNE,
-        "audioclf_version": __version__,
-        "labels": labels,
-        "encoder": {"spec": spec, "identity": None},
-        "windows": windows.as_dict(),
-        "training": {
-            "manifest": str(manifest),
-            "n_train_recordings": n_train,
-            "n_val_recordings": n_val,
-            "n_failed": n_failed,
-            "options": asdict(options),
-        },
+    n_train, n_val, n_failed = counts
+    training = {
+        "manifest": str(manifest),
+        "n_train_recordings": n_train,
+        "n_val_recordings": n_val,
+        "n_failed": n_failed,
+        "options": asdict(options),
     }
+    return build_meta(
+        labels=labels, encoder_spec=spec, encoder_identity=None, windows=windows, training=training, mode=FINETUNE
+    )
 
 
 def _export(tuner: Finetuner, out: Path, meta: dict[str, Any]) -> None:

@@ -245,8 +245,7 @@ def _probe_meta(
         encoder_spec=s.encoder_spec,
         encoder_identity=encoder_identity,
         windows=options.windows,
-        head_shape=(head.mean.shape[0], head.mean.shape[1]),
-        config=s.config,
+        head=((head.mean.shape[0], head.mean.shape[1]), s.config),
         training={
             "manifest": str(manifest),
             "n_train_recordings": s.n_train,
