@@ -42,7 +42,7 @@ from audioclf.extraction.embed import embed_items
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import EmbeddingCache
 from audioclf.io.manifest import Item
-from audioclf.training.dataset import Dataset, stack
+from audioclf.training.data import Dataset, stack
 from audioclf.training.probe import mean_by_recording, predict_logits
 from audioclf.training.selection import ensemble_logits
 from audioclf.training.train_probe import TrainOptions, fit_view

@@ -10,12 +10,11 @@ from sklearn.preprocessing import StandardScaler
 
 from audioclf.errors import TrainingError
 from audioclf.io.manifest import Item
-from audioclf.training.dataset import Dataset
+from audioclf.training.data import Dataset, cv_folds
 from audioclf.training.fusion import calibrate
 from audioclf.training.logreg import logreg_path
 from audioclf.training.probe import LBFGS, FitOptions, ProbeConfig, ProbeHead, predict_logits
 from audioclf.training.selection import SelectOptions, candidate_grid, refit, select
-from audioclf.training.splits import cv_folds
 
 FAST = FitOptions(max_epochs=60, patience=10)
 

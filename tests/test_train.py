@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from audioclf.errors import TrainingError
+from audioclf.training.data import grouped_split
 from audioclf.training.probe import FitOptions, ProbeConfig, ProbeHead, fit_probe, mean_by_recording
-from audioclf.training.splits import grouped_split
 
 
 def blobs(n_per_class: int, n_classes: int = 3, layers: int = 3, dim: int = 8, seed: int = 0):

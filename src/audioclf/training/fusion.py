@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from audioclf.training.dataset import Dataset
+from audioclf.training.data import Dataset
 from audioclf.training.probe import ProbeHead, predict_logits
 from audioclf.training.selection import clearly_better, recording_scores
 

@@ -23,7 +23,7 @@ from sklearn.metrics import f1_score
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from audioclf.training.dataset import Dataset
+from audioclf.training.data import Dataset, cv_folds
 from audioclf.training.logreg import logreg_path
 from audioclf.training.probe import (
     ADAMW,
@@ -40,7 +40,6 @@ from audioclf.training.probe import (
     mean_by_recording,
     predict_logits,
 )
-from audioclf.training.splits import cv_folds
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ from audioclf.io.cache import AudioCache
 from audioclf.io.download import FetchOptions, fetch_all
 from audioclf.io.manifest import Item, labels_of, load_manifest, usable_labels
 from audioclf.training.checkpoint import load_checkpoint, save_checkpoint
+from audioclf.training.data import train_val_indices
 from audioclf.training.finetune import CHECKPOINT_DIR, FinetuneOptions, Finetuner, FinetuneState, Recording
 from audioclf.training.model_dir import CONFIG_NAME, build_meta, prepare_out_dir
 from audioclf.training.probe import EpochStats, class_weights
-from audioclf.training.splits import train_val_indices
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from audioclf.io.cache import Embedded, EmbeddingCache, default_cache_dir
 from audioclf.io.download import FetchOptions
 from audioclf.io.manifest import Item, labels_of, load_manifest, usable_labels
 from audioclf.speech.text_features import FeatureOptions, TextView, save_tfidf, write_transcripts
-from audioclf.training.dataset import Dataset, hold_out_test, stack
+from audioclf.training.data import Dataset, hold_out_test, stack
 from audioclf.training.export import export_probe
 from audioclf.training.fusion import Fusion, calibrate
 from audioclf.training.model_dir import TrainedModel, build_meta, fusion_meta, prepare_out_dir, save_model
