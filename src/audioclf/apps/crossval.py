@@ -3,7 +3,8 @@
 Each fold is a manifest of its own (``<out>/folds/fold_<k>.csv``, the held-out rows with split=test), trained by
 :func:`audioclf.training.train_probe.train` into ``<out>/fold_<k>/`` and scored on its held-out rows through
 ``apply_model`` and ``compute_report``. All folds share the embedding cache, so each recording is embedded
-once. A finished fold is kept on a rerun. torch and scikit-learn are imported when a run starts: ``import audioclf`` stays light.
+once. A finished fold is kept on a rerun. torch and scikit-learn are imported when a run starts:
+``import audioclf`` stays light.
 """
 
 from __future__ import annotations
