@@ -43,13 +43,13 @@ def test_digest_follows_content_not_name(tmp_path: Path) -> None:
 def test_a_file_is_hashed_once_per_run_but_again_when_it_changes(tmp_path: Path) -> None:
     import os
 
-    from audioclf.io.cache import _digest
+    from audioclf.io.cache import _file_digest
 
     path = tmp_path / "a.wav"
     path.write_bytes(b"first")
     first = file_digest(path)
-    misses = _digest.cache_info().misses
-    assert file_digest(path) == first and _digest.cache_info().misses == misses  # remembered, not re-read
+    misses = _file_digest.cache_info().misses
+    assert file_digest(path) == first and _file_digest.cache_info().misses == misses  # remembered, not re-read
     st = os.stat(path)
     path.write_bytes(b"other")  # same size, and the modification time put back: the change time still moves
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))

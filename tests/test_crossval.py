@@ -210,7 +210,7 @@ def test_crossval_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_crossval_help_and_the_light_import() -> None:
     proc = subprocess.run([sys.executable, "-m", "audioclf", "crossval", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "--fold-column" in proc.stdout and "--inner-folds" in proc.stdout
-    code = "import sys, audioclf; print(callable(audioclf.apps.crossval), 'torch' in sys.modules)"
+    code = "import sys, audioclf; print(callable(audioclf.crossval), 'torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == [
         "True",
         "False",

@@ -34,7 +34,7 @@ def assign_folds(
     if column is not None:
         return _column_folds(items, manifest, column)
     if folds < 2:
-        raise TrainingError(f"{folds} folds: cross-validation needs at least 2", option="folds")
+        raise TrainingError(f"{folds} folds: cross-validation needs at least 2 folds", option="folds")
     groups = np.array([fold_group(item) for item in items])
     n_groups = len(set(groups.tolist()))
     if n_groups < 2:

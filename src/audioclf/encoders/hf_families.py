@@ -22,10 +22,9 @@ import numpy as np
 import torch
 
 from audioclf.errors import EncoderError, first_line
-from audioclf.io.audio import SAMPLE_RATE_HZ
+from audioclf.io.audio import FRAME_HOP_SAMPLES, SAMPLE_RATE_HZ
 
-AST_FRAME_SAMPLES = 400  # Kaldi filterbank: 25 ms frames...
-AST_HOP_SAMPLES = 160  # ...every 10 ms
+AST_FRAME_SAMPLES = 400  # Kaldi filterbank: 25 ms frames every FRAME_HOP_SAMPLES (10 ms)
 WAVEFORM_INPUT = "input_values"
 
 
@@ -120,7 +119,7 @@ class ASTFamily(AudioFamily):
                 f"AST: the feature extractor makes {extractor.max_length} x {extractor.num_mel_bins} filterbanks but"
                 f" the model expects {c.max_length} x {c.num_mel_bins}; use the preprocessor_config.json saved with it"
             )
-        self.fixed_input_s = int(c.max_length) * AST_HOP_SAMPLES / SAMPLE_RATE_HZ
+        self.fixed_input_s = int(c.max_length) * FRAME_HOP_SAMPLES / SAMPLE_RATE_HZ
         self.freq_patches = (int(c.num_mel_bins) - int(c.patch_size)) // int(c.frequency_stride) + 1
         self.time_patches = (int(c.max_length) - int(c.patch_size)) // int(c.time_stride) + 1
 
@@ -130,7 +129,7 @@ class ASTFamily(AudioFamily):
 
     def audio_mask(self, waves: Sequence[np.ndarray], inputs: dict[str, torch.Tensor], positions: int) -> torch.Tensor:
         """The patches whose first frame holds audio (the two summary tokens are not audio positions)."""
-        frames = torch.tensor([max(1, 1 + (len(w) - AST_FRAME_SAMPLES) // AST_HOP_SAMPLES) for w in waves])
+        frames = torch.tensor([max(1, 1 + (len(w) - AST_FRAME_SAMPLES) // FRAME_HOP_SAMPLES) for w in waves])
         patch_start = torch.arange(self.time_patches) * int(self.config.time_stride)
         in_audio = patch_start[None, :] < frames[:, None]  # [batch, time patches]
         grid = in_audio[:, None, :].expand(-1, self.freq_patches, -1).reshape(len(waves), -1)  # frequency-major

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from audioclf.io.audio import SAMPLE_RATE_HZ
+from audioclf.io.audio import FRAME_HOP_SAMPLES, SAMPLE_RATE_HZ
 
 N_FFT = 512  # samples (32 ms)
 WIN_LENGTH_SAMPLES = 400  # 25 ms
-HOP_LENGTH_SAMPLES = 160  # 10 ms
+HOP_LENGTH_SAMPLES = FRAME_HOP_SAMPLES  # 10 ms
 FRAME_RATE_HZ = SAMPLE_RATE_HZ / HOP_LENGTH_SAMPLES
 N_MELS = 64
 MEL_FMIN_HZ = 0.0

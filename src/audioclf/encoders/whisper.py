@@ -23,12 +23,11 @@ import numpy as np
 from audioclf.encoders.hub import offline, probe_hub
 from audioclf.encoders.spec import WHISPER, ModelSpec
 from audioclf.errors import EncoderError, first_line
-from audioclf.io.audio import SAMPLE_RATE_HZ
+from audioclf.io.audio import FRAME_HOP_SAMPLES, SAMPLE_RATE_HZ
 
 log = logging.getLogger(__name__)
 
 CHUNK_FRAMES = 3000  # Whisper's 30 s input, in 10 ms mel frames
-HOP_SAMPLES = 160  # 10 ms at 16 kHz
 MIN_FRAMES = 300  # with padding="audio": shorter inputs are padded to 3 s (keeps the states closer to Whisper's)
 POOLING_VERSION = "meanstd-1"
 PADDINGS = ("full", "audio")
@@ -40,7 +39,7 @@ class WhisperEncoder:
 
     n_layers = 1
     min_samples = 1
-    native_window_s: float | None = CHUNK_FRAMES * HOP_SAMPLES / SAMPLE_RATE_HZ  # 30 s: Whisper's input
+    native_window_s: float | None = CHUNK_FRAMES * FRAME_HOP_SAMPLES / SAMPLE_RATE_HZ  # 30 s: Whisper's input
     max_window_s: float | None = None  # a longer window is encoded 30 s at a time
 
     def __init__(self, spec: str, model: Any, folder: Path, padding: str = "full") -> None:
@@ -100,7 +99,7 @@ class WhisperEncoder:
 
 def _chunks(wave: np.ndarray) -> list[np.ndarray]:
     """Pieces of at most 30 s (a window longer than Whisper's input is encoded piece by piece)."""
-    size = CHUNK_FRAMES * HOP_SAMPLES
+    size = CHUNK_FRAMES * FRAME_HOP_SAMPLES
     return [wave[i : i + size] for i in range(0, max(1, len(wave)), size)]
 
 

@@ -15,6 +15,7 @@ from audioclf.errors import DecodeError
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE_HZ = 16_000
+FRAME_HOP_SAMPLES = 160  # 10 ms: the hop of every 100 Hz spectrogram front end (Whisper, AST, the built-in one)
 DEFAULT_WINDOW_S = 10.0  # one window for a short clip; a 1-hour video gives 360 windows
 DEFAULT_HOP_S = 10.0
 MIN_TAIL_S = 1.0  # a leftover shorter than this (or than half a window) at the end of a recording is dropped

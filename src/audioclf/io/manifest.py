@@ -211,13 +211,9 @@ def _folder_items(root: Path) -> Iterator[Item]:
     if not label_dirs:
         raise ManifestError(f"{root}: folder has no label sub-folders; use one sub-folder per label")
     for label_dir in label_dirs:
-        for file in sorted(label_dir.rglob("*")):
-            rel = file.relative_to(root)
-            if any(part.startswith(".") for part in rel.parts) or not file.is_file():
-                continue
-            if file.suffix.lower() in AUDIO_EXTENSIONS:
-                src = str(file.resolve())
-                yield Item(source=src, label=label_dir.name, split=None, group=src, where=str(file))
+        for file in audio_files_under(label_dir):
+            src = str(file.resolve())
+            yield Item(source=src, label=label_dir.name, split=None, group=src, where=str(file))
 
 
 def _dedupe(items: list[Item]) -> list[Item]:
@@ -241,19 +237,24 @@ def _dedupe(items: list[Item]) -> list[Item]:
     return kept
 
 
+def audio_files_under(folder: Path) -> list[Path]:
+    """The audio files anywhere under ``folder`` (by extension), sorted, skipping hidden files and folders."""
+    return [
+        f
+        for f in sorted(folder.rglob("*"))
+        if f.is_file()
+        and f.suffix.lower() in AUDIO_EXTENSIONS
+        and not any(part.startswith(".") for part in f.relative_to(folder).parts)
+    ]
+
+
 def audio_files(inputs: Iterable[Path]) -> list[Path]:
     """Expand files and folders (recursively, skipping hidden entries) into a sorted list of audio files."""
     files: list[Path] = []
     for entry in inputs:
         entry = Path(entry)
         if entry.is_dir():
-            files.extend(
-                f
-                for f in sorted(entry.rglob("*"))
-                if f.is_file()
-                and f.suffix.lower() in AUDIO_EXTENSIONS
-                and not any(p.startswith(".") for p in f.relative_to(entry).parts)
-            )
+            files.extend(audio_files_under(entry))
         elif entry.exists():
             files.append(entry)
         else:
