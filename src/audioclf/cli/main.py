@@ -6,18 +6,15 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from audioclf.io.audio import DEFAULT_WINDOW_S
-from audioclf.io.cache import default_cache_dir
-from audioclf.version import __version__
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 from audioclf.cli.errors import describe
 from audioclf.cli.options import EXIT_INTERNAL
+from audioclf.io.audio import DEFAULT_WINDOW_S
+from audioclf.io.cache import default_cache_dir
+from audioclf.version import __version__
 
 log = logging.getLogger("audioclf")
 
@@ -272,10 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.quiet, args.debug)
     if args.cache_dir is None:
         args.cache_dir = default_cache_dir()
-    from audioclf.cli import commands
-
     try:
-        return int(getattr(commands, f"cmd_{args.command}")(args))
+        command = import_module(f"audioclf.cli.{args.command}")  # one module per command, imported when run
+        return int(getattr(command, f"cmd_{args.command}")(args))
     except (Exception, KeyboardInterrupt) as exc:
         line, code = describe(exc)
         if args.debug and code == EXIT_INTERNAL:

@@ -11,7 +11,7 @@ from audioclf.io.audio import DEFAULT_WINDOW_S, WindowOptions
 from audioclf.io.download import FetchOptions
 
 if TYPE_CHECKING:
-    from audioclf.extraction.ray import RayOptions
+    from audioclf.extraction.ray import RayOptions, RayRun
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_PARTIAL = 0, 1, 2, 3  # 3: predict labelled some inputs, not all
 EPOCH_HEADER = (
@@ -67,3 +67,15 @@ def emit(line: str = "") -> None:
 
 def emit_json(obj: object) -> None:
     print(json.dumps(obj, ensure_ascii=False), flush=True)
+
+
+def worker_lines(run: RayRun, audio: bool = True) -> list[str]:
+    """A row per Ray actor process: what it did and how long it was busy (encoding, or downloading for
+    ``fetch``); an embedding actor downloads one chunk while it encodes another."""
+    head = f"{'worker':<24} {'chunks':>6} {'items':>6} {'busy(s)':>8}"
+    lines = [head + (f" {'download(s)':>11} {'audio(h)':>8} {'x realtime':>10}" if audio else "")]
+    for w in run.workers:
+        rate = f"{w.audio_s / w.busy_s:.0f}" if w.audio_s and w.busy_s else "-"
+        tail = f" {w.download_s:>11.1f} {w.audio_s / 3600:>8.3f} {rate:>10}" if audio else ""
+        lines.append(f"{w.worker:<24} {w.chunks:>6} {w.items:>6} {w.busy_s:>8.1f}{tail}")
+    return lines

@@ -1,0 +1,24 @@
+"""`audioclf evaluate`: score a model on a labelled manifest and print the summary."""
+
+from __future__ import annotations
+
+import argparse
+
+from audioclf.apps.evaluate_model import evaluate_model
+from audioclf.cli.options import emit, fetch_options
+from audioclf.evaluation.report import summary_lines
+from audioclf.training.model_dir import load_model
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    fetch = fetch_options(args, model.windows.max_duration_s)
+    done = evaluate_model(
+        model, args.manifest, args.cache_dir, split=args.split, out=args.out, fetch=fetch, progress=not args.quiet
+    )
+    for line in summary_lines(done.report):
+        emit(line)
+    see = f" — see {done.out / 'failures.csv'}" if done.embed.failures else ""
+    emit(f"data        {done.embed.summary()}{see}")
+    emit("wrote       " + ", ".join(str(p) for p in done.paths))
+    return 0
