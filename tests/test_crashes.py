@@ -195,7 +195,7 @@ def _kw(call: ast.Call, name: str) -> str | None:
     return next((ast.unparse(k.value) for k in call.keywords if k.arg == name), None)
 
 
-@pytest.mark.parametrize("module", sorted(SRC.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("module", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))
 def test_no_remote_code_and_no_pickle(module: Path) -> None:
     tree = ast.parse(module.read_text(encoding="utf-8"))
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)
