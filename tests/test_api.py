@@ -79,3 +79,25 @@ def test_library_errors_name_the_setting_and_the_cli_names_the_flag(
     )
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: ") and err.endswith("(see --force)") and "\n" not in err
+
+
+def test_a_linear_last_layer_probe_is_exported_through_the_api(
+    tone_dataset: Path, tiny_wav2vec2: Path, tmp_path: Path
+) -> None:
+    from transformers import pipeline
+
+    model = audioclf.train(
+        tone_dataset,
+        tmp_path / "m",
+        encoder=f"hf:{tiny_wav2vec2}",
+        cache_dir=tmp_path / "c",
+        layer="last",
+        hidden=0,
+        precision="fp32",
+    )
+    assert model.path is not None and (model.path / "transformers" / "config.json").is_file()
+    clips = sorted(tone_dataset.parent.glob("*_3_*.wav"))
+    classifier = pipeline("audio-classification", model=str(model.path / "transformers"))
+    for clip, pred in zip(clips, model.predict(clips), strict=True):
+        top = classifier({"raw": load_audio(clip), "sampling_rate": 16_000}, top_k=1)[0]
+        assert top["label"] == pred.label and top["score"] == pytest.approx(pred.probability, abs=1e-4)
