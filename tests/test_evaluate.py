@@ -172,7 +172,7 @@ def test_write_report_and_summary(tmp_path: Path) -> None:
     report = compute_report(_preds([0, 1, 2, 0, 1, 2], [0, 1, 2, 1, 1, 0], labels=labels), n_bootstrap=50)
     out = tmp_path / "eval"
     paths = write_report(report, out, context={"model_dir": tmp_path / "model", "encoder": "x"})
-    assert paths == [out / "report.json", out / "report.md", out / "confusion.png"]
+    assert paths == [out / "report.json", out / "report.md", out / "confusion.png", out / "reliability.png"]
     for p in paths:
         assert p.is_file()
         assert p.stat().st_size > 0
@@ -185,7 +185,8 @@ def test_write_report_and_summary(tmp_path: Path) -> None:
     assert "macro-F1" in md
     assert "cat\\|wild" in md
     assert "Confusion" in md
-    assert sorted(p.name for p in out.iterdir()) == ["confusion.png", "report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["confusion.png", "reliability.png", "report.json", "report.md"]
+    assert (out / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = summary_lines(report)
     assert lines[0].startswith("recordings:")
     assert "95% CI" in lines[0]
@@ -203,3 +204,17 @@ def test_write_report_many_classes(tmp_path: Path) -> None:
     assert confidences == sorted(confidences, reverse=True)
     paths = write_report(report, tmp_path)
     assert paths[2].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_calibration_metrics_on_known_cases() -> None:
+    from audioclf.evaluation.calibration import calibration_metrics
+
+    # a coin flip said as 50/50, right half the time: calibrated, Brier 0.5, NLL ln 2
+    half = calibration_metrics(np.zeros((4, 2)), np.array([0, 1, 0, 1]))
+    assert half["ece"] == pytest.approx(0.0) and half["brier"] == pytest.approx(0.5)
+    assert half["nll"] == pytest.approx(np.log(2))
+    # 99 % sure and right 3 times out of 4: overconfident by 0.24
+    sure = calibration_metrics(np.array([[4.6, 0.0]] * 4), np.array([0, 0, 0, 1]))
+    confidence = 1 / (1 + np.exp(-4.6))
+    assert sure["ece"] == pytest.approx(confidence - 0.75, abs=1e-9)
+    assert [b["n"] for b in sure["bins"]][-1] == 4 and sum(b["n"] for b in sure["bins"]) == 4

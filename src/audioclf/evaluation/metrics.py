@@ -20,6 +20,7 @@ from sklearn.metrics import (
 )
 
 from audioclf.errors import AudioclfError
+from audioclf.evaluation.calibration import calibration_metrics
 from audioclf.speech.transcribe import Transcript
 
 logger = logging.getLogger(__name__)
@@ -215,6 +216,8 @@ def compute_report(preds: Predictions, *, n_bootstrap: int = 1000, seed: int = 0
         [("groups", _codes(groups_all[rec_idx])), ("recordings", np.arange(len(rec_idx), dtype=np.int64))]
     )
     recording = _level_metrics(true_all[rec_idx], rec_pred, rec_clusters, preds.labels, (n_bootstrap, ci, rng_rec))
+    if len(rec_idx):  # how well the probabilities match the accuracy (temperature scaling is meant to fix this)
+        recording["calibration"] = calibration_metrics(rec_logits[rec_idx], true_all[rec_idx])
 
     win_mask = np.isin(np.asarray(preds.window_recording), rec_idx)
     win_rec = np.asarray(preds.window_recording, dtype=np.int64)[win_mask]

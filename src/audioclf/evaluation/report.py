@@ -1,4 +1,5 @@
-"""Report files of an evaluation: report.json, a readable report.md and confusion.png; terminal summary."""
+"""Report files of an evaluation: report.json, a readable report.md, confusion.png and reliability.png; terminal
+summary."""
 
 from __future__ import annotations
 
@@ -60,6 +61,13 @@ def _markdown(report: dict[str, Any], title: str) -> str:
         for lab, m in rec["per_class"].items()
     ]
     lines += _md_table(["class", "precision", "recall", "F1", "support"], per)
+    cal = rec.get("calibration")
+    if cal is not None:
+        lines += [
+            "",
+            f"Calibration (recording level, {len(cal['bins'])} bins; reliability.png): ECE {_fmt(cal['ece'])}, "
+            f"Brier {_fmt(cal['brier'])}, NLL {_fmt(cal['nll'])}",
+        ]
     lines += ["", "## Confusion matrix (recording level; rows = true, columns = predicted)", ""]
     conf_rows = [[lab] + [str(c) for c in row] for lab, row in zip(labels, rec["confusion"], strict=True)]
     lines += _md_table(["true \\ predicted", *labels], conf_rows)
@@ -105,6 +113,29 @@ def _confusion_figure(report: dict[str, Any], title: str) -> Figure:
     return fig
 
 
+def _reliability_figure(report: dict[str, Any], title: str) -> Figure:
+    """Accuracy against confidence per bin (the diagonal is perfect calibration), bar widths the bins."""
+    cal = report["recording"]["calibration"]
+    bins = [b for b in cal["bins"] if b["n"]]
+    fig = Figure(figsize=(5.0, 5.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
+    lows, widths = [b["low"] for b in bins], [b["high"] - b["low"] for b in bins]
+    ax.bar(
+        lows, [b["accuracy"] for b in bins], width=widths, align="edge", edgecolor="black", alpha=0.7, label="accuracy"
+    )
+    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="black", markersize=3)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top label)")
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="upper left", fontsize=8)
+    n = report["recording"]["n"]
+    ax.set_title(f"{title}\nrecording level, n={n}, ECE {_fmt(cal['ece'])}", fontsize=10)
+    return fig
+
+
 def write_report(
     report: dict[str, Any],
     out_dir: Path,
@@ -112,7 +143,8 @@ def write_report(
     title: str = "audioclf evaluation",
     context: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """Write report.json (with ``context``), report.md and confusion.png into ``out_dir``, atomically."""
+    """Write report.json (with ``context``), report.md, confusion.png and (when the recordings have labels)
+    reliability.png into ``out_dir``, atomically."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path, png_path = out_dir / "report.json", out_dir / "report.md", out_dir / "confusion.png"
@@ -121,7 +153,12 @@ def write_report(
     fig = _confusion_figure(report, title)
     with atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    return [json_path, md_path, png_path]
+    paths = [json_path, md_path, png_path]
+    if "calibration" in report["recording"]:
+        paths.append(out_dir / "reliability.png")
+        with atomic_path(paths[-1]) as tmp:
+            _reliability_figure(report, title).savefig(tmp, format="png", dpi=100)
+    return paths
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
@@ -138,6 +175,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"  {name + ':':<12}{lvl['n']}  accuracy {_fmt(lvl['accuracy'])} ({_fmt_ci(report, lvl)})  "
             f"macro-F1 {_fmt(lvl['macro_f1'])}  (this view alone)"
         )
+    cal = report["recording"].get("calibration")
+    if cal is not None:
+        lines.append(f"{'calibration:':<12}ECE {_fmt(cal['ece'])}  Brier {_fmt(cal['brier'])}  NLL {_fmt(cal['nll'])}")
     if report.get("n_recordings_excluded"):
         lines.append(f"excluded:   {report['n_recordings_excluded']} recordings (unknown label or no windows)")
     return lines

@@ -1,0 +1,48 @@
+"""How far predicted probabilities are from observed frequencies: ECE, Brier score, NLL, reliability bins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+ECE_BINS = 15  # equal-width confidence bins, as in Guo et al. (2017)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(1, keepdims=True)
+    e = np.exp(z)
+    return np.asarray(e / e.sum(1, keepdims=True))
+
+
+def reliability_bins(probs: np.ndarray, true: np.ndarray, n_bins: int = ECE_BINS) -> list[dict[str, float]]:
+    """Per confidence bin (of the top label): its range, count, mean confidence and accuracy."""
+    confidence, correct = probs.max(1), (probs.argmax(1) == true).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    bins = []
+    for b in range(n_bins):
+        inside = which == b
+        n = int(inside.sum())
+        bins.append(
+            {
+                "low": float(edges[b]),
+                "high": float(edges[b + 1]),
+                "n": n,
+                "confidence": float(confidence[inside].mean()) if n else float("nan"),
+                "accuracy": float(correct[inside].mean()) if n else float("nan"),
+            }
+        )
+    return bins
+
+
+def calibration_metrics(logits: np.ndarray, true: np.ndarray) -> dict[str, Any]:
+    """ECE (15 bins, top label), multi-class Brier score and mean negative log-likelihood of ``true``."""
+    probs = softmax(np.asarray(logits, dtype=np.float64))
+    true = np.asarray(true, dtype=np.int64)
+    bins = reliability_bins(probs, true)
+    ece = sum(b["n"] * abs(b["accuracy"] - b["confidence"]) for b in bins if b["n"]) / max(1, len(true))
+    onehot = np.eye(probs.shape[1])[true]
+    brier = float(((probs - onehot) ** 2).sum(1).mean())
+    nll = float(-np.log(np.clip(probs[np.arange(len(true)), true], 1e-12, 1.0)).mean())
+    return {"ece": float(ece), "brier": brier, "nll": nll, "bins": bins}
