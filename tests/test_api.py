@@ -101,3 +101,23 @@ def test_a_linear_last_layer_probe_is_exported_through_the_api(
     for clip, pred in zip(clips, model.predict(clips), strict=True):
         top = classifier({"raw": load_audio(clip), "sampling_rate": 16_000}, top_k=1)[0]
         assert top["label"] == pred.label and top["score"] == pytest.approx(pred.probability, abs=1e-4)
+
+
+def test_every_probe_is_temperature_scaled_on_out_of_fold_recordings(trained: audioclf.Model) -> None:
+    from dataclasses import replace
+
+    cal = trained.trained.meta["calibration"]
+    assert "out-of-fold" in cal["fitted_on"] and 0.05 <= cal["temperature"] <= 20.0
+    raw = audioclf.Model(
+        replace(trained.trained, meta={**trained.trained.meta, "calibration": {"temperature": 1.0}}),
+        trained.cache_dir,
+    )
+    t = cal["temperature"]
+    files = [str(p) for p in sorted((Path(trained.trained.meta["training"]["manifest"]).parent).glob("*_3_*.wav"))]
+    for scaled, plain in zip(trained.predict(files, top_k=3), raw.predict(files, top_k=3), strict=True):
+        assert scaled.label == plain.label  # a temperature never changes the ranking
+        assert scaled.probability <= plain.probability if t >= 1 else scaled.probability >= plain.probability
+        p = dict(plain.top)  # all three classes: softmax(z / t) is softmax(z) ** (1 / t), renormalised
+        expected = {label: q ** (1 / t) for label, q in p.items()}
+        total = sum(expected.values())
+        assert dict(scaled.top) == pytest.approx({k: v / total for k, v in expected.items()}, abs=1e-5)

@@ -89,11 +89,12 @@ def apply_model(
     result = embed_items(items, encoder, cache, model.windows, fetch=fetch, progress=progress, transcripts=same_pass)
     head = model.head
     assert head is not None
+    t = model.temperature  # 1 for a fused model: its views carry their own temperatures
     if view is None:
-        return _predictions(model, result.embedded, lambda x: predict_logits(head, x)), result
+        return _predictions(model, result.embedded, lambda x: predict_logits(head, x) / t), result
     text, said = view.apply(result.embedded)
     if model.fusion is None:  # transcript features
-        return _predictions(model, text, lambda x: predict_logits(head, x), said), result
+        return _predictions(model, text, lambda x: predict_logits(head, x) / t, said), result
     fusion = model.fusion
     text_x = np.concatenate([e.embeddings for _, e in text]) if text else np.zeros((0, 1, view.text.dim), np.float32)
     preds = _predictions(model, result.embedded, lambda x: predict_logits(head, x), said)

@@ -33,7 +33,7 @@ def exportable(spec: str, head: ProbeHead) -> bool:
     return ModelSpec.parse(spec).kind == HF and config.hidden == 0 and last
 
 
-def export_probe(spec: str, head: ProbeHead, labels: list[str], out: Path) -> Path | None:
+def export_probe(spec: str, head: ProbeHead, labels: list[str], out: Path, temperature: float = 1.0) -> Path | None:
     """Write ``out/transformers`` (loadable by ``transformers.pipeline``) when the probe maps exactly."""
     shutil.rmtree(out / EXPORT_DIR, ignore_errors=True)  # never leave an export of an earlier model
     if not exportable(spec, head):
@@ -57,8 +57,8 @@ def export_probe(spec: str, head: ProbeHead, labels: list[str], out: Path) -> Pa
         scale = 1.0 / head.std[-1]
         model.projector.weight.copy_(torch.diag(scale))
         model.projector.bias.copy_(-head.mean[-1] * scale)
-        model.classifier.weight.copy_(linear.weight)
-        model.classifier.bias.copy_(linear.bias)
+        model.classifier.weight.copy_(linear.weight / temperature)  # the calibration folds into the classifier
+        model.classifier.bias.copy_(linear.bias / temperature)
     target = out / EXPORT_DIR
     tmp = out / f".{EXPORT_DIR}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -38,6 +38,11 @@ class TrainedModel:
     def finetuned(self) -> bool:
         return self.meta.get("mode") == "finetune"
 
+    @property
+    def temperature(self) -> float:
+        """What the logits are divided by before the softmax (temperature scaling); 1 for older models."""
+        return float(self.meta.get("calibration", {}).get("temperature", 1.0))
+
 
 def prepare_out_dir(out: Path, *, force: bool) -> None:
     """Refuse to overwrite an existing model unless ``force``."""

@@ -23,7 +23,7 @@ from audioclf.io.manifest import Item, labels_of, load_manifest, usable_labels
 from audioclf.speech.text_features import FeatureOptions, TextView, save_tfidf, write_transcripts
 from audioclf.training.data import Dataset, hold_out_test, stack
 from audioclf.training.export import export_probe
-from audioclf.training.fusion import Fusion, calibrate
+from audioclf.training.fusion import Fusion, calibrate, temperature
 from audioclf.training.model_dir import TrainedModel, build_meta, fusion_meta, prepare_out_dir, save_model
 from audioclf.training.probe import EpochStats, FitOptions, FitResult, ProbeConfig, ProbeHead, predict_logits
 from audioclf.training.selection import DEFAULT_FOLDS, Candidate, Selection, SelectOptions, refit, select
@@ -71,10 +71,30 @@ class TrainSummary:
     ray: RayRun | None = None  # with TrainOptions.ray: the Ray embedding run that filled the cache
 
 
+def calibration(view: ViewFit, fusion: Fusion | None) -> dict[str, Any]:
+    """Temperature scaling (Guo et al., 2017) of the chosen probe: the temperature that minimises the negative
+    log-likelihood of its out-of-fold recording logits, i.e. of recordings each fold model never saw. A fused
+    model is calibrated by its own per-view temperatures instead."""
+    if fusion is not None:
+        return {"temperature": 1.0, "fitted_on": "none: the fusion holds its own per-view temperatures"}
+    oof, y = view.selection.chosen.oof, view.data.recording_labels()
+    held = np.isfinite(oof).all(1)
+    if held.sum() < 2:
+        return {"temperature": 1.0, "fitted_on": "none: no out-of-fold predictions"}
+    t = temperature(oof[held], y[held])
+    return {"temperature": t, "fitted_on": f"out-of-fold recording logits of {int(held.sum())} training recordings"}
+
+
 def _test_report(
-    head: ProbeHead, test: Dataset, labels: list[str], out: Path, fusion: Fusion | None, text: Dataset | None
+    head: ProbeHead,
+    test: Dataset,
+    labels: list[str],
+    out: Path,
+    fused: tuple[Fusion | None, Dataset | None],
+    temperature_: float,
 ) -> dict[str, Any]:
-    logits = predict_logits(head, test.x.numpy())
+    fusion, text = fused
+    logits = predict_logits(head, test.x.numpy()) / temperature_  # 1 for a fused model
     if fusion is not None and text is not None:
         logits = fusion.views(logits, test.recording, text.x.numpy())["fused"]
     preds = Predictions(
@@ -144,7 +164,10 @@ def train(
     data, test_set = hold_out_test(stack(pairs, labels), options.test_size, options.fit.seed, out)
     main = fit_view(data, len(labels), options, on_epoch)
     fusion, text_test, fusion_note = _late_fusion(main, text_pairs, labels, options)
-    head = main.head
+    head, cal = main.head, calibration(main, fusion)
+    tested = None
+    if test_set is not None:
+        tested = _test_report(head, test_set, labels, out, (fusion, text_test), cal["temperature"])
     summary = TrainSummary(
         out=out,
         labels=labels,
@@ -157,12 +180,13 @@ def train(
         config=main.config,
         fit=main.fit,
         seconds=time.perf_counter() - started,
-        test_report=_test_report(head, test_set, labels, out, fusion, text_test) if test_set is not None else None,
+        test_report=tested,
         fusion=fusion_note,
         ray=ray_run,
     )
     meta = _probe_meta(manifest, summary, encoder.identity, head, options)
     meta["features"] = view.meta() if view is not None else {"mode": "acoustic"}
+    meta["calibration"] = cal
     if fusion is not None:
         meta["fusion"] = fusion_meta(fusion)
     if view is not None:
@@ -170,7 +194,7 @@ def train(
     model = TrainedModel(head, labels, encoder.spec, encoder.identity, options.windows, meta, fusion=fusion)
     save_model(out, model)
     if view is None:  # a transformers export classifies audio alone: not possible with text features
-        export_probe(encoder.spec, head, labels, out)
+        export_probe(encoder.spec, head, labels, out, temperature=cal["temperature"])
     return summary
 
 
