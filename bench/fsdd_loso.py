@@ -15,6 +15,7 @@ import csv
 import re
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from audioclf.apps.predict import apply_model
@@ -65,16 +66,28 @@ def main() -> None:
         test_items = [i for i in load_manifest(manifest) if i.split == "test"]
         preds, _ = apply_model(model, test_items, cache, progress=False)
         report = compute_report(preds)["recording"]
+        # the same predictions before temperature scaling: predict divided the logits by the temperature
+        raw = replace(preds, window_logits=preds.window_logits * model.temperature)
+        before, after = compute_report(raw)["recording"]["calibration"], report["calibration"]
         rows.append((speaker, report["n"], report["accuracy"], report["macro_f1"], summary.config.describe(),
-                     time.perf_counter() - started))  # fmt: skip
+                     time.perf_counter() - started, model.temperature, before, after))  # fmt: skip
     print(f"\nFSDD leave-one-speaker-out, encoder {args.encoder}, {len(files)} files\n")
     print("| held-out speaker | test clips | accuracy | macro-F1 | chosen head | seconds |")
     print("|---|---|---|---|---|---|")
-    for speaker, n, acc, f1, head, secs in rows:
+    for speaker, n, acc, f1, head, secs, *_ in rows:
         print(f"| {speaker} | {n} | {acc:.3f} | {f1:.3f} | {head} | {secs:.0f} |")
     mean_acc = sum(r[2] for r in rows) / len(rows)
     mean_f1 = sum(r[3] for r in rows) / len(rows)
     print(f"| **mean** | | **{mean_acc:.3f}** | **{mean_f1:.3f}** | | |")
+    print("\nCalibration on the held-out speaker, before and after temperature scaling (fitted on out-of-fold")
+    print("recordings of the training speakers only):\n")
+    print("| held-out | temperature | ECE before | ECE after | Brier before | Brier after | NLL before | NLL after |")
+    print("|---|---|---|---|---|---|---|---|")
+    for speaker, *_, t, b, a in rows:
+        print(
+            f"| {speaker} | {t:.2f} | {b['ece']:.3f} | {a['ece']:.3f} | {b['brier']:.3f} | {a['brier']:.3f} "
+            f"| {b['nll']:.3f} | {a['nll']:.3f} |"
+        )
 
 
 if __name__ == "__main__":
