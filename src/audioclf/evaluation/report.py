@@ -177,7 +177,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         )
     cal = report["recording"].get("calibration")
     if cal is not None:
-        lines.append(f"{'calibration:':<12}ECE {_fmt(cal['ece'])}  Brier {_fmt(cal['brier'])}  NLL {_fmt(cal['nll'])}")
+        lines.append(f"calibration ECE {_fmt(cal['ece'])}  Brier {_fmt(cal['brier'])}  NLL {_fmt(cal['nll'])}")
     if report.get("n_recordings_excluded"):
         lines.append(f"excluded:   {report['n_recordings_excluded']} recordings (unknown label or no windows)")
     return lines
