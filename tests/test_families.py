@@ -217,3 +217,22 @@ def test_cli_windows_follow_the_encoder_unless_given() -> None:
     assert window_options(Namespace(window=None, hop=None, max_duration=60.0)) == WindowOptions.encoder_native(60.0)
     assert window_options(Namespace(window=5.0, hop=None, max_duration=None)) == WindowOptions(5.0, 5.0)
     assert window_options(Namespace(window=5.0, hop=2.5, max_duration=None)) == WindowOptions(5.0, 2.5)
+
+
+def test_a_fine_tuned_model_carries_its_validation_temperature_in_its_classifier(  # type: ignore[no-untyped-def]
+    tiny_dir, tone_dataset: Path, tmp_path: Path
+) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    out = tmp_path / "m"
+    options = FinetuneOptions(epochs=1, lr=3e-3, batch_size=4, progress=False, precision="fp32")  # export = checkpoint
+    finetune(tone_dataset, out, f"hf:{tiny_dir('hubert')}", WindowOptions(), tmp_path / "c", options)
+    cal = json.loads((out / "audioclf.json").read_text())["calibration"]
+    assert cal["into"] == "classifier" and "validation recordings" in cal["fitted_on"]
+    exported, trained = load_file(str(out / "model.safetensors")), load_file(str(out / "checkpoint/model.safetensors"))
+    t = cal["temperature_folded"]
+    assert t != 1.0
+    torch.testing.assert_close(exported["classifier.weight"], trained["classifier.weight"] / t)
+    torch.testing.assert_close(exported["classifier.bias"], trained["classifier.bias"] / t)
+    torch.testing.assert_close(exported["projector.weight"], trained["projector.weight"])  # only the classifier

@@ -186,6 +186,7 @@ class Finetuner:
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
         self.pads = bool(getattr(self.extractor, "return_attention_mask", False))
         self.weight: torch.Tensor | None = None
+        self.last_validation: tuple[np.ndarray, np.ndarray] | None = None
 
     def _inputs(self, waves: list[np.ndarray]) -> dict[str, torch.Tensor]:
         """Model inputs, computed in float32 outside autocast (Whisper's extractor runs its STFT in torch)."""
@@ -256,5 +257,7 @@ class Finetuner:
         y = torch.tensor([val[i].label for i in rec])
         loss = float(F.cross_entropy(logits, y))
         truth = np.array([r.label for r in val])
-        pred = mean_by_recording(logits, rec).argmax(1).numpy()
+        rec_logits = mean_by_recording(logits, rec)
+        self.last_validation = (rec_logits.numpy(), truth)  # recording logits and labels, for the calibration
+        pred = rec_logits.argmax(1).numpy()
         return loss, float((pred == truth).mean()), float(f1_score(truth, pred, average="macro", zero_division=0))

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
 
 from audioclf.errors import DecodeError, TrainingError
 from audioclf.extraction.embed import Failure, write_failures
@@ -28,6 +30,7 @@ from audioclf.io.manifest import Item, labels_of, load_manifest, usable_labels
 from audioclf.training.checkpoint import load_checkpoint, save_checkpoint
 from audioclf.training.data import train_val_indices
 from audioclf.training.finetune import CHECKPOINT_DIR, FinetuneOptions, Finetuner, FinetuneState, Recording
+from audioclf.training.fusion import temperature
 from audioclf.training.model_dir import CONFIG_NAME, build_meta, prepare_out_dir
 from audioclf.training.probe import EpochStats, class_weights
 
@@ -161,13 +164,37 @@ def _finetune_meta(
 
 
 def _export(tuner: Finetuner, out: Path, meta: dict[str, Any]) -> None:
-    """Write the whole export into a temp folder, then move it in with audioclf.json last."""
+    """Write the whole export into a temp folder, then move it in with audioclf.json last. The temperature fitted
+    on this epoch's validation recordings is folded into the exported classifier (not the one training goes on
+    with), so ``pipeline`` and ``predict`` give the same calibrated probabilities."""
     tmp = out / _EXPORT_TMP
     shutil.rmtree(tmp, ignore_errors=True)
-    tuner.acc.unwrap_model(tuner.model).save_pretrained(tmp, safe_serialization=True)
+    model = tuner.acc.unwrap_model(tuner.model)
+    model.save_pretrained(tmp, safe_serialization=True)
+    meta = {**meta, "calibration": fold_temperature(model, tmp, tuner.last_validation)}
     tuner.extractor.save_pretrained(tmp)
     write_json_atomic(tmp / CONFIG_NAME, meta)
     finish_export(out)
+
+
+def fold_temperature(model: Any, folder: Path, validation: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
+    """Temperature scaling (Guo et al., 2017) of a fine-tuned model on its validation recordings, written into the
+    saved weights of its last linear layer (the one with a logit per label): logits / T = (W / T) h + b / T."""
+    weights = folder / "model.safetensors"
+    if validation is None or len(validation[1]) < 2 or not weights.is_file():
+        return {"temperature_folded": 1.0, "fitted_on": "none: too few validation recordings or a sharded save"}
+    t = temperature(*validation)
+    n_labels = int(model.config.num_labels)
+    last = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m.out_features == n_labels][-1]
+    tensors = load_file(str(weights))
+    keys = [k for k in (f"{last}.weight", f"{last}.bias") if k in tensors]
+    if f"{last}.weight" not in keys:  # saved under other names: leave the weights as they are, and say so
+        return {"temperature_folded": 1.0, "fitted_on": f"none: {last}.weight is not in the saved weights"}
+    for key in keys:
+        tensors[key] = (tensors[key].float() / t).to(tensors[key].dtype)
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    n = len(validation[1])
+    return {"temperature_folded": t, "into": last, "fitted_on": f"{n} validation recordings at the best epoch"}
 
 
 def finish_export(out: Path) -> None:
