@@ -182,9 +182,11 @@ def model_failure(family: AudioFamily, spec: str, exc: Exception) -> EncoderErro
 
 def pool_layers(hidden: Sequence[torch.Tensor], mask_for: Any) -> torch.Tensor:
     """``[batch, layers, dim]``: each layer's mean over its positions that hold audio (``mask_for(positions)``)."""
-    pooled = []
+    pooled, masks = [], {}  # layers at one frame rate share one mask
     for h in hidden:
-        mask = mask_for(h.shape[1]).to(h.device, torch.float32)
+        if h.shape[1] not in masks:
+            masks[h.shape[1]] = mask_for(h.shape[1]).to(h.device, torch.float32)
+        mask = masks[h.shape[1]]
         pooled.append((h.float() * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0))
     return torch.stack(pooled, dim=1)
 

@@ -15,17 +15,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from audioclf.encoders import spec as spec_kinds
 from audioclf.encoders.hub import load_hf, model_fingerprint, pretrained, tokenizer_of
 from audioclf.encoders.mfcc import BUILTIN_DIM, BUILTIN_VERSION, builtin_embed_batch
-from audioclf.encoders.spec import ModelSpec
+from audioclf.encoders.spec import BUILTIN, HF, ModelSpec
 from audioclf.errors import EncoderError
 from audioclf.io.audio import SAMPLE_RATE_HZ, WindowOptions
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ENCODER = "hf:facebook/wav2vec2-base-960h"
-BUILTIN = "builtin"
 FALLBACK_ENV = "AUDIOCLF_FALLBACK_ENCODER"  # a local pretrained model to use when the default cannot be loaded
 BF16_SUFFIX = "-bf16"  # encoder identities of bf16 embeddings (they differ slightly from fp32 ones)
 MAX_BATCH_SAMPLES = 4 * 10 * SAMPLE_RATE_HZ  # 40 s of audio per forward pass: bounds activation memory
@@ -71,6 +69,12 @@ class HFEncoder:
         from audioclf.encoders.hf_families import family_of
 
         self.spec = spec
+        try:  # first: a model for another sample rate (CLAP) or another input is refused before anything else
+            self.family = family_of(model, extractor)
+        except EncoderError as exc:
+            raise EncoderError(f"{spec}: {exc}") from None
+        if not hasattr(model.config, "hidden_size") or not hasattr(model.config, "num_hidden_layers"):
+            raise EncoderError(f"{spec}: {type(model).__name__} is not an audio encoder with hidden states")
         # A *ForCTC model with its tokenizer also transcribes, in the same forward pass (greedy CTC per window).
         self._tokenizer = tokenizer
         self.transcribes = tokenizer is not None and hasattr(model, "lm_head")
@@ -82,7 +86,6 @@ class HFEncoder:
         self._model.eval()
         self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self._model.to(self._device)
-        self.family = family_of(model, extractor)
         # Group-norm models (wav2vec2-base) are trained without attention masks: plain padding would change
         # their output. Known ones get a length-aware first norm (groupnorm.py) and padded batches with a mask;
         # fixed-input families pad every clip on its own; any other only sees batches of equal-length windows.
@@ -294,9 +297,9 @@ def _fallback(reason: str, precision: str) -> Encoder:
 
 def _load_spec(spec: str, precision: str = "auto") -> Encoder:
     model = ModelSpec.parse(spec)
-    if model.kind == spec_kinds.BUILTIN:
+    if model.kind == BUILTIN:
         return BuiltinEncoder()
-    if model.kind == spec_kinds.HF:
+    if model.kind == HF:
         bf16 = use_bf16(precision)
         return load_hf(model, lambda source, local_only: _from_pretrained(str(model), source, local_only, bf16))
     from audioclf.encoders.whisper import load_whisper
@@ -315,14 +318,6 @@ def _from_pretrained(spec: str, source: str, local_only: bool, bf16: bool) -> En
     tokenizer = tokenizer_of(source, local_only) if ctc else None  # without one: embeddings only, via AutoModel
     model_class = AutoModelForCTC if tokenizer is not None else AutoModel
     extractor, model = pretrained(model_class, source, local_only, spec, "model")
-    from audioclf.encoders.hf_families import check_sample_rate
-
-    try:
-        check_sample_rate(model, extractor)
-    except EncoderError as exc:
-        raise EncoderError(f"{spec}: {exc}") from None
-    if not hasattr(model.config, "hidden_size") or not hasattr(model.config, "num_hidden_layers"):
-        raise EncoderError(f"{spec}: {type(model).__name__} is not an audio encoder with hidden states")
     if getattr(model.config, "is_encoder_decoder", False):  # Whisper: the encoder alone (the decoder is text)
         model = model.get_encoder()
     return HFEncoder(spec, extractor, model, bf16=bf16, tokenizer=tokenizer)

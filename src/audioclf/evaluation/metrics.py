@@ -20,7 +20,7 @@ from sklearn.metrics import (
 )
 
 from audioclf.errors import AudioclfError
-from audioclf.evaluation.calibration import calibration_metrics
+from audioclf.evaluation.calibration import calibration_metrics, softmax
 from audioclf.speech.transcribe import Transcript
 
 logger = logging.getLogger(__name__)
@@ -162,8 +162,7 @@ def _errors(
 ) -> tuple[list[dict[str, Any]], int]:
     true = np.asarray(preds.recording_true, dtype=np.int64)[rec_idx]
     pred = rec_logits.argmax(axis=1)
-    exp = np.exp(rec_logits - rec_logits.max(axis=1, keepdims=True))
-    conf = exp.max(axis=1) / exp.sum(axis=1)  # softmax probability of the predicted class
+    conf = softmax(rec_logits).max(axis=1)  # the probability of the predicted class
     wrong = np.flatnonzero(pred != true)
     order = wrong[np.argsort(-conf[wrong], kind="stable")][:MAX_ERRORS]
     errors = [

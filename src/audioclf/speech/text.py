@@ -102,13 +102,13 @@ def _packaged_minilm() -> Path | None:
 
 
 def load_text_encoder(spec: str = DEFAULT_TEXT_ENCODER) -> SentenceEncoder | TfidfEncoder:
-    if spec.strip() == TFIDF:
+    model = ModelSpec.parse(spec, (MINILM, TFIDF, HF), "text encoder")
+    if model.kind == TFIDF:
         return TfidfEncoder()
     from transformers import AutoModel, AutoTokenizer
 
     from audioclf.encoders.hub import load_hf, model_fingerprint, pretrained
 
-    model = ModelSpec.parse(spec, (MINILM, TFIDF, HF), "text encoder")
     if model.kind == MINILM:
         packaged = _packaged_minilm()
         source = ModelSpec(HF, str(packaged) if packaged is not None else MINILM_HUB_ID)

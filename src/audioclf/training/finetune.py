@@ -194,7 +194,7 @@ class Finetuner:
             batch = self.family.inputs(waves, mask=self.pads)
         except Exception as exc:  # an extractor that does not fit the model: one line, not a traceback
             raise model_failure(self.family, self.spec, exc) from exc
-        return {k: v.to(self.acc.device) for k, v in batch.items() if k != "attention_mask" or self.pads}
+        return {k: v.to(self.acc.device) for k, v in batch.items()}
 
     def _logits(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         try:
