@@ -129,7 +129,7 @@ def test_linear_probe_exports_exactly_to_transformers(
     assert main([*args, "--hidden", "0", "--epochs", "20"]) == 0
     capsys.readouterr()
     clips = sorted(tone_dataset.parent.glob("*_3_*.wav"))
-    ours, _ = predict_inputs(load_model(model), [str(c) for c in clips], Path(cache), top_k=3, progress=False)
+    ours, _ = predict_inputs(load_model(model), [str(c) for c in clips], Path(cache), progress=False)
     classifier = pipeline("audio-classification", model=str(model / "transformers"))
     for clip, pred in zip(clips, ours, strict=True):
         theirs = classifier({"raw": load_audio(clip), "sampling_rate": 16_000}, top_k=3)

@@ -313,10 +313,11 @@ def test_time_range_of_a_url_row(server: Server, tmp_path: Path, partial: bool) 
     assert not result.failures, result.failures
     ((fetched, emb),) = result.embedded
     size = Path(fetched.local or "").stat().st_size
-    if partial:  # only the range was downloaded; its windows count from the cut
+    if partial:  # only the range was downloaded: the file starts at the cut, and the item says where that was
         assert size < len(server.files["/long.wav"]) / 2
         # ffmpeg seeks an HTTP WAV by byte estimate, so the cut is only roughly at 2.0-4.5 s
         assert emb.starts_s.tolist() == [0.0] and 1.5 < emb.durations_s[0] < 3.0
+        assert fetched.offset_s == 2.0 and fetched.start_s is None
     else:
         assert size == len(server.files["/long.wav"])
         assert emb.starts_s.tolist() == [2.0] and emb.durations_s.tolist() == [2.5]

@@ -17,7 +17,8 @@ _EXPORTS = {
     "evaluate": "audioclf.api",
     "Model": "audioclf.api",
     "Report": "audioclf.api",
-    "Prediction": "audioclf.apps.predict",
+    "Prediction": "audioclf.apps.prediction",
+    "Segment": "audioclf.evaluation.segments",
     "crossval": "audioclf.apps.crossval",
     "CrossvalOptions": "audioclf.apps.crossval",
     "CrossvalResult": "audioclf.apps.crossval",
@@ -33,6 +34,7 @@ __all__ = [
     "Model",
     "Prediction",
     "Report",
+    "Segment",
     "__version__",
     "crossval",
     "evaluate",
@@ -43,8 +45,9 @@ __all__ = [
 if TYPE_CHECKING:
     from audioclf.api import Model, Report, evaluate, load, train
     from audioclf.apps.crossval import CrossvalOptions, CrossvalResult, FoldResult, crossval
-    from audioclf.apps.predict import Prediction
+    from audioclf.apps.prediction import Prediction
     from audioclf.errors import AudioclfError
+    from audioclf.evaluation.segments import Segment
 
 
 def __getattr__(name: str) -> Any:

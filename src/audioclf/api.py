@@ -22,8 +22,11 @@ from typing import Any
 import numpy as np
 
 from audioclf.apps.evaluate_model import evaluate_model
-from audioclf.apps.predict import Prediction, predict_inputs
+from audioclf.apps.predict import predict_inputs
+from audioclf.apps.prediction import Prediction, PredictOptions
 from audioclf.errors import AudioclfError
+from audioclf.evaluation.segments import DEFAULT_SMOOTH, SegmentOptions
+from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import default_cache_dir
 from audioclf.speech.text_features import FeatureOptions
 from audioclf.training.model_dir import TrainedModel, load_model
@@ -79,19 +82,45 @@ class Model:
         sampling_rate: int | None = None,
         top_k: int = 3,
         timeline: bool = False,
+        segments: bool = False,
+        smooth: str = DEFAULT_SMOOTH,
+        min_duration: float = 0.0,
+        window: float | None = None,
+        hop: float | None = None,
+        min_confidence: float | str | None = None,
         progress: bool = False,
     ) -> list[Prediction]:
-        """Files, folders (searched for audio), http(s) URLs, or one mono waveform with its ``sampling_rate``."""
-        if isinstance(inputs, np.ndarray):
-            return self._predict_waveform(inputs, sampling_rate, top_k=top_k, timeline=timeline)
-        items = [str(inputs)] if isinstance(inputs, str | Path) else [str(i) for i in inputs]
-        preds, _ = predict_inputs(
-            self.trained, items, self.cache_dir, top_k=top_k, timeline=timeline, progress=progress
+        """Files, folders (searched for audio), http(s) URLs, or one mono waveform with its ``sampling_rate``.
+
+        ``segments``: labelled time segments (``smooth`` over neighbouring windows, none shorter than
+        ``min_duration`` seconds), from windows of ``window`` s every ``hop`` s (default: the model's, with half a
+        window's hop for segments). ``min_confidence``: a probability, or ``"auto"`` for the model's own
+        threshold; below it the label is ``"unknown"`` (``best_guess`` keeps the top class)."""
+        options = PredictOptions(
+            top_k=top_k,
+            timeline=timeline,
+            segments=SegmentOptions.parse(smooth, min_duration) if segments else None,
+            windows=self._windows(window, hop),
+            min_confidence=self.trained.min_confidence if min_confidence == "auto" else _probability(min_confidence),
         )
+        if isinstance(inputs, np.ndarray):
+            return self._predict_waveform(inputs, sampling_rate, options)
+        items = [str(inputs)] if isinstance(inputs, str | Path) else [str(i) for i in inputs]
+        preds, _ = predict_inputs(self.trained, items, self.cache_dir, options, progress=progress)
         return preds
 
+    def _windows(self, window: float | None, hop: float | None) -> WindowOptions | None:
+        if window is None and hop is None:
+            return None
+        trained = self.trained.windows
+        window = trained.window_s if window is None else float(window)
+        try:
+            return WindowOptions(window, window if hop is None else float(hop), trained.max_duration_s)
+        except ValueError as exc:
+            raise AudioclfError(f"window={window}, hop={hop}: {exc}") from None
+
     def _predict_waveform(
-        self, wave: np.ndarray, sampling_rate: int | None, *, top_k: int, timeline: bool
+        self, wave: np.ndarray, sampling_rate: int | None, options: PredictOptions
     ) -> list[Prediction]:
         if sampling_rate is None:
             raise AudioclfError("a waveform needs its sampling_rate (e.g. sampling_rate=16000)")
@@ -100,9 +129,7 @@ class Model:
         with tempfile.TemporaryDirectory(prefix="audioclf-") as tmp:
             path = Path(tmp) / "waveform.wav"
             _write_wav(path, wave.astype(np.float32), int(sampling_rate))
-            preds, _ = predict_inputs(
-                self.trained, [str(path)], self.cache_dir, top_k=top_k, timeline=timeline, progress=False
-            )
+            preds, _ = predict_inputs(self.trained, [str(path)], self.cache_dir, options, progress=False)
         return preds
 
     def evaluate(self, manifest: PathLike, **options: Any) -> Report:
@@ -161,6 +188,15 @@ def evaluate(
         progress=progress,
     )
     return Report(done.report, done.out, len(done.embed.failures))
+
+
+def _probability(value: float | str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise AudioclfError(f"min_confidence={value!r}: use a probability from 0 to 1, or 'auto'") from None
 
 
 def _write_wav(path: Path, wave: np.ndarray, rate: int) -> None:

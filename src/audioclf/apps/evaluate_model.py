@@ -6,11 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from audioclf.apps.evaluate_segments import evaluate_segments
 from audioclf.apps.predict import apply_model
 from audioclf.errors import ManifestError
 from audioclf.evaluation.metrics import compute_report, view_reports
 from audioclf.evaluation.report import write_report
+from audioclf.evaluation.segments import SegmentOptions
 from audioclf.extraction.embed import EmbedResult, write_failures
+from audioclf.io.audio import WindowOptions
 from audioclf.io.download import FetchOptions
 from audioclf.io.manifest import SPLITS, Item, load_manifest
 from audioclf.speech.text_features import write_transcripts
@@ -51,10 +54,14 @@ def evaluate_model(
     split: str = "auto",
     out: Path | None = None,
     fetch: FetchOptions | None = None,
+    windows: WindowOptions | None = None,
+    segments: SegmentOptions | None = None,
     progress: bool = True,
 ) -> Evaluation:
     """Score ``model`` on ``manifest``'s rows; write report.json, report.md, confusion.png (and failures.csv,
-    transcripts.csv where they apply) into ``out`` (default: the model folder's ``report/``)."""
+    transcripts.csv where they apply) into ``out`` (default: the model folder's ``report/``). Rows with a time
+    range are also scored as segments of their whole recording (``report["segments"]``, with ``segments``).
+    ``windows`` replaces the model's windows (segments default to a hop of half a window)."""
     items = rows_for_split(manifest, split)
     unknown = sorted({str(item.label) for item in items if item.label not in model.labels})
     if unknown:
@@ -62,7 +69,7 @@ def evaluate_model(
             f"{manifest}: labels {unknown} were not in the model's training labels {model.labels}; "
             "evaluate on the same label set"
         )
-    preds, result = apply_model(model, items, cache_dir, fetch=fetch, progress=progress)
+    preds, result = apply_model(model, items, cache_dir, fetch=fetch, windows=windows, progress=progress)
     if out is None:
         if model.path is None:
             raise ManifestError("the model has no folder: give a folder for the report")
@@ -72,6 +79,11 @@ def evaluate_model(
     report = compute_report(preds)
     if preds.views:
         report["views"] = view_reports(preds)
+    scored = evaluate_segments(
+        model, items, cache_dir, fetch=fetch, options=segments, windows=windows, progress=progress
+    )
+    if scored is not None:
+        report["segments"] = scored
     context = {"manifest": str(manifest), "encoder": model.encoder_spec, "n_failed": len(result.failures)}
     if model.path is not None:
         context = {"model": str(model.path), **context}

@@ -1,19 +1,28 @@
-"""A trained model applied to new files: labels, top-k probabilities and per-window timelines."""
+"""A trained model applied to new files, folders and URLs: its encoder and head over their windows."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from audioclf.encoders.loader import LogitsEncoder, bf16_supported, load_encoder, precision_for, same_weights
+from audioclf.apps.prediction import Prediction, PredictOptions, predictions_for
+from audioclf.encoders.loader import (
+    Encoder,
+    LogitsEncoder,
+    bf16_supported,
+    fit_windows,
+    load_encoder,
+    precision_for,
+    same_weights,
+)
 from audioclf.errors import ModelError
-from audioclf.evaluation.metrics import Predictions, recording_logits
+from audioclf.evaluation.metrics import Predictions
 from audioclf.extraction.embed import EmbedResult, embed_items
+from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import Embedded, EmbeddingCache
 from audioclf.io.download import FetchOptions
 from audioclf.io.manifest import Item, audio_files, check_url, looks_like_url
@@ -25,68 +34,31 @@ from audioclf.training.probe import predict_logits
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class WindowLabel:
-    start_s: float
-    end_s: float
-    label: str
-    probability: float
-
-
-@dataclass(frozen=True)
-class Prediction:
-    source: str
-    label: str
-    top: list[tuple[str, float]]  # (label, probability), most likely first
-    timeline: list[WindowLabel]
-    transcript: Transcript | None = None  # models trained on transcript or fused features
-
-    @property
-    def probability(self) -> float:
-        """The probability of ``label``, the most likely class."""
-        return self.top[0][1]
-
-    def as_dict(self) -> dict[str, object]:
-        said = self.transcript
-        spoken: dict[str, object] = {}
-        if said is not None:
-            spoken = {
-                "transcript": said.text,
-                "language": said.language,
-                "language_probability": said.language_probability,
-            }
-        return {
-            "source": self.source,
-            "label": self.label,
-            "probability": self.probability,
-            "top": [{"label": label, "probability": p} for label, p in self.top],
-            **({"timeline": [w.__dict__ for w in self.timeline]} if self.timeline else {}),
-            **spoken,
-        }
-
-
 def apply_model(
     model: TrainedModel,
     items: Sequence[Item],
     cache_dir: Path,
     *,
     fetch: FetchOptions | None = None,
+    windows: WindowOptions | None = None,
     progress: bool = True,
 ) -> tuple[Predictions, EmbedResult]:
-    """Embed ``items`` with the model's own encoder and settings (through the cache) and run the head."""
+    """Embed ``items`` with the model's own encoder and settings (through the cache) and run the head.
+    ``windows`` replaces the model's windows (within what its encoder reads)."""
     if model.finetuned:
         assert model.path is not None
-        return _apply_finetuned(model, model.path, items, cache_dir, fetch=fetch, progress=progress)
+        return _apply_finetuned(model, model.path, items, cache_dir, fetch=fetch, windows=windows, progress=progress)
     encoder = load_encoder(model.encoder_spec, precision_for(model.encoder_identity)).encoder
     if not same_weights(encoder.identity, model.encoder_identity):
         raise ModelError(
             f"encoder {model.encoder_spec} now has different weights ({encoder.identity}) than at training "
             f"({model.encoder_identity}); retrain the model or restore the original encoder"
         )
-    view = view_for(model.meta, encoder, cache_dir, model.windows, model.path)
-    cache = EmbeddingCache(cache_dir, encoder.identity, model.windows)
+    use = windows_for(model, encoder, windows)
+    view = view_for(model.meta, encoder, cache_dir, use, model.path)
+    cache = EmbeddingCache(cache_dir, encoder.identity, use)
     same_pass = view.same_pass_cache if view is not None else None
-    result = embed_items(items, encoder, cache, model.windows, fetch=fetch, progress=progress, transcripts=same_pass)
+    result = embed_items(items, encoder, cache, use, fetch=fetch, progress=progress, transcripts=same_pass)
     head = model.head
     assert head is not None
     t = model.temperature  # 1 for a fused model: its views carry their own temperatures
@@ -109,14 +81,31 @@ def _apply_finetuned(
     cache_dir: Path,
     *,
     fetch: FetchOptions | None,
+    windows: WindowOptions | None,
     progress: bool,
 ) -> tuple[Predictions, EmbedResult]:
     encoder = LogitsEncoder(folder, bf16=bf16_supported())
     if encoder.dim != len(model.labels):
         raise ModelError(f"{folder}: config.json has {encoder.dim} labels, audioclf.json {len(model.labels)}")
-    cache = EmbeddingCache(cache_dir, encoder.identity, model.windows)
-    result = embed_items(items, encoder, cache, model.windows, fetch=fetch, progress=progress)
+    use = windows_for(model, encoder, windows)
+    cache = EmbeddingCache(cache_dir, encoder.identity, use)
+    result = embed_items(items, encoder, cache, use, fetch=fetch, progress=progress)
     return _predictions(model, result.embedded, lambda x: x[:, 0, :]), result
+
+
+def windows_for(model: TrainedModel, encoder: Encoder, windows: WindowOptions | None) -> WindowOptions:
+    """The model's windows, or ``windows`` where they fit its encoder (a window longer than a fixed-length input
+    is refused); windows of another length than at training are allowed, with a note."""
+    if windows is None:
+        return model.windows
+    use = fit_windows(windows, encoder)
+    if abs(use.window_s - model.windows.window_s) > 1e-9:
+        log.info(
+            "windows of %g s, the model was trained on windows of %g s: its scores may be less reliable",
+            use.window_s,
+            model.windows.window_s,
+        )
+    return use
 
 
 def _predictions(
@@ -133,7 +122,9 @@ def _predictions(
         window_recording=np.concatenate([np.full(len(e.embeddings), i) for i, (_, e) in enumerate(embedded)])
         if embedded
         else np.zeros(0, dtype=np.int64),
-        window_starts_s=np.concatenate([e.starts_s for _, e in embedded]) if embedded else np.zeros(0),
+        window_starts_s=np.concatenate([e.starts_s + item.offset_s for item, e in embedded])
+        if embedded
+        else np.zeros(0),
         recordings=[item.source for item, _ in embedded],
         recording_true=np.array([index.get(item.label, -1) if item.label else -1 for item, _ in embedded]),
         recording_groups=[item.group for item, _ in embedded],
@@ -141,41 +132,17 @@ def _predictions(
     )
 
 
-def predictions_for(
-    preds: Predictions, durations: Sequence[np.ndarray], *, top_k: int = 3, timeline: bool = False
-) -> list[Prediction]:
-    """Per-recording labels from window logits (mean logits), with optional per-window timelines."""
-    rec_probs = torch.softmax(torch.as_tensor(recording_logits(preds)), dim=1).numpy()
-    win_probs = torch.softmax(torch.as_tensor(preds.window_logits), dim=1).numpy()
-    out = []
-    for i, source in enumerate(preds.recordings):
-        order = np.argsort(-rec_probs[i])[: max(1, top_k)]
-        top = [(preds.labels[j], float(rec_probs[i, j])) for j in order]
-        windows: list[WindowLabel] = []
-        if timeline:
-            rows = np.flatnonzero(preds.window_recording == i)
-            for row, duration in zip(rows, durations[i], strict=True):
-                best = int(win_probs[row].argmax())
-                start = float(preds.window_starts_s[row])
-                windows.append(
-                    WindowLabel(start, start + float(duration), preds.labels[best], float(win_probs[row, best]))
-                )
-        said = preds.transcripts[i] if preds.transcripts is not None else None
-        out.append(Prediction(source, top[0][0], top, windows, said))
-    return out
-
-
 def predict_inputs(
     model: TrainedModel,
     inputs: Sequence[str],
     cache_dir: Path,
+    options: PredictOptions | None = None,
     *,
     fetch: FetchOptions | None = None,
-    top_k: int = 3,
-    timeline: bool = False,
     progress: bool = True,
 ) -> tuple[list[Prediction], EmbedResult]:
     """Files, folders (searched recursively for audio) and http(s) URLs -> one Prediction per readable input."""
+    options = options or PredictOptions()
     items = []
     for text in inputs:
         if looks_like_url(text):
@@ -186,9 +153,40 @@ def predict_inputs(
             items.append(Item(str(f.resolve()), None, None, str(f.resolve()), str(f)))
     if not items:
         raise ModelError("no audio files found in the given paths; pass audio files, folders or URLs")
-    preds, result = apply_model(model, items, cache_dir, fetch=fetch, progress=progress)
-    durations = [e.durations_s for _, e in result.embedded]
     per_window = (model.meta.get("features") or {}).get("mode", "acoustic") != "transcript"
-    if timeline and not per_window:
-        log.warning("no timeline: a transcript-features model labels whole recordings")
-    return predictions_for(preds, durations, top_k=top_k, timeline=timeline and per_window), result
+    if not per_window and (options.timeline or options.segments):
+        log.warning("no timeline or segments: a transcript-features model labels whole recordings")
+        options = replace(options, timeline=False, segments=None)
+    windows = options.windows
+    if options.segments is not None and windows is None:
+        windows = segment_windows(model.windows)
+    preds, result = apply_model(model, items, cache_dir, fetch=fetch, windows=windows, progress=progress)
+    durations = [e.durations_s for _, e in result.embedded]
+    use = windows or model.windows
+    if options.segments is not None:
+        _check_segmentable(result, use)
+    return predictions_for(preds, durations, options, use.hop_s), result
+
+
+def _check_segmentable(result: EmbedResult, windows: WindowOptions) -> None:
+    """A recording shorter than one window is a single segment: say so, and refuse when all of them are."""
+    short = [(item, float(e.durations_s.sum())) for item, e in result.embedded if len(e.durations_s) == 1]
+    short = [(item, seconds) for item, seconds in short if seconds < windows.window_s - 1e-6]
+    if not short:
+        return
+    item, seconds = short[0]
+    what = (
+        f"{item.where}: {seconds:.2f} s of audio is shorter than one {windows.window_s:g} s window, so it is one "
+        "segment; use shorter windows for segments"
+    )
+    if len(short) == len(result.embedded):
+        raise ModelError(what + (f" ({len(short)} inputs like it)" if len(short) > 1 else ""), option="window")
+    log.warning("%s (%d input(s) like it)", what, len(short))
+
+
+def segment_windows(trained: WindowOptions) -> WindowOptions:
+    """Segments want a hop finer than the window: half the model's window unless its hop is finer already."""
+    hop = min(trained.hop_s, trained.window_s / 2)
+    if hop < trained.hop_s:
+        log.info("segments from windows of %g s every %g s (give a window and hop to change it)", trained.window_s, hop)
+    return replace(trained, hop_s=hop)

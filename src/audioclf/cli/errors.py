@@ -16,13 +16,19 @@ FLAGS = {
     "fold_column": "--fold-column",
     "folds": "--folds",
     "force": "--force",
+    "format": "--format",
+    "min_confidence": "--min-confidence",
+    "min_duration": "--min-duration",
     "min_free": "--min-free",
     "out": "--out",
     "rate_limit": "--rate-limit",
     "ray": "--ray",
     "resume": "--resume",
+    "smooth": "--smooth",
     "test_size": "--test-size",
+    "top_k": "--top-k",
     "transcriber": "--transcriber",
+    "window": "--window",
 }
 
 

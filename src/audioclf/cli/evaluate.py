@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from audioclf.apps.evaluate_model import evaluate_model
-from audioclf.cli.options import emit, fetch_options
+from audioclf.cli.options import emit, fetch_options, predict_windows
 from audioclf.evaluation.report import summary_lines
+from audioclf.evaluation.segments import SegmentOptions
 from audioclf.training.model_dir import load_model
 
 
@@ -14,7 +15,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     fetch = fetch_options(args, model.windows.max_duration_s)
     done = evaluate_model(
-        model, args.manifest, args.cache_dir, split=args.split, out=args.out, fetch=fetch, progress=not args.quiet
+        model,
+        args.manifest,
+        args.cache_dir,
+        split=args.split,
+        out=args.out,
+        fetch=fetch,
+        windows=predict_windows(args, model),
+        segments=SegmentOptions.parse(args.smooth, args.min_duration),
+        progress=not args.quiet,
     )
     for line in summary_lines(done.report):
         emit(line)

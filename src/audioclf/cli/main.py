@@ -10,8 +10,10 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from audioclf.apps.segment_files import FORMATS
 from audioclf.cli.errors import describe
 from audioclf.cli.options import EXIT_INTERNAL
+from audioclf.evaluation.segments import DEFAULT_SMOOTH
 from audioclf.io.audio import DEFAULT_WINDOW_S
 from audioclf.io.cache import default_cache_dir
 from audioclf.version import __version__
@@ -228,6 +230,7 @@ def _evaluate_predict_parsers(sub: Any) -> None:
         "--split", default="auto", help="rows to use: auto (test rows if any, else all) | all | train | val | test"
     )
     p.add_argument("--out", type=Path, default=None, help="report folder (default <model>/report)")
+    _segment_args(p)  # segment-level scores where the manifest gives start/end per label
     _fetch_args(p)
     _common(p)
 
@@ -237,8 +240,31 @@ def _evaluate_predict_parsers(sub: Any) -> None:
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--timeline", action="store_true", help="per-window labels for long recordings")
+    p.add_argument(
+        "--min-confidence",
+        default=None,
+        metavar="P|auto",
+        help="answer 'unknown' below this probability (auto: the threshold chosen at training)",
+    )
+    g = _segment_args(p)
+    g.add_argument("--segments", action="store_true", help="labelled time segments (implied by --format/--out)")
+    g.add_argument("--format", default=None, help=f"segment file format: {', '.join(FORMATS)} (default csv)")
+    g.add_argument("--out", type=Path, default=None, help="folder for one segment file per input and segments.csv")
+    g.add_argument("--plot", action="store_true", help="also write a timeline PNG per input into --out")
     _fetch_args(p)
     _common(p)
+
+
+def _segment_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Windows at predict time and how segments are made of them."""
+    p.add_argument("--window", type=float, default=None, help="window length in seconds (default: the model's)")
+    p.add_argument(
+        "--hop", type=float, default=None, help="hop in seconds (default: the model's; half a window for segments)"
+    )
+    g = p.add_argument_group("segments: where in each recording each label occurs")
+    g.add_argument("--smooth", default=DEFAULT_SMOOTH, help="median:N, mean:N (windows) or none (default %(default)s)")
+    g.add_argument("--min-duration", type=float, default=0.0, help="drop segments shorter than this (seconds)")
+    return g
 
 
 def _embed_fetch_parsers(sub: Any) -> None:

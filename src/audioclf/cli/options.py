@@ -12,6 +12,7 @@ from audioclf.io.download import FetchOptions
 
 if TYPE_CHECKING:
     from audioclf.extraction.ray import RayOptions, RayRun
+    from audioclf.training.model_dir import TrainedModel
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_PARTIAL = 0, 1, 2, 3  # 3: predict labelled some inputs, not all
 EPOCH_HEADER = (
@@ -59,6 +60,17 @@ def window_options(args: argparse.Namespace) -> WindowOptions:
         return WindowOptions(window, window if args.hop is None else args.hop, args.max_duration)
     except ValueError as exc:
         raise AudioclfError(f"--window/--hop/--max-duration: {exc}") from None
+
+
+def predict_windows(args: argparse.Namespace, model: TrainedModel) -> WindowOptions | None:
+    """Windows given at predict/evaluate time (a missing window or hop: the model's window), else None."""
+    if args.window is None and args.hop is None:
+        return None
+    window = model.windows.window_s if args.window is None else args.window
+    try:
+        return WindowOptions(window, window if args.hop is None else args.hop, model.windows.max_duration_s)
+    except ValueError as exc:
+        raise AudioclfError(f"--window/--hop: {exc}") from None
 
 
 def emit(line: str = "") -> None:

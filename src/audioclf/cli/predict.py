@@ -1,43 +1,88 @@
-"""`audioclf predict`: label files, folders and URLs; lines or JSON."""
+"""`audioclf predict`: label files, folders and URLs; lines or JSON, segment files and timeline plots."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from audioclf.apps.predict import predict_inputs
-from audioclf.cli.options import EXIT_OK, EXIT_PARTIAL, emit, emit_json, fetch_options
-from audioclf.errors import DecodeError
-from audioclf.training.model_dir import load_model
+from audioclf.apps.prediction import Prediction, PredictOptions
+from audioclf.apps.segment_files import check_format, output_stem, render, write_segment_files
+from audioclf.apps.timeline_plot import write_timeline_plot
+from audioclf.cli.options import EXIT_OK, EXIT_PARTIAL, emit, emit_json, fetch_options, predict_windows
+from audioclf.errors import AudioclfError, DecodeError
+from audioclf.evaluation.segments import SegmentOptions
+from audioclf.training.model_dir import TrainedModel, load_model
 
 log = logging.getLogger("audioclf")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     model = load_model(args.model)
+    fmt = check_format(args.format) if args.format else None
+    if args.plot and args.out is None:
+        raise AudioclfError("--plot writes one PNG per input: give a folder with --out")
+    options = predict_options(args, model)
     preds, result = predict_inputs(
         model,
         args.inputs,
         args.cache_dir,
-        fetch=fetch_options(args, model.windows.max_duration_s),
-        top_k=args.top_k,
-        timeline=args.timeline,
+        options,
+        fetch=fetch_options(args, (options.windows or model.windows).max_duration_s),
         progress=not args.quiet,
     )
     if not preds:
         first = result.failures[0].reason
         raise DecodeError(first if len(result.failures) == 1 else f"no file could be read; first: {first}")
-    for pred in preds:
-        if args.json:
-            emit_json(pred.as_dict())
-            continue
-        top = "  ".join(f"{label} {p:.3f}" for label, p in pred.top)
-        emit(f"{pred.source}\t{pred.label}\t{top}")
-        for w in pred.timeline:
-            emit(f"  {w.start_s:8.1f}-{w.end_s:<8.1f} {w.label} {w.probability:.3f}")
+    if fmt is not None and args.out is None:
+        sys.stdout.write(render(preds, fmt))
+    else:
+        _emit_lines(preds, args.json)
+    if args.out is not None:
+        written = write_segment_files(preds, fmt or "csv", args.out) if options.segments else []
+        for pred in preds if args.plot else []:
+            written.append(write_timeline_plot(pred, args.out / f"{output_stem(pred.source)}.png"))
+        log.info("wrote %d file(s) to %s", len(written), args.out)
     if not result.failures:
         return EXIT_OK
     for f in result.failures if args.json else []:  # a consumer of the JSON lines sees every input accounted for
         emit_json({"source": f.item.source, "error": f.reason})
     log.warning("%d input(s) could not be read: %s", len(result.failures), "; ".join(f.reason for f in result.failures))
     return EXIT_PARTIAL
+
+
+def predict_options(args: argparse.Namespace, model: TrainedModel) -> PredictOptions:
+    wanted = args.segments or args.format is not None or args.out is not None
+    segments = SegmentOptions.parse(args.smooth, args.min_duration)  # checked even when not used
+    return PredictOptions(
+        top_k=args.top_k,
+        timeline=args.timeline,
+        segments=segments if wanted else None,
+        windows=predict_windows(args, model),
+        min_confidence=_min_confidence(args.min_confidence, model),
+    )
+
+
+def _min_confidence(text: str | None, model: TrainedModel) -> float | None:
+    if text is None:
+        return None
+    if text == "auto":
+        return model.min_confidence
+    try:
+        return float(text)
+    except ValueError:
+        raise AudioclfError(f"--min-confidence {text!r}: use a probability from 0 to 1, or auto") from None
+
+
+def _emit_lines(preds: list[Prediction], as_json: bool) -> None:
+    for pred in preds:
+        if as_json:
+            emit_json(pred.as_dict())
+            continue
+        top = "  ".join(f"{label} {p:.3f}" for label, p in pred.top)
+        emit(f"{pred.source}\t{pred.label}\t{top}")
+        for w in pred.timeline:
+            emit(f"  {w.start_s:8.1f}-{w.end_s:<8.1f} {w.label} {w.probability:.3f}")
+        for s in pred.segments:
+            emit(f"  {s.start_s:8.2f}-{s.end_s:<8.2f} {s.label} {s.mean_probability:.3f}")

@@ -68,6 +68,7 @@ def _markdown(report: dict[str, Any], title: str) -> str:
             f"Calibration (recording level, {len(cal['bins'])} bins; reliability.png): ECE {_fmt(cal['ece'])}, "
             f"Brier {_fmt(cal['brier'])}, NLL {_fmt(cal['nll'])}",
         ]
+    lines += _segment_markdown(report.get("segments"))
     lines += ["", "## Confusion matrix (recording level; rows = true, columns = predicted)", ""]
     conf_rows = [[lab] + [str(c) for c in row] for lab, row in zip(labels, rec["confusion"], strict=True)]
     lines += _md_table(["true \\ predicted", *labels], conf_rows)
@@ -178,6 +179,30 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     cal = report["recording"].get("calibration")
     if cal is not None:
         lines.append(f"calibration ECE {_fmt(cal['ece'])}  Brier {_fmt(cal['brier'])}  NLL {_fmt(cal['nll'])}")
+    seg = report.get("segments")
+    if seg is not None:
+        frame, event = seg["frame"], seg["event"]
+        lines.append(
+            f"{'segments:':<12}{seg['n_recordings']} recordings  frame accuracy {_fmt(frame['accuracy'])}  "
+            f"frame macro-F1 {_fmt(frame['macro_f1'])}  event F1 {_fmt(event['f1'])} "
+            f"(onset within {event['onset_collar_s']:g} s)"
+        )
     if report.get("n_recordings_excluded"):
         lines.append(f"excluded:   {report['n_recordings_excluded']} recordings (unknown label or no windows)")
     return lines
+
+
+def _segment_markdown(seg: dict[str, Any] | None) -> list[str]:
+    if seg is None:
+        return []
+    frame, event = seg["frame"], seg["event"]
+    lines = ["", "## Segments (the model's segments of each annotated recording)", ""]
+    lines.append(
+        f"{seg['n_recordings']} recordings, windows of {seg['window_s']:g} s every {seg['hop_s']:g} s. Frame level "
+        f"({frame['frame_s']:g} s frames, {frame['seconds']:.1f} s annotated): accuracy {_fmt(frame['accuracy'])}, "
+        f"macro-F1 {_fmt(frame['macro_f1'])}. Event level (label and onset within {event['onset_collar_s']:g} s): "
+        f"precision {_fmt(event['precision'])}, recall {_fmt(event['recall'])}, F1 {_fmt(event['f1'])} "
+        f"({event['n_reference']} annotated, {event['n_predicted']} predicted)."
+    )
+    rows = [[label, _fmt(f1)] for label, f1 in event["per_class_f1"].items()]
+    return [*lines, "", *_md_table(["class", "event F1"], rows)]

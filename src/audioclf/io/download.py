@@ -184,9 +184,12 @@ class Fetcher:
         return self._resolved(item, meta, path)
 
     def _resolved(self, item: Item, meta: dict[str, Any], path: Path) -> Item:
-        start, end = (None, None) if meta.get("range_applied") else (item.start_s, item.end_s)
         group = item.group or str(meta.get("group") or meta["url"])
-        return replace(item, local=str(path), group=group, start_s=start, end_s=end)
+        if not meta.get("range_applied"):
+            return replace(item, local=str(path), group=group)
+        # the file holds only the range: read all of it, and count its times from the start of the video
+        offset = float((meta.get("range") or [item.start_s])[0] or 0.0)
+        return replace(item, local=str(path), group=group, start_s=None, end_s=None, offset_s=offset)
 
     def expand(self, item: Item) -> list[Item]:
         """A playlist/channel URL becomes one item per video (each its own group); anything else stays one."""

@@ -56,6 +56,7 @@ class Item:
     local: str | None = None  # for a URL: the downloaded file, once fetched
     start_s: float | None = None  # optional time range within the recording
     end_s: float | None = None
+    offset_s: float = 0.0  # seconds of the recording before the first sample of ``file`` (a range downloaded)
 
     @property
     def is_url(self) -> bool:

@@ -43,6 +43,18 @@ class TrainedModel:
         """What the logits are divided by before the softmax (temperature scaling); 1 for older models."""
         return float(self.meta.get("calibration", {}).get("temperature", 1.0))
 
+    @property
+    def min_confidence(self) -> float:
+        """The threshold chosen at training below which the answer is ``unknown``."""
+        chosen = self.meta.get("abstain", {}).get("min_confidence")
+        if chosen is None:
+            raise ModelError(
+                f"{self.path}: this model has no confidence threshold chosen at training; retrain it, or give a "
+                "probability from 0 to 1",
+                option="min_confidence",
+            )
+        return float(chosen)
+
 
 def prepare_out_dir(out: Path, *, force: bool) -> None:
     """Refuse to overwrite an existing model unless ``force``."""

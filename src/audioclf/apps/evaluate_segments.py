@@ -1,0 +1,67 @@
+"""Segment-level evaluation: where a manifest annotates time ranges of a recording (``start``/``end`` per
+label), the model segments the whole recording and is scored against those ranges."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from audioclf.apps.predict import apply_model, segment_windows
+from audioclf.apps.prediction import PredictOptions, predictions_for
+from audioclf.evaluation.segment_metrics import segment_report
+from audioclf.evaluation.segments import Segment, SegmentOptions
+from audioclf.io.audio import WindowOptions
+from audioclf.io.download import FetchOptions
+from audioclf.io.manifest import Item
+from audioclf.training.model_dir import TrainedModel
+
+log = logging.getLogger(__name__)
+
+
+def annotated_recordings(items: Sequence[Item]) -> dict[str, list[Item]]:
+    """The rows with a time range, by recording."""
+    out: dict[str, list[Item]] = {}
+    for item in items:
+        if item.start_s is not None or item.end_s is not None:
+            out.setdefault(item.source, []).append(item)
+    return out
+
+
+def evaluate_segments(
+    model: TrainedModel,
+    items: Sequence[Item],
+    cache_dir: Path,
+    *,
+    fetch: FetchOptions | None = None,
+    options: SegmentOptions | None = None,
+    windows: WindowOptions | None = None,
+    progress: bool = True,
+) -> dict[str, Any] | None:
+    """Frame- and event-level scores of the model's segments of every annotated recording (None when the
+    manifest annotates no time ranges, or the model labels whole recordings only)."""
+    annotated = annotated_recordings(items)
+    if not annotated:
+        return None
+    if (model.meta.get("features") or {}).get("mode") == "transcript":
+        log.warning("no segment-level scores: a transcript-features model labels whole recordings")
+        return None
+    whole = [Item(source, None, None, rows[0].group, rows[0].where) for source, rows in annotated.items()]
+    windows = windows or segment_windows(model.windows)
+    preds, result = apply_model(model, whole, cache_dir, fetch=fetch, windows=windows, progress=progress)
+    durations = [e.durations_s for _, e in result.embedded]
+    chosen = PredictOptions(segments=options or SegmentOptions())
+    pairs = []
+    for pred in predictions_for(preds, durations, chosen, windows.hop_s):
+        end = pred.segments[-1].end_s if pred.segments else 0.0
+        reference = [_reference(row, end) for row in annotated[pred.source]]
+        pairs.append((reference, pred.segments))
+    if not pairs:
+        return None
+    return {**segment_report(pairs, model.labels), "window_s": windows.window_s, "hop_s": windows.hop_s}
+
+
+def _reference(row: Item, recording_end_s: float) -> Segment:
+    end = recording_end_s if row.end_s is None else row.end_s
+    return Segment(row.start_s or 0.0, end, str(row.label), 1.0, 1.0)

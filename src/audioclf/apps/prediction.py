@@ -1,0 +1,146 @@
+"""What a prediction is: per-recording label and top-k, the best guess behind an ``unknown``, per-window
+timelines and labelled segments, built from a model's window logits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from audioclf.errors import AudioclfError
+from audioclf.evaluation.calibration import softmax
+from audioclf.evaluation.metrics import Predictions, recording_logits
+from audioclf.evaluation.segments import UNKNOWN, Segment, SegmentOptions, segments_of
+from audioclf.io.audio import WindowOptions
+from audioclf.speech.transcribe import Transcript
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How inputs are labelled. ``windows``: other windows than the model's (e.g. a finer hop for segments);
+    ``segments``: turn window scores into labelled time segments; ``min_confidence``: below it the answer is
+    ``unknown`` (the best guess is kept)."""
+
+    top_k: int = 3
+    timeline: bool = False
+    segments: SegmentOptions | None = None
+    windows: WindowOptions | None = None
+    min_confidence: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise AudioclfError(f"top_k {self.top_k}: ask for at least 1 label", option="top_k")
+        if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
+            raise AudioclfError(
+                f"minimum confidence {self.min_confidence}: use a probability from 0 to 1", option="min_confidence"
+            )
+
+
+@dataclass(frozen=True)
+class WindowLabel:
+    start_s: float
+    end_s: float
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class WindowScores:
+    """Every class's probability per window of one recording, for plots."""
+
+    labels: list[str]
+    starts_s: np.ndarray
+    durations_s: np.ndarray
+    probs: np.ndarray  # windows x classes
+
+
+@dataclass(frozen=True)
+class Prediction:
+    source: str
+    label: str  # the most likely class, or ``unknown`` when its probability is below the minimum confidence
+    top: list[tuple[str, float]]  # (label, probability), most likely first
+    timeline: list[WindowLabel]
+    transcript: Transcript | None = None  # models trained on transcript or fused features
+    segments: list[Segment] = field(default_factory=list)
+    scores: WindowScores | None = None
+
+    @property
+    def probability(self) -> float:
+        """The probability of the most likely class (also when ``label`` is ``unknown``)."""
+        return self.top[0][1]
+
+    @property
+    def best_guess(self) -> str:
+        return self.top[0][0]
+
+    def as_dict(self) -> dict[str, object]:
+        said = self.transcript
+        spoken: dict[str, object] = {}
+        if said is not None:
+            spoken = {
+                "transcript": said.text,
+                "language": said.language,
+                "language_probability": said.language_probability,
+            }
+        return {
+            "source": self.source,
+            "label": self.label,
+            "probability": self.probability,
+            **({"best_guess": self.best_guess} if self.label == UNKNOWN else {}),
+            "top": [{"label": label, "probability": p} for label, p in self.top],
+            **({"timeline": [w.__dict__ for w in self.timeline]} if self.timeline else {}),
+            **({"segments": [s.as_dict() for s in self.segments]} if self.segments else {}),
+            **spoken,
+        }
+
+
+def predictions_for(
+    preds: Predictions, durations: Sequence[np.ndarray], options: PredictOptions, hop_s: float
+) -> list[Prediction]:
+    """Per-recording labels from window logits (mean logits), with the timelines and segments asked for."""
+    rec_probs = softmax(recording_logits(preds))
+    win_probs = softmax(preds.window_logits)
+    out = []
+    for i, source in enumerate(preds.recordings):
+        order = np.argsort(-rec_probs[i])[: options.top_k]
+        top = [(preds.labels[j], float(rec_probs[i, j])) for j in order]
+        rows = np.flatnonzero(preds.window_recording == i)
+        scores = WindowScores(
+            list(preds.labels), preds.window_starts_s[rows], np.asarray(durations[i]), win_probs[rows]
+        )
+        sure = options.min_confidence is None or top[0][1] >= options.min_confidence
+        out.append(
+            Prediction(
+                source,
+                top[0][0] if sure else UNKNOWN,
+                top,
+                _timeline(scores) if options.timeline else [],
+                preds.transcripts[i] if preds.transcripts is not None else None,
+                _segments(scores, hop_s, options),
+                scores,
+            )
+        )
+    return out
+
+
+def _timeline(scores: WindowScores) -> list[WindowLabel]:
+    best = scores.probs.argmax(axis=1)
+    return [
+        WindowLabel(float(start), float(start + duration), scores.labels[k], float(scores.probs[row, k]))
+        for row, (start, duration, k) in enumerate(zip(scores.starts_s, scores.durations_s, best, strict=True))
+    ]
+
+
+def _segments(scores: WindowScores, hop_s: float, options: PredictOptions) -> list[Segment]:
+    if options.segments is None or not len(scores.probs):
+        return []
+    return segments_of(
+        scores.starts_s,
+        scores.durations_s,
+        scores.probs,
+        scores.labels,
+        hop_s,
+        options.segments,
+        options.min_confidence,
+    )
