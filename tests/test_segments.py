@@ -38,9 +38,8 @@ def test_runs_become_segments_and_a_one_window_blip_is_smoothed_away() -> None:
     codes = [0, 0, 0, 0, 2, 0, 0, 1, 1, 1, 1]
     starts, durations = np.arange(len(codes), dtype=float), np.ones(len(codes))
     raw = segments_of(starts, durations, one_hot(codes), LABELS, 1.0, SegmentOptions("none"))
-    assert [(s.start_s, s.end_s, s.label) for s in raw] == [
-        (0, 4, "low"), (4, 5, "high"), (5, 7, "low"), (7, 11, "mid"),
-    ]  # fmt: skip
+    expected = [(0, 4, "low"), (4, 5, "high"), (5, 7, "low"), (7, 11, "mid")]
+    assert [(s.start_s, s.end_s, s.label) for s in raw] == expected
     smooth = segments_of(starts, durations, one_hot(codes), LABELS, 1.0, SegmentOptions("median", 3))
     assert [(s.start_s, s.end_s, s.label) for s in smooth] == [(0, 7, "low"), (7, 11, "mid")]
     assert smooth[0].mean_probability == pytest.approx((6 * 0.9 + 0.05) / 7)
@@ -152,8 +151,8 @@ def test_segments_in_json_and_the_python_api(tone_model: tuple[Path, Path], tmp_
 
     model, cache = tone_model
     audio = long_recording(tmp_path / "long.flac")
-    code = main(["predict", "--model", str(model), str(audio), "--segments", "--window", "0.5", "--json",
-                 "--min-duration", "1", "--cache-dir", str(cache), "--quiet"])  # fmt: skip
+    args = ["predict", "--model", str(model), str(audio), "--segments", "--window", "0.5", "--min-duration", "1"]
+    code = main([*args, "--json", "--cache-dir", str(cache), "--quiet"])
     out, err = capsys.readouterr()
     assert code == 0, err
     segs = json.loads(out)["segments"]
@@ -211,8 +210,8 @@ def test_evaluate_scores_the_segments_of_annotated_recordings(
 ) -> None:
     model, cache = tone_model
     manifest = annotated_manifest(tmp_path)
-    code = main(["evaluate", "--model", str(model), "--manifest", str(manifest), "--out", str(tmp_path / "r"),
-                 "--cache-dir", str(cache), "--quiet"])  # fmt: skip
+    args = ["evaluate", "--model", str(model), "--manifest", str(manifest), "--out", str(tmp_path / "r")]
+    code = main([*args, "--cache-dir", str(cache), "--quiet"])
     out, err = capsys.readouterr()
     assert code == 0, err
     seg = json.loads((tmp_path / "r" / "report.json").read_text())["segments"]
@@ -229,8 +228,9 @@ def test_evaluate_with_windows_fine_enough_for_the_pieces(
 ) -> None:
     model, cache = tone_model
     manifest = annotated_manifest(tmp_path)
-    code = main(["evaluate", "--model", str(model), "--manifest", str(manifest), "--out", str(tmp_path / "r"),
-                 "--window", "0.5", "--hop", "0.25", "--min-duration", "0.6", "--cache-dir", str(cache), "--quiet"])  # fmt: skip
+    args = ["evaluate", "--model", str(model), "--manifest", str(manifest), "--out", str(tmp_path / "r")]
+    windows = ["--window", "0.5", "--hop", "0.25", "--min-duration", "0.6"]
+    code = main([*args, *windows, "--cache-dir", str(cache), "--quiet"])
     _, err = capsys.readouterr()
     assert code == 0, err
     seg = json.loads((tmp_path / "r" / "report.json").read_text())["segments"]

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from audioclf.apps.prediction import Prediction, PredictOptions, predictions_for
 from audioclf.encoders.loader import (
@@ -29,6 +30,7 @@ from audioclf.io.manifest import Item, audio_files, check_url, looks_like_url
 from audioclf.speech.text_features import view_for
 from audioclf.speech.transcribe import Transcript
 from audioclf.training.model_dir import TrainedModel
+from audioclf.training.novelty import recording_features
 from audioclf.training.probe import predict_logits
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,8 @@ def apply_model(
     assert head is not None
     t = model.temperature  # 1 for a fused model: its views carry their own temperatures
     if view is None:
-        return _predictions(model, result.embedded, lambda x: predict_logits(head, x) / t), result
+        preds = _predictions(model, result.embedded, lambda x: predict_logits(head, x) / t)
+        return replace(preds, recording_novelty=_novelty(model, preds, result.embedded)), result
     text, said = view.apply(result.embedded)
     if model.fusion is None:  # transcript features
         return _predictions(model, text, lambda x: predict_logits(head, x) / t, said), result
@@ -106,6 +109,16 @@ def windows_for(model: TrainedModel, encoder: Encoder, windows: WindowOptions | 
             model.windows.window_s,
         )
     return use
+
+
+def _novelty(model: TrainedModel, preds: Predictions, embedded: Sequence[tuple[Item, Embedded]]) -> np.ndarray | None:
+    """Each recording's distance to the training audio over the model's threshold (None: no detector)."""
+    detector = model.novelty()
+    if detector is None or not embedded or model.head is None:
+        return None
+    x = torch.from_numpy(np.concatenate([e.embeddings for _, e in embedded]))
+    features = recording_features(model.head, x, preds.window_recording)
+    return detector.distances(features) / max(detector.threshold, 1e-9)
 
 
 def _predictions(

@@ -64,6 +64,8 @@ class Prediction:
     transcript: Transcript | None = None  # models trained on transcript or fused features
     segments: list[Segment] = field(default_factory=list)
     scores: WindowScores | None = None
+    novelty: float | None = None  # distance to the training audio over the model's threshold (> 1: novel)
+    unknown_reason: str | None = None  # "low confidence" or "unlike the training audio" when label is unknown
 
     @property
     def probability(self) -> float:
@@ -87,7 +89,8 @@ class Prediction:
             "source": self.source,
             "label": self.label,
             "probability": self.probability,
-            **({"best_guess": self.best_guess} if self.label == UNKNOWN else {}),
+            **({"best_guess": self.best_guess, "unknown_reason": self.unknown_reason} if self.label == UNKNOWN else {}),
+            **({"novelty": round(self.novelty, 4)} if self.novelty is not None else {}),
             "top": [{"label": label, "probability": p} for label, p in self.top],
             **({"timeline": [w.__dict__ for w in self.timeline]} if self.timeline else {}),
             **({"segments": [s.as_dict() for s in self.segments]} if self.segments else {}),
@@ -109,19 +112,32 @@ def predictions_for(
         scores = WindowScores(
             list(preds.labels), preds.window_starts_s[rows], np.asarray(durations[i]), win_probs[rows]
         )
-        sure = options.min_confidence is None or top[0][1] >= options.min_confidence
+        novelty = float(preds.recording_novelty[i]) if preds.recording_novelty is not None else None
+        reason = _unknown_reason(top[0][1], novelty, options.min_confidence)
         out.append(
             Prediction(
                 source,
-                top[0][0] if sure else UNKNOWN,
+                top[0][0] if reason is None else UNKNOWN,
                 top,
                 _timeline(scores) if options.timeline else [],
                 preds.transcripts[i] if preds.transcripts is not None else None,
                 _segments(scores, hop_s, options),
                 scores,
+                novelty,
+                reason,
             )
         )
     return out
+
+
+def _unknown_reason(probability: float, novelty: float | None, min_confidence: float | None) -> str | None:
+    """Why the answer is ``unknown`` (None: it is not). Abstaining is asked for by a minimum confidence; the
+    novelty detector, where the model has one, then also refuses audio unlike any it was trained on."""
+    if min_confidence is None:
+        return None
+    if novelty is not None and novelty > 1.0:
+        return "unlike the training audio"
+    return "low confidence" if probability < min_confidence else None
 
 
 def _timeline(scores: WindowScores) -> list[WindowLabel]:

@@ -81,7 +81,8 @@ def _emit_lines(preds: list[Prediction], as_json: bool) -> None:
             emit_json(pred.as_dict())
             continue
         top = "  ".join(f"{label} {p:.3f}" for label, p in pred.top)
-        emit(f"{pred.source}\t{pred.label}\t{top}")
+        label = f"unknown ({pred.unknown_reason}; best guess {pred.best_guess})" if pred.unknown_reason else pred.label
+        emit(f"{pred.source}\t{label}\t{top}")
         for w in pred.timeline:
             emit(f"  {w.start_s:8.1f}-{w.end_s:<8.1f} {w.label} {w.probability:.3f}")
         for s in pred.segments:

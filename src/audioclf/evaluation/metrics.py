@@ -40,6 +40,9 @@ class Predictions:
     recording_groups: list[str]  # group of each recording (speaker / video / fold) — for the bootstrap
     transcripts: list[Transcript] | None = None  # what each recording says, with text features
     views: dict[str, np.ndarray] | None = None  # fused models: window log-probabilities of each view alone
+    # distance to the training audio over the model's novelty threshold (above 1: unlike anything it was trained
+    # on); None where the model has no novelty detector
+    recording_novelty: np.ndarray | None = None
 
 
 def _check_shapes(preds: Predictions) -> None:

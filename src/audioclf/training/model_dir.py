@@ -14,6 +14,7 @@ from audioclf.errors import ModelError, first_line
 from audioclf.fileio import atomic_path, write_json_atomic
 from audioclf.io.audio import WindowOptions
 from audioclf.training.fusion import Fusion
+from audioclf.training.novelty import Novelty
 from audioclf.training.probe import ProbeConfig, ProbeHead
 from audioclf.version import __version__
 
@@ -42,6 +43,13 @@ class TrainedModel:
     def temperature(self) -> float:
         """What the logits are divided by before the softmax (temperature scaling); 1 for older models."""
         return float(self.meta.get("calibration", {}).get("temperature", 1.0))
+
+    def novelty(self) -> Novelty | None:
+        """The nearest-neighbour novelty detector saved at training, if the model has one."""
+        meta = (self.meta.get("abstain") or {}).get("novelty")
+        if meta is None or self.path is None:
+            return None
+        return Novelty.load(self.path, meta)
 
     @property
     def min_confidence(self) -> float:

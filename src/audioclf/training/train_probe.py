@@ -25,6 +25,7 @@ from audioclf.training.data import Dataset, hold_out_test, stack
 from audioclf.training.export import export_probe
 from audioclf.training.fusion import Fusion, calibrate, temperature
 from audioclf.training.model_dir import TrainedModel, build_meta, fusion_meta, prepare_out_dir, save_model
+from audioclf.training.novelty import fit_abstain
 from audioclf.training.probe import EpochStats, FitOptions, FitResult, ProbeConfig, ProbeHead, predict_logits
 from audioclf.training.selection import DEFAULT_FOLDS, Candidate, Selection, SelectOptions, refit, select
 
@@ -187,11 +188,18 @@ def train(
     meta = _probe_meta(manifest, summary, encoder.identity, head, options)
     meta["features"] = view.meta() if view is not None else {"mode": "acoustic"}
     meta["calibration"] = cal
+    novelty = None
+    if fusion is None:  # a fused model's own temperatures and weight decide; its probabilities are not these
+        meta["abstain"], novelty = fit_abstain(
+            head, main.data, main.selection.chosen.oof, cal["temperature"], acoustic=view is None
+        )
     if fusion is not None:
         meta["fusion"] = fusion_meta(fusion)
     if view is not None:
         save_tfidf(view, out)
     model = TrainedModel(head, labels, encoder.spec, encoder.identity, options.windows, meta, fusion=fusion)
+    if novelty is not None:
+        novelty.save(out)
     save_model(out, model)
     if view is None:  # a transformers export classifies audio alone: not possible with text features
         export_probe(encoder.spec, head, labels, out, temperature=cal["temperature"])

@@ -1,0 +1,144 @@
+"""Does a spoken-digit model say "unknown" to sounds it never heard, and still label a new speaker's digits?
+
+    python bench/ood_fsdd.py --data ../shared/data/fsdd/recordings [--encoder builtin] [--test-speaker theo]
+
+Trains through audioclf on the other FSDD speakers, then scores the held-out speaker's digits (in distribution)
+against synthesised rain, barks, music, sirens, engines, applause and white noise (tests/ood_sounds.py; out of
+distribution). For each detector: AUROC (in vs out), the share of out-of-distribution clips still accepted when
+95 % of the in-distribution ones are, and what the model's own thresholds (chosen at training, never on these
+clips) do: in-distribution coverage and accuracy, out-of-distribution clips answered "unknown".
+
+Detectors: max-softmax probability (calibrated), energy (log-sum-exp of the calibrated logits), the
+k-th-nearest-neighbour cosine distance to the training recordings, and the Mahalanobis distance to the nearest
+class mean (shared Ledoit-Wolf covariance) that audioclf keeps, all on the probe's own features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from fsdd_loso import NAME, write_manifest
+from scipy.special import logsumexp
+from sklearn.metrics import roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from ood_sounds import ood_clips
+
+from audioclf.apps.predict import apply_model
+from audioclf.evaluation.calibration import softmax
+from audioclf.io.manifest import Item, load_manifest
+from audioclf.training.model_dir import load_model
+from audioclf.training.novelty import recording_features
+from audioclf.training.train_probe import TrainOptions, train
+
+
+def write_wav(path: Path, wave: np.ndarray) -> Path:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=16_000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(wave.reshape(1, -1).astype(np.float32), format="flt", layout="mono")
+        frame.sample_rate = 16_000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    return path
+
+
+def scored(model, items: list[Item], cache: Path) -> dict[str, np.ndarray]:
+    preds, result = apply_model(model, items, cache, progress=False)
+    x = torch.from_numpy(np.concatenate([e.embeddings for _, e in result.embedded]))
+    from audioclf.evaluation.metrics import recording_logits
+
+    logits = recording_logits(preds)
+    return {
+        "logits": logits,
+        "true": preds.recording_true,
+        "features": recording_features(model.head, x, preds.window_recording),
+        "novelty": preds.recording_novelty,
+    }
+
+
+def fpr_at_95(in_score: np.ndarray, out_score: np.ndarray) -> float:
+    """Share of out-of-distribution clips accepted at the threshold that accepts 95 % of in-distribution ones
+    (scores: higher = more in distribution)."""
+    return float((out_score >= np.quantile(in_score, 0.05)).mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/fsdd/recordings"))
+    parser.add_argument("--encoder", default="builtin")
+    parser.add_argument("--test-speaker", default="theo")
+    parser.add_argument("--max-take", type=int, default=49)
+    parser.add_argument("--per-kind", type=int, default=30, help="synthesised clips of each kind")
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="ood-fsdd-"))
+    cache = args.cache_dir or work / "cache"
+    named = [(f, NAME.search(f.name)) for f in args.data.glob("*.wav")]
+    files = sorted(f for f, m in named if m is not None and int(m.group(3)) <= args.max_take)
+    manifest = work / "fsdd.csv"
+    write_manifest(files, args.test_speaker, manifest)
+    started = time.perf_counter()
+    train(manifest, work / "model", TrainOptions(encoder=args.encoder, cache_dir=cache, progress=False))
+    model = load_model(work / "model")
+    print(f"trained in {time.perf_counter() - started:.0f} s; encoder {model.encoder_spec}")
+    (work / "ood").mkdir()
+    clips = ood_clips(args.per_kind)
+    ood_items = []
+    for i, (kind, wave) in enumerate(clips):
+        path = write_wav(work / "ood" / f"{kind}_{i}.wav", wave)
+        ood_items.append(Item(str(path), None, None, kind, path.name))
+    rows = load_manifest(manifest)
+    train_items = [r for r in rows if r.split != "test"]
+    test_items = [r for r in rows if r.split == "test"]
+    tr, known, novel = (scored(model, items, cache) for items in (train_items, test_items, ood_items))
+    report(model, tr, known, novel, [kind for kind, _ in clips])
+
+
+def report(model, tr: dict, known: dict, novel: dict, kinds: list[str]) -> None:
+    t = model.temperature
+
+    def knn(f: np.ndarray, k: int = 5) -> np.ndarray:  # k-th nearest training recording, cosine distance
+        sims = f @ tr["features"].T
+        return 1.0 - -np.partition(-sims, k - 1, axis=1)[:, k - 1]
+
+    detectors = {  # higher = more like the training audio
+        "max-softmax": lambda s: softmax(s["logits"] / t).max(1),
+        "energy": lambda s: logsumexp(s["logits"] / t, axis=1),
+        "kNN cosine (k=5)": lambda s: -knn(s["features"]),
+        "Mahalanobis (audioclf)": lambda s: -s["novelty"],
+    }
+    print(f"\n{len(known['true'])} clips of the held-out speaker, {len(novel['true'])} synthesised sounds")
+    print(f"{'detector':<24} {'AUROC':>6} {'OOD accepted at 95% ID':>22}")
+    for name, score in detectors.items():
+        s_in, s_out = score(known), score(novel)
+        auroc = roc_auc_score(np.r_[np.ones(len(s_in)), np.zeros(len(s_out))], np.r_[s_in, s_out])
+        print(f"{name:<24} {auroc:>6.3f} {fpr_at_95(s_in, s_out):>22.3f}")
+    p_min = model.meta["abstain"]["min_confidence"]
+    print(f"\nthe model's own thresholds (chosen at training): probability {p_min:.3f}, novelty 1.0")
+    print(f"{'rule':<30} {'ID coverage':>11} {'ID accuracy':>11} {'OOD unknown':>11}")
+    for rule, accept in {
+        "max-softmax only": lambda s: softmax(s["logits"] / t).max(1) >= p_min,
+        "novelty only": lambda s: s["novelty"] <= 1.0,
+        "both (what predict does)": lambda s: (softmax(s["logits"] / t).max(1) >= p_min) & (s["novelty"] <= 1.0),
+    }.items():
+        kept, ood_kept = accept(known), accept(novel)
+        right = known["logits"].argmax(1) == known["true"]
+        acc = right[kept].mean() if kept.any() else float("nan")
+        print(f"{rule:<30} {kept.mean():>11.3f} {acc:>11.3f} {1 - ood_kept.mean():>11.3f}")
+    both = (softmax(novel["logits"] / t).max(1) >= p_min) & (novel["novelty"] <= 1.0)
+    by_kind = [f"{k} {1 - both[np.array(kinds) == k].mean():.2f}" for k in dict.fromkeys(kinds)]
+    print("\nOOD answered unknown, by kind: " + ", ".join(by_kind))
+    accuracy = (known["logits"].argmax(1) == known["true"]).mean()
+    print(f"held-out speaker accuracy without abstaining: {accuracy:.3f}")
+
+
+if __name__ == "__main__":
+    main()

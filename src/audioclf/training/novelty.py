@@ -1,0 +1,123 @@
+"""How unlike the training audio a recording is, for an ``unknown`` answer that max-softmax cannot give: the
+Mahalanobis distance from the recording's pooled probe features to the nearest class mean under one shared
+(Ledoit-Wolf) covariance (Lee et al., 2018), against a threshold that keeps most recordings of unseen groups.
+
+bench/ood_fsdd.py compares it with max-softmax, energy and k-nearest-neighbour distance; it separated spoken
+digits of a new speaker from synthesised non-speech best."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save_file
+from sklearn.covariance import LedoitWolf
+from sklearn.model_selection import GroupKFold
+
+from audioclf.errors import ModelError
+from audioclf.evaluation.calibration import softmax
+from audioclf.fileio import atomic_path
+from audioclf.training.data import Dataset
+from audioclf.training.probe import ProbeHead, mean_by_recording
+
+NOVELTY_NAME = "novelty.safetensors"
+KEEP_KNOWN = 0.95  # share of held-out training recordings (and of correct answers) a threshold keeps
+MAX_FOLDS = 5  # group folds that set the threshold
+
+
+def recording_features(head: ProbeHead, x: torch.Tensor, recording: np.ndarray) -> np.ndarray:
+    """The probe's own input (z-scored, its layer choice), averaged per recording and L2-normalised."""
+    with torch.no_grad():
+        pooled = mean_by_recording(head.pool_layers(x.float()), recording).numpy()
+    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+    return np.asarray(pooled / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Novelty:
+    means: np.ndarray  # [n_classes, dim] class means of the training recordings' features
+    precision: np.ndarray  # [dim, dim] inverse of the shared within-class covariance
+    threshold: float  # a distance above this: unlike the training audio
+
+    def distances(self, features: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance of each row of ``features`` to its nearest class mean."""
+        best = np.full(len(features), np.inf)
+        for mean in self.means:
+            diff = features.astype(np.float64) - mean
+            best = np.minimum(best, np.einsum("nd,de,ne->n", diff, self.precision, diff))
+        return best
+
+    def meta(self) -> dict[str, Any]:
+        return {"method": "mahalanobis", "threshold": self.threshold, "keeps_held_out": KEEP_KNOWN}
+
+    def save(self, out: Path) -> None:
+        tensors = {"means": self.means.astype(np.float32), "precision": self.precision.astype(np.float32)}
+        with atomic_path(out / NOVELTY_NAME) as tmp:
+            save_file(tensors, str(tmp))
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict[str, Any]) -> Novelty:
+        try:
+            tensors = load_file(str(folder / NOVELTY_NAME))
+            return cls(tensors["means"].astype(np.float64), tensors["precision"].astype(np.float64), meta["threshold"])
+        except (OSError, KeyError, ValueError) as exc:
+            raise ModelError(f"{folder / NOVELTY_NAME}: unreadable ({exc}); retrain the model") from None
+
+
+def _fit(features: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    present = [c for c in range(n_classes) if (y == c).any()]
+    means = np.zeros((n_classes, features.shape[1]))
+    means[present] = [features[y == c].mean(0) for c in present]
+    covariance = LedoitWolf().fit(features - means[y])
+    return means[present], covariance.precision_
+
+
+def fit_novelty(features: np.ndarray, y: np.ndarray, groups: Sequence[str]) -> Novelty | None:
+    """Class means and covariance of every training recording; the threshold is the ``KEEP_KNOWN`` quantile of
+    the distances of recordings held out by group (up to ``MAX_FOLDS`` folds) from statistics without their
+    group, so it keeps unseen speakers or videos (None with fewer than two groups)."""
+    group_ids = np.unique(np.asarray(groups), return_inverse=True)[1]
+    n_groups = int(group_ids.max(initial=0)) + 1
+    if n_groups < 2 or len(features) < 4:
+        return None
+    n_classes = int(y.max()) + 1
+    held_out = np.empty(len(features))
+    for train, held in GroupKFold(min(MAX_FOLDS, n_groups)).split(features, groups=group_ids):
+        means, precision = _fit(features[train], y[train], n_classes)
+        held_out[held] = Novelty(means, precision, 0.0).distances(features[held])
+    means, precision = _fit(features, y, n_classes)
+    return Novelty(means, precision, float(np.quantile(held_out, KEEP_KNOWN)))
+
+
+def confidence_threshold(probs: np.ndarray, true: np.ndarray) -> float | None:
+    """The probability that keeps ``KEEP_KNOWN`` of the correct answers (out-of-fold, calibrated)."""
+    correct = probs.argmax(1) == true
+    if not correct.any():
+        return None
+    return float(np.quantile(probs.max(1)[correct], 1.0 - KEEP_KNOWN))
+
+
+def fit_abstain(
+    head: ProbeHead, data: Dataset, oof: np.ndarray, temperature: float, *, acoustic: bool
+) -> tuple[dict[str, Any], Novelty | None]:
+    """What ``unknown`` means for this model: the calibrated probability that keeps ``KEEP_KNOWN`` of the
+    correct out-of-fold answers, and (for acoustic probes) the nearest-neighbour novelty detector."""
+    y = data.recording_labels()
+    held = np.isfinite(oof).all(1)
+    probs = softmax(oof[held] / temperature)
+    threshold = confidence_threshold(probs, y[held]) if held.any() else None
+    novelty = None
+    if acoustic:
+        features = recording_features(head, data.x, data.recording)
+        novelty = fit_novelty(features, y, [item.group for item in data.items])
+    meta: dict[str, Any] = {
+        "min_confidence": threshold,
+        "keeps_correct": KEEP_KNOWN,
+        "fitted_on": f"out-of-fold recording probabilities of {int(held.sum())} training recordings",
+        "novelty": novelty.meta() if novelty is not None else None,
+    }
+    return meta, novelty
