@@ -228,8 +228,11 @@ def test_a_fine_tuned_model_carries_its_validation_temperature_in_its_classifier
     out = tmp_path / "m"
     options = FinetuneOptions(epochs=1, lr=3e-3, batch_size=4, progress=False, precision="fp32")  # export = checkpoint
     finetune(tone_dataset, out, f"hf:{tiny_dir('hubert')}", WindowOptions(), tmp_path / "c", options)
-    cal = json.loads((out / "audioclf.json").read_text())["calibration"]
+    meta = json.loads((out / "audioclf.json").read_text())
+    cal, abstain = meta["calibration"], meta["abstain"]
     assert cal["into"] == "classifier" and "validation recordings" in cal["fitted_on"]
+    # --min-confidence auto: the threshold on the same validation recordings, for the exported (folded) logits
+    assert 0.0 < abstain["min_confidence"] <= 1.0 and abstain["novelty"] is None
     exported, trained = load_file(str(out / "model.safetensors")), load_file(str(out / "checkpoint/model.safetensors"))
     t = cal["temperature_folded"]
     assert t != 1.0

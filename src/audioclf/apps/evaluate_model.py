@@ -11,6 +11,7 @@ from audioclf.apps.predict import apply_model
 from audioclf.errors import ManifestError
 from audioclf.evaluation.metrics import compute_report, view_reports
 from audioclf.evaluation.report import write_report
+from audioclf.evaluation.risk_coverage import abstain_report
 from audioclf.evaluation.segments import SegmentOptions
 from audioclf.extraction.embed import EmbedResult, write_failures
 from audioclf.io.audio import WindowOptions
@@ -56,12 +57,18 @@ def evaluate_model(
     fetch: FetchOptions | None = None,
     windows: WindowOptions | None = None,
     segments: SegmentOptions | None = None,
+    min_confidence: float | None = None,
     progress: bool = True,
 ) -> Evaluation:
     """Score ``model`` on ``manifest``'s rows; write report.json, report.md, confusion.png (and failures.csv,
     transcripts.csv where they apply) into ``out`` (default: the model folder's ``report/``). Rows with a time
     range are also scored as segments of their whole recording (``report["segments"]``, with ``segments``).
-    ``windows`` replaces the model's windows (segments default to a hop of half a window)."""
+    ``windows`` replaces the model's windows (segments default to a hop of half a window). The risk-coverage
+    report uses ``min_confidence``, else the threshold chosen at training where the model has one."""
+    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+        raise ManifestError(
+            f"minimum confidence {min_confidence}: use a probability from 0 to 1", option="min_confidence"
+        )
     items = rows_for_split(manifest, split)
     unknown = sorted({str(item.label) for item in items if item.label not in model.labels})
     if unknown:
@@ -79,6 +86,11 @@ def evaluate_model(
     report = compute_report(preds)
     if preds.views:
         report["views"] = view_reports(preds)
+    if min_confidence is None and (model.meta.get("abstain") or {}).get("min_confidence") is not None:
+        min_confidence = model.min_confidence
+    abstain = abstain_report(preds, min_confidence)
+    if abstain is not None:
+        report["abstain"] = abstain
     scored = evaluate_segments(
         model, items, cache_dir, fetch=fetch, options=segments, windows=windows, progress=progress
     )

@@ -66,7 +66,7 @@ def apply_model(
     t = model.temperature  # 1 for a fused model: its views carry their own temperatures
     if view is None:
         preds = _predictions(model, result.embedded, lambda x: predict_logits(head, x) / t)
-        return replace(preds, recording_novelty=_novelty(model, preds, result.embedded)), result
+        return _novelty(model, preds, result.embedded), result
     text, said = view.apply(result.embedded)
     if model.fusion is None:  # transcript features
         return _predictions(model, text, lambda x: predict_logits(head, x) / t, said), result
@@ -111,14 +111,17 @@ def windows_for(model: TrainedModel, encoder: Encoder, windows: WindowOptions | 
     return use
 
 
-def _novelty(model: TrainedModel, preds: Predictions, embedded: Sequence[tuple[Item, Embedded]]) -> np.ndarray | None:
-    """Each recording's distance to the training audio over the model's threshold (None: no detector)."""
+def _novelty(model: TrainedModel, preds: Predictions, embedded: Sequence[tuple[Item, Embedded]]) -> Predictions:
+    """Each recording's and each window's distance to the training audio over the model's threshold (left None
+    without a detector)."""
     detector = model.novelty()
     if detector is None or not embedded or model.head is None:
-        return None
+        return preds
     x = torch.from_numpy(np.concatenate([e.embeddings for _, e in embedded]))
-    features = recording_features(model.head, x, preds.window_recording)
-    return detector.distances(features) / max(detector.threshold, 1e-9)
+    scale = max(detector.threshold, 1e-9)
+    recordings = detector.distances(recording_features(model.head, x, preds.window_recording)) / scale
+    windows = detector.distances(recording_features(model.head, x, None)) / scale
+    return replace(preds, recording_novelty=recordings, window_novelty=windows)
 
 
 def _predictions(

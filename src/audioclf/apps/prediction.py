@@ -53,6 +53,7 @@ class WindowScores:
     starts_s: np.ndarray
     durations_s: np.ndarray
     probs: np.ndarray  # windows x classes
+    novelty: np.ndarray | None = None  # per window, over the model's threshold (None: no novelty detector)
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,9 @@ def predictions_for(
         order = np.argsort(-rec_probs[i])[: options.top_k]
         top = [(preds.labels[j], float(rec_probs[i, j])) for j in order]
         rows = np.flatnonzero(preds.window_recording == i)
+        novel = preds.window_novelty[rows] if preds.window_novelty is not None else None
         scores = WindowScores(
-            list(preds.labels), preds.window_starts_s[rows], np.asarray(durations[i]), win_probs[rows]
+            list(preds.labels), preds.window_starts_s[rows], np.asarray(durations[i]), win_probs[rows], novel
         )
         novelty = float(preds.recording_novelty[i]) if preds.recording_novelty is not None else None
         reason = _unknown_reason(top[0][1], novelty, options.min_confidence)
@@ -159,4 +161,5 @@ def _segments(scores: WindowScores, hop_s: float, options: PredictOptions) -> li
         hop_s,
         options.segments,
         options.min_confidence,
+        scores.novelty,
     )

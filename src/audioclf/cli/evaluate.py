@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from audioclf.apps.evaluate_model import evaluate_model
-from audioclf.cli.options import emit, fetch_options, predict_windows
+from audioclf.cli.options import emit, fetch_options, min_confidence, predict_windows
 from audioclf.evaluation.report import summary_lines
 from audioclf.evaluation.segments import SegmentOptions
 from audioclf.training.model_dir import load_model
@@ -23,6 +23,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         fetch=fetch,
         windows=predict_windows(args, model),
         segments=SegmentOptions.parse(args.smooth, args.min_duration),
+        min_confidence=min_confidence(args.min_confidence, model),
         progress=not args.quiet,
     )
     for line in summary_lines(done.report):

@@ -230,6 +230,12 @@ def _evaluate_predict_parsers(sub: Any) -> None:
         "--split", default="auto", help="rows to use: auto (test rows if any, else all) | all | train | val | test"
     )
     p.add_argument("--out", type=Path, default=None, help="report folder (default <model>/report)")
+    p.add_argument(
+        "--min-confidence",
+        default=None,
+        metavar="P|auto",
+        help="coverage and accuracy at this threshold (default auto)",
+    )
     _segment_args(p)  # segment-level scores where the manifest gives start/end per label
     _fetch_args(p)
     _common(p)

@@ -73,6 +73,18 @@ def predict_windows(args: argparse.Namespace, model: TrainedModel) -> WindowOpti
         raise AudioclfError(f"--window/--hop: {exc}") from None
 
 
+def min_confidence(text: str | None, model: TrainedModel) -> float | None:
+    """``--min-confidence``: a probability, ``auto`` (the model's own threshold) or not given."""
+    if text is None:
+        return None
+    if text == "auto":
+        return model.min_confidence
+    try:
+        return float(text)
+    except ValueError:
+        raise AudioclfError(f"--min-confidence {text!r}: use a probability from 0 to 1, or auto") from None
+
+
 def emit(line: str = "") -> None:
     print(line, flush=True)
 

@@ -10,7 +10,15 @@ from audioclf.apps.predict import predict_inputs
 from audioclf.apps.prediction import Prediction, PredictOptions
 from audioclf.apps.segment_files import check_format, output_stem, render, write_segment_files
 from audioclf.apps.timeline_plot import write_timeline_plot
-from audioclf.cli.options import EXIT_OK, EXIT_PARTIAL, emit, emit_json, fetch_options, predict_windows
+from audioclf.cli.options import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    emit,
+    emit_json,
+    fetch_options,
+    min_confidence,
+    predict_windows,
+)
 from audioclf.errors import AudioclfError, DecodeError
 from audioclf.evaluation.segments import SegmentOptions
 from audioclf.training.model_dir import TrainedModel, load_model
@@ -60,19 +68,8 @@ def predict_options(args: argparse.Namespace, model: TrainedModel) -> PredictOpt
         timeline=args.timeline,
         segments=segments if wanted else None,
         windows=predict_windows(args, model),
-        min_confidence=_min_confidence(args.min_confidence, model),
+        min_confidence=min_confidence(args.min_confidence, model),
     )
-
-
-def _min_confidence(text: str | None, model: TrainedModel) -> float | None:
-    if text is None:
-        return None
-    if text == "auto":
-        return model.min_confidence
-    try:
-        return float(text)
-    except ValueError:
-        raise AudioclfError(f"--min-confidence {text!r}: use a probability from 0 to 1, or auto") from None
 
 
 def _emit_lines(preds: list[Prediction], as_json: bool) -> None:

@@ -43,6 +43,7 @@ class Predictions:
     # distance to the training audio over the model's novelty threshold (above 1: unlike anything it was trained
     # on); None where the model has no novelty detector
     recording_novelty: np.ndarray | None = None
+    window_novelty: np.ndarray | None = None  # the same for each window alone (for segments)
 
 
 def _check_shapes(preds: Predictions) -> None:

@@ -68,6 +68,7 @@ def _markdown(report: dict[str, Any], title: str) -> str:
             f"Calibration (recording level, {len(cal['bins'])} bins; reliability.png): ECE {_fmt(cal['ece'])}, "
             f"Brier {_fmt(cal['brier'])}, NLL {_fmt(cal['nll'])}",
         ]
+    lines += _abstain_markdown(report.get("abstain"))
     lines += _segment_markdown(report.get("segments"))
     lines += ["", "## Confusion matrix (recording level; rows = true, columns = predicted)", ""]
     conf_rows = [[lab] + [str(c) for c in row] for lab, row in zip(labels, rec["confusion"], strict=True)]
@@ -159,6 +160,10 @@ def write_report(
         paths.append(out_dir / "reliability.png")
         with atomic_path(paths[-1]) as tmp:
             _reliability_figure(report, title).savefig(tmp, format="png", dpi=100)
+    if report.get("abstain"):
+        paths.append(out_dir / "risk_coverage.png")
+        with atomic_path(paths[-1]) as tmp:
+            _risk_coverage_figure(report, title).savefig(tmp, format="png", dpi=100)
     return paths
 
 
@@ -179,6 +184,13 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     cal = report["recording"].get("calibration")
     if cal is not None:
         lines.append(f"calibration ECE {_fmt(cal['ece'])}  Brier {_fmt(cal['brier'])}  NLL {_fmt(cal['nll'])}")
+    point = (report.get("abstain") or {}).get("at_threshold")
+    if point is not None:
+        lines.append(
+            f"{'abstaining:':<12}at confidence {_fmt(point['min_confidence'])}: coverage {_fmt(point['coverage'])}  "
+            f"accuracy {_fmt(point['accuracy'])}  ({point['n_unknown']} unknown; risk-coverage AURC "
+            f"{_fmt(report['abstain']['aurc'])})"
+        )
     seg = report.get("segments")
     if seg is not None:
         frame, event = seg["frame"], seg["event"]
@@ -190,6 +202,42 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if report.get("n_recordings_excluded"):
         lines.append(f"excluded:   {report['n_recordings_excluded']} recordings (unknown label or no windows)")
     return lines
+
+
+def _abstain_markdown(abstain: dict[str, Any] | None) -> list[str]:
+    if abstain is None:
+        return []
+    lines = ["", "## Abstaining (risk_coverage.png)", ""]
+    lines.append(
+        f"Answering the most confident recordings first, the error among the answered against the share answered: "
+        f"area under the curve (AURC) {_fmt(abstain['aurc'])} over {abstain['n']} recordings."
+    )
+    point = abstain.get("at_threshold")
+    if point is not None:
+        how = " and novelty at most 1" if point["novelty_detector"] else ""
+        lines.append(
+            f"At top probability {_fmt(point['min_confidence'])}{how}: coverage {_fmt(point['coverage'])}, "
+            f"accuracy of the answered {_fmt(point['accuracy'])}, {point['n_unknown']} answered unknown."
+        )
+    return lines
+
+
+def _risk_coverage_figure(report: dict[str, Any], title: str) -> Figure:
+    abstain = report["abstain"]
+    fig = Figure(figsize=(5.0, 4.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot([c["coverage"] for c in abstain["curve"]], [c["risk"] for c in abstain["curve"]], color="C0")
+    point = abstain.get("at_threshold")
+    if point is not None and point["coverage"]:
+        ax.plot([point["coverage"]], [1 - point["accuracy"]], "o", color="C3", label="at the threshold")
+        ax.legend(loc="upper left", fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("coverage (share answered)")
+    ax.set_ylabel("risk (error among the answered)")
+    ax.set_title(f"{title}\nrisk-coverage, n={abstain['n']}, AURC {_fmt(abstain['aurc'])}", fontsize=10)
+    return fig
 
 
 def _segment_markdown(seg: dict[str, Any] | None) -> list[str]:

@@ -104,14 +104,21 @@ def segments_of(
     step_s: float,
     options: SegmentOptions = SegmentOptions(),
     min_confidence: float | None = None,
+    novelty: np.ndarray | None = None,
 ) -> list[Segment]:
     """Labelled segments of one recording from its windows' class probabilities (windows x classes). With
-    ``min_confidence``, frames whose smoothed top probability is below it are labelled ``unknown``."""
-    f_start, f_end, frame_probs = frame_grid(np.asarray(starts_s), np.asarray(durations_s), probs, step_s)
-    decided = smoothed(frame_probs, options)
-    codes = decided.argmax(axis=1)
+    ``min_confidence``, frames whose smoothed top probability is below it, or whose smoothed ``novelty`` (per
+    window, above 1: unlike the training audio) is above 1, are labelled ``unknown``."""
+    n = len(labels)
+    values = probs if novelty is None else np.column_stack([probs, novelty])
+    f_start, f_end, frame_values = frame_grid(np.asarray(starts_s), np.asarray(durations_s), values, step_s)
+    frame_probs, decided = frame_values[:, :n], smoothed(frame_values, options)
+    codes = decided[:, :n].argmax(axis=1)
     if min_confidence is not None:
-        codes = np.where(decided.max(axis=1) >= min_confidence, codes, len(labels))
+        sure = decided[:, :n].max(axis=1) >= min_confidence
+        if novelty is not None:
+            sure &= decided[:, n] <= 1.0
+        codes = np.where(sure, codes, n)
     codes = _absorb_short_runs(codes, f_end - f_start, options.min_duration_s)
     names = [*labels, UNKNOWN]
     out = []

@@ -27,14 +27,19 @@ from audioclf.training.probe import ProbeHead, mean_by_recording
 NOVELTY_NAME = "novelty.safetensors"
 KEEP_KNOWN = 0.95  # share of held-out training recordings (and of correct answers) a threshold keeps
 MAX_FOLDS = 5  # group folds that set the threshold
+MAX_AUTO_CONFIDENCE = 0.99
 
 
-def recording_features(head: ProbeHead, x: torch.Tensor, recording: np.ndarray) -> np.ndarray:
-    """The probe's own input (z-scored, its layer choice), averaged per recording and L2-normalised."""
+def recording_features(head: ProbeHead, x: torch.Tensor, recording: np.ndarray | None) -> np.ndarray:
+    """The probe's own input (z-scored, its layer choice), averaged per recording (None: per window) and
+    L2-normalised."""
     with torch.no_grad():
-        pooled = mean_by_recording(head.pool_layers(x.float()), recording).numpy()
-    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-    return np.asarray(pooled / np.maximum(norms, 1e-12), dtype=np.float32)
+        pooled = head.pool_layers(x.float())
+        if recording is not None:
+            pooled = mean_by_recording(pooled, recording)
+    features = pooled.numpy()
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return np.asarray(features / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -44,11 +49,17 @@ class Novelty:
     threshold: float  # a distance above this: unlike the training audio
 
     def distances(self, features: np.ndarray) -> np.ndarray:
-        """Squared Mahalanobis distance of each row of ``features`` to its nearest class mean."""
+        """Squared Mahalanobis distance of each row of ``features`` to its nearest class mean: with the
+        precision P = L L^T, the squared Euclidean distance between x L and mean L."""
+        try:
+            root = np.linalg.cholesky(self.precision)
+        except np.linalg.LinAlgError:  # not quite positive definite after float32 storage: any square root does
+            w, v = np.linalg.eigh(self.precision)
+            root = v * np.sqrt(np.clip(w, 0.0, None))
+        z, centres = features.astype(np.float64) @ root, self.means @ root
         best = np.full(len(features), np.inf)
-        for mean in self.means:
-            diff = features.astype(np.float64) - mean
-            best = np.minimum(best, np.einsum("nd,de,ne->n", diff, self.precision, diff))
+        for centre in centres:
+            best = np.minimum(best, ((z - centre) ** 2).sum(1))
         return best
 
     def meta(self) -> dict[str, Any]:
@@ -98,26 +109,28 @@ def confidence_threshold(probs: np.ndarray, true: np.ndarray) -> float | None:
     correct = probs.argmax(1) == true
     if not correct.any():
         return None
-    return float(np.quantile(probs.max(1)[correct], 1.0 - KEEP_KNOWN))
+    # a separable training set puts every correct probability at ~1: a threshold there would refuse answers
+    # that differ from it in the fifth decimal
+    return min(float(np.quantile(probs.max(1)[correct], 1.0 - KEEP_KNOWN)), MAX_AUTO_CONFIDENCE)
+
+
+def confidence_meta(logits: np.ndarray, true: np.ndarray, temperature: float, fitted_on: str) -> dict[str, Any]:
+    """The saved ``abstain`` block without a novelty detector: the threshold on held-out recording logits."""
+    held = np.isfinite(logits).all(1)
+    threshold = confidence_threshold(softmax(logits[held] / temperature), true[held]) if held.any() else None
+    return {"min_confidence": threshold, "keeps_correct": KEEP_KNOWN, "fitted_on": fitted_on, "novelty": None}
 
 
 def fit_abstain(
     head: ProbeHead, data: Dataset, oof: np.ndarray, temperature: float, *, acoustic: bool
 ) -> tuple[dict[str, Any], Novelty | None]:
-    """What ``unknown`` means for this model: the calibrated probability that keeps ``KEEP_KNOWN`` of the
-    correct out-of-fold answers, and (for acoustic probes) the nearest-neighbour novelty detector."""
+    """What ``unknown`` means for this probe: the calibrated probability that keeps ``KEEP_KNOWN`` of the
+    correct out-of-fold answers, and (for acoustic probes) the Mahalanobis novelty detector."""
     y = data.recording_labels()
-    held = np.isfinite(oof).all(1)
-    probs = softmax(oof[held] / temperature)
-    threshold = confidence_threshold(probs, y[held]) if held.any() else None
+    n_held = int(np.isfinite(oof).all(1).sum())
+    meta = confidence_meta(oof, y, temperature, f"out-of-fold recording probabilities of {n_held} training recordings")
     novelty = None
     if acoustic:
         features = recording_features(head, data.x, data.recording)
         novelty = fit_novelty(features, y, [item.group for item in data.items])
-    meta: dict[str, Any] = {
-        "min_confidence": threshold,
-        "keeps_correct": KEEP_KNOWN,
-        "fitted_on": f"out-of-fold recording probabilities of {int(held.sum())} training recordings",
-        "novelty": novelty.meta() if novelty is not None else None,
-    }
-    return meta, novelty
+    return {**meta, "novelty": novelty.meta() if novelty is not None else None}, novelty

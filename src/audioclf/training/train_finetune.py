@@ -32,6 +32,7 @@ from audioclf.training.data import train_val_indices
 from audioclf.training.finetune import CHECKPOINT_DIR, FinetuneOptions, Finetuner, FinetuneState, Recording
 from audioclf.training.fusion import temperature
 from audioclf.training.model_dir import CONFIG_NAME, build_meta, prepare_out_dir
+from audioclf.training.novelty import confidence_meta
 from audioclf.training.probe import EpochStats, class_weights
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,12 @@ def _export(tuner: Finetuner, out: Path, meta: dict[str, Any]) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     model = tuner.acc.unwrap_model(tuner.model)
     model.save_pretrained(tmp, safe_serialization=True)
-    meta = {**meta, "calibration": fold_temperature(model, tmp, tuner.last_validation)}
+    cal = fold_temperature(model, tmp, tuner.last_validation)
+    meta = {**meta, "calibration": cal}
+    if tuner.last_validation is not None:  # the folded temperature already divides the exported logits
+        n = len(tuner.last_validation[1])
+        fitted_on = f"{n} validation recordings at the best epoch"
+        meta["abstain"] = confidence_meta(*tuner.last_validation, cal["temperature_folded"], fitted_on)
     tuner.extractor.save_pretrained(tmp)
     write_json_atomic(tmp / CONFIG_NAME, meta)
     finish_export(out)
