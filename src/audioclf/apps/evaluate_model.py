@@ -8,6 +8,7 @@ from typing import Any
 
 from audioclf.apps.evaluate_segments import evaluate_segments
 from audioclf.apps.predict import apply_model
+from audioclf.apps.prediction import PredictOptions
 from audioclf.errors import ManifestError
 from audioclf.evaluation.metrics import compute_report, view_reports
 from audioclf.evaluation.report import write_report
@@ -91,9 +92,8 @@ def evaluate_model(
     abstain = abstain_report(preds, min_confidence)
     if abstain is not None:
         report["abstain"] = abstain
-    scored = evaluate_segments(
-        model, items, cache_dir, fetch=fetch, options=segments, windows=windows, progress=progress
-    )
+    chosen = PredictOptions(segments=segments, windows=windows)
+    scored = evaluate_segments(model, items, cache_dir, chosen, fetch=fetch, progress=progress)
     if scored is not None:
         report["segments"] = scored
     context = {"manifest": str(manifest), "encoder": model.encoder_spec, "n_failed": len(result.failures)}

@@ -12,7 +12,6 @@ from audioclf.apps.predict import apply_model, segment_windows
 from audioclf.apps.prediction import PredictOptions, predictions_for
 from audioclf.evaluation.segment_metrics import segment_report
 from audioclf.evaluation.segments import Segment, SegmentOptions
-from audioclf.io.audio import WindowOptions
 from audioclf.io.download import FetchOptions
 from audioclf.io.manifest import Item
 from audioclf.training.model_dir import TrainedModel
@@ -33,14 +32,14 @@ def evaluate_segments(
     model: TrainedModel,
     items: Sequence[Item],
     cache_dir: Path,
+    options: PredictOptions,
     *,
     fetch: FetchOptions | None = None,
-    options: SegmentOptions | None = None,
-    windows: WindowOptions | None = None,
     progress: bool = True,
 ) -> dict[str, Any] | None:
-    """Frame- and event-level scores of the model's segments of every annotated recording (None when the
-    manifest annotates no time ranges, or the model labels whole recordings only)."""
+    """Frame- and event-level scores of the model's segments (``options.segments``, from ``options.windows`` or
+    the model's with half a window's hop) of every annotated recording (None when the manifest annotates no
+    time ranges, or the model labels whole recordings only)."""
     annotated = annotated_recordings(items)
     if not annotated:
         return None
@@ -48,10 +47,10 @@ def evaluate_segments(
         log.warning("no segment-level scores: a transcript-features model labels whole recordings")
         return None
     whole = [Item(source, None, None, rows[0].group, rows[0].where) for source, rows in annotated.items()]
-    windows = windows or segment_windows(model.windows)
+    windows = options.windows or segment_windows(model.windows)
     preds, result = apply_model(model, whole, cache_dir, fetch=fetch, windows=windows, progress=progress)
     durations = [e.durations_s for _, e in result.embedded]
-    chosen = PredictOptions(segments=options or SegmentOptions())
+    chosen = PredictOptions(segments=options.segments or SegmentOptions())
     pairs = []
     for pred in predictions_for(preds, durations, chosen, windows.hop_s):
         end = pred.segments[-1].end_s if pred.segments else 0.0

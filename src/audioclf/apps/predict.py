@@ -153,8 +153,8 @@ def predict_inputs(
     inputs: Sequence[str],
     cache_dir: Path,
     options: PredictOptions | None = None,
-    *,
     fetch: FetchOptions | None = None,
+    *,
     progress: bool = True,
 ) -> tuple[list[Prediction], EmbedResult]:
     """Files, folders (searched recursively for audio) and http(s) URLs -> one Prediction per readable input."""
