@@ -6,20 +6,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from audioclf.apps.evaluate_segments import evaluate_segments
 from audioclf.apps.predict import apply_model
 from audioclf.apps.prediction import PredictOptions
 from audioclf.errors import ManifestError
-from audioclf.evaluation.metrics import compute_report, view_reports
+from audioclf.evaluation.metrics import Predictions, compute_report, view_reports
+from audioclf.evaluation.multilabel_metrics import multilabel_report
 from audioclf.evaluation.report import write_report
 from audioclf.evaluation.risk_coverage import abstain_report
 from audioclf.evaluation.segments import SegmentOptions
 from audioclf.extraction.embed import EmbedResult, write_failures
 from audioclf.io.audio import WindowOptions
 from audioclf.io.download import FetchOptions
-from audioclf.io.manifest import SPLITS, Item, load_manifest
+from audioclf.io.manifest import SPLITS, Item, labels_of, load_manifest
 from audioclf.speech.text_features import write_transcripts
 from audioclf.training.model_dir import TrainedModel
+from audioclf.training.multilabel import multi_hot
 
 SPLIT_CHOICES = ("auto", "all", *SPLITS)
 
@@ -71,7 +75,7 @@ def evaluate_model(
             f"minimum confidence {min_confidence}: use a probability from 0 to 1", option="min_confidence"
         )
     items = rows_for_split(manifest, split)
-    unknown = sorted({str(item.label) for item in items if item.label not in model.labels})
+    unknown = sorted(set(labels_of(items)) - set(model.labels))
     if unknown:
         raise ManifestError(
             f"{manifest}: labels {unknown} were not in the model's training labels {model.labels}; "
@@ -84,18 +88,37 @@ def evaluate_model(
         out = model.path / "report"
     if result.failures:
         write_failures(result.failures, out / "failures.csv")
-    report = compute_report(preds)
-    if preds.views:
-        report["views"] = view_reports(preds)
-    if min_confidence is None and (model.meta.get("abstain") or {}).get("min_confidence") is not None:
-        min_confidence = model.min_confidence
-    abstain = abstain_report(preds, min_confidence)
-    if abstain is not None:
-        report["abstain"] = abstain
+    if preds.thresholds is not None:
+        report = _multilabel_report(preds, result, preds.thresholds)
+    else:
+        report = compute_report(preds)
+        if preds.views:
+            report["views"] = view_reports(preds)
+        if min_confidence is None and (model.meta.get("abstain") or {}).get("min_confidence") is not None:
+            min_confidence = model.min_confidence
+        abstain = abstain_report(preds, min_confidence)
+        if abstain is not None:
+            report["abstain"] = abstain
     chosen = PredictOptions(segments=segments, windows=windows)
     scored = evaluate_segments(model, items, cache_dir, chosen, fetch=fetch, progress=progress)
     if scored is not None:
         report["segments"] = scored
+    return _written(model, manifest, out, report, preds, result)
+
+
+def _multilabel_report(preds: Predictions, result: EmbedResult, thresholds: np.ndarray) -> dict[str, Any]:
+    """Recording probabilities (max over windows of each label's sigmoid) against the rows' label sets."""
+    by_source = {item.source: item for item, _ in result.embedded}
+    truth = multi_hot([by_source[s] for s in preds.recordings], preds.labels)
+    window = 1.0 / (1.0 + np.exp(-np.asarray(preds.window_logits, dtype=np.float64)))
+    probs = np.full(truth.shape, 0.0)
+    np.maximum.at(probs, np.asarray(preds.window_recording), window)
+    return multilabel_report(probs, truth, thresholds, preds.labels)
+
+
+def _written(
+    model: TrainedModel, manifest: Path, out: Path, report: dict[str, Any], preds: Predictions, result: EmbedResult
+) -> Evaluation:
     context = {"manifest": str(manifest), "encoder": model.encoder_spec, "n_failed": len(result.failures)}
     if model.path is not None:
         context = {"model": str(model.path), **context}

@@ -43,6 +43,9 @@ def evaluate_segments(
     annotated = annotated_recordings(items)
     if not annotated:
         return None
+    if model.thresholds is not None:
+        log.warning("no segment-level scores for a multi-label model: its segments overlap, frames hold one label")
+        return None
     if (model.meta.get("features") or {}).get("mode") == "transcript":
         log.warning("no segment-level scores: a transcript-features model labels whole recordings")
         return None

@@ -66,7 +66,7 @@ def apply_model(
     t = model.temperature  # 1 for a fused model: its views carry their own temperatures
     if view is None:
         preds = _predictions(model, result.embedded, lambda x: predict_logits(head, x) / t)
-        return _novelty(model, preds, result.embedded), result
+        return replace(_novelty(model, preds, result.embedded), thresholds=model.thresholds), result
     text, said = view.apply(result.embedded)
     if model.fusion is None:  # transcript features
         return _predictions(model, text, lambda x: predict_logits(head, x) / t, said), result

@@ -11,8 +11,9 @@ import numpy as np
 from audioclf.errors import AudioclfError
 from audioclf.evaluation.calibration import softmax
 from audioclf.evaluation.metrics import Predictions, recording_logits
-from audioclf.evaluation.segments import UNKNOWN, Segment, SegmentOptions, segments_of
+from audioclf.evaluation.segments import UNKNOWN, Segment, SegmentOptions, label_segments, segments_of
 from audioclf.io.audio import WindowOptions
+from audioclf.io.label_sets import join_labels
 from audioclf.speech.transcribe import Transcript
 
 
@@ -67,6 +68,7 @@ class Prediction:
     scores: WindowScores | None = None
     novelty: float | None = None  # distance to the training audio over the model's threshold (> 1: novel)
     unknown_reason: str | None = None  # "low confidence" or "unlike the training audio" when label is unknown
+    labels: tuple[str, ...] | None = None  # multi-label models: every label at or above its threshold
 
     @property
     def probability(self) -> float:
@@ -92,6 +94,7 @@ class Prediction:
             "probability": self.probability,
             **({"best_guess": self.best_guess, "unknown_reason": self.unknown_reason} if self.label == UNKNOWN else {}),
             **({"novelty": round(self.novelty, 4)} if self.novelty is not None else {}),
+            **({"labels": list(self.labels)} if self.labels is not None else {}),
             "top": [{"label": label, "probability": p} for label, p in self.top],
             **({"timeline": [w.__dict__ for w in self.timeline]} if self.timeline else {}),
             **({"segments": [s.as_dict() for s in self.segments]} if self.segments else {}),
@@ -103,6 +106,8 @@ def predictions_for(
     preds: Predictions, durations: Sequence[np.ndarray], options: PredictOptions, hop_s: float
 ) -> list[Prediction]:
     """Per-recording labels from window logits (mean logits), with the timelines and segments asked for."""
+    if preds.thresholds is not None:
+        return _multilabel_predictions(preds, durations, options, hop_s, preds.thresholds)
     rec_probs = softmax(recording_logits(preds))
     win_probs = softmax(preds.window_logits)
     out = []
@@ -163,3 +168,28 @@ def _segments(scores: WindowScores, hop_s: float, options: PredictOptions) -> li
         options.min_confidence,
         scores.novelty,
     )
+
+
+def _multilabel_predictions(
+    preds: Predictions, durations: Sequence[np.ndarray], options: PredictOptions, hop_s: float, thresholds: np.ndarray
+) -> list[Prediction]:
+    """Sigmoid per label; a recording has a label when one of its windows does (max over windows)."""
+    win_probs = 1.0 / (1.0 + np.exp(-np.asarray(preds.window_logits, dtype=np.float64)))
+    out = []
+    for i, source in enumerate(preds.recordings):
+        rows = np.flatnonzero(preds.window_recording == i)
+        probs = win_probs[rows].max(axis=0)
+        order = np.argsort(-probs)
+        present = tuple(preds.labels[k] for k in order if probs[k] >= thresholds[k])
+        top = [(preds.labels[k], float(probs[k])) for k in order[: options.top_k]]
+        scores = WindowScores(
+            list(preds.labels), preds.window_starts_s[rows], np.asarray(durations[i]), win_probs[rows]
+        )
+        segments = []
+        if options.segments is not None and len(rows):
+            segments = label_segments(
+                scores.starts_s, scores.durations_s, scores.probs, scores.labels, hop_s, thresholds, options.segments
+            )
+        timeline = _timeline(scores) if options.timeline else []
+        out.append(Prediction(source, join_labels(present), top, timeline, None, segments, scores, labels=present))
+    return out

@@ -13,6 +13,7 @@ from audioclf.speech.text_features import FeatureOptions
 from audioclf.training.finetune import FinetuneOptions
 from audioclf.training.probe import EpochStats, FitOptions
 from audioclf.training.train_finetune import finetune
+from audioclf.training.train_multilabel import MultiLabelSummary
 from audioclf.training.train_probe import TrainOptions, TrainSummary, train
 
 
@@ -97,6 +98,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.mode == "finetune":
         return _finetune(args)
     s = train(args.manifest, args.out, train_options(args), on_epoch=_epoch_printer(args.quiet))
+    if isinstance(s, MultiLabelSummary):
+        _multilabel_summary(s)
+        return 0
     _search_table(s)
     _overall(s.fit.history, s.fit.best_epoch, s.seconds, s)
     emit(f"encoder          {s.encoder_spec}" + (" (fallback)" if s.fallback_reason else ""))
@@ -117,6 +121,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         for line in summary_lines(s.test_report):
             emit(line)
     return 0
+
+
+def _multilabel_summary(s: MultiLabelSummary) -> None:
+    emit()
+    emit(f"{'candidate (cross-validation)':<34} {'mAP':>6}")
+    for c in sorted(s.fit.search, key=lambda c: c["c"] != s.fit.c):
+        emit(f"{c['config']:<34} {c['cv_map']:>6.3f}")
+    emit()
+    emit(f"total time       {s.seconds:.1f} s")
+    emit(f"encoder          {s.encoder_spec}" + (" (fallback)" if s.fallback_reason else ""))
+    see = f" — see {s.out / 'failures.csv'}" if s.embed.failures else ""
+    emit(f"data             {s.embed.summary()}{see}")
+    counts = ", ".join(f"{label} {n}" for label, n in s.label_counts.items())
+    emit(f"split            {s.n_train} training recordings, multi-label ({counts}); {s.fit.n_folds}-fold grouped CV")
+    thresholds = ", ".join(f"{label} {t:.2f}" for label, t in zip(s.labels, s.fit.thresholds, strict=True))
+    emit(f"thresholds       {thresholds} (best F1 per label out of fold)")
+    emit(f"model            {s.out}")
 
 
 SEARCH_ROWS = 8  # the best candidates shown; all of them are in audioclf.json

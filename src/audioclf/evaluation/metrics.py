@@ -44,6 +44,7 @@ class Predictions:
     # on); None where the model has no novelty detector
     recording_novelty: np.ndarray | None = None
     window_novelty: np.ndarray | None = None  # the same for each window alone (for segments)
+    thresholds: np.ndarray | None = None  # multi-label models: per-label thresholds on sigmoid probabilities
 
 
 def _check_shapes(preds: Predictions) -> None:

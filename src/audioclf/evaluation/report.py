@@ -11,6 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from audioclf.evaluation.metrics import jsonable
+from audioclf.evaluation.multilabel_metrics import MULTI_LABEL, multilabel_markdown, multilabel_summary_lines
 from audioclf.fileio import atomic_path, write_json_atomic, write_text_atomic
 
 
@@ -150,6 +151,10 @@ def write_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path, png_path = out_dir / "report.json", out_dir / "report.md", out_dir / "confusion.png"
+    if report.get("task") == MULTI_LABEL:
+        write_json_atomic(json_path, jsonable({**report, "context": context or {}}))
+        write_text_atomic(md_path, multilabel_markdown(report, title))
+        return [json_path, md_path]
     write_json_atomic(json_path, jsonable({**report, "context": context or {}}))
     write_text_atomic(md_path, _markdown(report, title))
     fig = _confusion_figure(report, title)
@@ -169,6 +174,8 @@ def write_report(
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """A few short lines for a terminal: one per level, plus exclusions if any."""
+    if report.get("task") == MULTI_LABEL:
+        return multilabel_summary_lines(report)
     lines = []
     for name, head in (("recording", "recordings:"), ("window", "windows:")):
         lvl = report[name]

@@ -153,3 +153,26 @@ def _absorb_short_runs(codes: np.ndarray, frame_s: np.ndarray, min_duration_s: f
         first, last = runs[i]
         codes[first : last + 1] = codes[donor[0]]
     return codes
+
+
+def label_segments(
+    starts_s: np.ndarray,
+    durations_s: np.ndarray,
+    probs: np.ndarray,
+    labels: Sequence[str],
+    step_s: float,
+    thresholds: np.ndarray,
+    options: SegmentOptions = SegmentOptions(),
+) -> list[Segment]:
+    """Multi-label segments: for each label on its own, the runs of frames whose smoothed probability reaches
+    the label's threshold (segments of different labels may overlap), sorted by start."""
+    f_start, f_end, frame_probs = frame_grid(np.asarray(starts_s), np.asarray(durations_s), probs, step_s)
+    on = smoothed(frame_probs, options) >= thresholds[None, :]
+    out = []
+    for k, label in enumerate(labels):
+        codes = _absorb_short_runs(on[:, k].astype(np.int64), f_end - f_start, options.min_duration_s)
+        for first, last in _runs(codes):
+            if codes[first]:
+                p = frame_probs[first : last + 1, k]
+                out.append(Segment(float(f_start[first]), float(f_end[last]), label, float(p.mean()), float(p.max())))
+    return sorted(out, key=lambda seg: (seg.start_s, seg.label))

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from audioclf.errors import ManifestError, TrainingError
+from audioclf.io.label_sets import canonical, from_json_list, split_labels
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,13 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
                 raise ManifestError(f"{path}:{line_no}: not valid JSON ({exc.msg}); one object per line") from None
             if not isinstance(obj, dict):
                 raise ManifestError(f"{path}:{line_no}: expected a JSON object with keys path,label")
-            yield line_no, {str(k).lower(): "" if v is None else str(v).strip() for k, v in obj.items()}
+            row = {str(k).lower(): "" if v is None else str(v).strip() for k, v in obj.items()}
+            labels = obj.get("labels")
+            if labels is not None:  # a JSON list of labels: one canonical cell
+                if not isinstance(labels, list):
+                    raise ManifestError(f'{path}:{line_no}: \'labels\' must be a JSON list such as ["speech", "music"]')
+                row["label"] = from_json_list(labels, f"{path}:{line_no}")
+            yield line_no, row
 
 
 def _rows_to_items(rows: Iterable[tuple[int, dict[str, str]]], manifest: Path, require_labels: bool) -> Iterator[Item]:
@@ -149,7 +156,7 @@ def _row_to_item(row: dict[str, str], base: Path, where: str, require_labels: bo
     if not raw:
         raise ManifestError(f"{where}: empty 'path' and 'url'; give the audio file's path or an http(s) URL")
     src = check_url(raw, where) if looks_like_url(raw) else _local_source(raw, base, where)
-    label = row.get("label") or None
+    label = canonical(row["label"], where) if row.get("label") else None
     if require_labels and label is None:
         raise ManifestError(f"{where}: empty label for {raw}; every row needs a label")
     split = (row.get("split") or "").lower() or None
@@ -264,13 +271,13 @@ def audio_files(inputs: Iterable[Path]) -> list[Path]:
 
 
 def labels_of(items: Iterable[Item]) -> list[str]:
-    """Sorted distinct labels."""
-    return sorted({item.label for item in items if item.label is not None})
+    """Sorted distinct labels (of every row's label set, for multi-label rows)."""
+    return sorted({label for item in items if item.label is not None for label in split_labels(item.label)})
 
 
 def usable_labels(decoded: Iterable[Item], labels: list[str], manifest: Path) -> list[str]:
     """The labels that still have audio once undecodable files are skipped; at least two."""
-    present = {item.label for item in decoded}
+    present = {label for item in decoded if item.label is not None for label in split_labels(item.label)}
     lost = [label for label in labels if label not in present]
     if lost:
         log.warning("label(s) %s dropped: none of their files could be decoded (see failures.csv)", lost)

@@ -33,8 +33,11 @@ def exportable(spec: str, head: ProbeHead) -> bool:
     return ModelSpec.parse(spec).kind == HF and config.hidden == 0 and last
 
 
-def export_probe(spec: str, head: ProbeHead, labels: list[str], out: Path, temperature: float = 1.0) -> Path | None:
-    """Write ``out/transformers`` (loadable by ``transformers.pipeline``) when the probe maps exactly."""
+def export_probe(
+    spec: str, head: ProbeHead, labels: list[str], out: Path, temperature: float = 1.0, *, multi_label: bool = False
+) -> Path | None:
+    """Write ``out/transformers`` (loadable by ``transformers.pipeline``) when the probe maps exactly; a
+    multi-label probe is saved with ``problem_type="multi_label_classification"`` (sigmoid outputs)."""
     shutil.rmtree(out / EXPORT_DIR, ignore_errors=True)  # never leave an export of an earlier model
     if not exportable(spec, head):
         log.debug("probe not exported as a transformers model: only linear probes on the last layer map exactly")
@@ -59,6 +62,8 @@ def export_probe(spec: str, head: ProbeHead, labels: list[str], out: Path, tempe
         model.projector.bias.copy_(-head.mean[-1] * scale)
         model.classifier.weight.copy_(linear.weight / temperature)  # the calibration folds into the classifier
         model.classifier.bias.copy_(linear.bias / temperature)
+    if multi_label:
+        model.config.problem_type = "multi_label_classification"
     target = out / EXPORT_DIR
     tmp = out / f".{EXPORT_DIR}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -43,6 +44,12 @@ class TrainedModel:
     def temperature(self) -> float:
         """What the logits are divided by before the softmax (temperature scaling); 1 for older models."""
         return float(self.meta.get("calibration", {}).get("temperature", 1.0))
+
+    @property
+    def thresholds(self) -> np.ndarray | None:
+        """Multi-label models: each label's decision threshold on its sigmoid probability (None: one label)."""
+        chosen = self.meta.get("thresholds")
+        return None if chosen is None else np.array([float(chosen[label]) for label in self.labels])
 
     def novelty(self) -> Novelty | None:
         """The nearest-neighbour novelty detector saved at training, if the model has one."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from audioclf.encoders.loader import Encoder, fit_windows, load_encoder
+from audioclf.encoders.loader import Encoder, LoadedEncoder, fit_windows, load_encoder
 from audioclf.errors import TrainingError
 from audioclf.evaluation.metrics import Predictions, compute_report
 from audioclf.evaluation.report import write_report
@@ -19,6 +19,7 @@ from audioclf.extraction.embed import EmbedResult, embed_items, write_failures
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import Embedded, EmbeddingCache, default_cache_dir
 from audioclf.io.download import FetchOptions
+from audioclf.io.label_sets import is_multi_label
 from audioclf.io.manifest import Item, labels_of, load_manifest, usable_labels
 from audioclf.speech.text_features import FeatureOptions, TextView, save_tfidf, write_transcripts
 from audioclf.training.data import Dataset, hold_out_test, stack
@@ -26,8 +27,18 @@ from audioclf.training.export import export_probe
 from audioclf.training.fusion import Fusion, calibrate, temperature
 from audioclf.training.model_dir import TrainedModel, build_meta, fusion_meta, prepare_out_dir, save_model
 from audioclf.training.novelty import fit_abstain
-from audioclf.training.probe import EpochStats, FitOptions, FitResult, ProbeConfig, ProbeHead, predict_logits
+from audioclf.training.probe import (
+    LAST,
+    WEIGHTED,
+    EpochStats,
+    FitOptions,
+    FitResult,
+    ProbeConfig,
+    ProbeHead,
+    predict_logits,
+)
 from audioclf.training.selection import DEFAULT_FOLDS, Candidate, Selection, SelectOptions, refit, select
+from audioclf.training.train_multilabel import MultiLabelJob, MultiLabelSummary, train_multilabel
 
 if TYPE_CHECKING:
     from audioclf.extraction.ray import RayOptions, RayRun
@@ -140,8 +151,9 @@ def fit_view(
 
 def train(
     manifest: Path, out: Path, options: TrainOptions, on_epoch: Callable[[EpochStats], None] | None = None
-) -> TrainSummary:
-    """The whole ``audioclf train`` flow; rows with split=test are never seen."""
+) -> TrainSummary | MultiLabelSummary:
+    """The whole ``audioclf train`` flow; rows with split=test are never seen. A manifest with a multi-label row
+    trains a multi-label probe (``train_multilabel``)."""
     started = time.perf_counter()
     items = [item for item in load_manifest(manifest) if item.split != "test"]
     labels = labels_of(items)
@@ -149,6 +161,11 @@ def train(
         raise TrainingError(f"{manifest}: no training rows (every row has split=test)")
     if len(labels) < 2:
         raise TrainingError(f"{manifest}: found {len(labels)} label(s) {labels}; a classifier needs at least 2")
+    multi = is_multi_label(item.label for item in items)
+    if multi and options.features.mode != "acoustic":
+        raise TrainingError(
+            f"{manifest}: multi-label rows train acoustic probes only; use acoustic features", option="features"
+        )
     prepare_out_dir(out, force=options.force)
     loaded = load_encoder(options.encoder, options.precision)
     encoder = loaded.encoder
@@ -161,6 +178,8 @@ def train(
         first = embedded.failures[0]
         raise TrainingError(f"no file could be decoded; first: {first.item.where}: {first.reason}")
     labels = usable_labels([item for item, _ in embedded.embedded], labels, manifest)
+    if multi:
+        return train_multilabel(_multilabel_job(manifest, out, labels, loaded, options), embedded, started)
     pairs, text_pairs = _feature_pairs(view, embedded.embedded, out)
     data, test_set = hold_out_test(stack(pairs, labels), options.test_size, options.fit.seed, out)
     main = fit_view(data, len(labels), options, on_epoch)
@@ -204,6 +223,25 @@ def train(
     if view is None:  # a transformers export classifies audio alone: not possible with text features
         export_probe(encoder.spec, head, labels, out, temperature=cal["temperature"])
     return summary
+
+
+def _multilabel_job(
+    manifest: Path, out: Path, labels: list[str], loaded: LoadedEncoder, options: TrainOptions
+) -> MultiLabelJob:
+    layer = options.layer if options.layer not in ("auto", WEIGHTED) else LAST  # a regression per label: no weights
+    return MultiLabelJob(
+        manifest=manifest,
+        out=out,
+        labels=labels,
+        encoder_spec=loaded.encoder.spec,
+        encoder_identity=loaded.encoder.identity,
+        fallback_reason=loaded.fallback_reason,
+        windows=options.windows,
+        layer=layer,
+        folds=options.folds,
+        seed=options.fit.seed,
+        test_size=options.test_size,
+    )
 
 
 def _embed(

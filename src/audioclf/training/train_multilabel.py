@@ -1,0 +1,98 @@
+"""The training flow of a multi-label manifest (a row with ``label`` = ``speech;music``): per-label logistic
+probes chosen by grouped cross-validation, per-label thresholds, the model folder and its transformers export."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from audioclf.extraction.embed import EmbedResult
+from audioclf.io.audio import WindowOptions
+from audioclf.training.data import hold_out_test, stack
+from audioclf.training.export import export_probe
+from audioclf.training.model_dir import TrainedModel, build_meta, save_model
+from audioclf.training.multilabel import MultiLabelFit, fit_multilabel, multi_hot
+
+MULTI_LABEL = "multi_label"
+
+
+@dataclass(frozen=True)
+class MultiLabelSummary:
+    out: Path
+    labels: list[str]
+    encoder_spec: str
+    fallback_reason: str | None
+    embed: EmbedResult
+    n_train: int
+    fit: MultiLabelFit
+    seconds: float
+    label_counts: dict[str, int]  # training recordings with each label
+
+
+@dataclass(frozen=True)
+class MultiLabelJob:
+    """What the training flow already settled before the probe: where, on what, with which encoder."""
+
+    manifest: Path
+    out: Path
+    labels: list[str]
+    encoder_spec: str
+    encoder_identity: str
+    fallback_reason: str | None
+    windows: WindowOptions
+    layer: str
+    folds: int
+    seed: int
+    test_size: float | None
+
+
+def train_multilabel(job: MultiLabelJob, embedded: EmbedResult, started: float) -> MultiLabelSummary:
+    data, _ = hold_out_test(stack(embedded.embedded, job.labels), job.test_size, job.seed, job.out)
+    y = multi_hot(data.items, job.labels)
+    fit = fit_multilabel(data, y, n_folds=job.folds, seed=job.seed, layer=job.layer)
+    counts = {label: int(n) for label, n in zip(job.labels, y.sum(0), strict=True)}
+    summary = MultiLabelSummary(
+        out=job.out,
+        labels=job.labels,
+        encoder_spec=job.encoder_spec,
+        fallback_reason=job.fallback_reason,
+        embed=embedded,
+        n_train=len(data.items),
+        fit=fit,
+        seconds=time.perf_counter() - started,
+        label_counts=counts,
+    )
+    meta = _meta(job, summary)
+    model = TrainedModel(fit.head, job.labels, job.encoder_spec, job.encoder_identity, job.windows, meta)
+    save_model(job.out, model)
+    export_probe(job.encoder_spec, fit.head, job.labels, job.out, multi_label=True)
+    return summary
+
+
+def _meta(job: MultiLabelJob, s: MultiLabelSummary) -> dict[str, Any]:
+    fit = s.fit
+    meta = build_meta(
+        labels=job.labels,
+        encoder_spec=job.encoder_spec,
+        encoder_identity=job.encoder_identity,
+        windows=job.windows,
+        head=((int(fit.head.mean.shape[0]), int(fit.head.mean.shape[1])), fit.head.config),
+        training={
+            "manifest": str(job.manifest),
+            "n_train_recordings": s.n_train,
+            "cv_folds": fit.n_folds,
+            "n_failed": len(s.embed.failures),
+            "search": fit.search,
+            "label_counts": s.label_counts,
+            "final": "refit on all training recordings",
+            "fallback_reason": job.fallback_reason,
+        },
+        metrics={"cv_map": float(max(c["cv_map"] for c in fit.search))},
+    )
+    meta["task"] = MULTI_LABEL
+    meta["thresholds"] = {label: float(t) for label, t in zip(job.labels, fit.thresholds, strict=True)}
+    meta["features"] = {"mode": "acoustic"}
+    meta["recording_pooling"] = "max over windows"
+    return meta
