@@ -117,3 +117,27 @@ def test_the_transformers_export_is_multi_label(mixtures: Path, tiny_wav2vec2: P
         theirs = {r["label"]: r["score"] for r in classifier({"raw": load_audio(clip), "sampling_rate": 16_000})}
         for label, p in pred.top:  # sigmoid scores, one per label (they do not sum to one)
             assert theirs[label] == pytest.approx(p, abs=1e-4)
+
+
+def test_fine_tuning_a_multi_label_model(mixtures: Path, tiny_wav2vec2: Path, tmp_path: Path) -> None:
+    from transformers import pipeline
+
+    from audioclf.io.audio import WindowOptions, load_audio
+    from audioclf.training.finetune import FinetuneOptions
+    from audioclf.training.train_finetune import finetune
+
+    out = tmp_path / "ft"
+    options = FinetuneOptions(epochs=2, lr=3e-3, batch_size=8, progress=False, precision="fp32")
+    s = finetune(mixtures, out, f"hf:{tiny_wav2vec2}", WindowOptions(), tmp_path / "c", options)
+    assert s.state.best_epoch >= 1
+    meta = json.loads((out / "audioclf.json").read_text())
+    assert meta["task"] == "multi_label" and set(meta["thresholds"]) == set(SOUNDS)
+    assert json.loads((out / "config.json").read_text())["problem_type"] == "multi_label_classification"
+    clips = sorted(mixtures.parent.glob("g4_*.wav"))[:4]
+    ours = audioclf.load(out, cache_dir=tmp_path / "c").predict(clips, top_k=3)
+    classifier = pipeline("audio-classification", model=str(out))
+    for clip, pred in zip(clips, ours, strict=True):
+        assert pred.labels is not None and all(0.0 <= p <= 1.0 for _, p in pred.top)
+        theirs = {r["label"]: r["score"] for r in classifier({"raw": load_audio(clip), "sampling_rate": 16_000})}
+        for label, p in pred.top:  # predict runs a fine-tuned model in bf16 where the CPU has it
+            assert theirs[label] == pytest.approx(p, abs=3e-3)

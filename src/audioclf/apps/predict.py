@@ -93,7 +93,8 @@ def _apply_finetuned(
     use = windows_for(model, encoder, windows)
     cache = EmbeddingCache(cache_dir, encoder.identity, use)
     result = embed_items(items, encoder, cache, use, fetch=fetch, progress=progress)
-    return _predictions(model, result.embedded, lambda x: x[:, 0, :]), result
+    preds = _predictions(model, result.embedded, lambda x: x[:, 0, :])
+    return replace(preds, thresholds=model.thresholds), result
 
 
 def windows_for(model: TrainedModel, encoder: Encoder, windows: WindowOptions | None) -> WindowOptions:

@@ -20,6 +20,7 @@ from audioclf.encoders.hub import load_hf, pretrained
 from audioclf.encoders.loader import fit_windows, use_bf16
 from audioclf.io.audio import SAMPLE_RATE_HZ, WindowOptions, window_stream
 from audioclf.io.manifest import Item
+from audioclf.training.multilabel import recording_max
 from audioclf.training.probe import EpochStats, mean_by_recording
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Recording:
     item: Item
     audio: np.ndarray  # float32 16 kHz, memory-mapped
     label: int
+    targets: np.ndarray | None = None  # multi-label: 0/1 per label (``label`` is then unused)
 
 
 @dataclass
@@ -146,7 +148,14 @@ class Finetuner:
     """One fine-tuning run; every rank builds the same batches and takes its share of them."""
 
     def __init__(
-        self, spec: str, labels: list[str], windows: WindowOptions, options: FinetuneOptions, n_train: int
+        self,
+        spec: str,
+        labels: list[str],
+        windows: WindowOptions,
+        options: FinetuneOptions,
+        n_train: int,
+        *,
+        multi_label: bool = False,
     ) -> None:
         from accelerate import Accelerator, DistributedDataParallelKwargs
         from transformers import get_scheduler
@@ -168,7 +177,8 @@ class Finetuner:
         from accelerate.utils import set_seed
 
         set_seed(options.seed)  # the fresh head's initialisation
-        self.extractor, model = load_classifier(spec, labels, options)
+        problem = {"problem_type": "multi_label_classification"} if multi_label else {}
+        self.extractor, model = load_classifier(spec, labels, options, **problem)
         self.spec, self.family = spec, family_of(model, self.extractor)
         self.native_window_s = self.max_window_s = self.family.fixed_input_s
         self.windows = fit_windows(windows, self)
@@ -220,11 +230,11 @@ class Finetuner:
         self.model.train()
         total = torch.zeros(3, device=self.acc.device)  # loss sum, correct, count
         for batch in tqdm(batches[rank::world], desc=f"epoch {epoch}", disable=not opts.progress, leave=False):
-            y = torch.tensor([train[i].label for i in batch], device=self.acc.device)
+            y = self._targets([train[i] for i in batch]).to(self.acc.device)
             inputs = self._inputs([waves[i] for i in batch])
             with self.acc.accumulate(self.model), self.acc.autocast():
                 logits = self._logits(inputs).float()
-                loss = F.cross_entropy(logits, y, weight=self.weight)
+                loss = self._loss(logits, y)
                 self.acc.backward(loss)
                 if self.acc.sync_gradients:
                     self.acc.clip_grad_norm_(self.model.parameters(), opts.max_grad_norm)
@@ -232,9 +242,8 @@ class Finetuner:
                 if self.acc.sync_gradients:
                     self.scheduler.step()
                 self.optimizer.zero_grad()
-            total += torch.tensor(
-                [loss.item() * len(batch), (logits.argmax(1) == y).sum().item(), len(batch)], device=self.acc.device
-            )
+            right = ((logits > 0) == (y > 0.5)).all(1) if self.multi_label else logits.argmax(1) == y
+            total += torch.tensor([loss.item() * len(batch), right.sum().item(), len(batch)], device=self.acc.device)
         total = self.acc.reduce(total, reduction="sum")
         return float(total[0] / total[2]), float(total[1] / total[2])
 
@@ -252,10 +261,32 @@ class Finetuner:
             rec += [i] * len(waves)
         return torch.cat(outs).float().cpu(), np.asarray(rec)
 
+    @property
+    def multi_label(self) -> bool:
+        return bool(self.model.config.problem_type == "multi_label_classification")
+
+    def _targets(self, recordings: list[Recording]) -> torch.Tensor:
+        if self.multi_label:
+            return torch.from_numpy(np.stack([np.asarray(r.targets, dtype=np.float32) for r in recordings]))
+        return torch.tensor([r.label for r in recordings])
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over labels; binary cross-entropy per label for a multi-label model."""
+        if self.multi_label:
+            return F.binary_cross_entropy_with_logits(logits, y)
+        return F.cross_entropy(logits, y, weight=self.weight)
+
     def validate(self, val: list[Recording]) -> tuple[float, float, float]:
+        """Validation loss, accuracy and macro-F1 (multi-label: exact-match accuracy and micro-F1 at 0.5, of
+        recordings whose label is the max over their windows)."""
         logits, rec = self.logits(val)
-        y = torch.tensor([val[i].label for i in rec])
-        loss = float(F.cross_entropy(logits, y))
+        loss = float(self._loss(logits, self._targets([val[i] for i in rec])))
+        if self.multi_label:
+            truth_sets = self._targets(val).numpy()
+            rec_max = recording_max(logits.double().numpy(), rec, len(val))
+            self.last_validation = (rec_max, truth_sets)
+            hits = (rec_max > 0) == (truth_sets > 0.5)
+            return loss, float(hits.all(1).mean()), float(f1_score(truth_sets, rec_max > 0, average="micro"))
         truth = np.array([r.label for r in val])
         rec_logits = mean_by_recording(logits, rec)
         self.last_validation = (rec_logits.numpy(), truth)  # recording logits and labels, for the calibration

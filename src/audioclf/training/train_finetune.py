@@ -21,17 +21,20 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from audioclf.errors import DecodeError, TrainingError
+from audioclf.evaluation.multilabel_metrics import MULTI_LABEL
 from audioclf.extraction.embed import Failure, write_failures
 from audioclf.fileio import write_json_atomic
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import AudioCache
 from audioclf.io.download import FetchOptions, fetch_all
+from audioclf.io.label_sets import is_multi_label
 from audioclf.io.manifest import Item, labels_of, load_manifest, usable_labels
 from audioclf.training.checkpoint import load_checkpoint, save_checkpoint
 from audioclf.training.data import train_val_indices
 from audioclf.training.finetune import CHECKPOINT_DIR, FinetuneOptions, Finetuner, FinetuneState, Recording
 from audioclf.training.fusion import temperature
 from audioclf.training.model_dir import CONFIG_NAME, build_meta, prepare_out_dir
+from audioclf.training.multilabel import DEFAULT_THRESHOLD, multi_hot, tune_thresholds
 from audioclf.training.novelty import confidence_meta
 from audioclf.training.probe import EpochStats, class_weights
 
@@ -107,13 +110,15 @@ def finetune(
         first = failures[0]
         raise TrainingError(f"no file could be decoded; first: {first.item.where}: {first.reason}")
     labels = usable_labels([item for item, _ in decoded], labels, manifest)
-    index = {label: i for i, label in enumerate(labels)}
-    recordings = [Recording(item, audio, index[item.label or ""]) for item, audio in decoded]
+    multi = is_multi_label(item.label for item, _ in decoded)
+    recordings = _recordings(decoded, labels, multi)
     keep, held = train_val_indices([r.item for r in recordings], options.val_fraction, options.seed)
     train, val = [recordings[i] for i in keep], [recordings[i] for i in held]
-    tuner = Finetuner(spec, labels, windows, options, len(train))
+    tuner = Finetuner(spec, labels, windows, options, len(train), multi_label=multi)
     windows = tuner.windows  # the model's fixed input length, when it has one and none was chosen
-    if options.balanced:
+    if options.balanced and multi:
+        log.warning("class weights are for single-label models; the multi-label loss weighs every label alike")
+    elif options.balanced:
         tuner.weight = class_weights(np.array([r.label for r in train]), len(labels)).to(tuner.acc.device)
     state = _resume(tuner, out) if options.resume else FinetuneState()
     main = tuner.acc.is_main_process
@@ -141,6 +146,14 @@ def finetune(
             break
     seconds = time.perf_counter() - started
     return FinetuneSummary(out, labels, spec, len(train), len(val), failures, state, seconds, main)
+
+
+def _recordings(decoded: list[tuple[Item, np.ndarray]], labels: list[str], multi: bool) -> list[Recording]:
+    if multi:
+        targets = multi_hot([item for item, _ in decoded], labels)
+        return [Recording(item, audio, 0, targets[i]) for i, (item, audio) in enumerate(decoded)]
+    index = {label: i for i, label in enumerate(labels)}
+    return [Recording(item, audio, index[item.label or ""]) for item, audio in decoded]
 
 
 def _finetune_meta(
@@ -172,15 +185,32 @@ def _export(tuner: Finetuner, out: Path, meta: dict[str, Any]) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     model = tuner.acc.unwrap_model(tuner.model)
     model.save_pretrained(tmp, safe_serialization=True)
-    cal = fold_temperature(model, tmp, tuner.last_validation)
-    meta = {**meta, "calibration": cal}
-    if tuner.last_validation is not None:  # the folded temperature already divides the exported logits
+    if tuner.multi_label:  # per-label thresholds on the validation recordings decide, not a softmax temperature
+        meta = {**meta, **_thresholds(tuner)}
+    else:
+        meta = {**meta, "calibration": fold_temperature(model, tmp, tuner.last_validation)}
+    if tuner.last_validation is not None and not tuner.multi_label:  # the folded temperature divides the logits
         n = len(tuner.last_validation[1])
         fitted_on = f"{n} validation recordings at the best epoch"
-        meta["abstain"] = confidence_meta(*tuner.last_validation, cal["temperature_folded"], fitted_on)
+        t = meta["calibration"]["temperature_folded"]
+        meta["abstain"] = confidence_meta(*tuner.last_validation, t, fitted_on)
     tuner.extractor.save_pretrained(tmp)
     write_json_atomic(tmp / CONFIG_NAME, meta)
     finish_export(out)
+
+
+def _thresholds(tuner: Finetuner) -> dict[str, Any]:
+    """Multi-label: each label's F1-best threshold on the best epoch's validation recordings."""
+    if tuner.last_validation is None:
+        thresholds = np.full(len(tuner.labels), DEFAULT_THRESHOLD)
+    else:
+        logits, truth = tuner.last_validation
+        thresholds = tune_thresholds(1.0 / (1.0 + np.exp(-logits)), truth)
+    return {
+        "task": MULTI_LABEL,
+        "thresholds": {label: float(t) for label, t in zip(tuner.labels, thresholds, strict=True)},
+        "calibration": {"temperature_folded": 1.0, "fitted_on": "none: per-label thresholds decide"},
+    }
 
 
 def fold_temperature(model: Any, folder: Path, validation: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:

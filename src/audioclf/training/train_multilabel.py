@@ -8,14 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from audioclf.evaluation.multilabel_metrics import MULTI_LABEL
 from audioclf.extraction.embed import EmbedResult
 from audioclf.io.audio import WindowOptions
 from audioclf.training.data import hold_out_test, stack
 from audioclf.training.export import export_probe
 from audioclf.training.model_dir import TrainedModel, build_meta, save_model
 from audioclf.training.multilabel import MultiLabelFit, fit_multilabel, multi_hot
-
-MULTI_LABEL = "multi_label"
 
 
 @dataclass(frozen=True)
