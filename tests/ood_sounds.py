@@ -96,3 +96,15 @@ def ood_clips(per_kind: int, seed: int = 0) -> list[tuple[str, np.ndarray]]:
     """``per_kind`` clips of every kind, each 1-2 s."""
     rng = np.random.default_rng(seed)
     return [(kind, make(rng, float(rng.uniform(1.0, 2.0)))) for kind, make in KINDS.items() for _ in range(per_kind)]
+
+
+if __name__ == "__main__":  # python tests/ood_sounds.py DIR: one clip of each kind, as 16 kHz WAV
+    import sys
+    from pathlib import Path
+
+    from conftest import write_audio
+
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    for kind, wave in ood_clips(1, seed=0):
+        print(write_audio(out / f"{kind}.wav", wave, RATE))

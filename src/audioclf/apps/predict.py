@@ -105,7 +105,8 @@ def windows_for(model: TrainedModel, encoder: Encoder, windows: WindowOptions | 
     use = fit_windows(windows, encoder)
     if abs(use.window_s - model.windows.window_s) > 1e-9:
         log.info(
-            "windows of %g s, the model was trained on windows of %g s: its scores may be less reliable",
+            "windows of %g s; the model was trained on windows of up to %g s: where its training audio was longer,"
+            " its scores may be less reliable",
             use.window_s,
             model.windows.window_s,
         )

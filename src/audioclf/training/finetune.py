@@ -177,6 +177,7 @@ class Finetuner:
         from accelerate.utils import set_seed
 
         set_seed(options.seed)  # the fresh head's initialisation
+        self.multi_label = multi_label  # sigmoid outputs and binary cross-entropy (the model may be DDP-wrapped)
         problem = {"problem_type": "multi_label_classification"} if multi_label else {}
         self.extractor, model = load_classifier(spec, labels, options, **problem)
         self.spec, self.family = spec, family_of(model, self.extractor)
@@ -260,10 +261,6 @@ class Finetuner:
                     outs.append(self._logits(inputs))
             rec += [i] * len(waves)
         return torch.cat(outs).float().cpu(), np.asarray(rec)
-
-    @property
-    def multi_label(self) -> bool:
-        return bool(self.model.config.problem_type == "multi_label_classification")
 
     def _targets(self, recordings: list[Recording]) -> torch.Tensor:
         if self.multi_label:
