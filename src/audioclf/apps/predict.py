@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,7 @@ def apply_model(
     if model.finetuned:
         assert model.path is not None
         return _apply_finetuned(model, model.path, items, cache_dir, fetch=fetch, windows=windows, progress=progress)
-    encoder = load_encoder(model.encoder_spec, precision_for(model.encoder_identity)).encoder
+    encoder = loaded_encoder(model.encoder_spec, precision_for(model.encoder_identity))
     if not same_weights(encoder.identity, model.encoder_identity):
         raise ModelError(
             f"encoder {model.encoder_spec} now has different weights ({encoder.identity}) than at training "
@@ -87,7 +88,7 @@ def _apply_finetuned(
     windows: WindowOptions | None,
     progress: bool,
 ) -> tuple[Predictions, EmbedResult]:
-    encoder = LogitsEncoder(folder, bf16=bf16_supported())
+    encoder = loaded_logits_encoder(folder, bf16_supported())
     if encoder.dim != len(model.labels):
         raise ModelError(f"{folder}: config.json has {encoder.dim} labels, audioclf.json {len(model.labels)}")
     use = windows_for(model, encoder, windows)
@@ -95,6 +96,34 @@ def _apply_finetuned(
     result = embed_items(items, encoder, cache, use, fetch=fetch, progress=progress)
     preds = _predictions(model, result.embedded, lambda x: x[:, 0, :])
     return replace(preds, thresholds=model.thresholds), result
+
+
+def loaded_encoder(spec: str, precision: str) -> Encoder:
+    """An encoder loaded once per process and reused by every later prediction (a server, a notebook), until
+    the files of a local model folder change."""
+    return _cached_encoder(spec, precision, _files_stamp(spec.split(":", 1)[-1]))
+
+
+def loaded_logits_encoder(folder: Path, bf16: bool) -> LogitsEncoder:
+    return _cached_logits_encoder(folder, bf16, _files_stamp(str(folder)))
+
+
+@lru_cache(maxsize=2)
+def _cached_encoder(spec: str, precision: str, stamp: tuple[tuple[str, int, int], ...]) -> Encoder:
+    return load_encoder(spec, precision).encoder
+
+
+@lru_cache(maxsize=2)
+def _cached_logits_encoder(folder: Path, bf16: bool, stamp: tuple[tuple[str, int, int], ...]) -> LogitsEncoder:
+    return LogitsEncoder(folder, bf16=bf16)
+
+
+def _files_stamp(target: str) -> tuple[tuple[str, int, int], ...]:
+    """Name, modification time and size of the files of a local folder (empty for a hub id or a name)."""
+    folder = Path(target)
+    if not folder.is_dir():
+        return ()
+    return tuple(sorted((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in folder.iterdir() if f.is_file()))
 
 
 def windows_for(model: TrainedModel, encoder: Encoder, windows: WindowOptions | None) -> WindowOptions:

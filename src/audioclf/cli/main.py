@@ -219,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _evaluate_predict_parsers(sub)
     _embed_fetch_parsers(sub)
+    _serve_parser(sub)
     return parser
 
 
@@ -271,6 +272,23 @@ def _segment_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     g.add_argument("--smooth", default=DEFAULT_SMOOTH, help="median:N, mean:N (windows) or none (default %(default)s)")
     g.add_argument("--min-duration", type=float, default=0.0, help="drop segments shorter than this (seconds)")
     return g
+
+
+def _serve_parser(sub: Any) -> None:
+    p = sub.add_parser("serve", help="an HTTP API and a web page for a trained model")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--token", default=None, help="bearer token for every API route (or AUDIOCLF_TOKEN); required off loopback"
+    )
+    p.add_argument("--max-upload", default="200M", help="largest request body (default %(default)s)")
+    p.add_argument("--max-queue", type=int, default=64, help="requests waiting before 503 (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default %(default)s)")
+    p.add_argument("--cors-origin", default=None, help="allow browser calls from this origin (default: none)")
+    p.add_argument("--allow-private-urls", action="store_true", help="let URL inputs reach private addresses")
+    p.add_argument("--max-filesize", default=None, help="skip URL downloads larger than this, e.g. 200M")
+    _common(p)
 
 
 def _embed_fetch_parsers(sub: Any) -> None:

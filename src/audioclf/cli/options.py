@@ -29,7 +29,7 @@ def ray_options(args: argparse.Namespace) -> RayOptions | None:
 
 
 def fetch_options(args: argparse.Namespace, max_duration_s: float | None) -> FetchOptions:
-    size = _bytes("--max-filesize", args.max_filesize) if args.max_filesize else None
+    size = size_bytes("--max-filesize", args.max_filesize) if args.max_filesize else None
     return FetchOptions(
         cache_dir=args.cache_dir,
         jobs=args.jobs,
@@ -39,11 +39,11 @@ def fetch_options(args: argparse.Namespace, max_duration_s: float | None) -> Fet
         rate_limit=args.rate_limit,
         cookies=args.cookies,
         proxy=args.proxy,
-        min_free_bytes=_bytes("--min-free", args.min_free),
+        min_free_bytes=size_bytes("--min-free", args.min_free),
     )
 
 
-def _bytes(flag: str, text: str) -> int:
+def size_bytes(flag: str, text: str) -> int:
     from yt_dlp.utils import parse_bytes
 
     size = parse_bytes(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,7 @@ def build_meta(
         meta["mode"] = mode
     meta |= {
         "audioclf_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "labels": labels,
         "encoder": {"spec": encoder_spec, "identity": encoder_identity},
         "windows": windows.as_dict(),

@@ -1,0 +1,43 @@
+"""`audioclf serve`: the model behind an HTTP API and a web page (uvicorn)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from audioclf.cli.options import EXIT_OK, size_bytes
+from audioclf.errors import AudioclfError
+from audioclf.training.model_dir import load_model
+
+log = logging.getLogger("audioclf")
+TOKEN_ENV = "AUDIOCLF_TOKEN"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from audioclf.serve.app import create_app
+        from audioclf.serve.options import ServeOptions
+    except ImportError as exc:
+        raise AudioclfError(
+            f"serving needs the serve extra ({exc.name} is missing): pip install 'audioclf[serve]'"
+        ) from None
+    model = load_model(args.model)
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        token=args.token or os.environ.get(TOKEN_ENV) or None,
+        max_upload_bytes=size_bytes("--max-upload", args.max_upload),
+        max_queue=args.max_queue,
+        timeout_s=args.timeout,
+        cors_origin=args.cors_origin,
+        allow_private_urls=args.allow_private_urls,
+        max_filesize_bytes=size_bytes("--max-filesize", args.max_filesize) if args.max_filesize else None,
+        cache_dir=args.cache_dir,
+    )
+    app = create_app(model, options)
+    log.info("serving %s (%d labels) on http://%s:%d", args.model, len(model.labels), options.host, options.port)
+    uvicorn.run(app, host=options.host, port=options.port, log_level="warning", timeout_graceful_shutdown=30)
+    return EXIT_OK

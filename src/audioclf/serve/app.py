@@ -1,0 +1,201 @@
+"""The HTTP service: the model loaded once, requests micro-batched off the event loop, JSON errors with status
+codes, a token on every API route, and the web page from files inside the package."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from audioclf.apps.predict import predict_inputs
+from audioclf.apps.prediction import Prediction, PredictOptions
+from audioclf.errors import AudioclfError
+from audioclf.io.cache import default_cache_dir
+from audioclf.io.download import FetchOptions
+from audioclf.serve.batcher import MicroBatcher, QueueFull
+from audioclf.serve.guard import TooLarge, Unauthorized, checked_url, save_upload, token_ok
+from audioclf.serve.metrics import ServeMetrics
+from audioclf.serve.options import ServeOptions
+from audioclf.serve.query import options_from_query
+from audioclf.training.model_dir import TrainedModel
+from audioclf.version import __version__
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).with_name("static")
+API_PREFIXES = ("/v1/", "/metrics")
+RETRY_AFTER_S = 1
+
+
+def create_app(model: TrainedModel, options: ServeOptions) -> FastAPI:
+    metrics = ServeMetrics()
+    cache_dir = options.cache_dir or default_cache_dir()
+    fetch = FetchOptions(cache_dir=cache_dir, max_filesize_bytes=options.max_filesize_bytes)
+
+    def run(sources: Sequence[str], chosen: PredictOptions) -> tuple[dict[str, Prediction], dict[str, str]]:
+        preds, result = predict_inputs(model, list(sources), cache_dir, chosen, fetch, progress=False)
+        return {p.source: p for p in preds}, {f.item.source: f.reason for f in result.failures}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.batcher = MicroBatcher(
+            run,
+            metrics,
+            max_queue=options.max_queue,
+            max_batch_inputs=options.max_batch_inputs,
+            wait_s=options.batch_wait_s,
+        )
+        yield
+        await run_in_threadpool(app.state.batcher.close)  # accepted requests finish first
+
+    app = FastAPI(title="audioclf", version=__version__, lifespan=lifespan)
+    app.state.model, app.state.options, app.state.metrics = model, options, metrics
+    _middleware(app, options, metrics)
+    _error_handlers(app)
+    _routes(app, model, options, metrics)
+    return app
+
+
+def _middleware(app: FastAPI, options: ServeOptions, metrics: ServeMetrics) -> None:
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started, path = time.perf_counter(), request.url.path
+        route = path if path in ("/", "/healthz", "/metrics", "/v1/model", "/v1/predict") else "other"
+        if path.startswith(API_PREFIXES) and not token_ok(request.headers.get("authorization"), options.token):
+            response: Response = _error(401, "missing or wrong token: send Authorization: Bearer <token>")
+        elif int(request.headers.get("content-length") or 0) > options.max_upload_bytes:
+            response = _error(413, f"request larger than the {options.max_upload_bytes >> 20} MB upload limit")
+        else:
+            response = await call_next(request)
+        metrics.requests.labels(route, str(response.status_code)).inc()
+        metrics.latency.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    if options.cors_origin:
+        headers = ["Authorization", "Content-Type"]
+        origins = [options.cors_origin]
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=headers)
+
+
+def _error_handlers(app: FastAPI) -> None:
+    statuses: list[tuple[type[Exception], int]] = [(QueueFull, 503), (TooLarge, 413), (Unauthorized, 401)]
+
+    async def known(request: Request, exc: Exception) -> Response:
+        status = next((code for kind, code in statuses if isinstance(exc, kind)), 400)
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+        return _error(status, str(exc), headers)
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+        where = ".".join(str(p) for p in errors[0]["loc"]) if errors else "request"
+        return _error(422, f"{where}: {errors[0]['msg'] if errors else exc}")
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("internal error on %s", request.url.path)
+        return _error(500, f"internal error: {type(exc).__name__} (see the server log)")
+
+    app.add_exception_handler(AudioclfError, known)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def _routes(app: FastAPI, model: TrainedModel, options: ServeOptions, metrics: ServeMetrics) -> None:
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/model")
+    async def model_info() -> dict[str, Any]:
+        return model_summary(model)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/v1/predict")
+    async def predict(request: Request) -> Response:
+        chosen = options_from_query(request.query_params, model)
+        with tempfile.TemporaryDirectory(prefix="audioclf-upload-") as tmp:  # private (0700), removed after
+            sources, names = await _inputs(request, Path(tmp), options)
+            future = request.app.state.batcher.submit(list(sources), chosen)
+            try:
+                done, failed = await asyncio.wait_for(asyncio.wrap_future(future), options.timeout_s)
+            except TimeoutError:
+                return _error(504, f"no answer within {options.timeout_s:g} s; send fewer or shorter inputs")
+        rows = [_row(s, names[s], done, failed) for s in sources]
+        if not done:
+            status = 415 if any(s in names and names[s] != s for s in sources) else 422
+            return JSONResponse({"error": rows[0]["error"], "predictions": rows}, status_code=status)
+        return JSONResponse({"predictions": rows})
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+async def _inputs(request: Request, folder: Path, options: ServeOptions) -> tuple[list[str], dict[str, str]]:
+    """The sources to label and the name each is reported under: uploads (multipart ``files``) saved into
+    ``folder``, or ``{"url": …}`` / ``{"urls": […]}``."""
+    kind = request.headers.get("content-type", "")
+    names: dict[str, str] = {}
+    if kind.startswith("multipart/form-data"):
+        form = await request.form(max_files=options.max_batch_inputs)
+        uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
+        if not uploads:
+            raise AudioclfError("no files: send the audio as multipart form field 'files'")
+        for i, upload in enumerate(uploads):
+            path = await run_in_threadpool(
+                save_upload, upload.file, folder, i, upload.filename, options.max_upload_bytes
+            )
+            names[str(path.resolve())] = Path(upload.filename or f"upload-{i}").name
+        return list(names), names
+    try:
+        body = await request.json()
+    except ValueError:
+        raise AudioclfError('send audio files (multipart field "files") or JSON {"url": …} / {"urls": […]}') from None
+    urls = body.get("urls") or ([body["url"]] if body.get("url") else []) if isinstance(body, dict) else []
+    if not urls or not all(isinstance(u, str) for u in urls):
+        raise AudioclfError('JSON body: give {"url": "https://…"} or {"urls": ["https://…", …]}')
+    checked = [checked_url(u, allow_private=options.allow_private_urls) for u in urls]
+    return checked, {u: u for u in checked}
+
+
+def _row(source: str, name: str, done: dict[str, Prediction], failed: dict[str, str]) -> dict[str, Any]:
+    if source in done:
+        return {**done[source].as_dict(), "source": name}
+    return {"source": name, "error": failed.get(source, "not labelled")}
+
+
+def model_summary(model: TrainedModel) -> dict[str, Any]:
+    meta = model.meta
+    return {
+        "labels": list(model.labels),
+        "encoder": model.encoder_spec,
+        "task": meta.get("task", "single_label"),
+        "mode": meta.get("mode", "probe"),
+        "windows": meta.get("windows"),
+        "metrics": meta.get("metrics", {}),
+        "calibration": meta.get("calibration"),
+        "min_confidence": (meta.get("abstain") or {}).get("min_confidence"),
+        "trained_at": meta.get("created"),
+        "audioclf_version": meta.get("audioclf_version"),
+    }
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)

@@ -1,0 +1,83 @@
+"""What keeps an exposed server safe: the bearer token, URLs that may not reach private addresses (no
+server-side request forgery), and uploads written under a private folder by our own names, within a limit."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import socket
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+from audioclf.errors import AudioclfError
+from audioclf.io.manifest import AUDIO_EXTENSIONS, check_url
+
+CHUNK_BYTES = 1 << 20
+
+
+class Unauthorized(AudioclfError):
+    """A missing or wrong bearer token."""
+
+
+class TooLarge(AudioclfError):
+    """An upload over the limit."""
+
+
+def token_ok(header: str | None, token: str | None) -> bool:
+    """``Authorization: Bearer <token>``, compared in constant time (always true without a token)."""
+    if token is None:
+        return True
+    scheme, _, given = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def private_address(host: str) -> str | None:
+    """The first address ``host`` resolves to that is loopback, private, link-local (cloud metadata lives at
+    169.254.169.254), multicast, reserved or unspecified; None when every address is public."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise AudioclfError(f"{host}: cannot resolve ({exc})") from None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        mapped = getattr(address, "ipv4_mapped", None)
+        address = mapped or address
+        if (
+            address.is_private
+            or address.is_loopback
+            or address.is_link_local
+            or address.is_multicast
+            or address.is_reserved
+            or address.is_unspecified
+        ):
+            return str(address)
+    return None
+
+
+def checked_url(url: str, *, allow_private: bool) -> str:
+    """An http(s) URL whose host is public (unless ``allow_private``)."""
+    url = check_url(url)
+    host = urlsplit(url).hostname or ""
+    if not allow_private:
+        address = private_address(host)
+        if address is not None:
+            raise AudioclfError(f"{url}: {host} is a private address ({address}); this server does not fetch those")
+    return url
+
+
+def save_upload(stream: BinaryIO, folder: Path, index: int, client_name: str | None, limit: int) -> Path:
+    """Copy an upload into ``folder`` as ``upload-<index><ext>`` (the client's name gives at most a known audio
+    extension, never a path), refusing it past ``limit`` bytes."""
+    suffix = Path(client_name or "").suffix.lower()
+    path = folder / f"upload-{index}{suffix if suffix in AUDIO_EXTENSIONS else ''}"
+    written = 0
+    with open(path, "wb") as out:
+        while chunk := stream.read(CHUNK_BYTES):
+            written += len(chunk)
+            if written > limit:
+                raise TooLarge(f"{client_name or 'upload'}: larger than the {limit // (1 << 20)} MB upload limit")
+            out.write(chunk)
+    if written == 0:
+        raise AudioclfError(f"{client_name or 'upload'}: the file is empty; send an audio file")
+    return path

@@ -1,0 +1,61 @@
+"""``/v1/predict``'s query options, the same as ``predict``'s flags: top_k, segments, min_confidence, window,
+hop, smooth, min_duration, timeline."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from audioclf.apps.prediction import PredictOptions
+from audioclf.errors import AudioclfError
+from audioclf.evaluation.segments import DEFAULT_SMOOTH, SegmentOptions
+from audioclf.io.audio import WindowOptions
+from audioclf.training.model_dir import TrainedModel
+
+KNOWN = ("top_k", "segments", "min_confidence", "window", "hop", "smooth", "min_duration", "timeline")
+
+
+def options_from_query(query: Mapping[str, str], model: TrainedModel) -> PredictOptions:
+    unknown = sorted(set(query) - set(KNOWN))
+    if unknown:
+        raise AudioclfError(f"unknown query option(s) {unknown}; accepted: {', '.join(KNOWN)}")
+    segments = SegmentOptions.parse(query.get("smooth", DEFAULT_SMOOTH), _number(query, "min_duration", 0.0))
+    return PredictOptions(
+        top_k=int(_number(query, "top_k", 3)),
+        timeline=_flag(query, "timeline"),
+        segments=segments if _flag(query, "segments") else None,
+        windows=_windows(query, model),
+        min_confidence=_confidence(query.get("min_confidence"), model),
+    )
+
+
+def _windows(query: Mapping[str, str], model: TrainedModel) -> WindowOptions | None:
+    if "window" not in query and "hop" not in query:
+        return None
+    window = _number(query, "window", model.windows.window_s)
+    try:
+        return WindowOptions(window, _number(query, "hop", window), model.windows.max_duration_s)
+    except ValueError as exc:
+        raise AudioclfError(f"window/hop: {exc}") from None
+
+
+def _confidence(text: str | None, model: TrainedModel) -> float | None:
+    if text is None or text == "":
+        return None
+    return model.min_confidence if text == "auto" else _number({"min_confidence": text}, "min_confidence", 0.0)
+
+
+def _number(query: Mapping[str, str], key: str, default: float) -> float:
+    text = query.get(key)
+    if text is None:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise AudioclfError(f"{key}={text!r}: not a number") from None
+
+
+def _flag(query: Mapping[str, str], key: str) -> bool:
+    text = query.get(key, "false").lower()
+    if text not in ("true", "false", "1", "0", "yes", "no"):
+        raise AudioclfError(f"{key}={text!r}: use true or false")
+    return text in ("true", "1", "yes")

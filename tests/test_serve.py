@@ -1,0 +1,184 @@
+"""`audioclf serve` through FastAPI's TestClient on a tiny real model: files, URLs from a local HTTP server,
+several inputs at once, the same JSON as `predict --json`, bad inputs, the token, SSRF refusals, metrics, and
+micro-batching."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tone, write_audio
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient
+
+from audioclf.apps.prediction import PredictOptions
+from audioclf.cli.main import main
+from audioclf.serve.app import create_app
+from audioclf.serve.batcher import MicroBatcher, QueueFull
+from audioclf.serve.metrics import ServeMetrics
+from audioclf.serve.options import ServeOptions
+from audioclf.training.model_dir import load_model
+
+
+@pytest.fixture(scope="module")
+def tone_model(tone_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    work = tmp_path_factory.mktemp("serve")
+    model, cache = work / "model", work / "cache"
+    args = ["train", "--manifest", str(tone_dataset), "--out", str(model), "--encoder", "builtin", "--quiet"]
+    assert main([*args, "--cache-dir", str(cache)]) == 0
+    return model, cache
+
+
+def client_for(model: Path, cache: Path, **options: object) -> TestClient:
+    return TestClient(create_app(load_model(model), ServeOptions(cache_dir=cache, **options)))  # type: ignore[arg-type]
+
+
+@pytest.fixture()
+def client(tone_model: tuple[Path, Path]) -> Iterator[TestClient]:
+    with client_for(*tone_model) as c:
+        yield c
+
+
+def clips(tone_dataset: Path) -> list[Path]:
+    return sorted(tone_dataset.parent.glob("*_3_*.wav"))[:3]  # the held-out speaker
+
+
+def test_health_model_and_metrics(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    info = client.get("/v1/model").json()
+    assert info["labels"] == ["high", "low", "mid"] and info["encoder"] == "builtin" and info["trained_at"]
+    text = client.get("/metrics").text
+    assert "audioclf_requests_total" in text and "audioclf_queue_depth" in text
+
+
+def test_predict_files_answers_what_predict_json_does(
+    client: TestClient, tone_model: tuple[Path, Path], tone_dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = clips(tone_dataset)
+    upload = [("files", (f.name, f.read_bytes(), "audio/wav")) for f in files]
+    got = client.post("/v1/predict?top_k=2", files=upload)
+    assert got.status_code == 200, got.text
+    served = got.json()["predictions"]
+    model, cache = tone_model
+    args = ["predict", "--model", str(model), *map(str, files), "--json", "--top-k", "2"]
+    assert main([*args, "--cache-dir", str(cache), "--quiet"]) == 0
+    cli = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [p["source"] for p in served] == [f.name for f in files]  # the client's names, never our paths
+    for ours, theirs in zip(served, cli, strict=True):
+        assert {**ours, "source": ""} == {**theirs, "source": ""}
+
+
+def test_segments_and_options_in_the_query(client: TestClient, tmp_path: Path) -> None:
+    pieces = [tone(220 * 1.02, 2, noise=0.05), tone(1980 * 1.02, 2, noise=0.05, seed=1)]  # like the training tones
+    audio = write_audio(tmp_path / "two.wav", np.concatenate(pieces), 16_000)
+    got = client.post(
+        "/v1/predict?segments=true&window=0.5&hop=0.25", files=[("files", ("two.wav", audio.read_bytes()))]
+    )
+    assert got.status_code == 200, got.text
+    (pred,) = got.json()["predictions"]
+    assert [s["label"] for s in pred["segments"]] == ["low", "high"]
+    bad = client.post("/v1/predict?top_k=0", files=[("files", ("two.wav", audio.read_bytes()))])
+    assert bad.status_code == 400 and "ask for at least 1 label" in bad.json()["error"]
+    unknown = client.post("/v1/predict?colour=red", files=[("files", ("two.wav", audio.read_bytes()))])
+    assert unknown.status_code == 400 and "unknown query option" in unknown.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("files", "status", "message"),
+    [
+        ([("files", ("empty.wav", b""))], 400, "the file is empty"),
+        ([("files", ("notes.wav", b"not audio at all" * 10))], 415, "cannot decode"),
+        ([("other", ("a.wav", b"x"))], 400, "multipart form field 'files'"),
+    ],
+)
+def test_bad_uploads_are_json_errors(client: TestClient, files: list, status: int, message: str) -> None:
+    got = client.post("/v1/predict", files=files)
+    assert got.status_code == status and message in got.json()["error"], got.text
+
+
+def test_too_large_and_the_token(tone_model: tuple[Path, Path], tone_dataset: Path) -> None:
+    data = clips(tone_dataset)[0].read_bytes()
+    with client_for(*tone_model, max_upload_bytes=1000) as small:
+        got = small.post("/v1/predict", files=[("files", ("a.wav", data))])
+        assert got.status_code == 413 and "upload limit" in got.json()["error"]
+    with client_for(*tone_model, token="s3cret") as guarded:
+        assert guarded.get("/healthz").status_code == 200  # health and the page need no token
+        assert guarded.get("/v1/model").status_code == 401
+        assert guarded.get("/v1/model", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert guarded.get("/metrics").status_code == 401
+        ok = guarded.post("/v1/predict", files=[("files", ("a.wav", data))], headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and ok.json()["predictions"][0]["label"] in ("low", "mid", "high")
+
+
+@pytest.fixture()
+def http_server(tone_dataset: Path) -> Iterator[str]:
+    handler = partial(SimpleHTTPRequestHandler, directory=str(tone_dataset.parent))
+    handler.log_message = lambda *a: None  # type: ignore[method-assign]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_urls_private_addresses_refused_unless_allowed(
+    client: TestClient, tone_model: tuple[Path, Path], http_server: str, tone_dataset: Path
+) -> None:
+    url = f"{http_server}/{clips(tone_dataset)[0].name}"
+    refused = client.post("/v1/predict", json={"url": url})
+    assert refused.status_code == 400 and "is a private address (127.0.0.1)" in refused.json()["error"]
+    for bad in ("file:///etc/passwd", "http://169.254.169.254/latest/meta-data/", "ftp://example.com/a.wav"):
+        got = client.post("/v1/predict", json={"url": bad})
+        assert got.status_code == 400, (bad, got.text)
+    with client_for(*tone_model, allow_private_urls=True) as trusting:
+        got = trusting.post("/v1/predict", json={"urls": [url, f"{http_server}/missing.wav"]})
+        assert got.status_code == 200, got.text
+        ok, missing = got.json()["predictions"]
+        assert ok["source"] == url and ok["label"] == "high" and "error" in missing
+
+
+def test_requests_arriving_together_share_one_model_pass() -> None:
+    calls: list[list[str]] = []
+
+    def run(sources, options):  # type: ignore[no-untyped-def]
+        calls.append(list(sources))
+        time.sleep(0.05)
+        return {}, {s: "x" for s in sources}
+
+    batcher = MicroBatcher(run, ServeMetrics(), max_queue=8, max_batch_inputs=10, wait_s=0.2)
+    futures = [batcher.submit([f"s{i}"], PredictOptions()) for i in range(4)]
+    assert [f.result(timeout=5)[1] for f in futures] == [{f"s{i}": "x"} for i in range(4)]
+    assert calls == [["s0", "s1", "s2", "s3"]]
+    batcher.close()
+
+
+def test_a_full_queue_is_refused_not_grown() -> None:
+    release = threading.Event()
+
+    def run(sources, options):  # type: ignore[no-untyped-def]
+        release.wait(5)
+        return {}, {}
+
+    batcher = MicroBatcher(run, ServeMetrics(), max_queue=1, max_batch_inputs=1, wait_s=0.0)
+    batcher.submit(["a"], PredictOptions())
+    time.sleep(0.1)  # the worker took "a" and waits
+    batcher.submit(["b"], PredictOptions())  # waits in the queue
+    with pytest.raises(QueueFull, match="retry in a moment"):
+        batcher.submit(["c"], PredictOptions())
+    release.set()
+    batcher.close()
+
+
+def test_serving_beyond_loopback_needs_a_token(
+    tone_model: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["serve", "--model", str(tone_model[0]), "--host", "0.0.0.0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "give a token" in err and "(see --token)" in err
