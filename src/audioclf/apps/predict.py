@@ -211,12 +211,13 @@ def predict_inputs(
     durations = [e.durations_s for _, e in result.embedded]
     use = windows or model.windows
     if options.segments is not None:
-        _check_segmentable(result, use)
+        _check_segmentable(result, use, options.refuse_unsegmentable)
     return predictions_for(preds, durations, options, use.hop_s), result
 
 
-def _check_segmentable(result: EmbedResult, windows: WindowOptions) -> None:
-    """A recording shorter than one window is a single segment: say so, and refuse when all of them are."""
+def _check_segmentable(result: EmbedResult, windows: WindowOptions, refuse: bool) -> None:
+    """A recording shorter than one window is a single segment: say so, and (``refuse``) refuse when all of
+    them are."""
     short = [(item, float(e.durations_s.sum())) for item, e in result.embedded if len(e.durations_s) == 1]
     short = [(item, seconds) for item, seconds in short if seconds < windows.window_s - 1e-6]
     if not short:
@@ -226,7 +227,7 @@ def _check_segmentable(result: EmbedResult, windows: WindowOptions) -> None:
         f"{item.where}: {seconds:.2f} s of audio is shorter than one {windows.window_s:g} s window, so it is one "
         "segment; use shorter windows for segments"
     )
-    if len(short) == len(result.embedded):
+    if refuse and len(short) == len(result.embedded):
         raise ModelError(what + (f" ({len(short)} inputs like it)" if len(short) > 1 else ""), option="window")
     log.warning("%s (%d input(s) like it)", what, len(short))
 

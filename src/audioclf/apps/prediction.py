@@ -28,6 +28,8 @@ class PredictOptions:
     segments: SegmentOptions | None = None
     windows: WindowOptions | None = None
     min_confidence: float | None = None
+    # segments asked of inputs all shorter than one window: an error (False: each is one segment, with a warning)
+    refuse_unsegmentable: bool = True
 
     def __post_init__(self) -> None:
         if self.top_k < 1:

@@ -178,7 +178,8 @@ async def _inputs(request: Request, folder: Path, options: ServeOptions) -> tupl
 def _row(source: str, name: str, done: dict[str, Prediction], failed: dict[str, str]) -> dict[str, Any]:
     if source in done:
         return {**done[source].as_dict(), "source": name}
-    return {"source": name, "error": failed.get(source, "not labelled")}
+    reason = failed.get(source, "not labelled").replace(source, name)  # never show the server's own paths
+    return {"source": name, "error": reason}
 
 
 def model_summary(model: TrainedModel) -> dict[str, Any]:

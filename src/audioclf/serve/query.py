@@ -25,6 +25,7 @@ def options_from_query(query: Mapping[str, str], model: TrainedModel) -> Predict
         segments=segments if _flag(query, "segments") else None,
         windows=_windows(query, model),
         min_confidence=_confidence(query.get("min_confidence"), model),
+        refuse_unsegmentable=False,  # a clip shorter than a window is one segment here, not a failed request
     )
 
 
