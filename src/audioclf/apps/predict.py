@@ -145,7 +145,7 @@ def windows_for(model: TrainedModel, encoder: Encoder, windows: WindowOptions | 
 def _novelty(model: TrainedModel, preds: Predictions, embedded: Sequence[tuple[Item, Embedded]]) -> Predictions:
     """Each recording's and each window's distance to the training audio over the model's threshold (left None
     without a detector)."""
-    detector = model.novelty()
+    detector = model.novelty
     if detector is None or not embedded or model.head is None:
         return preds
     x = torch.from_numpy(np.concatenate([e.embeddings for _, e in embedded]))

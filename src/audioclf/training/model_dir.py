@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,9 @@ class TrainedModel:
         chosen = self.meta.get("thresholds")
         return None if chosen is None else np.array([float(chosen[label]) for label in self.labels])
 
+    @cached_property
     def novelty(self) -> Novelty | None:
-        """The nearest-neighbour novelty detector saved at training, if the model has one."""
+        """The Mahalanobis novelty detector saved at training, if the model has one (read once)."""
         meta = (self.meta.get("abstain") or {}).get("novelty")
         if meta is None or self.path is None:
             return None
