@@ -38,6 +38,10 @@ function query() {
   const params = new URLSearchParams({ top_k: $("top-k").value || "3" });
   if ($("segments").checked) params.set("segments", "true");
   if ($("min-confidence").value) params.set("min_confidence", $("min-confidence").value);
+  if ($("window").value) {
+    params.set("window", $("window").value);
+    params.set("hop", String(Number($("window").value) / 4));
+  }
   return params.toString();
 }
 
