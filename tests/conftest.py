@@ -165,3 +165,16 @@ def tiny_ctc(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Wav2Vec2ForCTC(config).save_pretrained(folder)
     Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tone_model(tone_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A built-in-encoder probe on the tone dataset, trained once for every test that only applies it: (model
+    folder, its cache)."""
+    from audioclf.cli.main import main
+
+    work = tmp_path_factory.mktemp("tone-model")
+    model, cache = work / "model", work / "cache"
+    args = ["train", "--manifest", str(tone_dataset), "--out", str(model), "--encoder", "builtin", "--quiet"]
+    assert main([*args, "--cache-dir", str(cache)]) == 0
+    return model, cache

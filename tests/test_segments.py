@@ -106,16 +106,6 @@ def test_batch_tables_and_per_input_files() -> None:
 PIECES = [("low", 3.0), ("high", 2.0), ("mid", 4.0), ("low", 3.0)]  # a 12 s recording with 3 known boundaries
 
 
-@pytest.fixture(scope="module")
-def tone_model(tone_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    work = tmp_path_factory.mktemp("segments")
-    model, cache = work / "model", work / "cache"
-    args = ["train", "--manifest", str(tone_dataset), "--out", str(model), "--encoder", "builtin", "--quiet"]
-    code = main([*args, "--cache-dir", str(cache)])
-    assert code == 0
-    return model, cache
-
-
 def long_recording(path: Path) -> Path:
     freqs = {"low": 220.0, "mid": 660.0, "high": 1980.0}
     parts = [tone(freqs[label] * 1.02, seconds, noise=0.05, seed=i) for i, (label, seconds) in enumerate(PIECES)]

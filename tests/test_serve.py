@@ -28,15 +28,6 @@ from audioclf.serve.options import ServeOptions
 from audioclf.training.model_dir import load_model
 
 
-@pytest.fixture(scope="module")
-def tone_model(tone_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    work = tmp_path_factory.mktemp("serve")
-    model, cache = work / "model", work / "cache"
-    args = ["train", "--manifest", str(tone_dataset), "--out", str(model), "--encoder", "builtin", "--quiet"]
-    assert main([*args, "--cache-dir", str(cache)]) == 0
-    return model, cache
-
-
 def client_for(model: Path, cache: Path, **options: object) -> TestClient:
     return TestClient(create_app(load_model(model), ServeOptions(cache_dir=cache, **options)))  # type: ignore[arg-type]
 

@@ -20,7 +20,6 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from audioclf.cli.main import main  # noqa: E402
 from audioclf.serve.app import create_app  # noqa: E402
 from audioclf.serve.options import ServeOptions  # noqa: E402
 from audioclf.training.model_dir import load_model  # noqa: E402
@@ -40,10 +39,8 @@ def free_port() -> int:
 
 
 @pytest.fixture()
-def live_server(tone_dataset: Path, tmp_path: Path) -> Iterator[str]:
-    model, cache = tmp_path / "model", tmp_path / "cache"
-    args = ["train", "--manifest", str(tone_dataset), "--out", str(model), "--encoder", "builtin", "--quiet"]
-    assert main([*args, "--cache-dir", str(cache)]) == 0
+def live_server(tone_model: tuple[Path, Path]) -> Iterator[str]:
+    model, cache = tone_model
     port = free_port()
     app = create_app(load_model(model), ServeOptions(port=port, cache_dir=cache))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
