@@ -40,6 +40,14 @@ def write_manifest(files: list[Path], test_speaker: str, path: Path) -> None:
             writer.writerow([str(f.resolve()), digit, split, speaker])
 
 
+def add_fsdd_args(parser: argparse.ArgumentParser) -> None:
+    """The options the FSDD benches share: where the clips are, the encoder, the test speaker, the takes used."""
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/fsdd/recordings"))
+    parser.add_argument("--encoder", default="builtin")
+    parser.add_argument("--test-speaker", default="theo")
+    parser.add_argument("--max-take", type=int, default=49, help="use takes 0..N of each digit and speaker")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/fsdd/recordings"))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fsdd_loso import NAME, write_manifest
+from fsdd_loso import NAME, add_fsdd_args, write_manifest
 from scipy.special import logsumexp
 from sklearn.metrics import roc_auc_score
 
@@ -72,10 +72,7 @@ def fpr_at_95(in_score: np.ndarray, out_score: np.ndarray) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/fsdd/recordings"))
-    parser.add_argument("--encoder", default="builtin")
-    parser.add_argument("--test-speaker", default="theo")
-    parser.add_argument("--max-take", type=int, default=49)
+    add_fsdd_args(parser)
     parser.add_argument("--per-kind", type=int, default=30, help="synthesised clips of each kind")
     parser.add_argument("--cache-dir", type=Path, default=None)
     args = parser.parse_args()

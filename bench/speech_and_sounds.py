@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from fsdd_loso import NAME
+from fsdd_loso import NAME, add_fsdd_args
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from ood_sounds import KINDS
@@ -119,10 +119,7 @@ def segment_sets(speakers: dict[str, list[Path]], test: str, root: Path, per_spe
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/fsdd/recordings"))
-    parser.add_argument("--encoder", default="builtin")
-    parser.add_argument("--test-speaker", default="theo")
-    parser.add_argument("--max-take", type=int, default=49)
+    add_fsdd_args(parser)
     parser.add_argument("--per-speaker", type=int, default=100, help="clips per speaker in each set")
     parser.add_argument("--window", type=float, default=1.0, help="segment windows at predict time (s)")
     args = parser.parse_args()

@@ -23,7 +23,7 @@ import numpy as np
 
 from audioclf.apps.evaluate_model import evaluate_model
 from audioclf.apps.predict import predict_inputs
-from audioclf.apps.prediction import Prediction, PredictOptions
+from audioclf.apps.prediction import Prediction, PredictOptions, chosen_confidence
 from audioclf.errors import AudioclfError
 from audioclf.evaluation.segments import DEFAULT_SMOOTH, SegmentOptions
 from audioclf.io.audio import WindowOptions
@@ -101,7 +101,7 @@ class Model:
             timeline=timeline,
             segments=SegmentOptions.parse(smooth, min_duration) if segments else None,
             windows=self._windows(window, hop),
-            min_confidence=self.trained.min_confidence if min_confidence == "auto" else _probability(min_confidence),
+            min_confidence=chosen_confidence(min_confidence, lambda: self.trained.min_confidence),
         )
         if isinstance(inputs, np.ndarray):
             return self._predict_waveform(inputs, sampling_rate, options)
@@ -188,15 +188,6 @@ def evaluate(
         progress=progress,
     )
     return Report(done.report, done.out, len(done.embed.failures))
-
-
-def _probability(value: float | str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        raise AudioclfError(f"min_confidence={value!r}: use a probability from 0 to 1, or 'auto'") from None
 
 
 def _write_wav(path: Path, wave: np.ndarray, rate: int) -> None:

@@ -3,7 +3,7 @@ timelines and labelled segments, built from a model's window logits."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +38,21 @@ class PredictOptions:
             raise AudioclfError(
                 f"minimum confidence {self.min_confidence}: use a probability from 0 to 1", option="min_confidence"
             )
+
+
+def chosen_confidence(value: float | str | None, model_threshold: Callable[[], float]) -> float | None:
+    """A minimum confidence as given: None or "" (never abstain), "auto" (the model's own threshold), or a
+    probability (checked by PredictOptions)."""
+    if value is None or value == "":
+        return None
+    if value == "auto":
+        return model_threshold()
+    try:
+        return float(value)
+    except ValueError:
+        raise AudioclfError(
+            f"minimum confidence {value!r}: use a probability from 0 to 1, or auto", option="min_confidence"
+        ) from None
 
 
 @dataclass(frozen=True)

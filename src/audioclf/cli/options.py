@@ -75,14 +75,9 @@ def predict_windows(args: argparse.Namespace, model: TrainedModel) -> WindowOpti
 
 def min_confidence(text: str | None, model: TrainedModel) -> float | None:
     """``--min-confidence``: a probability, ``auto`` (the model's own threshold) or not given."""
-    if text is None:
-        return None
-    if text == "auto":
-        return model.min_confidence
-    try:
-        return float(text)
-    except ValueError:
-        raise AudioclfError(f"--min-confidence {text!r}: use a probability from 0 to 1, or auto") from None
+    from audioclf.apps.prediction import chosen_confidence  # the command line's start-up stays light
+
+    return chosen_confidence(text, lambda: model.min_confidence)
 
 
 def emit(line: str = "") -> None:

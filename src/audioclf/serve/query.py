@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from audioclf.apps.prediction import PredictOptions
+from audioclf.apps.prediction import PredictOptions, chosen_confidence
 from audioclf.errors import AudioclfError
 from audioclf.evaluation.segments import DEFAULT_SMOOTH, SegmentOptions
 from audioclf.io.audio import WindowOptions
@@ -24,7 +24,7 @@ def options_from_query(query: Mapping[str, str], model: TrainedModel) -> Predict
         timeline=_flag(query, "timeline"),
         segments=segments if _flag(query, "segments") else None,
         windows=_windows(query, model),
-        min_confidence=_confidence(query.get("min_confidence"), model),
+        min_confidence=chosen_confidence(query.get("min_confidence"), lambda: model.min_confidence),
         refuse_unsegmentable=False,  # a clip shorter than a window is one segment here, not a failed request
     )
 
@@ -37,12 +37,6 @@ def _windows(query: Mapping[str, str], model: TrainedModel) -> WindowOptions | N
         return WindowOptions(window, _number(query, "hop", window), model.windows.max_duration_s)
     except ValueError as exc:
         raise AudioclfError(f"window/hop: {exc}") from None
-
-
-def _confidence(text: str | None, model: TrainedModel) -> float | None:
-    if text is None or text == "":
-        return None
-    return model.min_confidence if text == "auto" else _number({"min_confidence": text}, "min_confidence", 0.0)
 
 
 def _number(query: Mapping[str, str], key: str, default: float) -> float:

@@ -19,7 +19,7 @@ from audioclf.io.label_sets import split_labels
 from audioclf.io.manifest import Item
 from audioclf.training.data import Dataset, cv_folds
 from audioclf.training.logreg import ABSENT_CLASS_BIAS, MAX_ITER
-from audioclf.training.probe import LAST, LBFGS, ProbeConfig, ProbeHead
+from audioclf.training.probe import LAST, LBFGS, WEIGHTED, ProbeConfig, ProbeHead
 from audioclf.training.selection import one_thread
 
 C_GRID = (0.001, 0.01, 0.1, 1.0)
@@ -64,7 +64,8 @@ class MultiLabelFit:
 def fit_multilabel(data: Dataset, y: np.ndarray, *, n_folds: int, seed: int, layer: str = LAST) -> MultiLabelFit:
     """Cross-validate C on grouped folds (recording-level mAP of out-of-fold probabilities), tune thresholds on
     the chosen C's out-of-fold probabilities, refit on every training recording."""
-    config = ProbeConfig(layer=layer, fitter=LBFGS, hidden=0)
+    # one regression per label: a single layer (the searched and learnt-weights choices are the last layer here)
+    config = ProbeConfig(layer=LAST if layer in ("auto", WEIGHTED) else layer, fitter=LBFGS, hidden=0)
     folds = cv_folds(rarest_label_items(data.items, y), n_folds, seed)
     with one_thread():
         oof = {c: np.full(y.shape, np.nan) for c in C_GRID}

@@ -27,16 +27,7 @@ from audioclf.training.export import export_probe
 from audioclf.training.fusion import Fusion, calibrate, temperature
 from audioclf.training.model_dir import TrainedModel, build_meta, fusion_meta, prepare_out_dir, save_model
 from audioclf.training.novelty import fit_abstain
-from audioclf.training.probe import (
-    LAST,
-    WEIGHTED,
-    EpochStats,
-    FitOptions,
-    FitResult,
-    ProbeConfig,
-    ProbeHead,
-    predict_logits,
-)
+from audioclf.training.probe import EpochStats, FitOptions, FitResult, ProbeConfig, ProbeHead, predict_logits
 from audioclf.training.selection import DEFAULT_FOLDS, Candidate, Selection, SelectOptions, refit, select
 from audioclf.training.train_multilabel import MultiLabelJob, MultiLabelSummary, train_multilabel
 
@@ -228,7 +219,6 @@ def train(
 def _multilabel_job(
     manifest: Path, out: Path, labels: list[str], loaded: LoadedEncoder, options: TrainOptions
 ) -> MultiLabelJob:
-    layer = options.layer if options.layer not in ("auto", WEIGHTED) else LAST  # a regression per label: no weights
     return MultiLabelJob(
         manifest=manifest,
         out=out,
@@ -237,7 +227,7 @@ def _multilabel_job(
         encoder_identity=loaded.encoder.identity,
         fallback_reason=loaded.fallback_reason,
         windows=options.windows,
-        layer=layer,
+        layer=options.layer,
         folds=options.folds,
         seed=options.fit.seed,
         test_size=options.test_size,
