@@ -173,3 +173,64 @@ def test_serving_beyond_loopback_needs_a_token(
     code = main(["serve", "--model", str(tone_model[0]), "--host", "0.0.0.0"])
     err = capsys.readouterr().err
     assert code == 2 and "give a token" in err and "(see --token)" in err
+
+
+def test_every_redirect_hop_goes_through_the_address_check(tone_dataset: Path, tmp_path: Path) -> None:
+    """Real yt-dlp, pointed at the server's egress proxy: a hop to a refused address fails even when the first
+    address was allowed (here the policy allows one loopback port, the "outside", and refuses the "inside")."""
+    from http.server import BaseHTTPRequestHandler
+
+    from audioclf.io.download import FetchOptions, fetch_all
+    from audioclf.io.manifest import Item
+    from audioclf.serve.egress import EgressProxy
+
+    clip = clips(tone_dataset)[0]
+    inside = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(clip.parent)))
+    inside_port = inside.server_address[1]
+
+    class Outside(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path == "/direct.wav":
+                data = clip.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "audio/wav")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            else:  # a public page that redirects to an internal address
+                self.send_response(302)
+                self.send_header("Location", f"http://127.0.0.1:{inside_port}/{clip.name}")
+                self.end_headers()
+
+    outside = ThreadingHTTPServer(("127.0.0.1", 0), Outside)
+    outside_port = outside.server_address[1]
+    for server in (inside, outside):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    asked: list[int] = []
+
+    def policy(host: str, port: int) -> str | None:
+        asked.append(port)
+        return "127.0.0.1" if port == outside_port else None
+
+    egress = EgressProxy(policy)
+    try:
+        options = FetchOptions(cache_dir=tmp_path / "cache", proxy=egress.url)
+        direct, redirected, inner = (
+            Item(f"http://127.0.0.1:{port}/{name}", None, None, "", f"row{i}")
+            for i, (port, name) in enumerate(
+                [(outside_port, "direct.wav"), (outside_port, "go"), (inside_port, clip.name)]
+            )
+        )
+        results = {r.item.where.split("#")[0]: r for r in fetch_all([direct, redirected, inner], options)}
+        assert results["row0"].error is None  # allowed, through the proxy
+        assert results["row1"].error is not None and "403" in results["row1"].error  # the redirect hop was refused
+        assert results["row2"].error is not None and "403" in results["row2"].error
+        # the redirect's second hop was asked about: yt-dlp's every connection went through the check
+        assert asked.count(inside_port) == 2 and asked.count(outside_port) >= 2, asked
+    finally:
+        egress.close()
+        inside.shutdown()
+        outside.shutdown()

@@ -9,6 +9,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from audioclf.errors import AudioclfError
 from audioclf.io.cache import default_cache_dir
 from audioclf.io.download import FetchOptions
 from audioclf.serve.batcher import MicroBatcher, QueueFull
+from audioclf.serve.egress import EgressProxy
 from audioclf.serve.guard import TooLarge, Unauthorized, checked_url, save_upload, token_ok
 from audioclf.serve.metrics import ServeMetrics
 from audioclf.serve.options import ServeOptions
@@ -44,6 +46,10 @@ def create_app(model: TrainedModel, options: ServeOptions) -> FastAPI:
     metrics = ServeMetrics()
     cache_dir = options.cache_dir or default_cache_dir()
     fetch = FetchOptions(cache_dir=cache_dir, max_filesize_bytes=options.max_filesize_bytes)
+    # yt-dlp follows redirects itself: its every connection goes through a proxy that checks the address
+    egress = None if options.allow_private_urls else EgressProxy()
+    if egress is not None:
+        fetch = replace(fetch, proxy=egress.url)
 
     def run(sources: Sequence[str], chosen: PredictOptions) -> tuple[dict[str, Prediction], dict[str, str]]:
         preds, result = predict_inputs(model, list(sources), cache_dir, chosen, fetch, progress=False)
@@ -60,6 +66,8 @@ def create_app(model: TrainedModel, options: ServeOptions) -> FastAPI:
         )
         yield
         await run_in_threadpool(app.state.batcher.close)  # accepted requests finish first
+        if egress is not None:
+            egress.close()
 
     app = FastAPI(title="audioclf", version=__version__, lifespan=lifespan)
     app.state.model, app.state.options, app.state.metrics = model, options, metrics

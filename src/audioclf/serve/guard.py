@@ -32,27 +32,28 @@ def token_ok(header: str | None, token: str | None) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
+def is_private(text: str) -> bool:
+    """Loopback, private, link-local (cloud metadata lives at 169.254.169.254), multicast, reserved or
+    unspecified (an IPv4-mapped IPv6 address counts as its IPv4 address)."""
+    address = ipaddress.ip_address(text.split("%", 1)[0])
+    address = getattr(address, "ipv4_mapped", None) or address
+    return bool(
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
 def private_address(host: str) -> str | None:
-    """The first address ``host`` resolves to that is loopback, private, link-local (cloud metadata lives at
-    169.254.169.254), multicast, reserved or unspecified; None when every address is public."""
+    """The first address ``host`` resolves to that ``is_private``; None when every address is public."""
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as exc:
         raise AudioclfError(f"{host}: cannot resolve ({exc})") from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        mapped = getattr(address, "ipv4_mapped", None)
-        address = mapped or address
-        if (
-            address.is_private
-            or address.is_loopback
-            or address.is_link_local
-            or address.is_multicast
-            or address.is_reserved
-            or address.is_unspecified
-        ):
-            return str(address)
-    return None
+    return next((str(i[4][0]) for i in infos if is_private(str(i[4][0]))), None)
 
 
 def checked_url(url: str, *, allow_private: bool) -> str:
