@@ -234,3 +234,34 @@ def test_every_redirect_hop_goes_through_the_address_check(tone_dataset: Path, t
         egress.close()
         inside.shutdown()
         outside.shutdown()
+
+
+def test_closing_finishes_every_accepted_request() -> None:
+    def run(sources, options):  # type: ignore[no-untyped-def]
+        time.sleep(0.05)
+        return {}, {s: "done" for s in sources}
+
+    batcher = MicroBatcher(run, ServeMetrics(), max_queue=8, max_batch_inputs=1, wait_s=0.0)
+    futures = [batcher.submit([f"s{i}"], PredictOptions()) for i in range(5)]
+    batcher.close()  # what the server's shutdown does: drain the queue, then stop
+    assert all(f.done() for f in futures)
+    assert [f.result()[1] for f in futures] == [{f"s{i}": "done"} for i in range(5)]
+
+
+def test_a_request_past_its_time_limit_is_504(tone_model: tuple[Path, Path], tone_dataset: Path) -> None:
+    data = clips(tone_dataset)[0].read_bytes()
+    with client_for(*tone_model, timeout_s=0.2) as c:
+        batcher = c.app.state.batcher  # type: ignore[attr-defined]
+        real = batcher._run
+
+        def slow(sources, options):  # type: ignore[no-untyped-def]  # the model, one second late
+            time.sleep(1.0)
+            return real(sources, options)
+
+        batcher._run = slow
+        got = c.post("/v1/predict", files=[("files", ("a.wav", data))])
+        assert got.status_code == 504 and "no answer within 0.2 s" in got.json()["error"]
+        batcher._run = real
+        time.sleep(1.0)  # the late answer arrives for a request that gave up; the worker must survive it
+        again = c.post("/v1/predict", files=[("files", ("a.wav", data))])
+        assert again.status_code == 200, again.text

@@ -9,7 +9,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
 from audioclf.apps.prediction import Prediction, PredictOptions
@@ -87,6 +87,9 @@ class MicroBatcher:
         return batch, False
 
     def _serve(self, jobs: list[Job]) -> None:
+        jobs = [job for job in jobs if not job.future.cancelled()]  # timed out while waiting: not worth running
+        if not jobs:
+            return
         sources = list(dict.fromkeys(s for job in jobs for s in job.sources))
         self._metrics.batch_inputs.observe(len(sources))
         try:
@@ -99,7 +102,10 @@ class MicroBatcher:
         self._metrics.failed_inputs.inc(len(failed))
         for job in jobs:
             mine = {s: done[s] for s in job.sources if s in done}
-            job.future.set_result((mine, {s: failed[s] for s in job.sources if s in failed}))
+            try:
+                job.future.set_result((mine, {s: failed[s] for s in job.sources if s in failed}))
+            except InvalidStateError:  # its request timed out meanwhile: the worker must live on
+                log.debug("a request gave up before its answer was ready")
 
 
 def _by_options(jobs: list[Job]) -> list[list[Job]]:
