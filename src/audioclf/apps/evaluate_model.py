@@ -12,8 +12,9 @@ from audioclf.apps.evaluate_segments import evaluate_segments
 from audioclf.apps.predict import apply_model
 from audioclf.apps.prediction import PredictOptions
 from audioclf.errors import ManifestError
+from audioclf.evaluation.calibration import sigmoid
 from audioclf.evaluation.metrics import Predictions, compute_report, view_reports
-from audioclf.evaluation.multilabel_metrics import multilabel_report
+from audioclf.evaluation.multilabel_metrics import multilabel_report, recording_max
 from audioclf.evaluation.report import write_report
 from audioclf.evaluation.risk_coverage import abstain_report
 from audioclf.evaluation.segments import SegmentOptions
@@ -110,10 +111,8 @@ def _multilabel_report(preds: Predictions, result: EmbedResult, thresholds: np.n
     """Recording probabilities (max over windows of each label's sigmoid) against the rows' label sets."""
     by_source = {item.source: item for item, _ in result.embedded}
     truth = multi_hot([by_source[s] for s in preds.recordings], preds.labels)
-    window = 1.0 / (1.0 + np.exp(-np.asarray(preds.window_logits, dtype=np.float64)))
-    probs = np.full(truth.shape, 0.0)
-    np.maximum.at(probs, np.asarray(preds.window_recording), window)
-    return multilabel_report(probs, truth, thresholds, preds.labels)
+    logits = recording_max(np.asarray(preds.window_logits, dtype=np.float64), preds.window_recording, len(truth))
+    return multilabel_report(sigmoid(logits), truth, thresholds, preds.labels)
 
 
 def _written(

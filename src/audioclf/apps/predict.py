@@ -31,7 +31,7 @@ from audioclf.io.manifest import Item, audio_files, check_url, looks_like_url
 from audioclf.speech.text_features import view_for
 from audioclf.speech.transcribe import Transcript
 from audioclf.training.model_dir import TrainedModel
-from audioclf.training.novelty import recording_features
+from audioclf.training.novelty import probe_features, unit_means
 from audioclf.training.probe import predict_logits
 
 log = logging.getLogger(__name__)
@@ -148,10 +148,10 @@ def _novelty(model: TrainedModel, preds: Predictions, embedded: Sequence[tuple[I
     detector = model.novelty
     if detector is None or not embedded or model.head is None:
         return preds
-    x = torch.from_numpy(np.concatenate([e.embeddings for _, e in embedded]))
+    features = probe_features(model.head, torch.from_numpy(np.concatenate([e.embeddings for _, e in embedded])))
     scale = max(detector.threshold, 1e-9)
-    recordings = detector.distances(recording_features(model.head, x, preds.window_recording)) / scale
-    windows = detector.distances(recording_features(model.head, x, None)) / scale
+    recordings = detector.distances(unit_means(features, preds.window_recording)) / scale
+    windows = detector.distances(unit_means(features, None)) / scale
     return replace(preds, recording_novelty=recordings, window_novelty=windows)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from audioclf.errors import AudioclfError
-from audioclf.evaluation.calibration import softmax
+from audioclf.evaluation.calibration import sigmoid, softmax
 from audioclf.evaluation.metrics import Predictions, recording_logits
 from audioclf.evaluation.segments import UNKNOWN, Segment, SegmentOptions, label_segments, segments_of
 from audioclf.io.audio import WindowOptions
@@ -191,7 +191,7 @@ def _multilabel_predictions(
     preds: Predictions, durations: Sequence[np.ndarray], options: PredictOptions, hop_s: float, thresholds: np.ndarray
 ) -> list[Prediction]:
     """Sigmoid per label; a recording has a label when one of its windows does (max over windows)."""
-    win_probs = 1.0 / (1.0 + np.exp(-np.asarray(preds.window_logits, dtype=np.float64)))
+    win_probs = sigmoid(preds.window_logits)
     out = []
     for i, source in enumerate(preds.recordings):
         rows = np.flatnonzero(preds.window_recording == i)

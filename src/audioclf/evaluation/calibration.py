@@ -15,6 +15,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return np.asarray(e / e.sum(1, keepdims=True))
 
 
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Per-label probabilities of a multi-label model."""
+    return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64))))
+
+
 def reliability_bins(probs: np.ndarray, true: np.ndarray, n_bins: int = ECE_BINS) -> list[dict[str, float]]:
     """Per confidence bin (of the top label): its range, count, mean confidence and accuracy."""
     confidence, correct = probs.max(1), (probs.argmax(1) == true).astype(np.float64)

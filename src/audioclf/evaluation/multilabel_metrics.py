@@ -12,6 +12,14 @@ from sklearn.metrics import average_precision_score, f1_score, precision_score, 
 MULTI_LABEL = "multi_label"
 
 
+def recording_max(window_logits: np.ndarray, recording: np.ndarray, n_recordings: int) -> np.ndarray:
+    """[n_recordings, n_labels] the largest window logit of each recording: a recording has a label when any of
+    its windows does."""
+    out = np.full((n_recordings, window_logits.shape[1]), -np.inf)
+    np.maximum.at(out, recording, window_logits)
+    return out
+
+
 def multilabel_report(
     probs: np.ndarray, truth: np.ndarray, thresholds: np.ndarray, labels: Sequence[str]
 ) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
+from audioclf.evaluation.calibration import sigmoid
+from audioclf.evaluation.multilabel_metrics import recording_max
 from audioclf.io.label_sets import split_labels
 from audioclf.io.manifest import Item
 from audioclf.training.data import Dataset, cv_folds
@@ -45,13 +47,6 @@ def rarest_label_items(items: Sequence[Item], y: np.ndarray) -> list[Item]:
     return [replace(item, label=str(int(k))) for item, k in zip(items, rare, strict=True)]
 
 
-def recording_max(window_logits: np.ndarray, recording: np.ndarray, n_recordings: int) -> np.ndarray:
-    """[n_recordings, n_labels] the largest window logit of each recording (any window with the label)."""
-    out = np.full((n_recordings, window_logits.shape[1]), -np.inf)
-    np.maximum.at(out, recording, window_logits)
-    return out
-
-
 @dataclass(frozen=True)
 class MultiLabelFit:
     head: ProbeHead
@@ -74,7 +69,7 @@ def fit_multilabel(data: Dataset, y: np.ndarray, *, n_folds: int, seed: int, lay
             for c in C_GRID:
                 head = fit_head(train, y[keep], replace(config, c=c))
                 logits = _window_logits(head, val.x)
-                oof[c][held] = _sigmoid(recording_max(logits, val.recording, len(held)))
+                oof[c][held] = sigmoid(recording_max(logits, val.recording, len(held)))
         search = [_scores(c, oof[c], y) for c in C_GRID]
         best = max(search, key=lambda s: (s["cv_map"], -s["c"]))
         thresholds = tune_thresholds(oof[best["c"]], y)
@@ -137,7 +132,3 @@ def _scores(c: float, probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
 def _window_logits(head: ProbeHead, x: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
         return head(x).double().numpy()
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return np.asarray(1.0 / (1.0 + np.exp(-z)))

@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from audioclf.errors import DecodeError, TrainingError
+from audioclf.evaluation.calibration import sigmoid
 from audioclf.evaluation.multilabel_metrics import MULTI_LABEL
 from audioclf.extraction.embed import Failure, write_failures
 from audioclf.fileio import write_json_atomic
@@ -205,7 +206,7 @@ def _thresholds(tuner: Finetuner) -> dict[str, Any]:
         thresholds = np.full(len(tuner.labels), DEFAULT_THRESHOLD)
     else:
         logits, truth = tuner.last_validation
-        thresholds = tune_thresholds(1.0 / (1.0 + np.exp(-logits)), truth)
+        thresholds = tune_thresholds(sigmoid(logits), truth)
     return {
         "task": MULTI_LABEL,
         "thresholds": {label: float(t) for label, t in zip(tuner.labels, thresholds, strict=True)},
