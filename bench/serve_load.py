@@ -76,11 +76,15 @@ def one(client: httpx.Client, url: str, body: bytes) -> tuple[float, str | None,
     return time.perf_counter() - started, label, response.status_code
 
 
-def run_load(url: str, bodies: list[tuple[bytes, str]], clients: int, seconds: float) -> dict[str, object]:
+def run_load(
+    url: str, bodies: list[tuple[bytes, str]], clients: int, seconds: float, rss: list[tuple[int, float]]
+) -> dict[str, object]:
+    """N clients for a bounded time; ``rss`` gets (requests answered, resident MB) at each tenth of them."""
     stop = time.monotonic() + seconds
     counter = iter(range(10**9))  # request numbers
     lock = threading.Lock()
     results: list[tuple[float, bool, int]] = []
+    every = max(1, len(bodies) // 10)
 
     def worker() -> None:
         with httpx.Client() as client:
@@ -93,6 +97,8 @@ def run_load(url: str, bodies: list[tuple[bytes, str]], clients: int, seconds: f
                 took, label, status = one(client, url, body)
                 with lock:
                     results.append((took, label == expected, status))
+                    if len(results) % every == 0:
+                        rss.append((len(results), rss_mb()))
 
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
@@ -153,7 +159,8 @@ def main() -> None:
         seq_wall = time.perf_counter() - t0
     sequential = summarise([(t, label == want, status) for t, label, status, want in seq], seq_wall)
     pairs = pairs[args.sequential :]
-    concurrent = run_load(url, pairs, args.clients, args.seconds)
+    rss_series: list[tuple[int, float]] = [(0, rss_mb())]
+    concurrent = run_load(url, pairs, args.clients, args.seconds, rss_series)
     rss_end = rss_mb()
     server.should_exit = True
     print(f"model {model_dir} ({model.encoder}); one FSDD clip per request, unique audio each")
@@ -167,6 +174,8 @@ def main() -> None:
     ratio = concurrent["rps"] / sequential["rps"]  # type: ignore[operator]
     memory = f"{rss_start:.0f} -> {rss_end:.0f} MB"
     print(f"throughput x{ratio:.2f}; resident memory of this process (server and clients) {memory}")
+    series = ", ".join(f"{n}: {mb:.0f}" for n, mb in rss_series)
+    print(f"resident MB after N concurrent requests: {series}")
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@ micro-batching."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,10 +22,12 @@ from fastapi.testclient import TestClient
 
 from audioclf.apps.prediction import PredictOptions
 from audioclf.cli.main import main
+from audioclf.errors import AudioclfError
 from audioclf.serve.app import create_app
 from audioclf.serve.batcher import MicroBatcher, QueueFull
 from audioclf.serve.metrics import ServeMetrics
 from audioclf.serve.options import ServeOptions
+from audioclf.serve.uploads import receive_uploads
 from audioclf.training.model_dir import load_model
 
 
@@ -48,6 +51,16 @@ def test_health_model_and_metrics(client: TestClient) -> None:
     assert info["labels"] == ["high", "low", "mid"] and info["encoder"] == "builtin" and info["trained_at"]
     text = client.get("/metrics").text
     assert "audioclf_requests_total" in text and "audioclf_queue_depth" in text
+
+
+def test_api_docs_work_offline(client: TestClient) -> None:
+    page = client.get("/docs").text
+    scripts = [s.split('"')[0] for s in page.split('src="')[1:]] + [s.split('"')[0] for s in page.split('href="')[1:]]
+    assert scripts and not any(s.startswith(("http:", "https:", "//")) for s in scripts), scripts
+    assert all(client.get(s).status_code == 200 for s in scripts)
+    predict = client.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]
+    assert {"top_k", "segments", "min_confidence"} <= {p["name"] for p in predict["parameters"]}
+    assert "multipart/form-data" in predict["requestBody"]["content"]
 
 
 def test_predict_files_answers_what_predict_json_does(
@@ -100,6 +113,17 @@ def test_too_large_and_the_token(tone_model: tuple[Path, Path], tone_dataset: Pa
     with client_for(*tone_model, max_upload_bytes=1000) as small:
         got = small.post("/v1/predict", files=[("files", ("a.wav", data))])
         assert got.status_code == 413 and "upload limit" in got.json()["error"]
+        boundary = "b0undary"
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="a.wav"\r\n\r\n'
+
+        def chunked() -> Iterator[bytes]:  # no Content-Length: the limit holds while the body streams
+            yield head.encode()
+            yield from (data[i : i + 256] for i in range(0, len(data), 256))
+            yield f"\r\n--{boundary}--\r\n".encode()
+
+        kind = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        got = small.post("/v1/predict", content=chunked(), headers=kind)
+        assert got.status_code == 413 and "upload limit" in got.json()["error"]
     with client_for(*tone_model, token="s3cret") as guarded:
         assert guarded.get("/healthz").status_code == 200  # health and the page need no token
         assert guarded.get("/v1/model").status_code == 401
@@ -107,6 +131,28 @@ def test_too_large_and_the_token(tone_model: tuple[Path, Path], tone_dataset: Pa
         assert guarded.get("/metrics").status_code == 401
         ok = guarded.post("/v1/predict", files=[("files", ("a.wav", data))], headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200 and ok.json()["predictions"][0]["label"] in ("low", "mid", "high")
+
+
+def test_uploads_stream_into_the_private_folder_under_our_names(tmp_path: Path) -> None:
+    boundary = "xyz"
+    parts = [("files", "../../etc/passwd.wav", b"RIFF" + bytes(range(256)) * 40), ("note", None, b"hello")]
+    parts.append(("files", "clip.exe", b"second file"))
+    body = b""
+    for field, name, data in parts:
+        disposition = f'form-data; name="{field}"' + (f'; filename="{name}"' if name else "")
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(body), 7):  # boundaries and headers split across chunks
+            yield body[i : i + 7]
+
+    got = asyncio.run(receive_uploads(f"multipart/form-data; boundary={boundary}", chunks(), tmp_path, 10**6, 8))
+    assert [(u.path.name, u.client_name) for u in got] == [("upload-0.wav", "passwd.wav"), ("upload-1", "clip.exe")]
+    assert got[0].path.read_bytes() == parts[0][2] and got[1].path.read_bytes() == b"second file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["upload-0.wav", "upload-1"]
+    with pytest.raises(AudioclfError, match="more than 1 files"):
+        asyncio.run(receive_uploads(f"multipart/form-data; boundary={boundary}", chunks(), tmp_path, 10**6, 1))
 
 
 @pytest.fixture()
@@ -250,18 +296,18 @@ def test_closing_finishes_every_accepted_request() -> None:
 
 def test_a_request_past_its_time_limit_is_504(tone_model: tuple[Path, Path], tone_dataset: Path) -> None:
     data = clips(tone_dataset)[0].read_bytes()
-    with client_for(*tone_model, timeout_s=0.2) as c:
+    with client_for(*tone_model, timeout_s=1.5) as c:  # room for a loaded machine to answer the second request
         batcher = c.app.state.batcher  # type: ignore[attr-defined]
         real = batcher._run
 
-        def slow(sources, options):  # type: ignore[no-untyped-def]  # the model, one second late
-            time.sleep(1.0)
+        def slow(sources, options):  # type: ignore[no-untyped-def]  # the model, three seconds late
+            time.sleep(3.0)
             return real(sources, options)
 
         batcher._run = slow
         got = c.post("/v1/predict", files=[("files", ("a.wav", data))])
-        assert got.status_code == 504 and "no answer within 0.2 s" in got.json()["error"]
+        assert got.status_code == 504 and "no answer within 1.5 s" in got.json()["error"]
         batcher._run = real
-        time.sleep(1.0)  # the late answer arrives for a request that gave up; the worker must survive it
+        time.sleep(2.0)  # the late answer arrives for a request that gave up; the worker must survive it
         again = c.post("/v1/predict", files=[("files", ("a.wav", data))])
         assert again.status_code == 200, again.text

@@ -18,9 +18,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from audioclf.apps.predict import predict_inputs
 from audioclf.apps.prediction import Prediction, PredictOptions
@@ -29,10 +29,11 @@ from audioclf.io.cache import default_cache_dir
 from audioclf.io.download import FetchOptions
 from audioclf.serve.batcher import MicroBatcher, QueueFull
 from audioclf.serve.egress import EgressProxy
-from audioclf.serve.guard import TooLarge, Unauthorized, checked_url, save_upload, token_ok
+from audioclf.serve.guard import Unauthorized, checked_url, token_ok
 from audioclf.serve.metrics import ServeMetrics
 from audioclf.serve.options import ServeOptions
-from audioclf.serve.query import options_from_query
+from audioclf.serve.query import PREDICT_OPENAPI, options_from_query
+from audioclf.serve.uploads import TooLarge, receive_uploads
 from audioclf.training.model_dir import TrainedModel
 from audioclf.version import __version__
 
@@ -69,7 +70,8 @@ def create_app(model: TrainedModel, options: ServeOptions) -> FastAPI:
         if egress is not None:
             egress.close()
 
-    app = FastAPI(title="audioclf", version=__version__, lifespan=lifespan)
+    # /docs and /redoc from files inside fastapi-offline: like the page, they work without a CDN
+    app = FastAPIOffline(title="audioclf", version=__version__, lifespan=lifespan)
     app.state.model, app.state.options, app.state.metrics = model, options, metrics
     _middleware(app, options, metrics)
     _error_handlers(app)
@@ -133,7 +135,7 @@ def _routes(app: FastAPI, model: TrainedModel, options: ServeOptions, metrics: S
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/predict")
+    @app.post("/v1/predict", openapi_extra=PREDICT_OPENAPI)
     async def predict(request: Request) -> Response:
         chosen = options_from_query(request.query_params, model)
         with tempfile.TemporaryDirectory(prefix="audioclf-upload-") as tmp:  # private (0700), removed after
@@ -162,15 +164,10 @@ async def _inputs(request: Request, folder: Path, options: ServeOptions) -> tupl
     kind = request.headers.get("content-type", "")
     names: dict[str, str] = {}
     if kind.startswith("multipart/form-data"):
-        form = await request.form(max_files=options.max_batch_inputs)
-        uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
-        if not uploads:
-            raise AudioclfError("no files: send the audio as multipart form field 'files'")
-        for i, upload in enumerate(uploads):
-            path = await run_in_threadpool(
-                save_upload, upload.file, folder, i, upload.filename, options.max_upload_bytes
-            )
-            names[str(path.resolve())] = Path(upload.filename or f"upload-{i}").name
+        uploads = await receive_uploads(
+            kind, request.stream(), folder, options.max_upload_bytes, options.max_batch_inputs
+        )
+        names = {str(u.path.resolve()): u.client_name for u in uploads}
         return list(names), names
     try:
         body = await request.json()

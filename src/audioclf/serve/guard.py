@@ -1,27 +1,19 @@
 """What keeps an exposed server safe: the bearer token, URLs that may not reach private addresses (no
-server-side request forgery), and uploads written under a private folder by our own names, within a limit."""
+server-side request forgery)."""
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
 import socket
-from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from audioclf.errors import AudioclfError
-from audioclf.io.manifest import AUDIO_EXTENSIONS, check_url
-
-CHUNK_BYTES = 1 << 20
+from audioclf.io.manifest import check_url
 
 
 class Unauthorized(AudioclfError):
     """A missing or wrong bearer token."""
-
-
-class TooLarge(AudioclfError):
-    """An upload over the limit."""
 
 
 def token_ok(header: str | None, token: str | None) -> bool:
@@ -65,20 +57,3 @@ def checked_url(url: str, *, allow_private: bool) -> str:
         if address is not None:
             raise AudioclfError(f"{url}: {host} is a private address ({address}); this server does not fetch those")
     return url
-
-
-def save_upload(stream: BinaryIO, folder: Path, index: int, client_name: str | None, limit: int) -> Path:
-    """Copy an upload into ``folder`` as ``upload-<index><ext>`` (the client's name gives at most a known audio
-    extension, never a path), refusing it past ``limit`` bytes."""
-    suffix = Path(client_name or "").suffix.lower()
-    path = folder / f"upload-{index}{suffix if suffix in AUDIO_EXTENSIONS else ''}"
-    written = 0
-    with open(path, "wb") as out:
-        while chunk := stream.read(CHUNK_BYTES):
-            written += len(chunk)
-            if written > limit:
-                raise TooLarge(f"{client_name or 'upload'}: larger than the {limit // (1 << 20)} MB upload limit")
-            out.write(chunk)
-    if written == 0:
-        raise AudioclfError(f"{client_name or 'upload'}: the file is empty; send an audio file")
-    return path

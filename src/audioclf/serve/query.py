@@ -11,7 +11,42 @@ from audioclf.evaluation.segments import DEFAULT_SMOOTH, SegmentOptions
 from audioclf.io.audio import WindowOptions
 from audioclf.training.model_dir import TrainedModel
 
-KNOWN = ("top_k", "segments", "min_confidence", "window", "hop", "smooth", "min_duration", "timeline")
+DESCRIBED = {
+    "top_k": ("integer", "how many labels to list, best first (default 3)"),
+    "segments": ("boolean", "label the recording window by window and merge runs into segments"),
+    "min_confidence": ("string", "answer unknown below this calibrated probability, or 'auto' for the model's"),
+    "window": ("number", "window length in seconds (default: the model's)"),
+    "hop": ("number", "hop between windows in seconds (default: the window, or half of it for segments)"),
+    "smooth": ("string", f"segment smoothing: median:N, mean:N or none (default {DEFAULT_SMOOTH})"),
+    "min_duration": ("number", "shortest segment in seconds; shorter runs join a neighbour"),
+    "timeline": ("boolean", "also return the label of every window"),
+}
+KNOWN = tuple(DESCRIBED)
+
+PREDICT_OPENAPI = {  # the request /v1/predict reads by hand, described for /docs
+    "parameters": [
+        {"name": k, "in": "query", "required": False, "schema": {"type": kind}, "description": text}
+        for k, (kind, text) in DESCRIBED.items()
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                    "required": ["files"],
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"url": {"type": "string"}, "urls": {"type": "array", "items": {"type": "string"}}},
+                }
+            },
+        },
+    },
+}
 
 
 def options_from_query(query: Mapping[str, str], model: TrainedModel) -> PredictOptions:

@@ -1,0 +1,123 @@
+"""Multipart uploads streamed straight into the request's private folder.
+
+Starlette's ``request.form()`` first spools every upload into the system temp directory (readable by whoever
+shares it, and left there if the process dies); here python-multipart's streaming parser writes each ``files``
+part directly as ``upload-<n><known ext>`` under the per-request 0700 folder, counting bytes as they arrive,
+so a body over the limit is refused while it streams (also when it has no Content-Length). Other form fields
+are read and dropped; the client's file name is kept only as the name its answer is reported under.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
+
+from audioclf.errors import AudioclfError
+from audioclf.io.manifest import AUDIO_EXTENSIONS
+
+FILES_FIELD = "files"
+
+
+class TooLarge(AudioclfError):
+    """An upload over the limit."""
+
+
+@dataclass
+class Upload:
+    """One received file: where it was written and the name the client gave it."""
+
+    path: Path
+    client_name: str
+    size: int = 0
+
+
+@dataclass
+class _Receiver:
+    """The parser's callbacks: each ``files`` part opens a file in ``folder``; its data is appended there."""
+
+    folder: Path
+    max_files: int
+    uploads: list[Upload] = field(default_factory=list)
+    _header: list[bytes] = field(default_factory=lambda: [b"", b""])
+    _headers: dict[bytes, bytes] = field(default_factory=dict)
+    _out: IO[bytes] | None = None
+
+    def callbacks(self) -> dict[str, object]:
+        return {
+            "on_part_begin": self._headers.clear,
+            "on_header_field": lambda data, start, end: self._add(0, data[start:end]),
+            "on_header_value": lambda data, start, end: self._add(1, data[start:end]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._open,
+            "on_part_data": self._write,
+            "on_part_end": self._close,
+        }
+
+    def _add(self, which: int, data: bytes) -> None:
+        self._header[which] += data
+
+    def _header_end(self) -> None:
+        self._headers[self._header[0].strip().lower()] = self._header[1].strip()
+        self._header = [b"", b""]
+
+    def _open(self) -> None:
+        _, params = parse_options_header(self._headers.get(b"content-disposition"))
+        name, filename = params.get(b"name"), params.get(b"filename")
+        if name != FILES_FIELD.encode() or filename is None:
+            return  # another field: its data is dropped
+        if len(self.uploads) >= self.max_files:
+            raise AudioclfError(f"more than {self.max_files} files in one request; send them in several")
+        client_name = Path(filename.decode("utf-8", "replace")).name or f"upload-{len(self.uploads)}"
+        suffix = Path(client_name).suffix.lower()
+        path = self.folder / f"upload-{len(self.uploads)}{suffix if suffix in AUDIO_EXTENSIONS else ''}"
+        self.uploads.append(Upload(path, client_name))
+        self._out = open(path, "wb")  # noqa: SIM115 - closed at the part's end (or by close_all)
+
+    def _write(self, data: bytes, start: int, end: int) -> None:
+        if self._out is not None:
+            self._out.write(data[start:end])
+            self.uploads[-1].size += end - start
+
+    def _close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def close_all(self) -> None:
+        self._close()
+
+
+async def receive_uploads(
+    content_type: str, chunks: AsyncIterator[bytes], folder: Path, limit: int, max_files: int
+) -> list[Upload]:
+    """Every ``files`` part of a multipart body, written into ``folder``; refused past ``limit`` bytes in all."""
+    _, params = parse_options_header(content_type)
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise AudioclfError("multipart body without a boundary; let the HTTP client build the form")
+    receiver = _Receiver(folder, max_files)
+    parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
+    received = 0
+    try:
+        async for chunk in chunks:
+            received += len(chunk)
+            if received > limit:
+                raise TooLarge(f"request larger than the {limit >> 20} MB upload limit")
+            await run_in_threadpool(parser.write, chunk)  # file writes off the event loop
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise AudioclfError(f"malformed multipart body ({exc}); let the HTTP client build the form") from None
+    finally:
+        receiver.close_all()
+    if not receiver.uploads:
+        raise AudioclfError(f"no files: send the audio as multipart form field '{FILES_FIELD}'")
+    empty = next((u for u in receiver.uploads if u.size == 0), None)
+    if empty is not None:
+        raise AudioclfError(f"{empty.client_name}: the file is empty; send an audio file")
+    return receiver.uploads
