@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from fsdd_loso import NAME, add_fsdd_args, write_manifest
 from scipy.special import logsumexp
 from sklearn.metrics import roc_auc_score
@@ -34,7 +33,7 @@ from audioclf.apps.predict import apply_model
 from audioclf.evaluation.calibration import softmax
 from audioclf.io.manifest import Item, load_manifest
 from audioclf.training.model_dir import load_model
-from audioclf.training.novelty import recording_features
+from audioclf.training.novelty_detector import recording_features
 from audioclf.training.train_probe import TrainOptions, train
 
 
@@ -52,8 +51,8 @@ def write_wav(path: Path, wave: np.ndarray) -> Path:
 
 def scored(model, items: list[Item], cache: Path) -> dict[str, np.ndarray]:
     preds, result = apply_model(model, items, cache, progress=False)
-    x = torch.from_numpy(np.concatenate([e.embeddings for _, e in result.embedded]))
-    from audioclf.evaluation.metrics import recording_logits
+    x = np.concatenate([e.embeddings for _, e in result.embedded])
+    from audioclf.evaluation.predictions import recording_logits
 
     logits = recording_logits(preds)
     return {

@@ -18,7 +18,7 @@ from audioclf.apps.crossval_folds import assign_folds
 from audioclf.apps.crossval_report import over_folds
 from audioclf.cli.main import main
 from audioclf.errors import ManifestError, TrainingError
-from audioclf.evaluation.metrics import Predictions
+from audioclf.evaluation.predictions import Predictions
 from audioclf.io.manifest import Item, load_manifest
 from audioclf.training.probe import FitOptions
 from audioclf.training.train_probe import TrainOptions

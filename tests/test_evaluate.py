@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from audioclf.errors import AudioclfError
-from audioclf.evaluation.metrics import Predictions, compute_report, recording_logits
+from audioclf.evaluation.metrics import compute_report
+from audioclf.evaluation.predictions import Predictions, recording_logits
 from audioclf.evaluation.report import summary_lines, write_report
 
 

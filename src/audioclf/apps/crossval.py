@@ -27,7 +27,7 @@ from audioclf.fileio import atomic_write, write_json_atomic, write_text_atomic
 from audioclf.io.manifest import Item, labels_of, load_manifest
 
 if TYPE_CHECKING:
-    from audioclf.evaluation.metrics import Predictions
+    from audioclf.evaluation.predictions import Predictions
     from audioclf.extraction.embed import Failure
     from audioclf.training.train_probe import TrainOptions
 
@@ -286,7 +286,7 @@ def _save_predictions(path: Path, p: Predictions) -> None:
 
 def _finished(fold_dir: Path, key: dict[str, str], labels: list[str]) -> _Fold | None:
     """An earlier run's result of this fold, if it finished with the same fold manifest and options."""
-    from audioclf.evaluation.metrics import Predictions
+    from audioclf.evaluation.predictions import Predictions
     from audioclf.extraction.embed import Failure
 
     try:
@@ -309,7 +309,7 @@ def _finished(fold_dir: Path, key: dict[str, str], labels: list[str]) -> _Fold |
 
 def _pool(parts: Sequence[Predictions], labels: list[str]) -> Predictions:
     """All folds' out-of-fold predictions as one set: every recording was held out exactly once."""
-    from audioclf.evaluation.metrics import Predictions
+    from audioclf.evaluation.predictions import Predictions
 
     offsets = np.cumsum([0, *(len(p.recordings) for p in parts)])
     views = None

@@ -13,8 +13,9 @@ from audioclf.apps.predict import apply_model
 from audioclf.apps.prediction import PredictOptions
 from audioclf.errors import ManifestError
 from audioclf.evaluation.calibration import sigmoid
-from audioclf.evaluation.metrics import Predictions, compute_report, view_reports
+from audioclf.evaluation.metrics import compute_report, view_reports
 from audioclf.evaluation.multilabel_metrics import multilabel_report, recording_max
+from audioclf.evaluation.predictions import Predictions
 from audioclf.evaluation.report import write_report
 from audioclf.evaluation.risk_coverage import abstain_report
 from audioclf.evaluation.segments import SegmentOptions

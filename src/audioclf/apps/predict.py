@@ -9,7 +9,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from audioclf.apps.prediction import Prediction, PredictOptions, predictions_for
 from audioclf.encoders.loader import (
@@ -22,7 +21,7 @@ from audioclf.encoders.loader import (
     same_weights,
 )
 from audioclf.errors import ModelError
-from audioclf.evaluation.metrics import Predictions
+from audioclf.evaluation.predictions import Predictions
 from audioclf.extraction.embed import EmbedResult, embed_items
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import Embedded, EmbeddingCache
@@ -31,8 +30,7 @@ from audioclf.io.manifest import Item, audio_files, check_url, looks_like_url
 from audioclf.speech.text_features import view_for
 from audioclf.speech.transcribe import Transcript
 from audioclf.training.model_dir import TrainedModel
-from audioclf.training.novelty import probe_features, unit_means
-from audioclf.training.probe import predict_logits
+from audioclf.training.novelty_detector import probe_features, unit_means
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +64,14 @@ def apply_model(
     assert head is not None
     t = model.temperature  # 1 for a fused model: its views carry their own temperatures
     if view is None:
-        preds = _predictions(model, result.embedded, lambda x: predict_logits(head, x) / t)
+        preds = _predictions(model, result.embedded, lambda x: head.logits(x) / t)
         return replace(_novelty(model, preds, result.embedded), thresholds=model.thresholds), result
     text, said = view.apply(result.embedded)
     if model.fusion is None:  # transcript features
-        return _predictions(model, text, lambda x: predict_logits(head, x) / t, said), result
+        return _predictions(model, text, lambda x: head.logits(x) / t, said), result
     fusion = model.fusion
     text_x = np.concatenate([e.embeddings for _, e in text]) if text else np.zeros((0, 1, view.text.dim), np.float32)
-    preds = _predictions(model, result.embedded, lambda x: predict_logits(head, x), said)
+    preds = _predictions(model, result.embedded, lambda x: head.logits(x), said)
     views = fusion.views(preds.window_logits, preds.window_recording, text_x)
     return replace(preds, window_logits=views["fused"], views=views), result
 
@@ -148,7 +146,7 @@ def _novelty(model: TrainedModel, preds: Predictions, embedded: Sequence[tuple[I
     detector = model.novelty
     if detector is None or not embedded or model.head is None:
         return preds
-    features = probe_features(model.head, torch.from_numpy(np.concatenate([e.embeddings for _, e in embedded])))
+    features = probe_features(model.head, np.concatenate([e.embeddings for _, e in embedded]))
     scale = max(detector.threshold, 1e-9)
     recordings = detector.distances(unit_means(features, preds.window_recording)) / scale
     windows = detector.distances(unit_means(features, None)) / scale

@@ -10,7 +10,7 @@ import numpy as np
 
 from audioclf.errors import AudioclfError
 from audioclf.evaluation.calibration import sigmoid, softmax
-from audioclf.evaluation.metrics import Predictions, recording_logits
+from audioclf.evaluation.predictions import Predictions, recording_logits
 from audioclf.evaluation.segments import UNKNOWN, Segment, SegmentOptions, label_segments, segments_of
 from audioclf.io.audio import WindowOptions
 from audioclf.io.label_sets import join_labels

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from importlib import import_module
@@ -34,13 +35,12 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     log.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
-    try:
-        import transformers
+    # transformers' warnings and its (and the hub's) progress bars stay quiet, without importing transformers
+    # here (1 s of start-up): it reads the variable when an encoder first imports it
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from huggingface_hub.utils import disable_progress_bars
 
-        transformers.logging.set_verbosity_error()
-        transformers.logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        pass
+    disable_progress_bars()
 
 
 def _fetch_args(p: argparse.ArgumentParser) -> None:

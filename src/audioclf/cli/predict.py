@@ -9,7 +9,6 @@ import sys
 from audioclf.apps.predict import predict_inputs
 from audioclf.apps.prediction import Prediction, PredictOptions
 from audioclf.apps.segment_files import check_format, output_stem, render, write_segment_files
-from audioclf.apps.timeline_plot import write_timeline_plot
 from audioclf.cli.options import (
     EXIT_OK,
     EXIT_PARTIAL,
@@ -50,6 +49,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.out is not None:
         written = write_segment_files(preds, fmt or "csv", args.out) if options.segments else []
         for pred in preds if args.plot else []:
+            from audioclf.apps.timeline_plot import write_timeline_plot  # matplotlib: only when plotting
+
             written.append(write_timeline_plot(pred, args.out / f"{output_stem(pred.source)}.png"))
         log.info("wrote %d file(s) to %s", len(written), args.out)
     if not result.failures:

@@ -27,7 +27,6 @@ All values are finite for any input.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from audioclf.encoders.spectrogram import (
     ABS_POWER_FLOOR,
@@ -85,7 +84,7 @@ if any(N_MELS % n for n in (N_MEAN_BANDS, N_VAR_BANDS, N_MODULATION_BANDS)):
     raise ValueError("each band grouping must divide the mel bands evenly")
 
 
-def _power_basis() -> tuple[torch.Tensor, float]:
+def _power_basis() -> tuple[np.ndarray, float]:
     """A matrix taking a frame's STFT power [bins] to [sum of power, first and second frequency moments (kHz),
     autocorrelation at lag 0, autocorrelation at the pitch lags divided by the Hann window's own normalised
     autocorrelation] (the autocorrelations as irfft would give them), and the window energy."""
@@ -99,7 +98,7 @@ def _power_basis() -> tuple[torch.Tensor, float]:
     pitch = one_sided[:, None] * np.cos(2 * np.pi * bins * lags[None, :] / N_FFT) / N_FFT / window_ac
     khz = BIN_FREQS_HZ / 1000.0
     moments = np.stack([np.ones_like(khz), khz, khz**2, one_sided / N_FFT], axis=1)
-    return torch.from_numpy(np.hstack([moments, pitch]).astype(np.float32)), energy
+    return np.hstack([moments, pitch]).astype(np.float32), energy
 
 
 _POWER_BASIS, _WINDOW_ENERGY = _power_basis()
@@ -130,7 +129,7 @@ def _zero_crossing_rate(samples: np.ndarray, frames: int) -> np.ndarray:
 def _spectral_shape(spec: Spectrogram, log_mel: np.ndarray) -> list[np.ndarray]:
     """Per frame: centroid and spread (kHz), harmonicity (0..1) and level (dB re full scale) from the STFT
     power; roll-off (kHz) and flatness (dB) from the mel bands."""
-    proj = (torch.from_numpy(spec.power) @ _POWER_BASIS).double().numpy()
+    proj = (spec.power @ _POWER_BASIS).astype(np.float64)
     total, first, second, r0 = (proj[:, i] for i in range(4))
     centroid = first / (total + SPECTRUM_FLOOR)
     spread = np.sqrt(np.maximum(second / (total + SPECTRUM_FLOOR) - centroid**2, 0.0))

@@ -1,4 +1,4 @@
-"""The built-in encoder's front end: STFT power and mel power of one 16 kHz mono clip (numpy/torch only).
+"""The built-in encoder's front end: STFT power and mel power of one 16 kHz mono clip (numpy, scipy.fft).
 
 25 ms Hann window, 10 ms hop, 512-point FFT, centred frames (zero padded), 64 triangular area-normalised
 mel bands over 0-8 kHz. Both the speech features (``builtin.py``) and the general-audio statistics
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
+import scipy.fft
 
 from audioclf.io.audio import FRAME_HOP_SAMPLES, SAMPLE_RATE_HZ
 
@@ -44,8 +44,16 @@ def _mel_filterbank() -> np.ndarray:
     return (tri * (2.0 / (hi - lo))).astype(np.float32)
 
 
-_MEL_FB = torch.from_numpy(_mel_filterbank())
-_WINDOW = torch.hann_window(WIN_LENGTH_SAMPLES)
+def _window() -> np.ndarray:
+    """The periodic Hann window of WIN_LENGTH_SAMPLES, centred in N_FFT samples (as torch.stft pads it)."""
+    window = np.zeros(N_FFT, dtype=np.float32)
+    start = (N_FFT - WIN_LENGTH_SAMPLES) // 2
+    window[start : start + WIN_LENGTH_SAMPLES] = np.hanning(WIN_LENGTH_SAMPLES + 1)[:-1]
+    return window
+
+
+_MEL_FB_T = np.ascontiguousarray(_mel_filterbank().T)  # [bins, N_MELS]
+_WINDOW = _window()
 
 
 @dataclass(frozen=True)
@@ -66,20 +74,14 @@ def spectrogram(wave: np.ndarray) -> Spectrogram:
     x = np.nan_to_num(np.asarray(wave, dtype=np.float32).reshape(-1), nan=0.0, posinf=0.0, neginf=0.0)
     if x.size < N_FFT:
         x = np.pad(x, (0, N_FFT - x.size))
-    # Centred frames with zero padding, padded here: torch.stft(center=True) pads ~50x slower (3 ms per 10 s).
+    # Centred frames with zero padding; scipy.fft transforms all frames at once (6x faster than numpy.fft here,
+    # 3x faster than the torch.stft this replaced, and labelling no longer imports torch).
     padded = np.pad(x, (N_FFT // 2, N_FFT // 2))
-    spec = torch.stft(
-        torch.from_numpy(padded),
-        n_fft=N_FFT,
-        hop_length=HOP_LENGTH_SAMPLES,
-        win_length=WIN_LENGTH_SAMPLES,
-        window=_WINDOW,
-        center=False,
-        return_complex=True,
-    )
-    power = spec.real.square() + spec.imag.square()
-    mel = (_MEL_FB @ power).T.double().numpy()
-    return Spectrogram(samples=x, power=power.T.numpy(), mel=mel)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_LENGTH_SAMPLES]
+    spec = scipy.fft.rfft(frames * _WINDOW, axis=1)
+    power = (spec.real**2 + spec.imag**2).astype(np.float32)
+    mel = (power @ _MEL_FB_T).astype(np.float64)
+    return Spectrogram(samples=x, power=power, mel=mel)
 
 
 def mel_power(wave: np.ndarray) -> np.ndarray:

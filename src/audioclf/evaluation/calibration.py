@@ -15,6 +15,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return np.asarray(e / e.sum(1, keepdims=True))
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log(softmax) over the last axis, computed stably in float32."""
+    z = np.asarray(logits, dtype=np.float32)
+    z = z - z.max(-1, keepdims=True)
+    return np.asarray(z - np.log(np.exp(z).sum(-1, keepdims=True)), dtype=np.float32)
+
+
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     """Per-label probabilities of a multi-label model."""
     return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64))))

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from audioclf.evaluation.calibration import softmax
-from audioclf.evaluation.metrics import Predictions, recording_logits
+from audioclf.evaluation.predictions import Predictions, recording_logits
 
 CURVE_POINTS = 101  # points kept from the curve (coverage in hundredths)
 

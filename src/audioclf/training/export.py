@@ -20,7 +20,8 @@ from audioclf.encoders.hf_families import WaveformFamily, family_of
 from audioclf.encoders.spec import HF, ModelSpec
 from audioclf.errors import AudioclfError
 from audioclf.training.finetune import FinetuneOptions, load_classifier
-from audioclf.training.probe import LAST, ProbeHead
+from audioclf.training.probe import ProbeHead
+from audioclf.training.probe_config import LAST
 
 log = logging.getLogger(__name__)
 

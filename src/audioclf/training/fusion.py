@@ -10,40 +10,18 @@ better view alone, the fusion is that view alone (weight 0 or 1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
+from audioclf.evaluation.calibration import log_softmax
 from audioclf.training.data import Dataset
-from audioclf.training.probe import ProbeHead, predict_logits
+from audioclf.training.fused_views import Fusion, mix
+from audioclf.training.head_arrays import HeadArrays
+from audioclf.training.probe import ProbeHead
 from audioclf.training.selection import clearly_better, recording_scores
 
 TEMPERATURES = np.exp(np.linspace(np.log(0.05), np.log(20.0), 61))  # grid for temperature scaling
 WEIGHTS = np.linspace(0.0, 1.0, 11)  # the acoustic view's share of the mixture
-
-
-@dataclass(frozen=True)
-class Fusion:
-    text_head: ProbeHead
-    temperatures: tuple[float, float]  # acoustic, transcript
-    weight: float = 0.5  # of the acoustic view (1 - weight: the transcript's)
-
-    def views(
-        self, acoustic_window_logits: np.ndarray, window_recording: np.ndarray, text_x: np.ndarray
-    ) -> dict[str, np.ndarray]:
-        """Window log-probabilities of each view alone and of the fusion (the text view is per recording)."""
-        t_acoustic, t_text = self.temperatures
-        acoustic = _log_softmax(acoustic_window_logits / t_acoustic)
-        text = _log_softmax(predict_logits(self.text_head, text_x) / t_text)[window_recording]
-        return {"acoustic": acoustic, "transcript": text, "fused": mix(acoustic, text, self.weight)}
-
-
-def mix(acoustic: np.ndarray, text: np.ndarray, weight: float) -> np.ndarray:
-    """log(w p_acoustic + (1 - w) p_text) from the two views' log-probabilities."""
-    with np.errstate(divide="ignore"):
-        fused = np.logaddexp(np.log(weight) + acoustic, np.log1p(-weight) + text)
-    return fused.astype(np.float32)
 
 
 def calibrate(
@@ -55,7 +33,7 @@ def calibrate(
     held = np.isfinite(acoustic_oof).all(1) & np.isfinite(text_oof).all(1)
     a_oof, t_oof, y = acoustic_oof[held], text_oof[held], y[held]
     t_acoustic, t_text = temperature(a_oof, y), temperature(t_oof, y)
-    a_logp, t_logp = _log_softmax(a_oof / t_acoustic), _log_softmax(t_oof / t_text)
+    a_logp, t_logp = log_softmax(a_oof / t_acoustic), log_softmax(t_oof / t_text)
     scores = {float(w): _score(mix(a_logp, t_logp, float(w)), y) for w in WEIGHTS}
     single = max((1.0, 0.0), key=lambda w: scores[w])
     weight = max(scores, key=lambda w: scores[w])
@@ -69,7 +47,7 @@ def calibrate(
         f"fused {acc['fused']:.3f} ({len(y)} recordings); acoustic weight {weight:.1f}, "
         f"temperatures {t_acoustic:.2f} / {t_text:.2f}"
     )
-    return Fusion(text_head, (t_acoustic, t_text), weight), note
+    return Fusion(HeadArrays.from_head(text_head), (t_acoustic, t_text), weight), note
 
 
 def _score(log_p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -80,9 +58,5 @@ def _score(log_p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def temperature(recording_logits: np.ndarray, y: np.ndarray) -> float:
     """The temperature with the lowest negative log-likelihood of the true labels (out-of-fold recordings)."""
-    nll = [-_log_softmax(recording_logits / t)[np.arange(len(y)), y].mean() for t in TEMPERATURES]
+    nll = [-log_softmax(recording_logits / t)[np.arange(len(y)), y].mean() for t in TEMPERATURES]
     return float(TEMPERATURES[int(np.argmin(nll))])
-
-
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    return torch.log_softmax(torch.as_tensor(z, dtype=torch.float32), dim=-1).numpy()

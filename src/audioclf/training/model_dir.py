@@ -10,15 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from audioclf.errors import ModelError, first_line
-from audioclf.fileio import atomic_path, write_json_atomic
+from audioclf.errors import ModelError
+from audioclf.fileio import write_json_atomic
 from audioclf.io.audio import WindowOptions
-from audioclf.training.fusion import Fusion
-from audioclf.training.novelty import Novelty
-from audioclf.training.probe import ProbeConfig, ProbeHead
+from audioclf.training.fused_views import Fusion
+from audioclf.training.head_arrays import HeadArrays
+from audioclf.training.novelty_detector import Novelty
+from audioclf.training.probe_config import ProbeConfig
 from audioclf.version import __version__
 
 MODEL_FORMAT = 1
@@ -29,7 +28,7 @@ TEXT_WEIGHTS_NAME = "text_head.safetensors"  # the transcript view's probe of a 
 
 @dataclass(frozen=True)
 class TrainedModel:
-    head: ProbeHead | None  # None for a fine-tuned model: the transformers model in `path` classifies
+    head: HeadArrays | None  # None for a fine-tuned model: the transformers model in `path` classifies
     labels: list[str]
     encoder_spec: str
     encoder_identity: str
@@ -90,14 +89,13 @@ def save_model(out: Path, model: TrainedModel) -> None:
     assert model.head is not None, "fine-tuned models are saved by finetune_run"
     heads = {WEIGHTS_NAME: model.head, **({TEXT_WEIGHTS_NAME: model.fusion.text_head} if model.fusion else {})}
     for name, head in heads.items():
-        with atomic_path(out / name) as tmp:
-            save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(tmp))
+        head.save(out / name)
     write_json_atomic(out / CONFIG_NAME, model.meta)
 
 
 def fusion_meta(fusion: Fusion) -> dict[str, Any]:
     head = fusion.text_head
-    shape = {"n_layers": int(head.mean.shape[0]), "dim": int(head.mean.shape[1])}
+    shape = {"n_layers": head.n_layers, "dim": head.dim}
     return {
         "temperatures": list(fusion.temperatures),
         "acoustic_weight": fusion.weight,
@@ -164,19 +162,9 @@ def load_model(path: Path) -> TrainedModel:
         raise
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"{config_path}: damaged or incompatible model config ({exc}); retrain the model") from exc
-    head = _load_head(path / WEIGHTS_NAME, n_layers, dim, len(labels), config)
+    head = HeadArrays.load(path / WEIGHTS_NAME, n_layers, dim, len(labels), config)
     fusion = _load_fusion(path, meta, len(labels)) if "fusion" in meta else None
     return TrainedModel(head, labels, str(encoder["spec"]), str(encoder["identity"]), windows, meta, path, fusion)
-
-
-def _load_head(weights: Path, n_layers: int, dim: int, n_classes: int, config: ProbeConfig) -> ProbeHead:
-    head = ProbeHead(n_layers, dim, n_classes, config)
-    try:
-        head.load_state_dict(load_file(str(weights)))
-    except (OSError, SafetensorError, RuntimeError) as exc:
-        first = first_line(exc)
-        raise ModelError(f"{weights}: missing or damaged weights ({first}); retrain the model") from exc
-    return head.eval()
 
 
 def _load_fusion(path: Path, meta: dict[str, Any], n_classes: int) -> Fusion:
@@ -188,5 +176,5 @@ def _load_fusion(path: Path, meta: dict[str, Any], n_classes: int) -> Fusion:
         config = ProbeConfig(**spec)
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"{path / CONFIG_NAME}: damaged fusion settings ({exc}); retrain the model") from exc
-    text_head = _load_head(path / TEXT_WEIGHTS_NAME, n_layers, dim, n_classes, config)
+    text_head = HeadArrays.load(path / TEXT_WEIGHTS_NAME, n_layers, dim, n_classes, config)
     return Fusion(text_head, (t_acoustic, t_text), weight)

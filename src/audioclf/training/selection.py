@@ -26,20 +26,15 @@ from tqdm.auto import tqdm
 from audioclf.training.data import Dataset, cv_folds
 from audioclf.training.logreg import logreg_path
 from audioclf.training.probe import (
-    ADAMW,
-    LAST,
-    LBFGS,
-    MEAN,
-    WEIGHTED,
     EpochStats,
     FitOptions,
     FitResult,
-    ProbeConfig,
     ProbeHead,
     ProbeTrainer,
     mean_by_recording,
     predict_logits,
 )
+from audioclf.training.probe_config import ADAMW, LAST, LBFGS, MEAN, WEIGHTED, ProbeConfig
 
 log = logging.getLogger(__name__)
 

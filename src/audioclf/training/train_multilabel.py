@@ -13,6 +13,7 @@ from audioclf.extraction.embed import EmbedResult
 from audioclf.io.audio import WindowOptions
 from audioclf.training.data import hold_out_test, stack
 from audioclf.training.export import export_probe
+from audioclf.training.head_arrays import HeadArrays
 from audioclf.training.model_dir import TrainedModel, build_meta, save_model
 from audioclf.training.multilabel import MultiLabelFit, fit_multilabel, multi_hot
 
@@ -64,7 +65,9 @@ def train_multilabel(job: MultiLabelJob, embedded: EmbedResult, started: float) 
         label_counts=counts,
     )
     meta = _meta(job, summary)
-    model = TrainedModel(fit.head, job.labels, job.encoder_spec, job.encoder_identity, job.windows, meta)
+    model = TrainedModel(
+        HeadArrays.from_head(fit.head), job.labels, job.encoder_spec, job.encoder_identity, job.windows, meta
+    )
     save_model(job.out, model)
     export_probe(job.encoder_spec, fit.head, job.labels, job.out, multi_label=True)
     return summary

@@ -13,7 +13,8 @@ import numpy as np
 
 from audioclf.encoders.loader import Encoder, LoadedEncoder, fit_windows, load_encoder
 from audioclf.errors import TrainingError
-from audioclf.evaluation.metrics import Predictions, compute_report
+from audioclf.evaluation.metrics import compute_report
+from audioclf.evaluation.predictions import Predictions
 from audioclf.evaluation.report import write_report
 from audioclf.extraction.embed import EmbedResult, embed_items, write_failures
 from audioclf.io.audio import WindowOptions
@@ -24,10 +25,13 @@ from audioclf.io.manifest import Item, labels_of, load_manifest, usable_labels
 from audioclf.speech.text_features import FeatureOptions, TextView, save_tfidf, write_transcripts
 from audioclf.training.data import Dataset, hold_out_test, stack
 from audioclf.training.export import export_probe
-from audioclf.training.fusion import Fusion, calibrate, temperature
+from audioclf.training.fused_views import Fusion
+from audioclf.training.fusion import calibrate, temperature
+from audioclf.training.head_arrays import HeadArrays
 from audioclf.training.model_dir import TrainedModel, build_meta, fusion_meta, prepare_out_dir, save_model
 from audioclf.training.novelty import fit_abstain
-from audioclf.training.probe import EpochStats, FitOptions, FitResult, ProbeConfig, ProbeHead, predict_logits
+from audioclf.training.probe import EpochStats, FitOptions, FitResult, ProbeHead, predict_logits
+from audioclf.training.probe_config import ProbeConfig
 from audioclf.training.selection import DEFAULT_FOLDS, Candidate, Selection, SelectOptions, refit, select
 from audioclf.training.train_multilabel import MultiLabelJob, MultiLabelSummary, train_multilabel
 
@@ -207,7 +211,9 @@ def train(
         meta["fusion"] = fusion_meta(fusion)
     if view is not None:
         save_tfidf(view, out)
-    model = TrainedModel(head, labels, encoder.spec, encoder.identity, options.windows, meta, fusion=fusion)
+    model = TrainedModel(
+        HeadArrays.from_head(head), labels, encoder.spec, encoder.identity, options.windows, meta, fusion=fusion
+    )
     if novelty is not None:
         novelty.save(out)
     save_model(out, model)
