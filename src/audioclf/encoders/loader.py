@@ -254,8 +254,9 @@ def precision_for(identity: str) -> str:
     """The --precision that reproduces embeddings recorded under ``identity`` as closely as this machine can."""
     if identity.endswith(BF16_SUFFIX):
         return "bf16" if bf16_supported() else "fp32"
-    if identity.startswith("whisper-"):
-        return "fp32" if "-float32-" in identity else "auto"
+    if identity.startswith("whisper-"):  # whisper-<weights>-<compute type>-…
+        parts = identity.split("-")
+        return "fp32" if len(parts) > 2 and "float32" in parts[2] else "auto"
     return "fp32"
 
 

@@ -1,8 +1,9 @@
-"""Whisper through faster-whisper (CTranslate2) as an encoder: pooled encoder states and the spoken language.
+"""Whisper as an encoder: pooled encoder states and the spoken language.
 
 ``whisper:<size>`` loads like faster-whisper does (``base``, ``small``, … from the Hugging Face Hub, local cache
-first); ``whisper:<folder>`` loads a converted model offline. faster-whisper is an optional dependency
-(``pip install audioclf[whisper]``).
+first); ``whisper:<folder>`` loads a faster-whisper (CTranslate2) folder or a transformers Whisper checkpoint
+offline. ``whisper_backends`` picks who computes the states (the same log-mel and padding either way).
+faster-whisper is an optional dependency (``pip install audioclf[whisper]``).
 
 Whisper's encoder was trained on 30 s inputs, so by default every window is padded to 30 s as faster-whisper
 does when it transcribes (``padding="full"``); the embedding is the mean and standard deviation of the encoder
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +24,32 @@ import numpy as np
 
 from audioclf.encoders.hub import offline, probe_hub
 from audioclf.encoders.spec import WHISPER, ModelSpec
+from audioclf.encoders.whisper_backends import (
+    TORCH,
+    Backend,
+    TorchStates,
+    choose_backend,
+    converted,
+    feature_extractor,
+    is_hf_checkpoint,
+)
 from audioclf.errors import EncoderError, first_line
 from audioclf.io.audio import FRAME_HOP_SAMPLES, SAMPLE_RATE_HZ
+from audioclf.io.cache import default_cache_dir
 
 log = logging.getLogger(__name__)
 
-CHUNK_FRAMES = 3000  # Whisper's 30 s input, in 10 ms mel frames
 MIN_FRAMES = 300  # with padding="audio": shorter inputs are padded to 3 s (keeps the states closer to Whisper's)
 POOLING_VERSION = "meanstd-1"
 PADDINGS = ("full", "audio")
 SIZES_REPO = "Systran/faster-whisper-{}"
+
+
+@dataclass(frozen=True)
+class WhisperSource:
+    folder: Path
+    hf_checkpoint: bool  # transformers weights (else a CTranslate2 folder with model.bin)
+    fingerprint: str
 
 
 class WhisperEncoder:
@@ -39,50 +57,77 @@ class WhisperEncoder:
 
     n_layers = 1
     min_samples = 1
-    native_window_s: float | None = CHUNK_FRAMES * FRAME_HOP_SAMPLES / SAMPLE_RATE_HZ  # 30 s: Whisper's input
-    max_window_s: float | None = None  # a longer window is encoded 30 s at a time
+    max_window_s: float | None = None  # a longer window is encoded one input length at a time
 
-    def __init__(self, spec: str, model: Any, folder: Path, padding: str = "full") -> None:
+    def __init__(self, spec: str, source: WhisperSource, backend: Backend, padding: str = "full") -> None:
         if padding not in PADDINGS:
             raise EncoderError(f"whisper padding {padding!r}: use one of {', '.join(PADDINGS)}")
-        self.spec = spec
-        self.padding = padding
-        self._model = model
-        self._features = model.feature_extractor
-        self.dim = 2 * int(self._states(np.zeros((model.model.n_mels, 2), np.float32)).shape[-1])
-        self.model_identity = f"whisper-{_fingerprint(folder)}"
+        self.spec, self.padding, self.backend = spec, padding, backend
+        self._source = source
+        self._faster: Any = None  # faster-whisper's model: loaded now for CTranslate2, on first use otherwise
+        self._torch: TorchStates | None = None
+        if backend.name == TORCH:
+            self._torch = TorchStates(spec, source.folder, bf16=backend.compute == "torch_bf16")
+            self._features = feature_extractor(source.folder)
+            self.dim = 2 * self._torch.d_model
+        else:
+            self._features = self._model.feature_extractor
+            n_mels = self._features.mel_filters.shape[0]
+            self.dim = 2 * int(self._states(np.zeros((n_mels, 2), np.float32)).shape[-1])
+        self.chunk_frames = int(self._features.nb_max_frames)  # 3000 (30 s) for every released Whisper
+        self.native_window_s: float | None = self.chunk_frames * FRAME_HOP_SAMPLES / SAMPLE_RATE_HZ
+        self.model_identity = f"whisper-{source.fingerprint}"
         # "whisper-<weights>-<compute type>-<padding>-<pooling>": see encoders.same_weights
-        self.identity = f"{self.model_identity}-{model.model.compute_type}-{padding}-{POOLING_VERSION}"
+        self.identity = f"{self.model_identity}-{backend.compute}-{padding}-{POOLING_VERSION}"
+        log.debug("%s: encoder states through %s %s (%s)", spec, backend.name, backend.compute, backend.reason)
+
+    @property
+    def _model(self) -> Any:
+        """faster-whisper's model (transcription, language detection, and the CTranslate2 encoder)."""
+        if self._faster is None:
+            folder, compute = self._source.folder, self.backend.compute
+            if self._source.hf_checkpoint:
+                compute = "float32" if compute in ("float32", "torch_float32") else "int8"
+                folder = converted(self.spec, folder, self._source.fingerprint, compute, default_cache_dir())
+            self._faster = _faster_whisper(self.spec, folder, compute)
+        return self._faster
 
     def embed(self, windows: list[np.ndarray]) -> np.ndarray:
         out = np.zeros((len(windows), 1, self.dim), dtype=np.float32)
         for i, wave in enumerate(windows):
-            frames = np.concatenate([self._audio_states(chunk) for chunk in _chunks(wave)])
+            frames = np.concatenate([self._audio_states(chunk) for chunk in self._chunks(wave)])
             out[i, 0] = np.concatenate([frames.mean(0), frames.std(0)])
         return out
 
     def languages(self, wave: np.ndarray, top: int = 3) -> list[tuple[str, float]]:
-        """The most likely spoken languages of (the first 30 s of) ``wave``, as (code, probability)."""
+        """The most likely spoken languages of (the first input length of) ``wave``, as (code, probability)."""
         if not self._model.model.is_multilingual:
             return [("en", 1.0)]
-        output = self._encoder_output(self._padded(self._features(_chunks(wave)[0])))
+        output = self._encoder_output(self._padded(self._features(self._chunks(wave)[0])))
         ranked = self._model.model.detect_language(output)[0][:top]
         return [(token.strip("<|>"), float(p)) for token, p in ranked]
+
+    def _chunks(self, wave: np.ndarray) -> list[np.ndarray]:
+        """Pieces of at most one input length (a longer window is encoded piece by piece)."""
+        size = self.chunk_frames * FRAME_HOP_SAMPLES
+        return [wave[i : i + size] for i in range(0, max(1, len(wave)), size)]
 
     def _audio_states(self, wave: np.ndarray) -> np.ndarray:
         """Encoder states of the frames that hold audio (the encoder halves the 100 Hz mel frame rate)."""
         mel = self._features(wave)
-        n_audio = min(CHUNK_FRAMES, mel.shape[1])
+        n_audio = min(self.chunk_frames, mel.shape[1])
         return self._states(self._padded(mel))[: max(1, (n_audio + 1) // 2)]
 
     def _padded(self, mel: np.ndarray) -> np.ndarray:
-        n = min(CHUNK_FRAMES, mel.shape[1])
-        frames = CHUNK_FRAMES if self.padding == "full" else max(MIN_FRAMES, n + n % 2)
+        n = min(self.chunk_frames, mel.shape[1])
+        frames = self.chunk_frames if self.padding == "full" else max(MIN_FRAMES, n + n % 2)
         out = np.zeros((mel.shape[0], frames), dtype=np.float32)
         out[:, :n] = mel[:, :n]
         return out
 
     def _states(self, mel: np.ndarray) -> np.ndarray:
+        if self._torch is not None:
+            return self._torch.encode(mel)
         import ctranslate2
 
         output = self._encoder_output(mel)
@@ -97,17 +142,11 @@ class WhisperEncoder:
         return self._model.model.encode(features, to_cpu=False)
 
 
-def _chunks(wave: np.ndarray) -> list[np.ndarray]:
-    """Pieces of at most 30 s (a window longer than Whisper's input is encoded piece by piece)."""
-    size = CHUNK_FRAMES * FRAME_HOP_SAMPLES
-    return [wave[i : i + size] for i in range(0, max(1, len(wave)), size)]
-
-
-def _fingerprint(folder: Path) -> str:
+def _fingerprint(folder: Path, hf_checkpoint: bool) -> str:
+    names = ["config.json", *sorted(p.name for p in folder.glob("*.safetensors"))] if hf_checkpoint else []
     h = hashlib.sha256()
-    for name in ("config.json", "model.bin"):
-        path = folder / name
-        with open(path, "rb") as fh:
+    for name in names or ["config.json", "model.bin"]:
+        with open(folder / name, "rb") as fh:
             while block := fh.read(1 << 22):
                 h.update(block)
     return h.hexdigest()[:24]
@@ -122,12 +161,12 @@ def cpu_threads() -> int:
 
 
 def load_whisper(model: ModelSpec | str, precision: str = "auto") -> WhisperEncoder:
-    """``whisper:<size or folder>[?padding=audio]``; every failure is a one-line EncoderError."""
+    """``whisper:<size or folder>[?padding=audio]``: a CTranslate2 (faster-whisper) folder or size name, or a
+    transformers Whisper checkpoint folder; every failure is a one-line EncoderError."""
     if isinstance(model, str):
         model = ModelSpec.parse(model, (WHISPER,))
     spec, name, padding = str(model), model.source, model.option("padding", "full")
     try:
-        from faster_whisper import WhisperModel
         from faster_whisper.utils import download_model
     except ImportError:
         raise EncoderError(f"{spec}: needs faster-whisper; pip install 'audioclf[whisper]'") from None
@@ -136,20 +175,29 @@ def load_whisper(model: ModelSpec | str, precision: str = "auto") -> WhisperEnco
         if folder.is_absolute() or name.startswith("."):
             raise EncoderError(f"{spec}: no such model folder {folder}")
         folder = _download(spec, name, download_model)
-    if not (folder / "model.bin").is_file():
-        raise EncoderError(f"{spec}: {folder} is not a faster-whisper model (no model.bin)")
+    hf = is_hf_checkpoint(folder)
+    if not hf and not (folder / "model.bin").is_file():
+        raise EncoderError(f"{spec}: {folder} is not a faster-whisper model (no model.bin) nor a Whisper checkpoint")
     import ctranslate2
 
-    gpu = ctranslate2.get_cuda_device_count() > 0
-    # int8 on CPU, as faster-whisper recommends; float16 on GPU; --precision fp32 for exact float32.
-    compute = "float32" if precision == "fp32" else "float16" if gpu else "int8"
-    try:
-        model = WhisperModel(
-            str(folder), device="cuda" if gpu else "cpu", compute_type=compute, cpu_threads=cpu_threads()
+    backend = choose_backend(hf, precision, padding, gpu=ctranslate2.get_cuda_device_count() > 0)
+    return WhisperEncoder(spec, WhisperSource(folder, hf, _fingerprint(folder, hf)), backend, padding)
+
+
+def _faster_whisper(spec: str, folder: Path, compute: str) -> Any:
+    """faster-whisper's model on ``folder`` (int8 on CPU, as faster-whisper recommends; float16 on GPU)."""
+    import ctranslate2
+    from faster_whisper import WhisperModel
+
+    device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    if not (folder / "tokenizer.json").is_file():  # faster-whisper would fetch one from the Hub (and retry)
+        raise EncoderError(
+            f"{spec}: {folder} has no tokenizer.json; save the checkpoint's tokenizer next to its weights"
         )
+    try:
+        return WhisperModel(str(folder), device=device, compute_type=compute, cpu_threads=cpu_threads())
     except (RuntimeError, ValueError, OSError) as exc:
         raise EncoderError(f"{spec}: cannot load the Whisper model ({first_line(exc)})") from exc
-    return WhisperEncoder(spec, model, folder, padding)
 
 
 def _download(spec: str, name: str, download_model: Any) -> Path:

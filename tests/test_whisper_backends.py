@@ -1,0 +1,87 @@
+"""``whisper:`` on a transformers checkpoint: its states through transformers (bf16 where the CPU has it) equal
+CTranslate2's on the same weights, converted by ctranslate2's own converter; and the backend choice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tone
+from tiny_models import save_tiny
+
+from audioclf.encoders import loader
+from audioclf.encoders.loader import load_encoder, precision_for
+from audioclf.encoders.whisper import WhisperEncoder
+from audioclf.encoders.whisper_backends import CT2, TORCH, choose_backend, is_hf_checkpoint
+
+pytest.importorskip("faster_whisper")
+
+
+def write_tokenizer(folder: Path, size: int) -> None:
+    """A word-level tokenizer.json over the tiny model's vocabulary: faster-whisper loads one with every model."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+
+    Tokenizer(WordLevel({f"t{i}": i for i in range(size)}, unk_token="t0")).save(str(folder / "tokenizer.json"))
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = save_tiny("whisper", tmp_path_factory.mktemp("tiny-whisper-hf"))  # 2 s input, 16 mel bands
+    write_tokenizer(folder, 64)
+    return folder
+
+
+def waves() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [tone(300, 0.7), tone(900, 1.6) + 0.01 * rng.standard_normal(25_600).astype(np.float32), tone(500, 3.5)]
+
+
+def test_transformers_states_equal_ctranslate2_on_the_same_weights(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUDIOCLF_CACHE_DIR", str(tmp_path / "cache"))
+    assert is_hf_checkpoint(tiny_checkpoint)
+    exact = load_encoder(f"whisper:{tiny_checkpoint}", precision="fp32").encoder
+    assert isinstance(exact, WhisperEncoder) and exact.backend.name == TORCH and "-torch_float32-" in exact.identity
+    assert exact.native_window_s == pytest.approx(2.0)  # the checkpoint's own input length, not a fixed 30 s
+    ours = exact.embed(waves())
+    # the same weights through CTranslate2: converted once into the cache (float32, so no quantisation)
+    assert exact._model.model.is_multilingual is not None
+    converted = next((tmp_path / "cache" / "whisper-ct2").glob("*-float32"))
+    ct2 = load_encoder(f"whisper:{converted}", precision="fp32").encoder
+    assert isinstance(ct2, WhisperEncoder) and ct2.backend.name == CT2
+    theirs = ct2.embed(waves())
+    assert ours.shape == theirs.shape == (3, 1, 64)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+    fast = load_encoder(f"whisper:{tiny_checkpoint}", precision="bf16").encoder
+    assert "-torch_bf16-" in fast.identity and loader.same_weights(fast.identity, exact.identity)
+    a, b = fast.embed(waves())[:, 0], ours[:, 0]
+    assert (np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min() > 0.999
+
+
+def test_the_backend_follows_the_machine_and_the_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert choose_backend(False, "auto", "full", gpu=False).compute == "int8"  # a CTranslate2 folder stays there
+    assert choose_backend(True, "auto", "audio", gpu=False).name == CT2  # shorter inputs: CTranslate2 only
+    assert choose_backend(True, "fp32", "full", gpu=False).compute == "torch_float32"
+    monkeypatch.setattr(loader, "bf16_supported", lambda: True)
+    assert choose_backend(True, "auto", "full", gpu=False).compute == "torch_bf16"
+    monkeypatch.setattr(loader, "bf16_supported", lambda: False)
+    chosen = choose_backend(True, "auto", "full", gpu=False)
+    assert (chosen.name, chosen.compute) == (CT2, "int8") and "no bf16" in chosen.reason
+    assert precision_for("whisper-abc-torch_float32-full-meanstd-1") == "fp32"
+    assert precision_for("whisper-abc-torch_bf16-full-meanstd-1") == "auto"
+
+
+def test_a_checkpoint_without_tokenizer_fails_in_one_line_when_it_must_transcribe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from audioclf.errors import EncoderError
+
+    monkeypatch.setenv("AUDIOCLF_CACHE_DIR", str(tmp_path / "cache"))
+    folder = save_tiny("whisper", tmp_path / "no-tokenizer")
+    encoder = load_encoder(f"whisper:{folder}", precision="fp32").encoder
+    assert encoder.embed([tone(300, 1.0)]).shape == (1, 1, 64)  # embeddings need no tokenizer
+    with pytest.raises(EncoderError, match=r"no tokenizer\.json"):
+        encoder.languages(tone(300, 1.0))  # type: ignore[attr-defined]
