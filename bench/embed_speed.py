@@ -3,13 +3,15 @@
     python bench/embed_speed.py --model /tmp/w2v2base --fsdd ../shared/data/fsdd/recordings --clips 200 --long-min 10
     python bench/embed_speed.py --paths builtin --clips 1500 --long-min 60      # the built-in encoder only
     python bench/embed_speed.py --model /tmp/whisper-hf --window 30 --clips 0 --long-min 20   # Whisper base
+    python bench/embed_speed.py --model /tmp/w2v2base --clips 0 --long-min 20 --layer 6   # a probe on layer 6
 
 (a) "plain": what users write by hand: AutoFeatureExtractor + AutoModel in fp32, one clip at a time, mean of the
     last hidden state. (b) "audioclf": `audioclf.encoders.loader` + the embedding pipeline (windows, batches across
     files, bf16 where supported). (c) "builtin": the same pipeline with the built-in encoder. Each path runs in
     its own process so peak RSS is its own. Random-initialised weights of the real wav2vec2-base architecture
     are fine for speed; agreement is the cosine between (a) and (b)'s last-layer embeddings, and the top-1
-    agreement of a fixed random linear classifier on them.
+    agreement of a fixed random linear classifier on them. With --layer L both compare layer L's states, and
+    audioclf's forward pass stops there, as `predict` does for a probe that chose layer L (plain computes all).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ SAMPLE_RATE_HZ = 16_000
 PATHS = ("plain", "audioclf", "builtin")  # builtin: audioclf with its built-in encoder (no download, no torch)
 
 
-def plain(model_dir: str, files: list[str], window_s: float) -> dict[str, object]:
+def plain(model_dir: str, files: list[str], window_s: float, layer: int | None) -> dict[str, object]:
     import math
 
     import torch
@@ -47,7 +49,8 @@ def plain(model_dir: str, files: list[str], window_s: float) -> dict[str, object
         for w in iter_windows(f, WindowOptions(window_s, window_s)):
             inputs = extractor(w.samples, sampling_rate=SAMPLE_RATE_HZ, return_tensors="pt")
             with torch.no_grad():
-                states = model(**inputs).last_hidden_state[0]
+                out = model(**inputs, output_hidden_states=layer is not None)
+                states = (out.last_hidden_state if layer is None else out.hidden_states[layer])[0]
             if whisper:  # 10 ms mel frames, two per encoder state
                 states = states[: max(1, math.ceil(min(3000, math.ceil(len(w.samples) / 160)) / 2))]
             rows.append(states.mean(0).numpy())
@@ -55,7 +58,7 @@ def plain(model_dir: str, files: list[str], window_s: float) -> dict[str, object
     return {"seconds": time.perf_counter() - started, "audio_s": audio_s, "emb": np.stack(rows).tolist()}
 
 
-def ours(spec: str, files: list[str], window_s: float, cache: str) -> dict[str, object]:
+def ours(spec: str, files: list[str], window_s: float, cache: str, layer: int | None) -> dict[str, object]:
     from audioclf.encoders.loader import load_encoder
     from audioclf.extraction.embed import embed_items
     from audioclf.io.audio import WindowOptions
@@ -63,13 +66,15 @@ def ours(spec: str, files: list[str], window_s: float, cache: str) -> dict[str, 
     from audioclf.io.manifest import Item
 
     encoder = load_encoder(spec).encoder
+    if layer is not None:  # what predict does for a probe on this layer: the forward pass stops there
+        encoder = encoder.up_to(layer)  # type: ignore[attr-defined]
     windows = WindowOptions(window_s, window_s)
     items = [Item(f, None, None, f, f) for f in files]
     store = EmbeddingCache(Path(cache), encoder.identity, windows)
     started = time.perf_counter()
     result = embed_items(items, encoder, store, windows, progress=False)
     seconds = time.perf_counter() - started
-    emb = np.concatenate([e.embeddings[:, -1] for _, e in result.embedded])
+    emb = np.concatenate([e.embeddings[:, -1 if layer is None else layer] for _, e in result.embedded])
     rerun = time.perf_counter()
     embed_items(items, encoder, store, windows, progress=False)
     return {"seconds": seconds, "audio_s": result.audio_s, "emb": emb.tolist(), "rerun_s": time.perf_counter() - rerun}
@@ -78,10 +83,10 @@ def ours(spec: str, files: list[str], window_s: float, cache: str) -> dict[str, 
 def child(args: argparse.Namespace) -> None:
     files = json.loads(Path(args.files).read_text())
     if args.child == "plain":
-        out = plain(args.model, files, args.window)
+        out = plain(args.model, files, args.window, args.layer)
     else:
         spec = "builtin" if args.child == "builtin" else f"hf:{args.model}"
-        out = ours(spec, files, args.window, args.cache)
+        out = ours(spec, files, args.window, args.cache, args.layer if args.child == "audioclf" else None)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     Path(args.result).write_text(json.dumps(out))
 
@@ -117,6 +122,7 @@ def run_case(name: str, files: list[str], args: argparse.Namespace, work: Path) 
         cache = str(work / f"cache-{name}-{path}")
         cmd = [sys.executable, __file__, "--child", path, "--model", args.model, "--files", str(listing),
                "--window", str(args.window), "--cache", cache, "--result", str(result)]  # fmt: skip
+        cmd += ["--layer", str(args.layer)] if args.layer is not None else []
         subprocess.run(cmd, check=True)
         results[path] = json.loads(result.read_text())
     agree = {"plain": "reference"}
@@ -145,6 +151,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=200)
     parser.add_argument("--long-min", type=float, default=10.0, help="minutes of the long recording (0: skip)")
     parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--layer", type=int, default=None, help="compare this layer; audioclf stops there")
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS), help="which paths to time")
     parser.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
     parser.add_argument("--files", help=argparse.SUPPRESS)

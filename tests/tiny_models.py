@@ -35,23 +35,24 @@ WAVEFORM: dict[str, tuple[str, str, dict[str, Any]]] = {
 FAMILIES = [*WAVEFORM, "wav2vec2-bert", "whisper", "ast"]
 
 
-def save_tiny(family: str, path: Path, seed: int = 0) -> Path:
+def save_tiny(family: str, path: Path, seed: int = 0, layers: int = 2) -> Path:
     import torch
     import transformers as tf
 
     torch.manual_seed(seed)
+    small = {**SMALL, "num_hidden_layers": layers}
     if family in WAVEFORM:
         config_name, model_name, extra = WAVEFORM[family]
-        getattr(tf, model_name)(getattr(tf, config_name)(**SMALL, **extra)).save_pretrained(path)
+        getattr(tf, model_name)(getattr(tf, config_name)(**small, **extra)).save_pretrained(path)
         tf.Wav2Vec2FeatureExtractor(feature_size=1, do_normalize=True, return_attention_mask=True).save_pretrained(path)
     elif family == "wav2vec2-bert":
-        config = tf.Wav2Vec2BertConfig(**SMALL, feature_projection_input_dim=160, conv_depthwise_kernel_size=5)
+        config = tf.Wav2Vec2BertConfig(**small, feature_projection_input_dim=160, conv_depthwise_kernel_size=5)
         tf.Wav2Vec2BertModel(config).save_pretrained(path)
         tf.SeamlessM4TFeatureExtractor(feature_size=80, num_mel_bins=80, stride=2).save_pretrained(path)
     elif family == "whisper":  # a 2 s input instead of 30 s: 200 mel frames -> 100 encoder states
         config = tf.WhisperConfig(
             d_model=32,
-            encoder_layers=2,
+            encoder_layers=layers,
             decoder_layers=1,
             encoder_attention_heads=2,
             decoder_attention_heads=2,
@@ -72,7 +73,7 @@ def save_tiny(family: str, path: Path, seed: int = 0) -> Path:
         tf.WhisperFeatureExtractor(feature_size=16, chunk_length=2).save_pretrained(path)
     elif family == "ast":  # 200 filterbank frames (2 s) of 32 bands instead of 1024 x 128
         config = tf.ASTConfig(
-            **SMALL, patch_size=16, frequency_stride=10, time_stride=10, max_length=200, num_mel_bins=32
+            **small, patch_size=16, frequency_stride=10, time_stride=10, max_length=200, num_mel_bins=32
         )
         tf.ASTModel(config).save_pretrained(path)
         tf.ASTFeatureExtractor(num_mel_bins=32, max_length=200).save_pretrained(path)

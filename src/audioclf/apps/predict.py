@@ -57,6 +57,8 @@ def apply_model(
         )
     use = windows_for(model, encoder, windows)
     view = view_for(model.meta, encoder, cache_dir, use, model.path)
+    if view is None:
+        encoder = as_deep_as_the_probe(model, encoder)
     cache = EmbeddingCache(cache_dir, encoder.identity, use)
     same_pass = view.same_pass_cache if view is not None else None
     result = embed_items(items, encoder, cache, use, fetch=fetch, progress=progress, transcripts=same_pass)
@@ -138,6 +140,18 @@ def windows_for(model: TrainedModel, encoder: Encoder, windows: WindowOptions | 
             model.windows.window_s,
         )
     return use
+
+
+def as_deep_as_the_probe(model: TrainedModel, encoder: Encoder) -> Encoder:
+    """A probe on one layer that is not the last: the encoder stops there (encoders.early_exit)."""
+    layer = model.head.config.layer if model.head is not None else ""
+    up_to = getattr(encoder, "up_to", None)
+    if not layer.isdigit() or up_to is None or int(layer) >= encoder.n_layers - 1:
+        return encoder
+    early: Encoder = up_to(int(layer))
+    if early is not encoder:
+        log.debug("the probe reads layer %s of %d: the encoder stops there", layer, encoder.n_layers - 1)
+    return early
 
 
 def _novelty(model: TrainedModel, preds: Predictions, embedded: Sequence[tuple[Item, Embedded]]) -> Predictions:
