@@ -50,25 +50,12 @@ def save_tiny(family: str, path: Path, seed: int = 0, layers: int = 2) -> Path:
         tf.Wav2Vec2BertModel(config).save_pretrained(path)
         tf.SeamlessM4TFeatureExtractor(feature_size=80, num_mel_bins=80, stride=2).save_pretrained(path)
     elif family == "whisper":  # a 2 s input instead of 30 s: 200 mel frames -> 100 encoder states
-        config = tf.WhisperConfig(
-            d_model=32,
-            encoder_layers=layers,
-            decoder_layers=1,
-            encoder_attention_heads=2,
-            decoder_attention_heads=2,
-            encoder_ffn_dim=64,
-            decoder_ffn_dim=64,
-            num_mel_bins=16,
-            max_source_positions=100,
-            max_target_positions=32,
-            vocab_size=64,
-            pad_token_id=0,
-            bos_token_id=1,
-            eos_token_id=2,
-            decoder_start_token_id=3,
-            suppress_tokens=[],
-            begin_suppress_tokens=[],
-        )
+        sizes = {"d_model": 32, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "num_mel_bins": 16, "vocab_size": 64}
+        heads = {"encoder_attention_heads": 2, "decoder_attention_heads": 2, "decoder_layers": 1}
+        positions = {"max_source_positions": 100, "max_target_positions": 32}
+        tokens = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "decoder_start_token_id": 3}
+        suppress: dict[str, Any] = {"suppress_tokens": [], "begin_suppress_tokens": []}
+        config = tf.WhisperConfig(encoder_layers=layers, **sizes, **heads, **positions, **tokens, **suppress)
         tf.WhisperForConditionalGeneration(config).save_pretrained(path)
         tf.WhisperFeatureExtractor(feature_size=16, chunk_length=2).save_pretrained(path)
     elif family == "ast":  # 200 filterbank frames (2 s) of 32 bands instead of 1024 x 128
