@@ -83,5 +83,6 @@ def test_a_checkpoint_without_tokenizer_fails_in_one_line_when_it_must_transcrib
     folder = save_tiny("whisper", tmp_path / "no-tokenizer")
     encoder = load_encoder(f"whisper:{folder}", precision="fp32").encoder
     assert encoder.embed([tone(300, 1.0)]).shape == (1, 1, 64)  # embeddings need no tokenizer
-    with pytest.raises(EncoderError, match=r"no tokenizer\.json"):
+    with pytest.raises(EncoderError, match=r"no-tokenizer has no tokenizer\.json") as caught:
         encoder.languages(tone(300, 1.0))  # type: ignore[attr-defined]
+    assert "\n" not in str(caught.value) and not (tmp_path / "cache" / "whisper-ct2").exists()  # no conversion

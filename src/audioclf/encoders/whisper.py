@@ -87,6 +87,11 @@ class WhisperEncoder:
         if self._faster is None:
             folder, compute = self._source.folder, self.backend.compute
             if self._source.hf_checkpoint:
+                if not (folder / "tokenizer.json").is_file():
+                    raise EncoderError(
+                        f"{self.spec}: {folder} has no tokenizer.json, which transcripts and spoken languages need; "
+                        "save the checkpoint's tokenizer next to its weights"
+                    )
                 compute = "float32" if compute in ("float32", "torch_float32") else "int8"
                 folder = converted(self.spec, folder, self._source.fingerprint, compute, default_cache_dir())
             self._faster = _faster_whisper(self.spec, folder, compute)
