@@ -10,7 +10,8 @@ import pytest
 from conftest import tone
 from tiny_models import FAMILIES, save_tiny
 
-from audioclf.encoders.loader import HFEncoder, load_encoder
+from audioclf.encoders.hf_encoder import HFEncoder
+from audioclf.encoders.loader import load_encoder
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from conftest import tone
 
-from audioclf.encoders.loader import HFEncoder, load_encoder
+from audioclf.encoders.hf_encoder import HFEncoder
+from audioclf.encoders.loader import load_encoder
 from audioclf.errors import EncoderError
 
 

@@ -142,7 +142,7 @@ def test_tfidf_state_roundtrip() -> None:
 
 
 def test_a_ctc_encoder_transcribes_in_the_embedding_pass(tiny_ctc: Path, tmp_path: Path) -> None:
-    from audioclf.encoders.loader import HFEncoder
+    from audioclf.encoders.hf_encoder import HFEncoder
     from audioclf.extraction.embed import embed_items
     from audioclf.io.audio import WindowOptions
     from audioclf.io.cache import EmbeddingCache

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from audioclf.apps.prediction import Prediction, PredictOptions, predictions_for
+from audioclf.encoders.hf_encoder import LogitsEncoder
 from audioclf.encoders.loader import (
     Encoder,
-    LogitsEncoder,
     bf16_supported,
     fit_windows,
     load_encoder,

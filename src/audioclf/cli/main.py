@@ -41,6 +41,10 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
     from huggingface_hub.utils import disable_progress_bars
 
     disable_progress_bars()
+    if "transformers" in sys.modules:  # already imported (by a caller of main): its settings were read then
+        transformers = sys.modules["transformers"]
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
 
 
 def _fetch_args(p: argparse.ArgumentParser) -> None:

@@ -6,29 +6,25 @@ embeddings: one row per hidden layer, so the layer choice is made by the head wi
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from audioclf.encoders.hub import load_hf, model_fingerprint, pretrained, tokenizer_of
+from audioclf.encoders.hf_encoder import BF16_SUFFIX, HFEncoder
+from audioclf.encoders.hub import load_hf, pretrained, tokenizer_of
 from audioclf.encoders.mfcc import BUILTIN_DIM, BUILTIN_VERSION, builtin_embed_batch
 from audioclf.encoders.spec import BUILTIN, HF, ModelSpec
 from audioclf.errors import EncoderError
-from audioclf.io.audio import SAMPLE_RATE_HZ, WindowOptions
+from audioclf.io.audio import WindowOptions
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ENCODER = "hf:facebook/wav2vec2-base-960h"
 FALLBACK_ENV = "AUDIOCLF_FALLBACK_ENCODER"  # a local pretrained model to use when the default cannot be loaded
-BF16_SUFFIX = "-bf16"  # encoder identities of bf16 embeddings (they differ slightly from fp32 ones)
-MAX_BATCH_SAMPLES = 4 * 10 * SAMPLE_RATE_HZ  # 40 s of audio per forward pass: bounds activation memory
-MAX_BATCH_ITEMS = 32
 
 
 class Encoder(Protocol):
@@ -58,165 +54,6 @@ class BuiltinEncoder:
 
     def embed(self, windows: list[np.ndarray]) -> np.ndarray:
         return builtin_embed_batch(windows)[:, None, :].astype(np.float32)
-
-
-class HFEncoder:
-    """Any transformers audio encoder loaded with AutoFeatureExtractor + AutoModel; mask-aware mean pooling."""
-
-    def __init__(self, spec: str, extractor: Any, model: Any, *, bf16: bool = False, tokenizer: Any = None) -> None:
-        import torch
-
-        from audioclf.encoders import groupnorm
-        from audioclf.encoders.hf_families import family_of
-
-        self.spec = spec
-        try:  # first: a model for another sample rate (CLAP) or another input is refused before anything else
-            self.family = family_of(model, extractor)
-        except EncoderError as exc:
-            raise EncoderError(f"{spec}: {exc}") from None
-        if not hasattr(model.config, "hidden_size") or not hasattr(model.config, "num_hidden_layers"):
-            raise EncoderError(f"{spec}: {type(model).__name__} is not an audio encoder with hidden states")
-        # A *ForCTC model with its tokenizer also transcribes, in the same forward pass (greedy CTC per window).
-        self._tokenizer = tokenizer
-        self.transcribes = tokenizer is not None and hasattr(model, "lm_head")
-        self.last_texts: list[str] | None = None  # the windows of the last embed() call, when it transcribes
-        self._batch_texts: list[str] = []
-        self._bf16 = bf16  # bf16 weights and activations: AMX/AVX-512 BF16 matmuls on CPU, tensor cores on GPU
-        self._torch = torch
-        self._model = model  # the encoder of an encoder-decoder model (see _from_pretrained)
-        self._model.eval()
-        self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self._model.to(self._device)
-        # Group-norm models (wav2vec2-base) are trained without attention masks: plain padding would change
-        # their output. Known ones get a length-aware first norm (groupnorm.py) and padded batches with a mask;
-        # fixed-input families pad every clip on its own; any other only sees batches of equal-length windows.
-        self._norm = groupnorm.install(self._model)
-        self._masks = bool(getattr(extractor, "return_attention_mask", False)) or self._norm is not None
-        safe = model.config.model_type in groupnorm.PADDING_SAFE_TYPES and self._masks
-        self._pads = safe or self.family.exact_batches
-        self.n_layers = int(model.config.num_hidden_layers) + 1
-        self._keep: int | None = None  # hidden states computed (up_to); None: all
-        self.dim = int(model.config.hidden_size)
-        self.min_samples = self.family.min_samples
-        self.native_window_s = self.max_window_s = self.family.fixed_input_s
-        self.identity = model_fingerprint(model, extractor) + (BF16_SUFFIX if bf16 else "")
-        if bf16:
-            # Converted once: under autocast every call would cast all fp32 weights again, which dominates on
-            # short clips (bench: 7.5x -> 10.4x realtime on 0.4 s clips, embeddings cosine >= 0.9999 vs fp32).
-            self._model.to(torch.bfloat16)
-
-    def up_to(self, layer: int) -> HFEncoder:
-        """This encoder computing only hidden states 0..``layer`` (the rest of each row stays zero): what a
-        probe on that one layer reads, at less cost. Itself where that is not known to be exact."""
-        from audioclf.encoders.early_exit import can_stop_early
-
-        if self.transcribes or not can_stop_early(self._model, layer):
-            return self
-        early = copy.copy(self)
-        early._keep = layer + 1
-        early.identity = f"{self.identity}-upto{layer}"  # other arrays: their own cache entries
-        return early
-
-    def embed(self, windows: list[np.ndarray]) -> np.ndarray:
-        out = np.zeros((len(windows), self.n_layers, self.dim), dtype=np.float32)
-        texts = [""] * len(windows)
-        fixed = round((self.family.fixed_input_s or 0.0) * SAMPLE_RATE_HZ)
-        for batch in _length_batches(windows, equal_only=not self._pads, floor=fixed):
-            out[batch] = self._guarded([windows[i] for i in batch])
-            for i, text in zip(batch, self._batch_texts, strict=False):
-                texts[i] = text
-        self.last_texts = texts if self.transcribes else None
-        return out
-
-    def _guarded(self, waves: list[np.ndarray]) -> np.ndarray:
-        """One batch; whatever the extractor or model raises becomes one line naming the family."""
-        try:
-            return self._embed_batch(waves)
-        except EncoderError:
-            raise
-        except Exception as exc:  # torch and transformers raise RuntimeError, ValueError, TypeError, IndexError…
-            from audioclf.encoders.hf_families import model_failure
-
-            raise model_failure(self.family, self.spec, exc) from exc
-
-    def _embed_batch(self, waves: list[np.ndarray]) -> np.ndarray:
-        from audioclf.encoders.hf_families import pool_layers
-
-        inputs = self.family.inputs(waves, mask=self._masks)
-        if self._keep is not None:  # up_to: the forward pass stops at the deepest layer the probe reads
-            from audioclf.encoders.early_exit import states_up_to
-
-            hidden = states_up_to(self._model, self._keep - 1, lambda: self._forward(inputs, waves))
-            return self._padded_layers(pool_layers(hidden, lambda n: self.family.audio_mask(waves, inputs, n)))
-        output = self._forward(inputs, waves, output_hidden_states=True)
-        hidden = output.hidden_states
-        if self.transcribes:  # greedy CTC over each window's own frames: merge repeats, drop blanks
-            frames = self.family.audio_mask(waves, inputs, output.logits.shape[1]).sum(1)
-            ids = output.logits.argmax(-1).cpu()
-            self._batch_texts = [self._tokenizer.decode(ids[i, : int(n)]).strip() for i, n in enumerate(frames)]
-        return pool_layers(hidden, lambda n: self.family.audio_mask(waves, inputs, n)).cpu().numpy()
-
-    def _padded_layers(self, pooled: Any) -> np.ndarray:
-        out = np.zeros((pooled.shape[0], self.n_layers, self.dim), dtype=np.float32)  # deeper layers: not run
-        out[:, : pooled.shape[1]] = pooled.cpu().numpy()
-        return out
-
-    def _forward(self, inputs: dict[str, Any], waves: list[np.ndarray], **kwargs: Any) -> Any:
-        """The model on one batch; padded only where that leaves every clip's output as if it were alone."""
-        torch = self._torch
-        inputs = dict(inputs)
-        mask = inputs.pop("attention_mask", None)
-        if self._masks and mask is not None:
-            inputs["attention_mask"] = mask
-        if self._norm is not None:
-            from audioclf.encoders.groupnorm import first_layer_lengths
-
-            self._norm.lengths = first_layer_lengths(self._model, [len(w) for w in waves])
-        try:
-            with torch.inference_mode(), torch.autocast(self._device.type, torch.bfloat16, enabled=self._bf16):
-                return self._model(**self._to_device(inputs), **kwargs)
-        finally:
-            if self._norm is not None:
-                self._norm.lengths = None
-
-    def _to_device(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        torch = self._torch
-        cast = torch.bfloat16 if self._bf16 else None
-        return {k: v.to(self._device, dtype=cast if v.is_floating_point() else None) for k, v in inputs.items()}
-
-
-class LogitsEncoder(HFEncoder):
-    """A fine-tuned AutoModelForAudioClassification folder used as an "encoder" whose output is its logits, so
-    prediction shares the windowing, batching and cache of the probe path."""
-
-    def __init__(self, folder: Path, *, bf16: bool = False) -> None:
-        from transformers import AutoModelForAudioClassification
-
-        extractor, model = pretrained(
-            AutoModelForAudioClassification, str(folder), True, str(folder), "fine-tuned model"
-        )
-        super().__init__(f"finetuned:{folder}", extractor, model, bf16=bf16)
-        self.n_layers, self.dim = 1, int(model.config.num_labels)
-
-    def _embed_batch(self, waves: list[np.ndarray]) -> np.ndarray:
-        inputs = self.family.inputs(waves, mask=self._masks)
-        return self._forward(inputs, waves).logits.float().cpu().numpy()[:, None, :]
-
-
-def _length_batches(windows: list[np.ndarray], *, equal_only: bool, floor: int = 0) -> Iterator[list[int]]:
-    """Indices grouped into batches of similar (or, with ``equal_only``, identical) length; a model with a fixed
-    input (``floor`` samples) costs that much per window, however short."""
-    order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
-    batch: list[int] = []
-    for i in order:
-        longest = max(floor, len(windows[i]))  # sorted ascending: the newest is the longest
-        too_big = (len(batch) + 1) * longest > MAX_BATCH_SAMPLES or len(batch) >= MAX_BATCH_ITEMS
-        if batch and (too_big or (equal_only and len(windows[batch[0]]) != len(windows[i]))):
-            yield batch
-            batch = []
-        batch.append(i)
-    if batch:
-        yield batch
 
 
 @dataclass(frozen=True)
