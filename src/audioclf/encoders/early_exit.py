@@ -52,16 +52,18 @@ def transformer_layers(model: Any) -> Any | None:
     return None
 
 
-def can_stop_early(model: Any, layer: int) -> bool:
-    """Whether states 0..``layer`` can be had without the deeper layers (and that saves something)."""
+def stoppable_layers(model: Any, layer: int) -> Any | None:
+    """The transformer layers, where states 0..``layer`` can be had without the deeper ones (and that saves
+    something); None otherwise."""
     n = int(getattr(model.config, "num_hidden_layers", 0))
-    return model.config.model_type in EXACT_TYPES and transformer_layers(model) is not None and 0 <= layer < n
+    if model.config.model_type not in EXACT_TYPES or not 0 <= layer < n:
+        return None
+    return transformer_layers(model)
 
 
-def states_up_to(model: Any, layer: int, forward: Callable[[], Any]) -> list[Any]:
-    """Hidden states 0..``layer`` of ``forward()`` (a call of ``model``), which stops at layer ``layer``."""
-    layers = transformer_layers(model)
-    assert layers is not None, "check can_stop_early first"
+def states_up_to(layers: Any, layer: int, forward: Callable[[], Any]) -> list[Any]:
+    """Hidden states 0..``layer`` of ``forward()`` (a call of the model that holds ``layers``), which stops at
+    layer ``layer``."""
     recorded: list[Any] = []
 
     def record(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

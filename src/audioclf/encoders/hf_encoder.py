@@ -56,7 +56,7 @@ class HFEncoder:
         safe = model.config.model_type in groupnorm.PADDING_SAFE_TYPES and self._masks
         self._pads = safe or self.family.exact_batches
         self.n_layers = int(model.config.num_hidden_layers) + 1
-        self._keep: int | None = None  # hidden states computed (up_to); None: all
+        self._stop: tuple[Any, int] | None = None  # up_to: (the transformer layers, the deepest state kept)
         self.dim = int(model.config.hidden_size)
         self.min_samples = self.family.min_samples
         self.native_window_s = self.max_window_s = self.family.fixed_input_s
@@ -69,12 +69,13 @@ class HFEncoder:
     def up_to(self, layer: int) -> HFEncoder:
         """This encoder computing only hidden states 0..``layer`` (the rest of each row stays zero): what a
         probe on that one layer reads, at less cost. Itself where that is not known to be exact."""
-        from audioclf.encoders.early_exit import can_stop_early
+        from audioclf.encoders.early_exit import stoppable_layers
 
-        if self.transcribes or not can_stop_early(self._model, layer):
+        layers = None if self.transcribes else stoppable_layers(self._model, layer)
+        if layers is None:
             return self
         early = copy.copy(self)
-        early._keep = layer + 1
+        early._stop = (layers, layer)
         early.identity = f"{self.identity}-upto{layer}"  # other arrays: their own cache entries
         return early
 
@@ -104,10 +105,10 @@ class HFEncoder:
         from audioclf.encoders.hf_families import pool_layers
 
         inputs = self.family.inputs(waves, mask=self._masks)
-        if self._keep is not None:  # up_to: the forward pass stops at the deepest layer the probe reads
+        if self._stop is not None:  # up_to: the forward pass stops at the deepest layer the probe reads
             from audioclf.encoders.early_exit import states_up_to
 
-            hidden = states_up_to(self._model, self._keep - 1, lambda: self._forward(inputs, waves))
+            hidden = states_up_to(*self._stop, lambda: self._forward(inputs, waves))
             return self._padded_layers(pool_layers(hidden, lambda n: self.family.audio_mask(waves, inputs, n)))
         output = self._forward(inputs, waves, output_hidden_states=True)
         hidden = output.hidden_states

@@ -86,12 +86,12 @@ class WhisperEncoder:
         """faster-whisper's model (transcription, language detection, and the CTranslate2 encoder)."""
         if self._faster is None:
             folder, compute = self._source.folder, self.backend.compute
-            if self._source.hf_checkpoint:
-                if not (folder / "tokenizer.json").is_file():
-                    raise EncoderError(
-                        f"{self.spec}: {folder} has no tokenizer.json, which transcripts and spoken languages need; "
-                        "save the checkpoint's tokenizer next to its weights"
-                    )
+            if not (folder / "tokenizer.json").is_file():  # faster-whisper would fetch one from the Hub (and retry)
+                raise EncoderError(
+                    f"{self.spec}: {folder} has no tokenizer.json, which faster-whisper needs (and transcripts and "
+                    "spoken languages); save the model's tokenizer next to its weights"
+                )
+            if self._source.hf_checkpoint:  # converted with its tokenizer.json
                 compute = "float32" if compute in ("float32", "torch_float32") else "int8"
                 folder = converted(self.spec, folder, self._source.fingerprint, compute, default_cache_dir())
             self._faster = _faster_whisper(self.spec, folder, compute)
@@ -195,10 +195,6 @@ def _faster_whisper(spec: str, folder: Path, compute: str) -> Any:
     from faster_whisper import WhisperModel
 
     device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-    if not (folder / "tokenizer.json").is_file():  # faster-whisper would fetch one from the Hub (and retry)
-        raise EncoderError(
-            f"{spec}: {folder} has no tokenizer.json; save the checkpoint's tokenizer next to its weights"
-        )
     try:
         return WhisperModel(str(folder), device=device, compute_type=compute, cpu_threads=cpu_threads())
     except (RuntimeError, ValueError, OSError) as exc:

@@ -56,7 +56,7 @@ class _Receiver:
             "on_header_end": self._header_end,
             "on_headers_finished": self._open,
             "on_part_data": self._write,
-            "on_part_end": self._close,
+            "on_part_end": self.close,
         }
 
     def _add(self, which: int, data: bytes) -> None:
@@ -77,20 +77,18 @@ class _Receiver:
         suffix = Path(client_name).suffix.lower()
         path = self.folder / f"upload-{len(self.uploads)}{suffix if suffix in AUDIO_EXTENSIONS else ''}"
         self.uploads.append(Upload(path, client_name))
-        self._out = open(path, "wb")  # noqa: SIM115 - closed at the part's end (or by close_all)
+        self._out = open(path, "wb")  # noqa: SIM115 - closed at the part's end, or when the body stops
 
     def _write(self, data: bytes, start: int, end: int) -> None:
         if self._out is not None:
             self._out.write(data[start:end])
             self.uploads[-1].size += end - start
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Close the file being written (a part ended, or the body stopped)."""
         if self._out is not None:
             self._out.close()
             self._out = None
-
-    def close_all(self) -> None:
-        self._close()
 
 
 async def receive_uploads(
@@ -114,7 +112,7 @@ async def receive_uploads(
     except MultipartParseError as exc:
         raise AudioclfError(f"malformed multipart body ({exc}); let the HTTP client build the form") from None
     finally:
-        receiver.close_all()
+        receiver.close()
     if not receiver.uploads:
         raise AudioclfError(f"no files: send the audio as multipart form field '{FILES_FIELD}'")
     empty = next((u for u in receiver.uploads if u.size == 0), None)

@@ -18,7 +18,6 @@ from audioclf.evaluation.calibration import softmax
 from audioclf.training.data import Dataset
 from audioclf.training.head_arrays import HeadArrays
 from audioclf.training.novelty_detector import KEEP_KNOWN, Novelty, recording_features
-from audioclf.training.probe import ProbeHead
 
 MAX_FOLDS = 5  # group folds that set the threshold
 MAX_AUTO_CONFIDENCE = 0.99
@@ -67,7 +66,7 @@ def confidence_meta(logits: np.ndarray, true: np.ndarray, temperature: float, fi
 
 
 def fit_abstain(
-    head: ProbeHead, data: Dataset, oof: np.ndarray, temperature: float, *, acoustic: bool
+    head: HeadArrays, data: Dataset, oof: np.ndarray, temperature: float, *, acoustic: bool
 ) -> tuple[dict[str, Any], Novelty | None]:
     """What ``unknown`` means for this probe: the calibrated probability that keeps ``KEEP_KNOWN`` of the
     correct out-of-fold answers, and (for acoustic probes) the Mahalanobis novelty detector."""
@@ -76,6 +75,6 @@ def fit_abstain(
     meta = confidence_meta(oof, y, temperature, f"out-of-fold recording probabilities of {n_held} training recordings")
     novelty = None
     if acoustic:
-        features = recording_features(HeadArrays.from_head(head), data.x.numpy(), data.recording)
+        features = recording_features(head, data.x.numpy(), data.recording)
         novelty = fit_novelty(features, y, [item.group for item in data.items])
     return {**meta, "novelty": novelty.meta() if novelty is not None else None}, novelty

@@ -202,18 +202,16 @@ def train(
     meta = _probe_meta(manifest, summary, encoder.identity, head, options)
     meta["features"] = view.meta() if view is not None else {"mode": "acoustic"}
     meta["calibration"] = cal
-    novelty = None
+    novelty, arrays = None, HeadArrays.from_head(head)
     if fusion is None:  # a fused model's own temperatures and weight decide; its probabilities are not these
         meta["abstain"], novelty = fit_abstain(
-            head, main.data, main.selection.chosen.oof, cal["temperature"], acoustic=view is None
+            arrays, main.data, main.selection.chosen.oof, cal["temperature"], acoustic=view is None
         )
     if fusion is not None:
         meta["fusion"] = fusion_meta(fusion)
     if view is not None:
         save_tfidf(view, out)
-    model = TrainedModel(
-        HeadArrays.from_head(head), labels, encoder.spec, encoder.identity, options.windows, meta, fusion=fusion
-    )
+    model = TrainedModel(arrays, labels, encoder.spec, encoder.identity, options.windows, meta, fusion=fusion)
     if novelty is not None:
         novelty.save(out)
     save_model(out, model)
