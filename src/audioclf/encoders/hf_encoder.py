@@ -6,6 +6,7 @@ logits)."""
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ import numpy as np
 from audioclf.encoders.hub import model_fingerprint, pretrained
 from audioclf.errors import EncoderError
 from audioclf.io.audio import SAMPLE_RATE_HZ
+
+log = logging.getLogger(__name__)
 
 BF16_SUFFIX = "-bf16"  # encoder identities of bf16 embeddings (they differ slightly from fp32 ones)
 MAX_BATCH_SAMPLES = 4 * 10 * SAMPLE_RATE_HZ  # 40 s of audio per forward pass: bounds activation memory
@@ -65,6 +68,11 @@ class HFEncoder:
             # Converted once: under autocast every call would cast all fp32 weights again, which dominates on
             # short clips (bench: 7.5x -> 10.4x realtime on 0.4 s clips, embeddings cosine >= 0.9999 vs fp32).
             self._model.to(torch.bfloat16)
+        if bf16 and self._device.type == "cpu":  # matmul-speed attention and convolutions (cpu_kernels.py)
+            from audioclf.encoders import cpu_kernels
+
+            attention, convs = cpu_kernels.install(self._model)
+            log.debug("%s: blocked attention %s, %d channels-last convolutions", spec, attention, convs)
 
     def up_to(self, layer: int) -> HFEncoder:
         """This encoder computing only hidden states 0..``layer`` (the rest of each row stays zero): what a

@@ -88,6 +88,10 @@ class TorchStates:
         self._torch = torch
         self._dtype = torch.bfloat16 if bf16 else torch.float32
         self._encoder = model.get_encoder().eval().to(self._dtype)
+        from audioclf.encoders import cpu_kernels
+
+        if bf16:  # in fp32 they gain nothing here (bench/embed_speed.py)
+            cpu_kernels.install(self._encoder)
         self.d_model = int(model.config.d_model)
 
     def encode(self, mel: np.ndarray) -> np.ndarray:
