@@ -10,8 +10,9 @@
     files, bf16 where supported). (c) "builtin": the same pipeline with the built-in encoder. Each path runs in
     its own process so peak RSS is its own. Random-initialised weights of the real wav2vec2-base architecture
     are fine for speed; agreement is the cosine between (a) and (b)'s last-layer embeddings, and the top-1
-    agreement of a fixed random linear classifier on them. With --layer L both compare layer L's states, and
-    audioclf's forward pass stops there, as `predict` does for a probe that chose layer L (plain computes all).
+    agreement of a fixed random linear classifier on them (standardised as a trained probe sees them). With
+    --layer L both compare layer L's states, and audioclf's forward pass stops there, as `predict` does for a
+    probe that chose layer L (plain computes all).
 """
 
 from __future__ import annotations
@@ -91,6 +92,16 @@ def child(args: argparse.Namespace) -> None:
     Path(args.result).write_text(json.dumps(out))
 
 
+def probe_agreement(reference: np.ndarray, other: np.ndarray, classes: int = 10) -> float:
+    """Top-1 agreement of a fixed random linear probe on both embeddings, each standardised with the reference's
+    mean and scale as a trained probe's scaler would (on raw embeddings of random-weight models, which all
+    point the same way, a random probe's margins are ~0 and any rounding flips them)."""
+    mean, scale = reference.mean(0), reference.std(0) + 1e-8
+    probe = np.random.default_rng(0).standard_normal((reference.shape[1], classes))
+    a, b = ((reference - mean) / scale) @ probe, ((other - mean) / scale) @ probe
+    return float(np.mean(a.argmax(1) == b.argmax(1)))
+
+
 def make_long(files: list[str], minutes: float, path: Path) -> None:
     """A long recording by concatenating clips (written with PyAV as 16 kHz FLAC)."""
     import av
@@ -120,8 +131,8 @@ def run_case(name: str, files: list[str], args: argparse.Namespace, work: Path) 
     for path in args.paths:
         result = work / f"{name}-{path}.out.json"
         cache = str(work / f"cache-{name}-{path}")
-        cmd = [sys.executable, __file__, "--child", path, "--model", args.model, "--files", str(listing),
-               "--window", str(args.window), "--cache", cache, "--result", str(result)]  # fmt: skip
+        cmd = [sys.executable, __file__, "--child", path, "--model", args.model, "--files", str(listing)]
+        cmd += ["--window", str(args.window), "--cache", cache, "--result", str(result)]
         cmd += ["--layer", str(args.layer)] if args.layer is not None else []
         subprocess.run(cmd, check=True)
         results[path] = json.loads(result.read_text())
@@ -129,8 +140,7 @@ def run_case(name: str, files: list[str], args: argparse.Namespace, work: Path) 
     if "plain" in results and "audioclf" in results:
         a, b = np.array(results["plain"]["emb"]), np.array(results["audioclf"]["emb"])
         cos = np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-        probe = np.random.default_rng(0).standard_normal((a.shape[1], 10))
-        top1 = float(np.mean((a @ probe).argmax(1) == (b @ probe).argmax(1)))
+        top1 = probe_agreement(a, b)
         agree["audioclf"] = f"{cos.min():.4f} / {top1:.3f}"
     base = results["plain"]["audio_s"] / results["plain"]["seconds"] if "plain" in results else float("nan")
     rows = []
@@ -139,8 +149,8 @@ def run_case(name: str, files: list[str], args: argparse.Namespace, work: Path) 
         speed = r["audio_s"] / r["seconds"]
         extra = f"rerun {100 * r['rerun_s'] / r['seconds']:.1f} % of first" if "rerun_s" in r else ""
         ratio = f"{speed / base:.2f}" if "plain" in results else "-"
-        rows.append(f"| {name} | {path} | {r['audio_s']:.0f} | {speed:.1f}x | {ratio} | "
-                    f"{r['peak_rss_mb']:.0f} | {agree.get(path, 'other features')} | {extra} |")  # fmt: skip
+        cells = [name, path, f"{r['audio_s']:.0f}", f"{speed:.1f}x", ratio, f"{r['peak_rss_mb']:.0f}"]
+        rows.append("| " + " | ".join([*cells, agree.get(path, "other features"), extra]) + " |")
     return rows
 
 

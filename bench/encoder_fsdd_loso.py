@@ -50,8 +50,9 @@ def main() -> None:
     for spec in args.encoders:
         encoder = load_encoder(spec).encoder
         with tempfile.TemporaryDirectory() as cache:
-            result = embed_items(items, encoder, EmbeddingCache(Path(cache), encoder.identity, windows), windows,
-                                 progress=False)  # fmt: skip
+            result = embed_items(
+                items, encoder, EmbeddingCache(Path(cache), encoder.identity, windows), windows, progress=False
+            )
         x = np.stack([e.embeddings[:, -1].mean(axis=0) for _, e in result.embedded])
         acc = loso(x, y, spk, "lr")
         cells = " | ".join(f"{acc[s]:.3f}" for s in speakers)

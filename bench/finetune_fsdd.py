@@ -76,8 +76,20 @@ def main() -> None:
     tests = write_manifest(args.data, args.test_speaker, args.max_take, manifest)
     common = ["--manifest", str(manifest), "--encoder", args.encoder, "--cache-dir", cache]
     ft, probe = work / "finetuned", work / "probe"
-    _, ft_s = audioclf("train", "--mode", "finetune", "--out", str(ft), "--epochs", str(args.epochs), "--lr",
-                       args.lr, "--batch-size", args.batch_size, *common)  # fmt: skip
+    _, ft_s = audioclf(
+        "train",
+        "--mode",
+        "finetune",
+        "--out",
+        str(ft),
+        "--epochs",
+        str(args.epochs),
+        "--lr",
+        args.lr,
+        "--batch-size",
+        args.batch_size,
+        *common,
+    )
     audioclf("evaluate", "--model", str(ft), "--manifest", str(manifest), "--cache-dir", cache, "--quiet")
     _, probe_s = audioclf("train", "--out", str(probe), *common, "--quiet")
     audioclf("evaluate", "--model", str(probe), "--manifest", str(manifest), "--cache-dir", cache, "--quiet")

@@ -77,8 +77,19 @@ def main() -> None:
         # the same predictions before temperature scaling: predict divided the logits by the temperature
         raw = replace(preds, window_logits=preds.window_logits * model.temperature)
         before, after = compute_report(raw)["recording"]["calibration"], report["calibration"]
-        rows.append((speaker, report["n"], report["accuracy"], report["macro_f1"], summary.config.describe(),
-                     time.perf_counter() - started, model.temperature, before, after))  # fmt: skip
+        rows.append(
+            (
+                speaker,
+                report["n"],
+                report["accuracy"],
+                report["macro_f1"],
+                summary.config.describe(),
+                time.perf_counter() - started,
+                model.temperature,
+                before,
+                after,
+            )
+        )
     print(f"\nFSDD leave-one-speaker-out, encoder {args.encoder}, {len(files)} files\n")
     print("| held-out speaker | test clips | accuracy | macro-F1 | chosen head | seconds |")
     print("|---|---|---|---|---|---|")

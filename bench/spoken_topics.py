@@ -93,8 +93,16 @@ TOPICS: dict[str, list[str]] = {
         "Kings and emperors once ruled by claiming authority from the heavens.",
     ],
 }
-VOICES = [("en-us", 150), ("en-gb", 170), ("en-gb-scotland", 140), ("en-029", 160), ("en-us+f3", 165),
-          ("en-gb+f2", 145), ("en-gb-x-rp", 175), ("en-us+m3", 135)]  # fmt: skip
+VOICES = [
+    ("en-us", 150),
+    ("en-gb", 170),
+    ("en-gb-scotland", 140),
+    ("en-029", 160),
+    ("en-us+f3", 165),
+    ("en-gb+f2", 145),
+    ("en-gb-x-rp", 175),
+    ("en-us+m3", 135),
+]
 N_TRAIN = 8
 
 
@@ -124,14 +132,22 @@ def run(work: Path, manifest: Path, name: str, args: list[str]) -> str:
     cli = [sys.executable, "-m", "audioclf"]
     common = ["--cache-dir", str(work / "cache"), "--quiet"]
     started = time.perf_counter()
-    subprocess.run([*cli, "train", "--manifest", str(manifest), "--out", str(out), "--force", *args, *common],
-                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-    subprocess.run([*cli, "evaluate", "--model", str(out), "--manifest", str(manifest), *common],
-                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        [*cli, "train", "--manifest", str(manifest), "--out", str(out), "--force", *args, *common],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    subprocess.run(
+        [*cli, "evaluate", "--model", str(out), "--manifest", str(manifest), *common],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     rec = json.loads((out / "report" / "report.json").read_text())["recording"]
     low, high = rec["accuracy_ci"]
-    return f"| {name} | {rec['accuracy']:.3f} ({low:.2f}–{high:.2f}) | {rec['macro_f1']:.3f} | {rec['n']} | " \
-           f"{time.perf_counter() - started:.0f} s |"  # fmt: skip
+    return (
+        f"| {name} | {rec['accuracy']:.3f} ({low:.2f}–{high:.2f}) | {rec['macro_f1']:.3f} | {rec['n']} | "
+        f"{time.perf_counter() - started:.0f} s |"
+    )
 
 
 def main() -> None:

@@ -61,8 +61,12 @@ def main() -> None:
     t0 = time.perf_counter()
     plain = plain_transformers(args.hf, waves)
     runs = {"plain transformers fp32 (loop by hand)": (plain, time.perf_counter() - t0)}
-    for spec, precision in ((f"hf:{args.hf}", "fp32"), (f"hf:{args.hf}", "bf16"),
-                            (f"whisper:{folder}", "fp32"), (f"whisper:{folder}", "auto")):  # fmt: skip
+    for spec, precision in (
+        (f"hf:{args.hf}", "fp32"),
+        (f"hf:{args.hf}", "bf16"),
+        (f"whisper:{folder}", "fp32"),
+        (f"whisper:{folder}", "auto"),
+    ):
         encoder = load_encoder(spec, precision).encoder
         t0 = time.perf_counter()
         emb = encoder.embed(waves)

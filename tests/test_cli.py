@@ -25,9 +25,19 @@ def test_train_evaluate_predict_with_hf_encoder(
     model, cache = tmp_path / "model", str(tmp_path / "cache")
     common = ["--cache-dir", cache, "--quiet"]
     code, out, err = run(
-        capsys, "train", "--manifest", str(tone_dataset), "--out", str(model), "--encoder", f"hf:{tiny_wav2vec2}",
-        "--epochs", "40", "--cache-dir", cache,
-    )  # fmt: skip
+        capsys,
+        "train",
+        "--manifest",
+        str(tone_dataset),
+        "--out",
+        str(model),
+        "--encoder",
+        f"hf:{tiny_wav2vec2}",
+        "--epochs",
+        "40",
+        "--cache-dir",
+        cache,
+    )
     assert code == 0, err
     assert "candidate (cross-validation)" in out and "cross-validation accuracy" in out
     meta = json.loads((model / "audioclf.json").read_text())
@@ -74,9 +84,20 @@ def test_train_skips_an_undecodable_file(
     manifest.write_text("\n".join(rows) + "\n")
     model = tmp_path / "model"
     code, out, err = run(
-        capsys, "train", "--manifest", str(manifest), "--out", str(model), "--encoder", "builtin",
-        "--cache-dir", str(tmp_path / "cache"), "--epochs", "20", "--quiet",
-    )  # fmt: skip
+        capsys,
+        "train",
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(model),
+        "--encoder",
+        "builtin",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--epochs",
+        "20",
+        "--quiet",
+    )
     assert code == 0, err
     assert "broken.wav" in err and "1 failed" in out
     failures = (model / "failures.csv").read_text()
@@ -120,8 +141,9 @@ def test_predict_reports_bad_files_and_goes_on(
     code, out, err = run(capsys, "predict", "--model", model, str(bad), str(good), "--cache-dir", cache, "--quiet")
     assert code == 3 and "low_3_0.wav" in out and "bad.mp3" not in out  # 3: some inputs were not labelled
     assert "bad.mp3" in err
-    code, out, _ = run(capsys, "predict", "--model", model, str(bad), str(good), "--cache-dir", cache, "--quiet",
-                       "--json")  # fmt: skip
+    code, out, _ = run(
+        capsys, "predict", "--model", model, str(bad), str(good), "--cache-dir", cache, "--quiet", "--json"
+    )
     lines = [json.loads(line) for line in out.splitlines()]
     assert code == 3 and [Path(o["source"]).name for o in lines] == ["low_3_0.wav", "bad.mp3"]
     assert "label" in lines[0] and "cannot decode" in lines[1]["error"]

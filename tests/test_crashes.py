@@ -198,9 +198,12 @@ def _kw(call: ast.Call, name: str) -> str | None:
 @pytest.mark.parametrize("module", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))
 def test_no_remote_code_and_no_pickle(module: Path) -> None:
     tree = ast.parse(module.read_text(encoding="utf-8"))
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)
-                for alias in node.names} | {node.module.split(".")[0] for node in ast.walk(tree)
-                                            if isinstance(node, ast.ImportFrom) and node.module}  # fmt: skip
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    } | {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not imported & {"pickle", "dill", "joblib", "cloudpickle", "shelve", "marshal"}
     for call in _calls(tree):
         assert _kw(call, "trust_remote_code") in (None, "False"), f"{module.name}: {ast.unparse(call)}"

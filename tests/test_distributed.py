@@ -40,8 +40,9 @@ def _manifest(root: Path, n: int) -> Path:
     root.mkdir(parents=True)
     rows = ["path"]
     for i in range(n):
-        rows.append(str(write_audio(root / f"c{i:02d}.wav", tone(150 + 40 * i, 0.5 + 0.1 * (i % 5), noise=0.1, seed=i),
-                                    16_000)))  # fmt: skip
+        rows.append(
+            str(write_audio(root / f"c{i:02d}.wav", tone(150 + 40 * i, 0.5 + 0.1 * (i % 5), noise=0.1, seed=i), 16_000))
+        )
     bad = root / "broken.wav"
     bad.write_bytes(b"not audio at all")
     rows.append(str(bad))
@@ -97,8 +98,9 @@ def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     httpd.server_close()
 
 
-def test_fetch_on_ray_fills_the_cache_a_local_fetch_finds(local_ray: object, file_server: tuple[str, Path],
-                                                          tmp_path: Path) -> None:  # fmt: skip
+def test_fetch_on_ray_fills_the_cache_a_local_fetch_finds(
+    local_ray: object, file_server: tuple[str, Path], tmp_path: Path
+) -> None:
     base, root = file_server
     urls = [f"{base}/missing.wav"]
     for i in range(12):
@@ -117,8 +119,9 @@ def test_fetch_on_ray_fills_the_cache_a_local_fetch_finds(local_ray: object, fil
     assert "12 fetched (0 downloaded now, 12 already cached), 1 failed" in again, again
 
 
-def test_embed_on_ray_downloads_urls_while_it_encodes(local_ray: object, file_server: tuple[str, Path],
-                                                      tmp_path: Path) -> None:  # fmt: skip
+def test_embed_on_ray_downloads_urls_while_it_encodes(
+    local_ray: object, file_server: tuple[str, Path], tmp_path: Path
+) -> None:
     base, root = file_server
     urls = [f"{base}/gone.wav"]
     for i in range(20):
@@ -148,8 +151,21 @@ def test_train_on_ray_embeds_there_and_trains_from_the_cache(local_ray: object, 
     (tmp_path / "tones" / "broken.wav").write_bytes(b"RIFF but not really")
     with open(manifest, "a", newline="") as fh:
         csv.writer(fh).writerow(["broken.wav", "low", "", "spk0"])
-    out = _run("train", "--manifest", str(manifest), "--out", str(tmp_path / "model"), "--encoder", "builtin",
-               "--cache-dir", str(tmp_path / "cache"), "--epochs", "5", "--ray", "--quiet")  # fmt: skip
+    out = _run(
+        "train",
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(tmp_path / "model"),
+        "--encoder",
+        "builtin",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--epochs",
+        "5",
+        "--ray",
+        "--quiet",
+    )
     assert re.search(r"^ray +embedded 27 recordings \(0 from cache.*, 1 failed", out, re.M), out
     assert re.search(r"^data +embedded 27 recordings \(27 from cache\), 1 failed", out, re.M), out  # no recompute
     with open(tmp_path / "model" / "failures.csv", newline="") as fh:
@@ -203,9 +219,11 @@ def test_an_unreachable_cluster_fails_in_seconds(address: str, reason: str) -> N
 
 @pytest.mark.parametrize(
     ("encoder", "cache", "reason"),
-    [("hf:/nonexistent/model", "cache", "on Ray worker .*no such model folder"),
-     ("builtin", "a-file/cache", "cannot write the cache at")],
-)  # fmt: skip
+    [
+        ("hf:/nonexistent/model", "cache", "on Ray worker .*no such model folder"),
+        ("builtin", "a-file/cache", "cannot write the cache at"),
+    ],
+)
 def test_a_worker_that_cannot_work_stops_the_run_with_one_line(
     local_ray: object, tmp_path: Path, capsys: pytest.CaptureFixture[str], encoder: str, cache: str, reason: str
 ) -> None:
@@ -233,8 +251,24 @@ def test_train_on_ray_transcribes_on_the_workers(local_ray: object, tiny_ctc: Pa
     labelled.write_text(
         "path,label,group\n" + "".join(f"{r.source},{'ab'[i % 2]},g{i % 4}\n" for i, r in enumerate(rows))
     )
-    out = _run("train", "--manifest", str(labelled), "--out", str(tmp_path / "m"), "--encoder", f"hf:{tiny_ctc}",
-               "--features", "transcript", "--text-encoder", "tfidf", "--cache-dir", str(cache), "--epochs", "3",
-               "--ray", "--quiet")  # fmt: skip
+    out = _run(
+        "train",
+        "--manifest",
+        str(labelled),
+        "--out",
+        str(tmp_path / "m"),
+        "--encoder",
+        f"hf:{tiny_ctc}",
+        "--features",
+        "transcript",
+        "--text-encoder",
+        "tfidf",
+        "--cache-dir",
+        str(cache),
+        "--epochs",
+        "3",
+        "--ray",
+        "--quiet",
+    )
     assert re.search(r"^ray +embedded 12 recordings \(12 from cache\)", out, re.M), out  # nothing left to do
     assert (tmp_path / "m" / "transcripts.csv").is_file()

@@ -85,8 +85,9 @@ def test_a_recording_that_makes_a_real_model_fail_is_skipped_and_the_batch_goes_
     hook = model.register_forward_pre_hook(refuse_silence, with_kwargs=True)
     windows = WindowOptions()
     try:
-        result = embed_items(items, encoder, EmbeddingCache(tmp_path / "c", encoder.identity, windows), windows,
-                             progress=False)  # fmt: skip
+        result = embed_items(
+            items, encoder, EmbeddingCache(tmp_path / "c", encoder.identity, windows), windows, progress=False
+        )
     finally:
         hook.remove()
     assert [f.item.source for f in result.failures] == [str(silent)]

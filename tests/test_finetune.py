@@ -84,16 +84,45 @@ def test_export_loads_in_transformers_pipeline_and_agrees_with_predict(
 def test_cli_finetune_stop_and_resume(
     tone_dataset: Path, tiny_wav2vec2: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["train", "--mode", "finetune", "--manifest", str(tone_dataset), "--out", str(tmp_path / "m"),
-            "--encoder", f"hf:{tiny_wav2vec2}", "--cache-dir", str(tmp_path / "c"), "--epochs", "2",
-            "--lr", "3e-3", "--batch-size", "4", "--quiet"]  # fmt: skip
+    args = [
+        "train",
+        "--mode",
+        "finetune",
+        "--manifest",
+        str(tone_dataset),
+        "--out",
+        str(tmp_path / "m"),
+        "--encoder",
+        f"hf:{tiny_wav2vec2}",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--epochs",
+        "2",
+        "--lr",
+        "3e-3",
+        "--batch-size",
+        "4",
+        "--quiet",
+    ]
     assert main([*args, "--stop-after", "1"]) == 0
     assert "epochs           1" in capsys.readouterr().out
     assert main([*args, "--resume"]) == 0
     out = capsys.readouterr().out
     assert "epochs           2" in out and "fine-tuned" in out
-    code = main(["train", "--mode", "finetune", "--manifest", str(tone_dataset), "--out", str(tmp_path / "x"),
-                 "--encoder", "builtin", "--quiet"])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--mode",
+            "finetune",
+            "--manifest",
+            str(tone_dataset),
+            "--out",
+            str(tmp_path / "x"),
+            "--encoder",
+            "builtin",
+            "--quiet",
+        ]
+    )
     assert code == 2 and "not a transformers model" in capsys.readouterr().err
 
 
@@ -109,9 +138,31 @@ def test_length_batches_group_similar_lengths() -> None:
 def test_ddp_on_two_cpu_processes(tone_dataset: Path, tiny_wav2vec2: Path, tmp_path: Path) -> None:
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     assert torchrun is not None
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "audioclf", "train", "--mode", "finetune",
-           "--manifest", str(tone_dataset), "--out", str(tmp_path / "m"), "--encoder", f"hf:{tiny_wav2vec2}",
-           "--cache-dir", str(tmp_path / "c"), "--epochs", "2", "--lr", "3e-3", "--batch-size", "4"]  # fmt: skip
+    cmd = [
+        torchrun,
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "audioclf",
+        "train",
+        "--mode",
+        "finetune",
+        "--manifest",
+        str(tone_dataset),
+        "--out",
+        str(tmp_path / "m"),
+        "--encoder",
+        f"hf:{tiny_wav2vec2}",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--epochs",
+        "2",
+        "--lr",
+        "3e-3",
+        "--batch-size",
+        "4",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=os.environ | {"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("epoch  time(s)") == 1 and proc.stdout.count("best validation") == 1  # rank 0 only
@@ -124,8 +175,22 @@ def test_linear_probe_exports_exactly_to_transformers(
     from transformers import pipeline
 
     model, cache = tmp_path / "m", str(tmp_path / "c")
-    args = ["train", "--manifest", str(tone_dataset), "--out", str(model), "--encoder", f"hf:{tiny_wav2vec2}",
-            "--layer", "last", "--cache-dir", cache, "--quiet", "--precision", "fp32"]  # fmt: skip
+    args = [
+        "train",
+        "--manifest",
+        str(tone_dataset),
+        "--out",
+        str(model),
+        "--encoder",
+        f"hf:{tiny_wav2vec2}",
+        "--layer",
+        "last",
+        "--cache-dir",
+        cache,
+        "--quiet",
+        "--precision",
+        "fp32",
+    ]
     assert main([*args, "--hidden", "0", "--epochs", "20"]) == 0
     capsys.readouterr()
     clips = sorted(tone_dataset.parent.glob("*_3_*.wav"))

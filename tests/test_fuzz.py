@@ -18,9 +18,45 @@ from audioclf.io.manifest import load_manifest
 
 FUZZ = settings(max_examples=300, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
-_TOKENS = ["path", "label", "url", "split", "group", "start", "end", "train", "val", "test", "a.wav", "./x.flac",
-           "http://", "https://h/x.mp3", "ftp://h/x", "data:,", "-1", "1e309", "nan", "0.5", "\ufeff", '"', ",",
-           "\n", "\r\n", "\r", " ", "{", "}", ":", "null", "[", "]", "é", "\x00", "~", ".."]  # fmt: skip
+_TOKENS = [
+    "path",
+    "label",
+    "url",
+    "split",
+    "group",
+    "start",
+    "end",
+    "train",
+    "val",
+    "test",
+    "a.wav",
+    "./x.flac",
+    "http://",
+    "https://h/x.mp3",
+    "ftp://h/x",
+    "data:,",
+    "-1",
+    "1e309",
+    "nan",
+    "0.5",
+    "\ufeff",
+    '"',
+    ",",
+    "\n",
+    "\r\n",
+    "\r",
+    " ",
+    "{",
+    "}",
+    ":",
+    "null",
+    "[",
+    "]",
+    "é",
+    "\x00",
+    "~",
+    "..",
+]
 _manifest_text = st.lists(st.one_of(st.sampled_from(_TOKENS), st.text(max_size=8)), max_size=40).map("".join)
 
 
@@ -76,8 +112,10 @@ def test_decoder_on_damaged_files_raises_only_decode_errors(
 
 
 @FUZZ
-@given(head=st.sampled_from([b"", b"RIFF\x24\x00\x00\x00WAVEfmt ", b"fLaC", b"OggS\x00\x02", b"ID3\x04", b"\xff\xfb"]),
-       body=st.binary(max_size=2048))  # fmt: skip
+@given(
+    head=st.sampled_from([b"", b"RIFF\x24\x00\x00\x00WAVEfmt ", b"fLaC", b"OggS\x00\x02", b"ID3\x04", b"\xff\xfb"]),
+    body=st.binary(max_size=2048),
+)
 def test_decoder_on_random_bytes_raises_only_decode_errors(head: bytes, body: bytes) -> None:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "x.wav"

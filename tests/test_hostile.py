@@ -75,7 +75,9 @@ def _png(path: Path) -> Path:
 # name -> (how to make it in a folder, a fragment of the one-line reason it is skipped with)
 BAD: dict[str, tuple[Callable[[Path], Path], str]] = {
     "random bytes with an audio extension": (
-        lambda d: _write(d / "noise.wav", np.random.default_rng(0).bytes(4000)), "cannot decode audio"),
+        lambda d: _write(d / "noise.wav", np.random.default_rng(0).bytes(4000)),
+        "cannot decode audio",
+    ),
     "empty file (0 bytes)": (lambda d: _write(d / "empty.mp3", b""), "cannot decode audio"),
     "valid file with zero samples": (lambda d: _wav_bytes(d / "zero.wav", b""), "contains no audio samples"),
     "a PNG image": (lambda d: _png(d / "picture.png"), "no audio stream"),
@@ -83,7 +85,7 @@ BAD: dict[str, tuple[Callable[[Path], Path], str]] = {
     "a missing file": (lambda d: d / "missing.wav", "file not found; fix the path or remove the row"),
     "a dangling symlink": (lambda d: _symlink(d / "gone.wav", d / "nowhere.wav"), "file not found"),
     "a folder named like audio": (lambda d: _mkdir(d / "folder.wav"), "is a folder, not an audio file"),
-}  # fmt: skip
+}
 
 # name -> how to make it: odd but valid audio that must embed like any other file
 ODD: dict[str, Callable[[Path], Path]] = {
@@ -97,12 +99,13 @@ ODD: dict[str, Callable[[Path], Path]] = {
     "float WAV": lambda d: write_audio(d / "f32.wav", tone(300, 0.6), 16_000, codec="pcm_f32le"),
     "video file (its audio is used)": lambda d: _video(d / "clip.mp4"),
     "truncated WAV (the intact part is used)": lambda d: _write(
-        d / "cut.wav", write_audio(d / "full.wav", tone(300, 1.0), 16_000).read_bytes()[:9000]),
+        d / "cut.wav", write_audio(d / "full.wav", tone(300, 1.0), 16_000).read_bytes()[:9000]
+    ),
     "path with spaces": lambda d: write_audio(_mkdir(d / "my recordings") / "take 1.wav", tone(250, 0.6), 16_000),
     "unicode path": lambda d: write_audio(_mkdir(d / "grabación") / "día-音.flac", tone(350, 0.6), 16_000),
     "leading dash": lambda d: write_audio(d / "-rf.wav", tone(450, 0.6), 16_000),
     "symlink to a file": lambda d: _symlink(d / "link.wav", write_audio(d / "target.wav", tone(550, 0.6), 16_000)),
-}  # fmt: skip
+}
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -317,16 +320,20 @@ def _copy_model(src: Path, dst: Path) -> Path:
 MODEL_DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
     "from another version": (
         lambda m: (m / "audioclf.json").write_text(json.dumps({"format": 99, "audioclf_version": "9.0"})),
-        "model format 99 from audioclf 9.0 is not supported"),
+        "model format 99 from audioclf 9.0 is not supported",
+    ),
     "config without labels": (
-        lambda m: (m / "audioclf.json").write_text(json.dumps({"format": 1})), "damaged or incompatible model config"),
+        lambda m: (m / "audioclf.json").write_text(json.dumps({"format": 1})),
+        "damaged or incompatible model config",
+    ),
     "config not JSON": (lambda m: (m / "audioclf.json").write_text("{torn"), "damaged or incompatible model config"),
     "missing weights": (lambda m: (m / "head.safetensors").unlink(), "missing or damaged weights"),
     "truncated weights": (
         lambda m: (m / "head.safetensors").write_bytes((m / "head.safetensors").read_bytes()[:100]),
-        "missing or damaged weights"),
+        "missing or damaged weights",
+    ),
     "no config at all": (lambda m: (m / "audioclf.json").unlink(), "not an audioclf model"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(MODEL_DAMAGE))

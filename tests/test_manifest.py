@@ -54,8 +54,11 @@ def test_folder_per_label_skips_hidden_and_non_audio(tmp_path: Path) -> None:
     (tmp_path / ".git").mkdir()
     items = load_manifest(tmp_path)
     assert sorted((i.label, Path(i.source).name) for i in items) == [
-        ("cat", "1.wav"), ("cat", "2.mp3"), ("dog", "1.wav"), ("dog", "2.mp3"),
-    ]  # fmt: skip
+        ("cat", "1.wav"),
+        ("cat", "2.mp3"),
+        ("dog", "1.wav"),
+        ("dog", "2.mp3"),
+    ]
 
 
 @pytest.mark.parametrize(

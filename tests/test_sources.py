@@ -247,9 +247,15 @@ def test_train_on_urls_with_failures_and_predict_a_url(
     server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rows = [
-        ("/low.wav", "low"), ("/clip1.ogg", "low"), ("/high.wav", "high"), ("/clip3.ogg", "high"),
-        ("/a/clip.wav", "low"), ("/b/clip.wav", "high"), ("/missing.wav", "low"), ("/page.html", "high"),
-    ]  # fmt: skip
+        ("/low.wav", "low"),
+        ("/clip1.ogg", "low"),
+        ("/high.wav", "high"),
+        ("/clip3.ogg", "high"),
+        ("/a/clip.wav", "low"),
+        ("/b/clip.wav", "high"),
+        ("/missing.wav", "low"),
+        ("/page.html", "high"),
+    ]
     manifest = tmp_path / "urls.csv"
     manifest.write_text("url,label\n" + "".join(f"{server.url(p)},{label}\n" for p, label in rows))
     model, cache = tmp_path / "model", str(tmp_path / "cache")
@@ -338,8 +344,9 @@ def test_two_fetchers_sharing_a_cache_download_a_url_once(server: Server, tmp_pa
 
     server.hits.clear()
     results: list[tuple[Item, str | None, bool]] = []
-    runs = [threading.Thread(target=lambda: results.append(fetch(items_for(url), options(tmp_path))[url]))
-            for _ in range(2)]  # fmt: skip
+    runs = [
+        threading.Thread(target=lambda: results.append(fetch(items_for(url), options(tmp_path))[url])) for _ in range(2)
+    ]
     for t in runs:
         t.start()
     for t in runs:

