@@ -14,6 +14,7 @@ from audioclf.encoders import loader
 from audioclf.encoders.loader import load_encoder, precision_for
 from audioclf.encoders.whisper import WhisperEncoder
 from audioclf.encoders.whisper_backends import CT2, TORCH, choose_backend, is_hf_checkpoint
+from audioclf.errors import EncoderError
 
 pytest.importorskip("faster_whisper")
 
@@ -86,3 +87,33 @@ def test_a_checkpoint_without_tokenizer_fails_in_one_line_when_it_must_transcrib
     with pytest.raises(EncoderError, match=r"no-tokenizer has no tokenizer\.json") as caught:
         encoder.languages(tone(300, 1.0))  # type: ignore[attr-defined]
     assert "\n" not in str(caught.value) and not (tmp_path / "cache" / "whisper-ct2").exists()  # no conversion
+
+
+def test_a_size_name_loads_openai_transformers_weights_from_the_hub_cache_where_bf16_wins(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    import huggingface_hub.constants
+
+    revision = "0" * 40  # the hub cache's layout: refs/main names the snapshot folder that holds the files
+    repo = tmp_path / "hub" / "models--openai--whisper-tiny"
+    shutil.copytree(tiny_checkpoint, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(loader, "bf16_supported", lambda: True)
+    by_name = load_encoder("whisper:tiny").encoder
+    assert isinstance(by_name, WhisperEncoder) and by_name.backend.compute == "torch_bf16"
+    by_folder = load_encoder(f"whisper:{tiny_checkpoint}").encoder
+    assert by_name.identity == by_folder.identity  # the same weights, found through the cache
+    np.testing.assert_array_equal(by_name.embed(waves()), by_folder.embed(waves()))
+
+    monkeypatch.setattr(loader, "bf16_supported", lambda: False)  # CTranslate2's conversion, which is not cached
+    with pytest.raises(EncoderError, match="not in the local cache"):
+        load_encoder("whisper:tiny")
+    monkeypatch.setattr(loader, "bf16_supported", lambda: True)
+    with pytest.raises(EncoderError, match="not in the local cache"):
+        load_encoder("whisper:small")  # neither format cached: one line, no download attempted offline
+    assert "openai/whisper-small is not in the local cache" in caplog.text

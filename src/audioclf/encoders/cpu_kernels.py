@@ -131,6 +131,6 @@ def channels_last_conv(model: torch.nn.Module) -> int:
     for module in model.modules():
         forward = _conv_forward(module)
         if forward is not None:
-            module.forward = types.MethodType(forward, module)  # type: ignore[method-assign]
+            module.forward = types.MethodType(forward, module)
             changed += 1
     return changed

@@ -1,7 +1,8 @@
 """Whisper as an encoder: pooled encoder states and the spoken language.
 
-``whisper:<size>`` loads like faster-whisper does (``base``, ``small``, … from the Hugging Face Hub, local cache
-first); ``whisper:<folder>`` loads a faster-whisper (CTranslate2) folder or a transformers Whisper checkpoint
+``whisper:<size>`` (``base``, ``small``, …; local cache first, then the Hugging Face Hub) loads
+``openai/whisper-<size>`` in transformers format where its bf16 encoder is the faster one (bf16 hardware), and
+faster-whisper's CTranslate2 conversion otherwise or when that cannot be had; ``whisper:<folder>`` loads a faster-whisper (CTranslate2) folder or a transformers Whisper checkpoint
 offline. ``whisper_backends`` picks who computes the states (the same log-mel and padding either way).
 faster-whisper is an optional dependency (``pip install audioclf[whisper]``).
 
@@ -29,6 +30,7 @@ from audioclf.encoders.whisper_backends import (
     Backend,
     TorchStates,
     choose_backend,
+    prefers_transformers,
     converted,
     feature_extractor,
     is_hf_checkpoint,
@@ -43,6 +45,9 @@ MIN_FRAMES = 300  # with padding="audio": shorter inputs are padded to 3 s (keep
 POOLING_VERSION = "meanstd-1"
 PADDINGS = ("full", "audio")
 SIZES_REPO = "Systran/faster-whisper-{}"
+TRANSFORMERS_ORG = "openai/"
+TRANSFORMERS_REPO = TRANSFORMERS_ORG + "whisper-{}"  # the same sizes in transformers format
+HF_FILES = ("config.json", "preprocessor_config.json", "generation_config.json", "tokenizer.json", "*.safetensors")
 
 
 @dataclass(frozen=True)
@@ -179,7 +184,7 @@ def load_whisper(model: ModelSpec | str, precision: str = "auto") -> WhisperEnco
     if not folder.is_dir():
         if folder.is_absolute() or name.startswith("."):
             raise EncoderError(f"{spec}: no such model folder {folder}")
-        folder = _download(spec, name, download_model)
+        folder = _named_model(spec, name, prefers_transformers(precision, padding), download_model)
     hf = is_hf_checkpoint(folder)
     if not hf and not (folder / "model.bin").is_file():
         raise EncoderError(f"{spec}: {folder} is not a faster-whisper model (no model.bin) nor a Whisper checkpoint")
@@ -199,6 +204,37 @@ def _faster_whisper(spec: str, folder: Path, compute: str) -> Any:
         return WhisperModel(str(folder), device=device, compute_type=compute, cpu_threads=cpu_threads())
     except (RuntimeError, ValueError, OSError) as exc:
         raise EncoderError(f"{spec}: cannot load the Whisper model ({first_line(exc)})") from exc
+
+
+def _named_model(spec: str, name: str, transformers_first: bool, download_model: Any) -> Path:
+    """The folder of a size name or hub id. Where transformers computes the states faster (bf16 hardware), a
+    size is ``openai/whisper-<size>`` in transformers format, from the local cache, else the hub; else, or when
+    that cannot be had, faster-whisper's CTranslate2 conversion (``Systran/faster-whisper-<size>``)."""
+    if name.startswith(TRANSFORMERS_ORG) or (transformers_first and "/" not in name):
+        repo = name if "/" in name else TRANSFORMERS_REPO.format(name)
+        try:
+            return _transformers_snapshot(spec, repo)
+        except EncoderError as exc:
+            if "/" in name:
+                raise
+            log.info("%s; using %s instead", exc, SIZES_REPO.format(name))
+    return _download(spec, name, download_model)
+
+
+def _transformers_snapshot(spec: str, repo: str) -> Path:
+    """A transformers Whisper checkpoint from the hub cache, or downloaded after one bounded hub check."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo, allow_patterns=list(HF_FILES), local_files_only=True))
+    except Exception:  # not in the local cache (huggingface_hub raises several error types)
+        if offline():
+            raise EncoderError(f"{spec}: {repo} is not in the local cache and HF_HUB_OFFLINE is set") from None
+    probe_hub(spec, repo)
+    try:
+        return Path(snapshot_download(repo, allow_patterns=list(HF_FILES)))
+    except Exception as exc:
+        raise EncoderError(f"{spec}: cannot download {repo} ({first_line(exc)})") from exc
 
 
 def _download(spec: str, name: str, download_model: Any) -> Path:

@@ -46,6 +46,13 @@ class Backend:
     reason: str
 
 
+def prefers_transformers(precision: str, padding: str) -> bool:
+    """Whether a transformers checkpoint computes the states faster here than CTranslate2 (see choose_backend)."""
+    from audioclf.encoders.loader import use_bf16
+
+    return padding != "audio" and use_bf16(precision)
+
+
 def choose_backend(hf_checkpoint: bool, precision: str, padding: str, gpu: bool) -> Backend:
     """The fastest faithful backend for this machine, and why (logged, and the compute type is recorded)."""
     from audioclf.encoders.loader import use_bf16
@@ -58,7 +65,7 @@ def choose_backend(hf_checkpoint: bool, precision: str, padding: str, gpu: bool)
     if precision == "fp32":
         return Backend(TORCH, "torch_float32", "float32 was asked for")
     if use_bf16(precision):
-        return Backend(TORCH, "torch_bf16", "bf16 in hardware: transformers' bf16 SDPA encoder beats CTranslate2")
+        return Backend(TORCH, "torch_bf16", "bf16 in hardware: transformers' bf16 encoder (blocked attention) beats CTranslate2")
     return Backend(CT2, "int8", "no bf16 in hardware: CTranslate2 int8 is the faster encoder here")
 
 
