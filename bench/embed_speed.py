@@ -60,14 +60,16 @@ def plain(model_dir: str, files: list[str], window_s: float, layer: int | None) 
     return {"seconds": time.perf_counter() - started, "audio_s": audio_s, "emb": np.stack(rows).tolist()}
 
 
-def ours(spec: str, files: list[str], window_s: float, cache: str, layer: int | None) -> dict[str, object]:
+def ours(
+    spec: str, files: list[str], window_s: float, cache: str, layer: int | None, precision: str = "auto"
+) -> dict[str, object]:
     from audioclf.encoders.loader import load_encoder
     from audioclf.extraction.embed import embed_items
     from audioclf.io.audio import WindowOptions
     from audioclf.io.cache import EmbeddingCache
     from audioclf.io.manifest import Item
 
-    encoder = load_encoder(spec).encoder
+    encoder = load_encoder(spec, precision).encoder
     if layer is not None:  # what predict does for a probe on this layer: the forward pass stops there
         encoder = encoder.up_to(layer)  # type: ignore[attr-defined]
     windows = WindowOptions(window_s, window_s)
@@ -88,7 +90,8 @@ def child(args: argparse.Namespace) -> None:
         out = plain(args.model, files, args.window, args.layer)
     else:
         spec = "builtin" if args.child == "builtin" else f"hf:{args.model}"
-        out = ours(spec, files, args.window, args.cache, args.layer if args.child == "audioclf" else None)
+        layer = args.layer if args.child == "audioclf" else None
+        out = ours(spec, files, args.window, args.cache, layer, args.precision)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     Path(args.result).write_text(json.dumps(out))
 
@@ -146,6 +149,7 @@ def run_case(name: str, files: list[str], args: argparse.Namespace, work: Path, 
         cmd = [sys.executable, __file__, "--child", path, "--model", args.model, "--files", str(listing)]
         cmd += ["--window", str(args.window), "--cache", cache, "--result", str(result)]
         cmd += ["--layer", str(args.layer)] if args.layer is not None else []
+        cmd += ["--precision", args.precision]
         subprocess.run(cmd, check=True)
         results[path] = json.loads(result.read_text())
     agree = {"plain": "reference"}
@@ -176,6 +180,7 @@ def main() -> None:
     parser.add_argument("--long-min", type=float, default=10.0, help="minutes of the long recording (0: skip)")
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--layer", type=int, default=None, help="compare this layer; audioclf stops there")
+    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"], help="audioclf's")
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS), help="which paths to time")
     parser.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
     parser.add_argument("--files", help=argparse.SUPPRESS)

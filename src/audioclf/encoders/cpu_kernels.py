@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 ATTENTION = "audioclf_blocked"
 SCORE_BLOCK = 1 << 22  # query-key pairs per block of scores: 8 MB of bf16
+MIN_GROUP_CHANNELS = 16  # input channels per group for the channels-last form (wav2vec2's positional conv: 48)
 
 
 def blocked_attention(
@@ -120,7 +121,8 @@ def _conv_forward(module: torch.nn.Module) -> Any:
         return None
     if module.in_channels == 1 and module.groups == 1 and module.padding[0] == 0 and module.dilation[0] == 1:
         return _framed_forward
-    return _channels_last_forward if module.in_channels > 1 else None
+    # depthwise and thin grouped convolutions (conformers) are much slower channels-last: they stay
+    return _channels_last_forward if module.in_channels // module.groups >= MIN_GROUP_CHANNELS else None
 
 
 def channels_last_conv(model: torch.nn.Module) -> int:

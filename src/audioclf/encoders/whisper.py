@@ -2,9 +2,10 @@
 
 ``whisper:<size>`` (``base``, ``small``, …; local cache first, then the Hugging Face Hub) loads
 ``openai/whisper-<size>`` in transformers format where its bf16 encoder is the faster one (bf16 hardware), and
-faster-whisper's CTranslate2 conversion otherwise or when that cannot be had; ``whisper:<folder>`` loads a faster-whisper (CTranslate2) folder or a transformers Whisper checkpoint
-offline. ``whisper_backends`` picks who computes the states (the same log-mel and padding either way).
-faster-whisper is an optional dependency (``pip install audioclf[whisper]``).
+faster-whisper's CTranslate2 conversion otherwise or when that cannot be had; ``whisper:<folder>`` loads a
+faster-whisper (CTranslate2) folder or a transformers Whisper checkpoint offline. ``whisper_backends`` picks who
+computes the states (the same log-mel and padding either way). faster-whisper is an optional dependency (``pip
+install audioclf[whisper]``).
 
 Whisper's encoder was trained on 30 s inputs, so by default every window is padded to 30 s as faster-whisper
 does when it transcribes (``padding="full"``); the embedding is the mean and standard deviation of the encoder
@@ -30,10 +31,10 @@ from audioclf.encoders.whisper_backends import (
     Backend,
     TorchStates,
     choose_backend,
-    prefers_transformers,
     converted,
     feature_extractor,
     is_hf_checkpoint,
+    prefers_transformers,
 )
 from audioclf.errors import EncoderError, first_line
 from audioclf.io.audio import FRAME_HOP_SAMPLES, SAMPLE_RATE_HZ
@@ -97,7 +98,7 @@ class WhisperEncoder:
                     "spoken languages); save the model's tokenizer next to its weights"
                 )
             if self._source.hf_checkpoint:  # converted with its tokenizer.json
-                compute = "float32" if compute in ("float32", "torch_float32") else "int8"
+                compute = _transcribing_compute(compute)
                 folder = converted(self.spec, folder, self._source.fingerprint, compute, default_cache_dir())
             self._faster = _faster_whisper(self.spec, folder, compute)
         return self._faster
@@ -192,6 +193,16 @@ def load_whisper(model: ModelSpec | str, precision: str = "auto") -> WhisperEnco
 
     backend = choose_backend(hf, precision, padding, gpu=ctranslate2.get_cuda_device_count() > 0)
     return WhisperEncoder(spec, WhisperSource(folder, hf, _fingerprint(folder, hf)), backend, padding)
+
+
+def _transcribing_compute(states_compute: str) -> str:
+    """CTranslate2's compute type for transcripts of a transformers checkpoint: float32 when the states are,
+    float16 on a GPU (as faster-whisper recommends), int8 on a CPU."""
+    import ctranslate2
+
+    if states_compute in ("float32", "torch_float32"):
+        return "float32"
+    return "float16" if ctranslate2.get_cuda_device_count() > 0 else "int8"
 
 
 def _faster_whisper(spec: str, folder: Path, compute: str) -> Any:

@@ -65,7 +65,7 @@ def choose_backend(hf_checkpoint: bool, precision: str, padding: str, gpu: bool)
     if precision == "fp32":
         return Backend(TORCH, "torch_float32", "float32 was asked for")
     if use_bf16(precision):
-        return Backend(TORCH, "torch_bf16", "bf16 in hardware: transformers' bf16 encoder (blocked attention) beats CTranslate2")
+        return Backend(TORCH, "torch_bf16", "bf16 in hardware: transformers' bf16 encoder beats CTranslate2")
     return Backend(CT2, "int8", "no bf16 in hardware: CTranslate2 int8 is the faster encoder here")
 
 
@@ -94,10 +94,11 @@ class TorchStates:
             raise EncoderError(f"{spec}: cannot load the Whisper checkpoint ({first_line(exc)})") from exc
         self._torch = torch
         self._dtype = torch.bfloat16 if bf16 else torch.float32
-        self._encoder = model.get_encoder().eval().to(self._dtype)
+        self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self._encoder = model.get_encoder().eval().to(self._device, self._dtype)
         from audioclf.encoders import cpu_kernels
 
-        if bf16:  # in fp32 they gain nothing here (bench/embed_speed.py)
+        if bf16 and self._device.type == "cpu":  # in fp32 they gain nothing (bench/embed_speed.py)
             cpu_kernels.install(self._encoder)
         self.d_model = int(model.config.d_model)
 
@@ -105,14 +106,14 @@ class TorchStates:
         """[n_mels, frames] -> [positions, d_model] float32."""
         torch = self._torch
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(mel[None], dtype=np.float32)).to(self._dtype)
-            return self._encoder(input_features=x).last_hidden_state[0].float().numpy()
+            x = torch.from_numpy(np.ascontiguousarray(mel[None], dtype=np.float32)).to(self._device, self._dtype)
+            return self._encoder(input_features=x).last_hidden_state[0].float().cpu().numpy()
 
 
 def converted(spec: str, folder: Path, fingerprint: str, compute: str, cache_root: Path) -> Path:
     """The CTranslate2 conversion of a transformers checkpoint, made once into ``cache_root`` (atomically: a
     half-written conversion is never used)."""
-    quantization = "float32" if compute == "float32" else "int8"
+    quantization = compute if compute in ("float32", "float16") else "int8"
     target = cache_root / "whisper-ct2" / f"{fingerprint}-{quantization}"
     if (target / "model.bin").is_file():
         return target
