@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from tiny_models import CONV, POS, SMALL
 
 # Tests never reach the network: transformers/huggingface_hub read these at import time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,6 +26,28 @@ FORMATS = {  # extension: (codec, sample rate, extra codec options)
     "m4a": ("aac", 44_100, {}),
     "webm": ("libopus", 48_000, {}),
 }
+
+
+def cli_args(*words: str, **options: object) -> list[str]:
+    """A command line: ``words``, then ``--name value`` per option (``_`` in a name is ``-``; ``True``: a bare
+    flag)."""
+    args = list(words)
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        args += [flag] if value is True else [flag, str(value)]
+    return args
+
+
+def finetune_options(manifest: Path, encoder_dir: Path, tmp_path: Path) -> dict[str, object]:
+    """``train --mode finetune`` options of the fine-tuning tests: 2 short epochs of the tiny wav2vec2."""
+    common = {"manifest": manifest, "out": tmp_path / "m", "encoder": f"hf:{encoder_dir}"}
+    return {"mode": "finetune", **common, "cache_dir": tmp_path / "c", "epochs": 2, "lr": "3e-3", "batch_size": 4}
+
+
+def probe_options(manifest: Path, model: Path, encoder: str, cache: object) -> dict[str, object]:
+    """``train`` options of the export tests: a probe on the last layer, fp32 embeddings."""
+    where = {"manifest": manifest, "out": model, "encoder": encoder, "cache_dir": cache}
+    return {**where, "layer": "last", "quiet": True, "precision": "fp32"}
 
 
 def tone(freq_hz: float, seconds: float, rate: int = 16_000, noise: float = 0.0, seed: int = 0) -> np.ndarray:
@@ -81,15 +104,9 @@ def save_tiny_wav2vec2(path: Path, *, layer_norm: bool = False, seed: int = 0) -
 
     torch.manual_seed(seed)
     config = Wav2Vec2Config(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        conv_dim=(16, 16, 16),
-        conv_stride=(5, 4, 4),
-        conv_kernel=(10, 8, 8),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
+        **SMALL,
+        **CONV,
+        **POS,
         feat_extract_norm="layer" if layer_norm else "group",
         do_stable_layer_norm=layer_norm,
     )
@@ -159,15 +176,9 @@ def tiny_ctc(tmp_path_factory: pytest.TempPathFactory) -> Path:
     extractor = Wav2Vec2FeatureExtractor(feature_size=1, do_normalize=True, return_attention_mask=False)
     torch.manual_seed(0)
     config = Wav2Vec2Config(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        conv_dim=(16, 16, 16),
-        conv_stride=(5, 4, 4),
-        conv_kernel=(10, 8, 8),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
+        **SMALL,
+        **CONV,
+        **POS,
         vocab_size=len(vocab),
         pad_token_id=0,
     )

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import tone, write_audio
+from conftest import cli_args, tone, write_audio
 
 from audioclf.cli.main import main
 
@@ -24,20 +24,10 @@ def test_train_evaluate_predict_with_hf_encoder(
 ) -> None:
     model, cache = tmp_path / "model", str(tmp_path / "cache")
     common = ["--cache-dir", cache, "--quiet"]
-    code, out, err = run(
-        capsys,
-        "train",
-        "--manifest",
-        str(tone_dataset),
-        "--out",
-        str(model),
-        "--encoder",
-        f"hf:{tiny_wav2vec2}",
-        "--epochs",
-        "40",
-        "--cache-dir",
-        cache,
+    train = cli_args(
+        "train", manifest=tone_dataset, out=model, encoder=f"hf:{tiny_wav2vec2}", epochs=40, cache_dir=cache
     )
+    code, out, err = run(capsys, *train)
     assert code == 0, err
     assert "candidate (cross-validation)" in out and "cross-validation accuracy" in out
     meta = json.loads((model / "audioclf.json").read_text())

@@ -98,16 +98,23 @@ def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     httpd.server_close()
 
 
+def _url_manifest(
+    file_server: tuple[str, Path], clips: list[tuple[str, np.ndarray]], missing: str, tmp_path: Path
+) -> Path:
+    """A manifest of URLs: ``clips`` written where the local server serves them, and one it does not have."""
+    base, root = file_server
+    for name, samples in clips:
+        write_audio(root / name, samples, 16_000)
+    manifest = tmp_path / "urls.csv"
+    manifest.write_text("url\n" + "\n".join([f"{base}/{missing}"] + [f"{base}/{n}" for n, _ in clips]) + "\n")
+    return manifest
+
+
 def test_fetch_on_ray_fills_the_cache_a_local_fetch_finds(
     local_ray: object, file_server: tuple[str, Path], tmp_path: Path
 ) -> None:
-    base, root = file_server
-    urls = [f"{base}/missing.wav"]
-    for i in range(12):
-        write_audio(root / f"clip{i}.wav", tone(200 + 50 * i, 0.3), 16_000)
-        urls.append(f"{base}/clip{i}.wav")
-    manifest = tmp_path / "urls.csv"
-    manifest.write_text("url\n" + "\n".join(urls) + "\n")
+    clips = [(f"clip{i}.wav", tone(200 + 50 * i, 0.3)) for i in range(12)]
+    manifest = _url_manifest(file_server, clips, "missing.wav", tmp_path)
     common = ["fetch", "--manifest", str(manifest), "--cache-dir", str(tmp_path / "cache"), "--quiet"]
     out = _run(*common, "--failures", str(tmp_path / "f.csv"), "--ray", "--ray-workers", "2")
     assert "12 fetched (12 downloaded now, 0 already cached), 1 failed" in out, out
@@ -122,13 +129,8 @@ def test_fetch_on_ray_fills_the_cache_a_local_fetch_finds(
 def test_embed_on_ray_downloads_urls_while_it_encodes(
     local_ray: object, file_server: tuple[str, Path], tmp_path: Path
 ) -> None:
-    base, root = file_server
-    urls = [f"{base}/gone.wav"]
-    for i in range(20):
-        write_audio(root / f"u{i}.wav", tone(180 + 40 * i, 0.4, noise=0.1, seed=i), 16_000)
-        urls.append(f"{base}/u{i}.wav")
-    manifest = tmp_path / "urls.csv"
-    manifest.write_text("url\n" + "\n".join(urls) + "\n")
+    clips = [(f"u{i}.wav", tone(180 + 40 * i, 0.4, noise=0.1, seed=i)) for i in range(20)]
+    manifest = _url_manifest(file_server, clips, "gone.wav", tmp_path)
     common = [
         "embed",
         "--manifest",

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import tone
+from tiny_models import CONV, POS, SMALL
 
 from audioclf.encoders.hf_encoder import HFEncoder
 from audioclf.encoders.loader import load_encoder
@@ -34,19 +35,7 @@ def _tiny_group_norm_model(kind: str, path: Path) -> Path:
     from transformers import AutoConfig, AutoModel, Wav2Vec2FeatureExtractor
 
     torch.manual_seed(0)
-    sizes = dict(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        conv_dim=(16, 16, 16),
-        conv_stride=(5, 4, 4),
-        conv_kernel=(10, 8, 8),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
-        feat_extract_norm="group",
-        do_stable_layer_norm=False,
-    )
+    sizes = {**SMALL, **CONV, **POS, "feat_extract_norm": "group", "do_stable_layer_norm": False}
     AutoModel.from_config(AutoConfig.for_model(kind, **sizes)).save_pretrained(path)
     Wav2Vec2FeatureExtractor(feature_size=1, do_normalize=True, return_attention_mask=False).save_pretrained(path)
     return path

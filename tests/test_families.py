@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tone
+from conftest import cli_args, probe_options, tone
 from tiny_models import FAMILIES, save_tiny
 
 from audioclf.apps.predict import predict_inputs
@@ -124,24 +124,9 @@ def test_probe_exports_for_waveform_families_only(  # type: ignore[no-untyped-de
 
     for family, exported in (("data2vec-audio", True), ("whisper", False)):
         model = tmp_path / family
-        args = [
-            "train",
-            "--manifest",
-            str(tone_dataset),
-            "--out",
-            str(model),
-            "--encoder",
-            f"hf:{tiny_dir(family)}",
-            "--layer",
-            "last",
-            "--hidden",
-            "0",
-            "--cache-dir",
-            str(tmp_path / "c"),
-            "--quiet",
-            "--precision",
-            "fp32",
-        ]
+        args = cli_args(
+            "train", hidden=0, **probe_options(tone_dataset, model, f"hf:{tiny_dir(family)}", tmp_path / "c")
+        )
         assert main(args) == 0
         capsys.readouterr()
         assert (model / "transformers").is_dir() == exported, family

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import cli_args, finetune_options, probe_options
 from safetensors.torch import load_file
 
 from audioclf.apps.predict import predict_inputs
@@ -84,26 +85,7 @@ def test_export_loads_in_transformers_pipeline_and_agrees_with_predict(
 def test_cli_finetune_stop_and_resume(
     tone_dataset: Path, tiny_wav2vec2: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = [
-        "train",
-        "--mode",
-        "finetune",
-        "--manifest",
-        str(tone_dataset),
-        "--out",
-        str(tmp_path / "m"),
-        "--encoder",
-        f"hf:{tiny_wav2vec2}",
-        "--cache-dir",
-        str(tmp_path / "c"),
-        "--epochs",
-        "2",
-        "--lr",
-        "3e-3",
-        "--batch-size",
-        "4",
-        "--quiet",
-    ]
+    args = cli_args("train", quiet=True, **finetune_options(tone_dataset, tiny_wav2vec2, tmp_path))
     assert main([*args, "--stop-after", "1"]) == 0
     assert "epochs           1" in capsys.readouterr().out
     assert main([*args, "--resume"]) == 0
@@ -138,31 +120,8 @@ def test_length_batches_group_similar_lengths() -> None:
 def test_ddp_on_two_cpu_processes(tone_dataset: Path, tiny_wav2vec2: Path, tmp_path: Path) -> None:
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     assert torchrun is not None
-    cmd = [
-        torchrun,
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "audioclf",
-        "train",
-        "--mode",
-        "finetune",
-        "--manifest",
-        str(tone_dataset),
-        "--out",
-        str(tmp_path / "m"),
-        "--encoder",
-        f"hf:{tiny_wav2vec2}",
-        "--cache-dir",
-        str(tmp_path / "c"),
-        "--epochs",
-        "2",
-        "--lr",
-        "3e-3",
-        "--batch-size",
-        "4",
-    ]
+    launcher = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "audioclf"]
+    cmd = launcher + cli_args("train", **finetune_options(tone_dataset, tiny_wav2vec2, tmp_path))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=os.environ | {"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("epoch  time(s)") == 1 and proc.stdout.count("best validation") == 1  # rank 0 only
@@ -175,22 +134,7 @@ def test_linear_probe_exports_exactly_to_transformers(
     from transformers import pipeline
 
     model, cache = tmp_path / "m", str(tmp_path / "c")
-    args = [
-        "train",
-        "--manifest",
-        str(tone_dataset),
-        "--out",
-        str(model),
-        "--encoder",
-        f"hf:{tiny_wav2vec2}",
-        "--layer",
-        "last",
-        "--cache-dir",
-        cache,
-        "--quiet",
-        "--precision",
-        "fp32",
-    ]
+    args = cli_args("train", **probe_options(tone_dataset, model, f"hf:{tiny_wav2vec2}", cache))
     assert main([*args, "--hidden", "0", "--epochs", "20"]) == 0
     capsys.readouterr()
     clips = sorted(tone_dataset.parent.glob("*_3_*.wav"))
