@@ -138,8 +138,11 @@ def make_long(files: list[str], minutes: float, path: Path) -> None:
             container.mux(packet)
 
 
-def run_case(name: str, files: list[str], args: argparse.Namespace, work: Path, probe: Any) -> tuple[list[str], Any]:
-    """The table rows of one case, and the digit probe (trained here on FSDD clips when none is given)."""
+def run_case(
+    name: str, files: list[str], args: argparse.Namespace, work: Path, probe: Any, *, digits: bool = False
+) -> tuple[list[str], Any]:
+    """The table rows of one case, and the probe for top-1: ``probe``, or with ``digits`` (the files are FSDD
+    clips) one trained here on the plain path's embeddings."""
     listing = work / f"{name}.json"
     listing.write_text(json.dumps(files))
     results = {}
@@ -156,7 +159,7 @@ def run_case(name: str, files: list[str], args: argparse.Namespace, work: Path, 
     if "plain" in results and "audioclf" in results:
         a, b = np.array(results["plain"]["emb"]), np.array(results["audioclf"]["emb"])
         cos = np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-        if probe is None and name.endswith("FSDD clips"):
+        if digits:
             probe = digit_probe(files, a)
         top1 = probe_agreement(a, b, probe)
         agree["audioclf"] = f"{cos.min():.4f} / {top1:.3f}"
@@ -194,7 +197,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="embed-speed-"))
     every = sorted(str(p) for p in Path(args.fsdd).glob("*.wav"))
     clips = every[:: max(1, 1500 // max(1, args.clips))][: args.clips]
-    rows, probe = run_case(f"{len(clips)} FSDD clips", clips, args, work, None) if args.clips else ([], None)
+    rows, probe = (
+        run_case(f"{len(clips)} FSDD clips", clips, args, work, None, digits=True) if args.clips else ([], None)
+    )
     if args.long_min > 0:
         long_file = work / "long.flac"
         make_long(clips or every[::30], args.long_min, long_file)

@@ -73,11 +73,10 @@ class HFEncoder:
             # Converted once: under autocast every call would cast all fp32 weights again, which dominates on
             # short clips (bench: 7.5x -> 10.4x realtime on 0.4 s clips, embeddings cosine >= 0.9999 vs fp32).
             self._model.to(torch.bfloat16)
-        if bf16 and self._device.type == "cpu":  # matmul-speed attention and convolutions (cpu_kernels.py)
-            from audioclf.encoders import cpu_kernels
+        from audioclf.encoders import cpu_kernels  # matmul-speed attention and convolutions
 
-            attention, convs = cpu_kernels.install(self._model)
-            log.debug("%s: blocked attention %s, %d channels-last convolutions", spec, attention, convs)
+        attention, convs = cpu_kernels.install_where_faster(self._model, bf16)
+        log.debug("%s: blocked attention %s, %d faster convolutions", spec, attention, convs)
 
     def up_to(self, layer: int) -> HFEncoder:
         """This encoder computing only hidden states 0..``layer`` (the rest of each row stays zero): what a

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from audioclf.encoders.whisper_backends import (
     TorchStates,
     choose_backend,
     converted,
+    ct2_compute,
     feature_extractor,
     is_hf_checkpoint,
     prefers_transformers,
@@ -200,9 +202,7 @@ def _transcribing_compute(states_compute: str) -> str:
     float16 on a GPU (as faster-whisper recommends), int8 on a CPU."""
     import ctranslate2
 
-    if states_compute in ("float32", "torch_float32"):
-        return "float32"
-    return "float16" if ctranslate2.get_cuda_device_count() > 0 else "int8"
+    return ct2_compute(states_compute in ("float32", "torch_float32"), ctranslate2.get_cuda_device_count() > 0)
 
 
 def _faster_whisper(spec: str, folder: Path, compute: str) -> Any:
@@ -221,42 +221,35 @@ def _named_model(spec: str, name: str, transformers_first: bool, download_model:
     """The folder of a size name or hub id. Where transformers computes the states faster (bf16 hardware), a
     size is ``openai/whisper-<size>`` in transformers format, from the local cache, else the hub; else, or when
     that cannot be had, faster-whisper's CTranslate2 conversion (``Systran/faster-whisper-<size>``)."""
-    if name.startswith(TRANSFORMERS_ORG) or (transformers_first and "/" not in name):
-        repo = name if "/" in name else TRANSFORMERS_REPO.format(name)
+    size = "/" not in name
+    if name.startswith(TRANSFORMERS_ORG) or (transformers_first and size):
+        repo = TRANSFORMERS_REPO.format(name) if size else name
         try:
-            return _transformers_snapshot(spec, repo)
+            return _fetched(spec, repo, lambda local: _snapshot(repo, local))
         except EncoderError as exc:
-            if "/" in name:
+            if not size:
                 raise
             log.info("%s; using %s instead", exc, SIZES_REPO.format(name))
-    return _download(spec, name, download_model)
+    repo = SIZES_REPO.format(name) if size else name
+    return _fetched(spec, repo, lambda local: download_model(name, local_files_only=local))
 
 
-def _transformers_snapshot(spec: str, repo: str) -> Path:
-    """A transformers Whisper checkpoint from the hub cache, or downloaded after one bounded hub check."""
+def _snapshot(repo: str, local_only: bool) -> str:
+    """A transformers Whisper checkpoint's files from the hub (or only its local cache)."""
     from huggingface_hub import snapshot_download
 
+    return str(snapshot_download(repo, allow_patterns=list(HF_FILES), local_files_only=local_only))
+
+
+def _fetched(spec: str, repo: str, fetch: Callable[[bool], str]) -> Path:
+    """``fetch(local_files_only)``'s folder: the local hub cache first, then the hub after one bounded check."""
     try:
-        return Path(snapshot_download(repo, allow_patterns=list(HF_FILES), local_files_only=True))
+        return Path(fetch(True))
     except Exception:  # not in the local cache (huggingface_hub raises several error types)
         if offline():
             raise EncoderError(f"{spec}: {repo} is not in the local cache and HF_HUB_OFFLINE is set") from None
     probe_hub(spec, repo)
     try:
-        return Path(snapshot_download(repo, allow_patterns=list(HF_FILES)))
+        return Path(fetch(False))
     except Exception as exc:
         raise EncoderError(f"{spec}: cannot download {repo} ({first_line(exc)})") from exc
-
-
-def _download(spec: str, name: str, download_model: Any) -> Path:
-    try:
-        return Path(download_model(name, local_files_only=True))
-    except Exception:  # not in the local cache (huggingface_hub raises several error types)
-        if offline():
-            raise EncoderError(f"{spec}: not in the local cache and HF_HUB_OFFLINE is set") from None
-    repo = name if "/" in name else SIZES_REPO.format(name)
-    probe_hub(spec, repo)
-    try:
-        return Path(download_model(name))
-    except Exception as exc:
-        raise EncoderError(f"{spec}: cannot download ({first_line(exc)})") from exc

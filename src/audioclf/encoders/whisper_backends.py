@@ -53,13 +53,18 @@ def prefers_transformers(precision: str, padding: str) -> bool:
     return padding != "audio" and use_bf16(precision)
 
 
+def ct2_compute(float32: bool, gpu: bool) -> str:
+    """CTranslate2's compute type: float32 when asked, else float16 on a GPU and int8 on a CPU, as
+    faster-whisper recommends."""
+    return "float32" if float32 else "float16" if gpu else "int8"
+
+
 def choose_backend(hf_checkpoint: bool, precision: str, padding: str, gpu: bool) -> Backend:
     """The fastest faithful backend for this machine, and why (logged, and the compute type is recorded)."""
     from audioclf.encoders.loader import use_bf16
 
     if not hf_checkpoint:
-        compute = "float32" if precision == "fp32" else "float16" if gpu else "int8"
-        return Backend(CT2, compute, "a CTranslate2 model folder")
+        return Backend(CT2, ct2_compute(precision == "fp32", gpu), "a CTranslate2 model folder")
     if padding == "audio":
         return Backend(CT2, "float32" if precision == "fp32" else "int8", "padding=audio needs CTranslate2")
     if precision == "fp32":
@@ -98,8 +103,7 @@ class TorchStates:
         self._encoder = model.get_encoder().eval().to(self._device, self._dtype)
         from audioclf.encoders import cpu_kernels
 
-        if bf16 and self._device.type == "cpu":  # in fp32 they gain nothing (bench/embed_speed.py)
-            cpu_kernels.install(self._encoder)
+        cpu_kernels.install_where_faster(self._encoder, bf16)
         self.d_model = int(model.config.d_model)
 
     def encode(self, mel: np.ndarray) -> np.ndarray:
