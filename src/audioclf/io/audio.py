@@ -19,6 +19,12 @@ FRAME_HOP_SAMPLES = 160  # 10 ms: the hop of every 100 Hz spectrogram front end 
 DEFAULT_WINDOW_S = 10.0  # one window for a short clip; a 1-hour video gives 360 windows
 DEFAULT_HOP_S = 10.0
 MIN_TAIL_S = 1.0  # a leftover shorter than this (or than half a window) at the end of a recording is dropped
+# Bounds on windows: a window shorter than MIN_WINDOW_S holds less than one frame of most encoders (wav2vec2's
+# first frame needs 25 ms, a 100 Hz spectrogram five frames for its deltas), and a hop shorter than MIN_HOP_S
+# would embed each second of audio more than 20 times over (a request could tie up a worker for hours).
+MIN_WINDOW_S = 0.1
+MIN_HOP_S = 0.05
+MAX_WINDOW_S = 24 * 3600.0  # a day: anything longer is a typo (and 1e308 s overflows the sample count)
 
 
 @dataclass(frozen=True)
@@ -33,10 +39,15 @@ class WindowOptions:
     from_encoder: bool = False
 
     def __post_init__(self) -> None:
-        if not self.window_s > 0 or not self.hop_s > 0:
-            raise ValueError("window and hop lengths must be positive seconds")
-        if self.max_duration_s is not None and not self.max_duration_s > 0:
-            raise ValueError("max duration must be positive seconds")
+        if not MIN_WINDOW_S <= self.window_s <= MAX_WINDOW_S:
+            raise ValueError(f"window {self.window_s:g} s: use {MIN_WINDOW_S:g} s to {MAX_WINDOW_S:g} s")
+        if not MIN_HOP_S <= self.hop_s <= MAX_WINDOW_S:
+            raise ValueError(
+                f"hop {self.hop_s:g} s: use {MIN_HOP_S:g} s (at most {1 / MIN_HOP_S:g} windows per second of "
+                f"audio) to {MAX_WINDOW_S:g} s"
+            )
+        if self.max_duration_s is not None and not 0 < self.max_duration_s <= 10 * 365 * 24 * 3600:
+            raise ValueError(f"max duration {self.max_duration_s:g} s: use positive seconds")
 
     @classmethod
     def encoder_native(cls, max_duration_s: float | None = None) -> WindowOptions:
