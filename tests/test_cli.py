@@ -41,10 +41,10 @@ def test_train_evaluate_predict_with_hf_encoder(
 
     code, out, err = run(capsys, "evaluate", "--model", str(model), "--manifest", str(tone_dataset), *common)
     assert code == 0, err
-    report = json.loads((model / "report" / "report.json").read_text())
+    report = json.loads((model / "evaluation" / "report.json").read_text())
     assert report["recording"]["n"] == 9  # the split=test rows only
     assert {"accuracy", "accuracy_ci", "macro_f1", "balanced_accuracy", "confusion"} <= set(report["recording"])
-    assert (model / "report" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert (model / "evaluation" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     assert "recordings:" in out
 
     folder = tmp_path / "new"

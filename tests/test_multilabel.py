@@ -74,7 +74,7 @@ def test_multi_label_train_evaluate_predict(mixtures: Path, tmp_path: Path, caps
     code = main(["evaluate", "--model", str(model_dir), "--manifest", str(mixtures), "--cache-dir", str(cache)])
     out, err = capsys.readouterr()
     assert code == 0, err
-    report = json.loads((model_dir / "report" / "report.json").read_text())
+    report = json.loads((model_dir / "evaluation" / "report.json").read_text())
     # each label is on 4 of 7 subsets: average precision by chance ~0.57
     assert report["n_recordings"] == 14 and report["map"] > 0.9 and report["micro_f1"] > 0.8, report
     assert "mAP" in out and "(multi-label)" in out

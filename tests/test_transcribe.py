@@ -112,8 +112,8 @@ def test_train_on_what_is_said(
     assert 0.5 < out["language_probability"] <= 1.0
 
     assert main(["evaluate", "--model", str(model), "--manifest", str(manifest), "--cache-dir", cache]) == 0
-    report = json.loads((model / "report" / "report.json").read_text())
-    assert report["recording"]["n"] == 4 and "theo" in (model / "report" / "transcripts.csv").read_text()
+    report = json.loads((model / "evaluation" / "report.json").read_text())
+    assert report["recording"]["n"] == 4 and "theo" in (model / "evaluation" / "transcripts.csv").read_text()
     if features == "fused":  # late fusion: a probe per view, each calibrated; the report shows each view alone
         assert (model / "text_head.safetensors").is_file() and len(meta["fusion"]["temperatures"]) == 2
         assert 0.0 <= meta["fusion"]["acoustic_weight"] <= 1.0

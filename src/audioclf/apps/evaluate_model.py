@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,12 @@ from audioclf.io.manifest import SPLITS, Item, labels_of, load_manifest
 from audioclf.speech.text_features import write_transcripts
 from audioclf.training.model_dir import TrainedModel
 from audioclf.training.multilabel import multi_hot
+from audioclf.training.training_set import TrainingSet
 
 SPLIT_CHOICES = ("auto", "all", *SPLITS)
+EVALUATION_DIR = "evaluation"  # beside report/, which holds training's own held-out report
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class Evaluation:
     out: Path
     paths: list[Path]  # the files written
     embed: EmbedResult  # what was embedded, read from the cache, or failed
+    seen: SeenRows  # the rows the model was trained on: left out, or counted when asked
 
 
 def rows_for_split(manifest: Path, split: str) -> list[Item]:
@@ -54,6 +60,46 @@ def rows_for_split(manifest: Path, split: str) -> list[Item]:
     return chosen
 
 
+@dataclass(frozen=True)
+class SeenRows:
+    """Rows of the evaluated manifest that the model was trained on (same group, source or audio)."""
+
+    n: int  # how many of the chosen rows the model had seen
+    counted: bool  # True only when asked to score them anyway: the report is then no held-out estimate
+    known: bool = True  # False for a model saved before its training rows were recorded
+
+    def line(self) -> str | None:
+        if not self.known:
+            return "unknown: this model does not record its training rows (retrain to have them left out)"
+        if not self.n:
+            return None
+        if self.counted:
+            return f"{self.n} row(s) the model was trained on are counted: this is not a held-out estimate"
+        return f"{self.n} row(s) the model was trained on (same group, file or audio) were left out"
+
+
+def held_out_rows(
+    model: TrainedModel, items: list[Item], manifest: Path, include_training: bool
+) -> tuple[list[Item], SeenRows]:
+    """The rows to score: those the model never saw, unless ``include_training``. Refuses when none is left."""
+    record = TrainingSet.load(model.path) if model.path is not None else None
+    if record is None:
+        log.warning("%s does not record its training rows; every chosen row is scored", model.path or "the model")
+        return items, SeenRows(0, include_training, known=False)
+    seen = [record.seen(item) for item in items]
+    n_seen = sum(seen)
+    if include_training:
+        return items, SeenRows(n_seen, True)
+    kept = [item for item, was_seen in zip(items, seen, strict=True) if not was_seen]
+    if not kept:
+        raise ManifestError(
+            f"{manifest}: all {len(items)} chosen row(s) were used to train this model (same group, file or audio); "
+            "evaluate on rows it has not seen, or count training rows explicitly (not a held-out estimate)",
+            option="include_training",
+        )
+    return kept, SeenRows(n_seen, False)
+
+
 def evaluate_model(
     model: TrainedModel,
     manifest: Path,
@@ -65,10 +111,13 @@ def evaluate_model(
     windows: WindowOptions | None = None,
     segments: SegmentOptions | None = None,
     min_confidence: float | None = None,
+    include_training: bool = False,
     progress: bool = True,
 ) -> Evaluation:
     """Score ``model`` on ``manifest``'s rows; write report.json, report.md, confusion.png (and failures.csv,
-    transcripts.csv where they apply) into ``out`` (default: the model folder's ``report/``). Rows with a time
+    transcripts.csv where they apply) into ``out`` (default: the model folder's ``evaluation/``; ``report/`` is
+    training's held-out report and is never replaced). Rows the model was trained on are left out unless
+    ``include_training``. Rows with a time
     range are also scored as segments of their whole recording (``report["segments"]``, with ``segments``).
     ``windows`` replaces the model's windows (segments default to a hop of half a window). The risk-coverage
     report uses ``min_confidence``, else the threshold chosen at training where the model has one."""
@@ -76,7 +125,7 @@ def evaluate_model(
         raise ManifestError(
             f"minimum confidence {min_confidence}: use a probability from 0 to 1", option="min_confidence"
         )
-    items = rows_for_split(manifest, split)
+    items, seen = held_out_rows(model, rows_for_split(manifest, split), manifest, include_training)
     unknown = sorted(set(labels_of(items)) - set(model.labels))
     if unknown:
         raise ManifestError(
@@ -87,7 +136,7 @@ def evaluate_model(
     if out is None:
         if model.path is None:
             raise ManifestError("the model has no folder: give a folder for the report")
-        out = model.path / "report"
+        out = model.path / EVALUATION_DIR
     if result.failures:
         write_failures(result.failures, out / "failures.csv")
     if preds.thresholds is not None:
@@ -105,7 +154,7 @@ def evaluate_model(
     scored = evaluate_segments(model, items, cache_dir, chosen, fetch=fetch, progress=progress)
     if scored is not None:
         report["segments"] = scored
-    return _written(model, manifest, out, report, preds, result)
+    return _written(model, manifest, out, report, preds, result, seen)
 
 
 def _multilabel_report(preds: Predictions, result: EmbedResult, thresholds: np.ndarray) -> dict[str, Any]:
@@ -117,9 +166,16 @@ def _multilabel_report(preds: Predictions, result: EmbedResult, thresholds: np.n
 
 
 def _written(
-    model: TrainedModel, manifest: Path, out: Path, report: dict[str, Any], preds: Predictions, result: EmbedResult
+    model: TrainedModel,
+    manifest: Path,
+    out: Path,
+    report: dict[str, Any],
+    preds: Predictions,
+    result: EmbedResult,
+    seen: SeenRows,
 ) -> Evaluation:
-    context = {"manifest": str(manifest), "encoder": model.encoder_spec, "n_failed": len(result.failures)}
+    context: dict[str, Any] = {"manifest": str(manifest), "encoder": model.encoder_spec}
+    context |= {"n_failed": len(result.failures), "training_rows": seen.line() or "none among the rows"}
     if model.path is not None:
         context = {"model": str(model.path), **context}
     paths = write_report(report, out, context=context)
@@ -127,4 +183,4 @@ def _written(
         by_source = {item.source: item for item, _ in result.embedded}
         write_transcripts([by_source[s] for s in preds.recordings], preds.transcripts, out / "transcripts.csv")
         paths.append(out / "transcripts.csv")
-    return Evaluation(report, out, paths, result)
+    return Evaluation(report, out, paths, result, seen)

@@ -16,6 +16,7 @@ FLAGS = {
     "fold_column": "--fold-column",
     "folds": "--folds",
     "force": "--force",
+    "include_training": "--include-training",
     "format": "--format",
     "min_confidence": "--min-confidence",
     "min_duration": "--min-duration",

@@ -24,10 +24,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         windows=predict_windows(args, model),
         segments=SegmentOptions.parse(args.smooth, args.min_duration),
         min_confidence=min_confidence(args.min_confidence, model),
+        include_training=args.include_training,
         progress=not args.quiet,
     )
     for line in summary_lines(done.report):
         emit(line)
+    seen = done.seen.line()
+    if seen is not None:
+        emit(f"training    {seen}")
     see = f" — see {done.out / 'failures.csv'}" if done.embed.failures else ""
     emit(f"data        {done.embed.summary()}{see}")
     emit("wrote       " + ", ".join(str(p) for p in done.paths))

@@ -234,7 +234,12 @@ def _evaluate_predict_parsers(sub: Any) -> None:
     p.add_argument(
         "--split", default="auto", help="rows to use: auto (test rows if any, else all) | all | train | val | test"
     )
-    p.add_argument("--out", type=Path, default=None, help="report folder (default <model>/report)")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default <model>/evaluation)")
+    p.add_argument(
+        "--include-training",
+        action="store_true",
+        help="also score rows the model was trained on (same group, file or audio); not a held-out estimate",
+    )
     p.add_argument(
         "--min-confidence",
         default=None,

@@ -29,7 +29,7 @@ from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import AudioCache
 from audioclf.io.download import FetchOptions, fetch_all
 from audioclf.io.label_sets import is_multi_label
-from audioclf.io.manifest import Item, labels_of, load_manifest, usable_labels
+from audioclf.io.manifest import Item, labels_of, usable_labels
 from audioclf.training.checkpoint import load_checkpoint, save_checkpoint
 from audioclf.training.data import train_val_indices
 from audioclf.training.finetune import CHECKPOINT_DIR, FinetuneOptions, Finetuner, FinetuneState, Recording
@@ -38,6 +38,7 @@ from audioclf.training.model_dir import CONFIG_NAME, build_meta, prepare_out_dir
 from audioclf.training.multilabel import DEFAULT_THRESHOLD, multi_hot, tune_thresholds
 from audioclf.training.novelty import confidence_meta
 from audioclf.training.probe import EpochStats, class_weights
+from audioclf.training.training_set import TrainingSet, training_rows
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def finetune(
 ) -> FinetuneSummary:
     """Fine-tune ``spec`` on the manifest's non-test rows; with ``options.resume``, continue ``out``'s run."""
     started = time.perf_counter()
-    items = [item for item in load_manifest(manifest) if item.split != "test"]
+    items = training_rows(manifest)
     labels = labels_of(items)
     if len(labels) < 2:
         raise TrainingError(f"{manifest}: found {len(labels)} label(s) {labels}; a classifier needs at least 2")
@@ -125,6 +126,8 @@ def finetune(
     main = tuner.acc.is_main_process
     if main and failures:
         write_failures(failures, out / "failures.csv")
+    if main:  # validation recordings choose the epoch and the temperature: seen too
+        TrainingSet.of(r.item for r in recordings).save(out)
     meta = _finetune_meta(manifest, spec, labels, windows, options, (len(train), len(val), len(failures)))
     for epoch in range(state.epoch + 1, options.epochs + 1):
         t0 = time.perf_counter()

@@ -16,6 +16,7 @@ from audioclf.training.export import export_probe
 from audioclf.training.head_arrays import HeadArrays
 from audioclf.training.model_dir import TrainedModel, build_meta, save_model
 from audioclf.training.multilabel import MultiLabelFit, fit_multilabel, multi_hot
+from audioclf.training.training_set import TrainingSet
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ def train_multilabel(job: MultiLabelJob, embedded: EmbedResult, started: float) 
     model = TrainedModel(
         HeadArrays.from_head(fit.head), job.labels, job.encoder_spec, job.encoder_identity, job.windows, meta
     )
+    TrainingSet.of(data.items).save(job.out)
     save_model(job.out, model)
     export_probe(job.encoder_spec, fit.head, job.labels, job.out, multi_label=True)
     return summary

@@ -21,7 +21,7 @@ from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import Embedded, EmbeddingCache, default_cache_dir
 from audioclf.io.download import FetchOptions
 from audioclf.io.label_sets import is_multi_label
-from audioclf.io.manifest import Item, labels_of, load_manifest, usable_labels
+from audioclf.io.manifest import Item, labels_of, usable_labels
 from audioclf.speech.text_features import FeatureOptions, TextView, save_tfidf, write_transcripts
 from audioclf.training.data import Dataset, hold_out_test, stack
 from audioclf.training.export import export_probe
@@ -34,6 +34,7 @@ from audioclf.training.probe import EpochStats, FitOptions, FitResult, ProbeHead
 from audioclf.training.probe_config import ProbeConfig
 from audioclf.training.selection import DEFAULT_FOLDS, Candidate, Selection, SelectOptions, refit, select
 from audioclf.training.train_multilabel import MultiLabelJob, MultiLabelSummary, train_multilabel
+from audioclf.training.training_set import TrainingSet, training_rows
 
 if TYPE_CHECKING:
     from audioclf.extraction.ray import RayOptions, RayRun
@@ -150,7 +151,7 @@ def train(
     """The whole ``audioclf train`` flow; rows with split=test are never seen. A manifest with a multi-label row
     trains a multi-label probe (``train_multilabel``)."""
     started = time.perf_counter()
-    items = [item for item in load_manifest(manifest) if item.split != "test"]
+    items = training_rows(manifest)
     labels = labels_of(items)
     if not items:
         raise TrainingError(f"{manifest}: no training rows (every row has split=test)")
@@ -214,6 +215,7 @@ def train(
     model = TrainedModel(arrays, labels, encoder.spec, encoder.identity, options.windows, meta, fusion=fusion)
     if novelty is not None:
         novelty.save(out)
+    TrainingSet.of(main.data.items).save(out)
     save_model(out, model)
     if view is None:  # a transformers export classifies audio alone: not possible with text features
         export_probe(encoder.spec, head, labels, out, temperature=cal["temperature"])
