@@ -198,3 +198,20 @@ def tone_model(tone_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     args = ["train", "--manifest", str(tone_dataset), "--out", str(model), "--encoder", "builtin", "--quiet"]
     assert main([*args, "--cache-dir", str(cache)]) == 0
     return model, cache
+
+
+def manifest_rows(manifest: Path) -> list[dict[str, str]]:
+    """A CSV manifest's rows as dicts, with each path made absolute (so the rows can be written elsewhere)."""
+    with open(manifest, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        row["path"] = str(manifest.parent / row["path"])
+    return rows
+
+
+def write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

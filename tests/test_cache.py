@@ -54,3 +54,18 @@ def test_a_file_is_hashed_once_per_run_but_again_when_it_changes(tmp_path: Path)
     path.write_bytes(b"other")  # same size, and the modification time put back: the change time still moves
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert file_digest(path) != first
+
+
+def test_non_finite_embeddings_are_never_cached_and_a_poisoned_entry_is_a_miss(tmp_path: Path) -> None:
+    import pytest
+
+    cache = EmbeddingCache(tmp_path, "enc", WindowOptions())
+    bad = entry()
+    bad.embeddings[0, 1, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        cache.put("d", bad)
+    assert not cache.path_for("d").exists()
+    cache.put("d", entry())
+    with open(cache.path_for("d"), "wb") as fh:  # an entry written by a version that cached NaN
+        np.savez(fh, embeddings=bad.embeddings, starts_s=bad.starts_s, durations_s=bad.durations_s)
+    assert cache.get("d") is None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+from conftest import manifest_rows, write_manifest
 
 from audioclf.cli.main import main
 
@@ -22,23 +22,10 @@ def held_out_model(tone_dataset: Path, tmp_path_factory: pytest.TempPathFactory)
     return model, cache
 
 
-def _rows(manifest: Path) -> list[dict[str, str]]:
-    with open(manifest, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _write(path: Path, rows: list[dict[str, str]]) -> Path:
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 def test_evaluate_leaves_out_training_rows_and_keeps_the_held_out_report(
     held_out_model: tuple[Path, Path], tone_dataset: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model, cache = held_out_model
+    model, _ = held_out_model
     capsys.readouterr()
     held_report = (model / "report" / "report.json").read_bytes()
     # --split all: 36 rows, of which 18 trained the probe; the 9 --test-size rows and the 9 test rows are unseen
@@ -51,32 +38,29 @@ def test_evaluate_leaves_out_training_rows_and_keeps_the_held_out_report(
     assert "left out" in report["context"]["training_rows"]
     assert (model / "report" / "report.json").read_bytes() == held_report  # training's held-out report stays
 
-    code = main(
-        ["evaluate", "--model", str(model), "--manifest", str(tone_dataset), "--split", "all"] + ["--include-training"]
-    )
+    args = ["evaluate", "--model", str(model), "--manifest", str(tone_dataset), "--split", "all"]
+    code = main([*args, "--include-training"])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert json.loads((model / "evaluation" / "report.json").read_text())["recording"]["n"] == 36
     assert "are counted: this is not a held-out estimate" in out
     assert (model / "report" / "report.json").read_bytes() == held_report
-    del cache
 
 
 def test_evaluate_refuses_when_every_row_was_trained_on(
     held_out_model: tuple[Path, Path], tone_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model, _ = held_out_model
-    base = tone_dataset.parent
-    held = {r["group"] for r in _rows(model / "test_split.csv")}
-    trained = [r for r in _rows(tone_dataset) if r["group"] not in held and not r["split"]]
+    held = {r["group"] for r in manifest_rows(model / "test_split.csv")}
+    trained = [r for r in manifest_rows(tone_dataset) if r["group"] not in held and not r["split"]]
     assert len(trained) == 18
     # the same audio under other names and a new group: still seen (and with no split column, all rows count)
     renamed = []
     for r in trained:
-        copy = tmp_path / f"copy_{r['path']}"
-        shutil.copy(base / r["path"], copy)
+        copy = tmp_path / f"copy_{Path(r['path']).name}"
+        shutil.copy(r["path"], copy)
         renamed.append({"path": str(copy), "label": r["label"], "group": "someone-else"})
-    manifest = _write(tmp_path / "renamed.csv", renamed)
+    manifest = write_manifest(tmp_path / "renamed.csv", renamed)
     capsys.readouterr()
     code = main(["evaluate", "--model", str(model), "--manifest", str(manifest)])
     out, err = capsys.readouterr()
@@ -91,12 +75,10 @@ def test_evaluate_refuses_when_every_row_was_trained_on(
 def test_train_refuses_a_test_row_whose_group_has_training_rows(
     tone_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rows = _rows(tone_dataset)
-    for r in rows:
-        r["path"] = str(tone_dataset.parent / r["path"])
+    rows = manifest_rows(tone_dataset)
     leaky = next(r for r in rows if r["group"] == "spk0")
     leaky["split"] = "test"
-    manifest = _write(tmp_path / "leaky.csv", rows)
+    manifest = write_manifest(tmp_path / "leaky.csv", rows)
     capsys.readouterr()
     code = main(["train", "--manifest", str(manifest), "--out", str(tmp_path / "m"), "--encoder", "builtin"])
     _, err = capsys.readouterr()

@@ -161,6 +161,10 @@ class _BatchingEmbedder:
                 np.asarray(rec.starts),
                 np.asarray(rec.durations),
             )
+            if not emb.finite:  # finite audio in, NaN out: the encoder's fault on this input; never cached
+                self._open.append(rec)  # _fail forgets it as an open recording
+                self._fail(rec.item, DecodeError(f"{rec.item.file}: the encoder gave NaN or infinite values"), rec)
+                continue
             try:
                 self.cache.put(rec.key, emb)
                 if self.transcripts is not None and len(rec.texts) == len(rec.starts):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -100,16 +101,26 @@ def _resampled(path: Path | str) -> Iterator[np.ndarray]:
                 raise DecodeError(f"{path}: has no audio stream; give an audio or video file with sound")
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE_HZ)
-            for frame in _decoded_frames(container, stream):
+            done = 0
+            for frame in itertools.chain(_decoded_frames(container, stream), [None]):  # None flushes
                 for out in resampler.resample(frame):
-                    yield out.to_ndarray().reshape(-1)
-            for out in resampler.resample(None):
-                yield out.to_ndarray().reshape(-1)
+                    yield _finite(out.to_ndarray().reshape(-1), path, done)
+                    done += out.samples
     except DecodeError:
         raise
     except (OSError, av.FFmpegError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise DecodeError(f"{path}: cannot decode audio ({reason}); check it is a readable audio/video file") from exc
+
+
+def _finite(samples: np.ndarray, path: Path | str, offset: int) -> np.ndarray:
+    """The samples, or a DecodeError when any is NaN or infinite (a float file can hold them; every encoder
+    would turn them into NaN embeddings)."""
+    bad = ~np.isfinite(samples)
+    if bad.any():
+        at = (offset + int(np.argmax(bad))) / SAMPLE_RATE_HZ
+        raise DecodeError(f"{path}: has NaN or infinite samples (first at {at:.2f} s); re-export or remove the file")
+    return samples
 
 
 def _decoded_frames(container: av.container.InputContainer, stream: av.AudioStream) -> Iterator[av.AudioFrame]:

@@ -59,6 +59,10 @@ class Embedded:
         if self.embeddings.ndim != 3 or len(self.starts_s) != n or len(self.durations_s) != n or n == 0:
             raise ValueError("inconsistent embedding entry")
 
+    @property
+    def finite(self) -> bool:
+        return bool(np.isfinite(self.embeddings).all() and np.isfinite(self.starts_s).all())
+
 
 class EmbeddingCache:
     """One ``.npz`` per (audio, encoder, window settings) under ``root/embeddings``."""
@@ -79,12 +83,18 @@ class EmbeddingCache:
             return None
         try:
             with np.load(path, allow_pickle=False) as data:
-                return Embedded(data["embeddings"], data["starts_s"], data["durations_s"])
+                entry = Embedded(data["embeddings"], data["starts_s"], data["durations_s"])
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
             log.warning("ignoring unreadable cache entry %s (%s); it will be recomputed", path, exc)
             return None
+        if not entry.finite:  # written by an older version from NaN audio: never serve it
+            log.warning("ignoring cache entry %s with NaN or infinite values; it will be recomputed", path)
+            return None
+        return entry
 
     def put(self, audio_digest: str, entry: Embedded) -> None:
+        if not entry.finite:
+            raise ValueError("refusing to cache NaN or infinite embeddings")
         path = self.path_for(audio_digest)
         try:
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
