@@ -32,11 +32,37 @@ def atomic_path(target: Path) -> Iterator[Path]:
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
+            # mkstemp (and some writers, e.g. safetensors) make 0600: give the file the mode open() would, so a
+            # model or a shared cache can be read by another user where the umask allows it
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def temp_dir_beside(target: Path) -> Path:
+    """A new empty folder beside ``target`` (to be renamed onto it), with the mode ``mkdir`` would give it
+    (``mkdtemp`` makes 0700)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp.chmod(0o777 & ~current_umask())
+    return tmp
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (``os.umask`` sets it to read it,
+    which would race with a thread creating a file)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 class FileLock:

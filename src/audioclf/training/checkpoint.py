@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from audioclf.errors import ModelError, first_line
+from audioclf.fileio import temp_dir_beside
 
 STATE_NAME = "state.json"
 OPTIMIZER_NAME = "optimizer.safetensors"
@@ -48,7 +48,7 @@ def save_checkpoint(
 ) -> None:
     """Write a complete checkpoint folder beside ``target`` and swap it in: a crash leaves the old one intact."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = temp_dir_beside(target)
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tensors, plain = optimizer_to_flat(optimizer.state_dict())
