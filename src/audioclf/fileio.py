@@ -37,8 +37,10 @@ def atomic_path(target: Path) -> Iterator[Path]:
             os.fchmod(fh.fileno(), 0o666 & ~current_umask())
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if type(exc).__name__ == "SafetensorError" and "I/O error" in str(exc):  # a full disk, said as an OSError
+            raise OSError(f"{target}: cannot write ({str(exc).splitlines()[0]})") from exc
         raise
 
 

@@ -4,10 +4,23 @@ module knows the flags."""
 
 from __future__ import annotations
 
+import errno
+
 from audioclf.cli.options import EXIT_INTERNAL, EXIT_USER
 from audioclf.errors import AudioclfError
 
 INTERRUPTED = 130
+BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
+
+_OS_HINT = "check free space and that the folder is writable"
+_OS_HINTS = {
+    errno.ENOSPC: "free some space or write elsewhere",
+    errno.EDQUOT: "free some space or write elsewhere",
+    errno.EACCES: "check the folder is writable by you",
+    errno.EPERM: "check the folder is writable by you",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+    errno.ENOENT: "check the path exists",
+}
 
 # AudioclfError.option -> the flag a user of the command line sets
 FLAGS = {
@@ -17,6 +30,7 @@ FLAGS = {
     "folds": "--folds",
     "force": "--force",
     "include_training": "--include-training",
+    "layer": "--layer",
     "format": "--format",
     "min_confidence": "--min-confidence",
     "min_duration": "--min-duration",
@@ -44,5 +58,5 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return "interrupted", INTERRUPTED
     if isinstance(exc, OSError):  # disk full, read-only or missing output folder: the environment, not a bug
         where = f"{exc.filename}: " if exc.filename else ""
-        return f"{where}{exc.strerror or exc}; check free space and that the folder is writable", EXIT_USER
+        return f"{where}{exc.strerror or exc}; {_OS_HINTS.get(exc.errno or 0, _OS_HINT)}", EXIT_USER
     return f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", EXIT_INTERNAL

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from audioclf.apps.segment_files import FORMATS
-from audioclf.cli.errors import describe
+from audioclf.cli.arg_types import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, int_at_least
+from audioclf.cli.errors import BROKEN_PIPE, describe
 from audioclf.cli.options import EXIT_INTERNAL
 from audioclf.evaluation.segments import DEFAULT_SMOOTH
 from audioclf.io.audio import DEFAULT_WINDOW_S
@@ -49,8 +50,10 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
 
 def _fetch_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("downloads (URL rows and inputs, through yt-dlp)")
-    g.add_argument("--jobs", type=int, default=4, help="parallel downloads (default %(default)s)")
-    g.add_argument("--max-per-playlist", type=int, default=None, help="videos taken from each playlist/channel")
+    g.add_argument("--jobs", type=POSITIVE_INT, default=4, help="parallel downloads (default %(default)s)")
+    g.add_argument(
+        "--max-per-playlist", type=POSITIVE_INT, default=None, help="videos taken from each playlist/channel"
+    )
     g.add_argument("--max-filesize", default=None, help="skip downloads larger than this, e.g. 200M")
     g.add_argument("--rate-limit", default=None, help="download rate limit, e.g. 2M (bytes/s)")
     g.add_argument("--cookies", type=Path, default=None, help="cookies.txt (Netscape format) for yt-dlp")
@@ -60,14 +63,16 @@ def _fetch_args(p: argparse.ArgumentParser) -> None:
 
 def _finetune_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("fine-tuning (--mode finetune)")
-    g.add_argument("--batch-size", type=int, default=8, help="windows per step (default %(default)s)")
-    g.add_argument("--accum", type=int, default=1, help="gradient accumulation steps (default %(default)s)")
-    g.add_argument("--freeze-layers", type=int, default=0, help="also freeze the first N transformer layers")
+    g.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="windows per step (default %(default)s)")
+    g.add_argument("--accum", type=POSITIVE_INT, default=1, help="gradient accumulation steps (default %(default)s)")
+    g.add_argument("--freeze-layers", type=COUNT, default=0, help="also freeze the first N transformer layers")
     g.add_argument("--train-feature-encoder", action="store_true", help="do not freeze the convolutional front end")
     g.add_argument("--gradient-checkpointing", action="store_true", help="save memory on long windows")
     g.add_argument("--augment", action="store_true", help="speed perturbation, noise and gain while training")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    g.add_argument("--stop-after", type=int, default=None, help="stop after this epoch (continue with --resume)")
+    g.add_argument(
+        "--stop-after", type=POSITIVE_INT, default=None, help="stop after this epoch (continue with --resume)"
+    )
 
 
 def _ray_args(p: argparse.ArgumentParser) -> None:
@@ -80,7 +85,9 @@ def _ray_args(p: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         help="download/embed on Ray: a local instance, or the cluster at ADDRESS (the cache dir must be shared)",
     )
-    g.add_argument("--ray-workers", type=int, default=None, help="actors (default: one per CPU in the cluster)")
+    g.add_argument(
+        "--ray-workers", type=POSITIVE_INT, default=None, help="actors (default: one per CPU in the cluster)"
+    )
 
 
 def _precision(p: argparse.ArgumentParser) -> None:
@@ -109,13 +116,15 @@ def _folder(text: str) -> Path:
 def _window_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--window",
-        type=float,
+        type=POSITIVE,
         default=None,
         help=f"window length in seconds (default: the encoder's fixed input length if it has one, else"
         f" {DEFAULT_WINDOW_S:g})",
     )
-    p.add_argument("--hop", type=float, default=None, help="hop between windows in seconds (default: the window)")
-    p.add_argument("--max-duration", type=float, default=None, help="use at most this many seconds of each recording")
+    p.add_argument("--hop", type=POSITIVE, default=None, help="hop between windows in seconds (default: the window)")
+    p.add_argument(
+        "--max-duration", type=POSITIVE, default=None, help="use at most this many seconds of each recording"
+    )
 
 
 def _feature_args(p: argparse.ArgumentParser) -> None:
@@ -148,21 +157,21 @@ def _train_args(p: argparse.ArgumentParser, out_help: str, force_help: str, *, c
     p.add_argument("--force", action="store_true", help=force_help)
     _feature_args(p)
     p.add_argument("--layer", default="auto", help="auto | last | weighted | <index> (HF encoders)")
-    p.add_argument("--hidden", type=int, default=None, help="hidden units of the head (0 = linear; default: search)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (probe: searched; finetune: 3e-5)")
-    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (probe 200, finetune 10)")
-    p.add_argument("--patience", type=int, default=None, help="early-stopping patience (probe 20, finetune 3)")
+    p.add_argument("--hidden", type=COUNT, default=None, help="hidden units of the head (0 = linear; default: search)")
+    p.add_argument("--lr", type=POSITIVE, default=None, help="learning rate (probe: searched; finetune: 3e-5)")
+    p.add_argument("--epochs", type=POSITIVE_INT, default=None, help="maximum epochs (probe 200, finetune 10)")
+    p.add_argument("--patience", type=POSITIVE_INT, default=None, help="early-stopping patience (probe 20, finetune 3)")
     p.add_argument(
         "--inner-folds" if crossval else "--folds",  # crossval's --folds are the outer folds
         dest="folds",
-        type=int,
+        type=int_at_least(2),
         default=5,
         metavar="K",
         help="grouped cross-validation folds that choose the probe (default %(default)s)"
         + (", inside each training fold" if crossval else ""),
     )
     p.add_argument(
-        "--val-fraction", type=float, default=0.2, help="finetune: grouped validation share (default %(default)s)"
+        "--val-fraction", type=FRACTION, default=0.2, help="finetune: grouped validation share (default %(default)s)"
     )
     p.add_argument("--class-weight", choices=["none", "balanced"], default="none")
     p.add_argument("--seed", type=int, default=0)
@@ -171,7 +180,7 @@ def _train_args(p: argparse.ArgumentParser, out_help: str, force_help: str, *, c
     else:
         p.add_argument(
             "--test-size",
-            type=float,
+            type=POSITIVE,
             default=None,
             help="hold out this many groups (videos), or this fraction if < 1, as a grouped stratified test set",
         )
@@ -209,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--folds",
         dest="cv_folds",
-        type=int,
+        type=int_at_least(2),
         default=5,
         metavar="K",
         help="grouped, label-stratified folds, each held out once (default %(default)s; fewer with fewer groups)",
@@ -253,7 +262,7 @@ def _evaluate_predict_parsers(sub: Any) -> None:
     p = sub.add_parser("predict", help="label audio files, folders and URLs")
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("inputs", nargs="+", help="audio files, folders or http(s) URLs")
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--top-k", type=POSITIVE_INT, default=3)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--timeline", action="store_true", help="per-window labels for long recordings")
     p.add_argument(
@@ -273,13 +282,13 @@ def _evaluate_predict_parsers(sub: Any) -> None:
 
 def _segment_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """Windows at predict time and how segments are made of them."""
-    p.add_argument("--window", type=float, default=None, help="window length in seconds (default: the model's)")
+    p.add_argument("--window", type=POSITIVE, default=None, help="window length in seconds (default: the model's)")
     p.add_argument(
-        "--hop", type=float, default=None, help="hop in seconds (default: the model's; half a window for segments)"
+        "--hop", type=POSITIVE, default=None, help="hop in seconds (default: the model's; half a window for segments)"
     )
     g = p.add_argument_group("segments: where in each recording each label occurs")
     g.add_argument("--smooth", default=DEFAULT_SMOOTH, help="median:N, mean:N (windows) or none (default %(default)s)")
-    g.add_argument("--min-duration", type=float, default=0.0, help="drop segments shorter than this (seconds)")
+    g.add_argument("--min-duration", type=NON_NEGATIVE, default=0.0, help="drop segments shorter than this (seconds)")
     return g
 
 
@@ -292,7 +301,9 @@ def _serve_parser(sub: Any) -> None:
         "--token", default=None, help="bearer token for every API route (or AUDIOCLF_TOKEN); required off loopback"
     )
     p.add_argument("--max-upload", default="200M", help="largest request body (default %(default)s)")
-    p.add_argument("--max-queue", type=int, default=64, help="requests waiting before 503 (default %(default)s)")
+    p.add_argument(
+        "--max-queue", type=POSITIVE_INT, default=64, help="requests waiting before 503 (default %(default)s)"
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default %(default)s)")
     p.add_argument("--cors-origin", default=None, help="allow browser calls from this origin (default: none)")
     p.add_argument("--allow-private-urls", action="store_true", help="let URL inputs reach private addresses")
@@ -316,7 +327,7 @@ def _embed_fetch_parsers(sub: Any) -> None:
     _common(p)
     p = sub.add_parser("fetch", help="download the URL rows of a manifest into the cache (no embedding)")
     p.add_argument("--manifest", type=Path, required=True)
-    p.add_argument("--max-duration", type=float, default=None, help="download at most this many seconds of each")
+    p.add_argument("--max-duration", type=POSITIVE, default=None, help="download at most this many seconds of each")
     p.add_argument("--failures", type=Path, default=None, help="write failed URLs to this CSV")
     _ray_args(p)
     _fetch_args(p)
@@ -331,6 +342,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         command = import_module(f"audioclf.cli.{args.command}")  # one module per command, imported when run
         return int(getattr(command, f"cmd_{args.command}")(args))
+    except BrokenPipeError:  # the reader (e.g. `| head -1`) has what it wanted: stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return BROKEN_PIPE
     except (Exception, KeyboardInterrupt) as exc:
         line, code = describe(exc)
         if args.debug and code == EXIT_INTERNAL:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,8 +96,16 @@ def iter_samples(path: Path | str, max_duration_s: float | None = None, start_s:
         raise DecodeError(f"{path}: contains no audio samples{where}; remove it or fix its time range")
 
 
+def check_regular(path: Path | str, st: os.stat_result | None = None) -> None:
+    """Refuse a named pipe, a device (``/dev/zero`` never ends) or a socket: opening one blocks or spins."""
+    st = os.stat(path) if st is None else st
+    if not stat.S_ISREG(st.st_mode):
+        raise DecodeError(f"{path}: not a regular file (a pipe, device or socket); give an audio or video file")
+
+
 def _resampled(path: Path | str) -> Iterator[np.ndarray]:
     try:
+        check_regular(path)
         with av.open(str(path), metadata_errors="ignore") as container:
             if not container.streams.audio:
                 raise DecodeError(f"{path}: has no audio stream; give an audio or video file with sound")

@@ -16,7 +16,7 @@ import platformdirs
 
 from audioclf.errors import CacheError
 from audioclf.fileio import FileLock, atomic_path, sharded_path
-from audioclf.io.audio import SAMPLE_RATE_HZ, WindowOptions, load_audio
+from audioclf.io.audio import SAMPLE_RATE_HZ, WindowOptions, check_regular, load_audio
 from audioclf.io.manifest import Item
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ def file_digest(path: Path | str) -> str:
     """SHA-256 of a file's bytes: the same audio under another name or folder hits the same entry. Remembered
     per file identity and change time within a process, so the stages of one run hash each file once."""
     st = os.stat(path)
+    check_regular(path, st)  # hashing a FIFO would block, /dev/zero would never end
     return _file_digest(str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 

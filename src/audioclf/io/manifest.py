@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -106,42 +108,67 @@ def column_values(path: Path, column: str) -> dict[str, str]:
 
 
 def _csv_rows(path: Path, require_labels: bool) -> Iterator[tuple[int, dict[str, str]]]:
-    # utf-8-sig drops a BOM; newline="" lets csv handle Windows line endings.
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
-        if not any(key in header for key in _SOURCE_KEYS):
-            raise ManifestError(
-                f"{path}: header must name a 'path' (or 'url') column, found {header or 'no header'}; "
-                "the first line should be e.g. path,label"
-            )
-        if require_labels and "label" not in header:
-            raise ManifestError(f"{path}: header has no 'label' column, found {header}; e.g. path,label")
-        reader.fieldnames = header
-        for row in reader:
-            clean = {k: (v or "").strip() for k, v in row.items() if isinstance(k, str)}
-            if any(clean.values()):
-                yield reader.line_num, clean
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    try:
+        yield from _csv_dict_rows(reader, path, require_labels)
+    except csv.Error as exc:  # e.g. a field over csv's limit: an unclosed quote swallowed the rest of the file
+        raise ManifestError(
+            f"{path}:{reader.line_num}: malformed CSV ({exc}); check for an unclosed quote on or before that line"
+        ) from None
+
+
+def read_text(path: Path) -> str:
+    """A manifest's text: UTF-8 (a BOM is dropped) or UTF-16 with its BOM (as spreadsheets export "Unicode
+    text"). Anything else, such as Latin-1, is refused naming the line, since guessing would corrupt paths."""
+    data = path.read_bytes()
+    encoding = "utf-16" if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].decode(encoding, errors="replace").count("\n") + 1
+        raise ManifestError(
+            f"{path}:{line}: not {encoding.removesuffix('-sig').upper()} text (byte 0x{data[exc.start]:02x}); "
+            "save the manifest as UTF-8"
+        ) from None
+
+
+def _csv_dict_rows(
+    reader: csv.DictReader[str], path: Path, require_labels: bool
+) -> Iterator[tuple[int, dict[str, str]]]:
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    if not any(key in header for key in _SOURCE_KEYS):
+        raise ManifestError(
+            f"{path}: header must name a 'path' (or 'url') column, found {header or 'no header'}; "
+            "the first line should be e.g. path,label"
+        )
+    if require_labels and "label" not in header:
+        raise ManifestError(f"{path}: header has no 'label' column, found {header}; e.g. path,label")
+    reader.fieldnames = header
+    for row in reader:
+        clean = {k: (v or "").strip() for k, v in row.items() if isinstance(k, str)}
+        if any(clean.values()):
+            yield reader.line_num, clean
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    with open(path, encoding="utf-8-sig") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ManifestError(f"{path}:{line_no}: not valid JSON ({exc.msg}); one object per line") from None
-            if not isinstance(obj, dict):
-                raise ManifestError(f"{path}:{line_no}: expected a JSON object with keys path,label")
-            row = {str(k).lower(): "" if v is None else str(v).strip() for k, v in obj.items()}
-            labels = obj.get("labels")
-            if labels is not None:  # a JSON list of labels: one canonical cell
-                if not isinstance(labels, list):
-                    raise ManifestError(f'{path}:{line_no}: \'labels\' must be a JSON list such as ["speech", "music"]')
-                row["label"] = from_json_list(labels, f"{path}:{line_no}")
-            yield line_no, row
+    for line_no, line in enumerate(read_text(path).split("\n"), start=1):  # not splitlines(): U+2028 is text
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"{path}:{line_no}: not valid JSON ({exc.msg}); one object per line") from None
+        except RecursionError:
+            raise ManifestError(f"{path}:{line_no}: JSON nested too deeply; one flat object per line") from None
+        if not isinstance(obj, dict):
+            raise ManifestError(f"{path}:{line_no}: expected a JSON object with keys path,label")
+        row = {str(k).lower(): "" if v is None else str(v).strip() for k, v in obj.items()}
+        labels = obj.get("labels")
+        if labels is not None:  # a JSON list of labels: one canonical cell
+            if not isinstance(labels, list):
+                raise ManifestError(f'{path}:{line_no}: \'labels\' must be a JSON list such as ["speech", "music"]')
+            row["label"] = from_json_list(labels, f"{path}:{line_no}")
+        yield line_no, row
 
 
 def _rows_to_items(rows: Iterable[tuple[int, dict[str, str]]], manifest: Path, require_labels: bool) -> Iterator[Item]:
@@ -239,10 +266,14 @@ def _dedupe(items: list[Item]) -> list[Item]:
             log.warning("%s: repeats %s (%s); the repeat is ignored", item.where, first.where, item.source)
         else:
             raise ManifestError(
-                f"{item.where}: {item.source} is also {first.where} with label/split {first.label}/{first.split} "
-                f"vs {item.label}/{item.split}; keep one of the rows"
+                f"{item.where}: {item.source} is also {first.where}, with label/split {_label_split(first)} there vs "
+                f"{_label_split(item)} here; keep one of the rows"
             )
     return kept
+
+
+def _label_split(item: Item) -> str:
+    return f"{item.label or '(none)'}/{item.split or '(none)'}"
 
 
 def audio_files_under(folder: Path) -> list[Path]:

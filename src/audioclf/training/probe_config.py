@@ -30,3 +30,21 @@ class ProbeConfig:
             return f"logreg C={self.c:g} layer={self.layer}"
         kind = "linear" if self.hidden == 0 else f"mlp{self.hidden}"
         return f"{kind} lr={self.lr:g} wd={self.weight_decay:g} layer={self.layer}"
+
+
+def check_layer(layer: str, n_layers: int, encoder: str) -> None:
+    """Refuse a layer choice the encoder cannot give, before anything is embedded: ``auto``, ``last``,
+    ``weighted``, ``mean`` or an index from 0 (the input features) to ``n_layers - 1``."""
+    from audioclf.errors import TrainingError  # this module stays import-light
+
+    if layer in ("auto", LAST, WEIGHTED, MEAN):
+        if n_layers == 1 and layer in (WEIGHTED, MEAN):
+            raise TrainingError(f"layer {layer}: {encoder} gives one layer; use auto or last", option="layer")
+        return
+    if not (layer.isascii() and layer.isdigit()):
+        raise TrainingError(
+            f"layer {layer}: use auto, last, weighted, mean or a layer index from 0 to {n_layers - 1}", option="layer"
+        )
+    if int(layer) >= n_layers or n_layers == 1:
+        which = "only one layer: use auto or last" if n_layers == 1 else f"layers 0 to {n_layers - 1}"
+        raise TrainingError(f"layer {layer}: {encoder} has {which}", option="layer")

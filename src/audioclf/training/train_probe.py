@@ -31,7 +31,7 @@ from audioclf.training.head_arrays import HeadArrays
 from audioclf.training.model_dir import TrainedModel, build_meta, fusion_meta, prepare_out_dir, save_model
 from audioclf.training.novelty import fit_abstain
 from audioclf.training.probe import EpochStats, FitOptions, FitResult, ProbeHead, predict_logits
-from audioclf.training.probe_config import ProbeConfig
+from audioclf.training.probe_config import ProbeConfig, check_layer
 from audioclf.training.selection import DEFAULT_FOLDS, Candidate, Selection, SelectOptions, refit, select
 from audioclf.training.train_multilabel import MultiLabelJob, MultiLabelSummary, train_multilabel
 from audioclf.training.training_set import TrainingSet, training_rows
@@ -165,6 +165,8 @@ def train(
     prepare_out_dir(out, force=options.force)
     loaded = load_encoder(options.encoder, options.precision)
     encoder = loaded.encoder
+    if options.features.mode != "transcript":  # the acoustic probe reads the encoder's layers
+        check_layer(options.layer, encoder.n_layers, encoder.spec)
     options = replace(options, windows=fit_windows(options.windows, encoder))
     view = _text_view(options, encoder)  # before embedding: a CTC encoder transcribes in the same pass
     embedded, ray_run = _embed(items, encoder, view, options)
