@@ -85,3 +85,19 @@ def test_train_refuses_a_test_row_whose_group_has_training_rows(
     assert code == 2
     assert f"{manifest}:2: test row of group 'spk0', which also has training rows (1 such test row(s))" in err
     assert not (tmp_path / "m").exists()
+
+
+def test_the_train_summary_counts_the_whole_run(
+    tone_model: tuple[Path, Path], tone_dataset: Path, tmp_path: Path
+) -> None:
+    """The novelty fit and the saving come after the probe: the total time covers them too."""
+    import time
+
+    from audioclf.training.train_probe import TrainOptions, train
+
+    options = TrainOptions(encoder="builtin", cache_dir=tone_model[1], progress=False)
+    started = time.perf_counter()
+    summary = train(tone_dataset, tmp_path / "m", options)
+    wall = time.perf_counter() - started
+    assert (tmp_path / "m" / "novelty.safetensors").is_file()
+    assert 0.95 * wall <= summary.seconds <= wall

@@ -4,7 +4,7 @@ probes chosen by grouped cross-validation, per-label thresholds, the model folde
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ def train_multilabel(job: MultiLabelJob, embedded: EmbedResult, started: float) 
     TrainingSet.of(data.items).save(job.out)
     save_model(job.out, model)
     export_probe(job.encoder_spec, fit.head, job.labels, job.out, multi_label=True)
-    return summary
+    return replace(summary, seconds=time.perf_counter() - started)  # saving and the export count too
 
 
 def _meta(job: MultiLabelJob, s: MultiLabelSummary) -> dict[str, Any]:
