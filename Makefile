@@ -32,7 +32,7 @@ demo: venv
 	$(BIN)/audioclf train --manifest $(DEMO_DATA) --out $(DEMO_DIR) --force
 	$(BIN)/audioclf evaluate --model $(DEMO_DIR) --manifest $(DEMO_DATA)
 	@echo
-	@cat $(DEMO_DIR)/report/report.md
+	@cat $(DEMO_DIR)/evaluation/report.md
 	@echo
 	$(BIN)/audioclf predict --model $(DEMO_DIR) data/fsdd-sample/recordings/7_theo_0.wav data/fsdd-sample/recordings/3_theo_5.wav --top-k 3
 
