@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import os
@@ -99,6 +100,8 @@ def iter_samples(path: Path | str, max_duration_s: float | None = None, start_s:
 def check_regular(path: Path | str, st: os.stat_result | None = None) -> None:
     """Refuse a named pipe, a device (``/dev/zero`` never ends) or a socket: opening one blocks or spins."""
     st = os.stat(path) if st is None else st
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))  # reported as a folder by the caller
     if not stat.S_ISREG(st.st_mode):
         raise DecodeError(f"{path}: not a regular file (a pipe, device or socket); give an audio or video file")
 
