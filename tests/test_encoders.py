@@ -130,7 +130,8 @@ def test_fallback_is_bounded_when_the_hub_never_answers(tmp_path: Path) -> None:
     server, port = _silent_server()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     env |= {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path), "NO_PROXY": "*"}
-    code = "from audioclf.encoders.loader import load_encoder; print(load_encoder(None).encoder.spec)"
+    code = "import logging; logging.basicConfig()\n"  # the library logs (never prints): show its warnings
+    code += "from audioclf.encoders.loader import load_encoder; print(load_encoder(None).encoder.spec)"
     started = time.monotonic()
     try:
         proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)

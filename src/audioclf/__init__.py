@@ -6,6 +6,7 @@ cross-validation. Names are imported on first use, so ``import audioclf`` stays 
 
 from __future__ import annotations
 
+import logging
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ _EXPORTS = {
     "Model": "audioclf.api",
     "Report": "audioclf.api",
     "Prediction": "audioclf.apps.prediction",
+    "Failed": "audioclf.apps.prediction",
     "Segment": "audioclf.evaluation.segments",
     "crossval": "audioclf.apps.crossval",
     "CrossvalOptions": "audioclf.apps.crossval",
@@ -30,6 +32,7 @@ __all__ = [
     "AudioclfError",
     "CrossvalOptions",
     "CrossvalResult",
+    "Failed",
     "FoldResult",
     "Model",
     "Prediction",
@@ -42,10 +45,14 @@ __all__ = [
     "train",
 ]
 
+# A library logs and never prints: without a handler of the application's, Python's last-resort handler would
+# print warnings (a skipped input) to stderr.
+logging.getLogger("audioclf").addHandler(logging.NullHandler())
+
 if TYPE_CHECKING:
     from audioclf.api import Model, Report, evaluate, load, train
     from audioclf.apps.crossval import CrossvalOptions, CrossvalResult, FoldResult, crossval
-    from audioclf.apps.prediction import Prediction
+    from audioclf.apps.prediction import Failed, Prediction
     from audioclf.errors import AudioclfError
     from audioclf.evaluation.segments import Segment
 
