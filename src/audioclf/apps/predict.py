@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from audioclf.apps.prediction import Prediction, PredictOptions, predictions_for
+from audioclf.apps.prediction import Failed, Prediction, PredictOptions, Result, predictions_for
 from audioclf.encoders.hf_encoder import LogitsEncoder
 from audioclf.encoders.loader import (
     Encoder,
@@ -20,9 +20,9 @@ from audioclf.encoders.loader import (
     precision_for,
     same_weights,
 )
-from audioclf.errors import ModelError
+from audioclf.errors import ManifestError, ModelError
 from audioclf.evaluation.predictions import Predictions
-from audioclf.extraction.embed import EmbedResult, embed_items
+from audioclf.extraction.embed import EmbedResult, Failure, embed_items
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import Embedded, EmbeddingCache
 from audioclf.io.download import FetchOptions
@@ -191,6 +191,19 @@ def _predictions(
     )
 
 
+@dataclass(frozen=True)
+class Predicted:
+    """Every input's answer: ``results`` in input order (a folder's files, a playlist's videos, in its place),
+    each a Prediction or a Failed; ``embed``: the embedding run, with every failure in ``failures``."""
+
+    results: list[Result]
+    embed: EmbedResult
+
+    @property
+    def predictions(self) -> list[Prediction]:
+        return [r for r in self.results if isinstance(r, Prediction)]
+
+
 def predict_inputs(
     model: TrainedModel,
     inputs: Sequence[str],
@@ -200,17 +213,28 @@ def predict_inputs(
     *,
     progress: bool = True,
 ) -> tuple[list[Prediction], EmbedResult]:
-    """Files, folders (searched recursively for audio) and http(s) URLs -> one Prediction per readable input."""
+    """Files, folders (searched recursively for audio) and http(s) URLs -> one Prediction per readable input;
+    the others are in the result's ``failures``."""
+    done = predict_all(model, inputs, cache_dir, options, fetch, progress=progress)
+    return done.predictions, done.embed
+
+
+def predict_all(
+    model: TrainedModel,
+    inputs: Sequence[str],
+    cache_dir: Path,
+    options: PredictOptions | None = None,
+    fetch: FetchOptions | None = None,
+    *,
+    progress: bool = True,
+) -> Predicted:
+    """Files, folders (searched recursively for audio) and http(s) URLs -> a Prediction or a Failed for each
+    audio input, in input order. A path that is not there is one failed input, not the end of the run."""
     options = options or PredictOptions()
-    items = []
-    for text in inputs:
-        if looks_like_url(text):
-            url = check_url(text)
-            items.append(Item(url, None, None, "", text))
-            continue
-        for f in audio_files([Path(text)]):
-            items.append(Item(str(f.resolve()), None, None, str(f.resolve()), str(f)))
-    if not items:
+    entries = _entries(inputs)
+    items = [e for e in entries if isinstance(e, Item)]
+    missing = [e for e in entries if isinstance(e, Failure)]
+    if not items and not missing:
         raise ModelError("no audio files found in the given paths; pass audio files, folders or URLs")
     per_window = (model.meta.get("features") or {}).get("mode", "acoustic") != "transcript"
     if not per_window and (options.timeline or options.segments):
@@ -219,12 +243,58 @@ def predict_inputs(
     windows = options.windows
     if options.segments is not None and windows is None:
         windows = segment_windows(model.windows)
+    if not items:
+        return Predicted([Failed(f.item.source, f.reason) for f in missing], EmbedResult(failures=missing))
     preds, result = apply_model(model, items, cache_dir, fetch=fetch, windows=windows, progress=progress)
     durations = [e.durations_s for _, e in result.embedded]
     use = windows or model.windows
     if options.segments is not None:
         _check_segmentable(result, use, options.refuse_unsegmentable)
-    return predictions_for(preds, durations, options, use.hop_s), result
+    result.failures = [*missing, *result.failures]
+    done = predictions_for(preds, durations, options, use.hop_s)
+    return Predicted(_in_input_order(entries, result, done), result)
+
+
+def _entries(inputs: Sequence[str]) -> list[Item | Failure]:
+    """Each input as its items (a folder: its audio files), or as a failure when its path is not there."""
+    entries: list[Item | Failure] = []
+    for text in inputs:
+        if looks_like_url(text):
+            url = check_url(text)
+            entries.append(Item(url, None, None, "", text))
+            continue
+        try:
+            files = audio_files([Path(text)])
+        except ManifestError as exc:  # not there (or not a file): this input fails, the others go on
+            log.warning("skipped %s", exc)
+            entries.append(Failure(Item(str(Path(text).resolve()), None, None, "", text), str(exc)))
+            continue
+        entries.extend(Item(str(f.resolve()), None, None, str(f.resolve()), str(f)) for f in files)
+    return entries
+
+
+def _in_input_order(entries: list[Item | Failure], result: EmbedResult, preds: list[Prediction]) -> list[Result]:
+    """Predictions (in ``result.embedded`` order) and failures placed where their input was. An item made while
+    embedding (a downloaded URL, a playlist's video ``where#n``) takes its input's place by its ``where``."""
+    by_id = {id(e.item if isinstance(e, Failure) else e): k for k, e in enumerate(entries)}
+    by_where: dict[str, int] = {}
+    for k, e in enumerate(entries):
+        if isinstance(e, Item) and e.is_url:
+            by_where.setdefault(e.where, k)
+
+    def place(item: Item) -> tuple[int, int]:
+        if id(item) in by_id:
+            return by_id[id(item)], 0
+        if item.where in by_where:
+            return by_where[item.where], 0
+        base, _, n = item.where.rpartition("#")
+        return (by_where[base], int(n)) if base in by_where and n.isdigit() else (len(entries), 0)
+
+    placed: list[tuple[tuple[int, int], Result]] = [
+        (place(item), pred) for (item, _), pred in zip(result.embedded, preds, strict=True)
+    ]
+    placed += [(place(f.item), Failed(f.item.source, f.reason)) for f in result.failures]
+    return [r for _, r in sorted(placed, key=lambda p: p[0])]
 
 
 def _check_segmentable(result: EmbedResult, windows: WindowOptions, refuse: bool) -> None:

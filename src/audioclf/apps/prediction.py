@@ -118,6 +118,30 @@ class Prediction:
             **spoken,
         }
 
+    @property
+    def ok(self) -> bool:
+        """True: a prediction (``Failed.ok`` is False), for telling the two apart in a list of results."""
+        return True
+
+
+@dataclass(frozen=True)
+class Failed:
+    """An input that got no prediction (not found, not decodable, not downloadable, …), in its place among the
+    results: ``error`` is one line saying what was wrong with it and what to do."""
+
+    source: str
+    error: str
+
+    @property
+    def ok(self) -> bool:
+        return False
+
+    def as_dict(self) -> dict[str, object]:
+        return {"source": self.source, "error": self.error}
+
+
+Result = Prediction | Failed  # one input's answer
+
 
 def predictions_for(
     preds: Predictions, durations: Sequence[np.ndarray], options: PredictOptions, hop_s: float

@@ -6,8 +6,8 @@ import argparse
 import logging
 import sys
 
-from audioclf.apps.predict import predict_inputs
-from audioclf.apps.prediction import Prediction, PredictOptions
+from audioclf.apps.predict import predict_all
+from audioclf.apps.prediction import Failed, Prediction, PredictOptions
 from audioclf.apps.segment_files import check_format, output_stem, render, write_segment_files
 from audioclf.cli.options import (
     EXIT_OK,
@@ -31,7 +31,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.plot and args.out is None:
         raise AudioclfError("--plot writes one PNG per input: give a folder with --out")
     options = predict_options(args, model)
-    preds, result = predict_inputs(
+    done = predict_all(
         model,
         args.inputs,
         args.cache_dir,
@@ -39,9 +39,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         fetch=fetch_options(args, (options.windows or model.windows).max_duration_s),
         progress=not args.quiet,
     )
+    preds, failed = done.predictions, [r for r in done.results if isinstance(r, Failed)]
     if not preds:
-        first = result.failures[0].reason
-        raise DecodeError(first if len(result.failures) == 1 else f"no file could be read; first: {first}")
+        first = failed[0].error if failed else "no audio in the given inputs; pass audio files, folders or URLs"
+        raise DecodeError(first if len(failed) == 1 else f"no file could be read; first: {first}")
     if fmt is not None and args.out is None:
         sys.stdout.write(render(preds, fmt))
     else:
@@ -53,11 +54,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
             written.append(write_timeline_plot(pred, args.out / f"{output_stem(pred.source)}.png"))
         log.info("wrote %d file(s) to %s", len(written), args.out)
-    if not result.failures:
+    if not failed:
         return EXIT_OK
-    for f in result.failures if args.json else []:  # a consumer of the JSON lines sees every input accounted for
-        emit_json({"source": f.item.source, "error": f.reason})
-    log.warning("%d input(s) could not be read: %s", len(result.failures), "; ".join(f.reason for f in result.failures))
+    for f in failed if args.json else []:  # a consumer of the JSON lines sees every input accounted for
+        emit_json(f.as_dict())
+    log.warning("%d input(s) could not be read: %s", len(failed), "; ".join(f.error for f in failed))
     return EXIT_PARTIAL
 
 
