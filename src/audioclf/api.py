@@ -4,8 +4,8 @@
     model = audioclf.train("data.csv", out="runs/x", encoder="builtin")
     report = audioclf.evaluate(model, "test.csv")
     model = audioclf.load("runs/x")
-    preds = model.predict(["a.wav", "folder/", "https://…"])
-    preds = model.predict(waveform, sampling_rate=16000)
+    results = model.predict(["a.wav", "folder/", "https://…"])  # a Prediction or a Failed per input
+    results = model.predict(waveform, sampling_rate=16000)
 
 Nothing prints; progress bars are off unless ``progress=True``; errors are ``audioclf.errors`` types whose
 message says what to change.
@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from audioclf.apps.evaluate_model import evaluate_model
-from audioclf.apps.predict import predict_inputs
-from audioclf.apps.prediction import Prediction, PredictOptions, chosen_confidence
+from audioclf.apps.predict import predict_all
+from audioclf.apps.prediction import Failed, Prediction, PredictOptions, chosen_confidence
+from audioclf.apps.waveforms import as_samples, check_sampling_rate, write_wav
 from audioclf.errors import AudioclfError
 from audioclf.evaluation.segments import DEFAULT_SMOOTH, SegmentOptions
 from audioclf.io.audio import WindowOptions
@@ -34,6 +35,7 @@ from audioclf.training.train_probe import TrainOptions
 from audioclf.training.train_probe import train as train_probe
 
 PathLike = str | Path
+Input = PathLike | np.ndarray  # a file, folder or URL, or one mono waveform
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class Model:
 
     def predict(
         self,
-        inputs: PathLike | Sequence[PathLike] | np.ndarray,
+        inputs: Input | Sequence[Input],
         *,
         sampling_rate: int | None = None,
         top_k: int = 3,
@@ -89,8 +91,13 @@ class Model:
         hop: float | None = None,
         min_confidence: float | str | None = None,
         progress: bool = False,
-    ) -> list[Prediction]:
-        """Files, folders (searched for audio), http(s) URLs, or one mono waveform with its ``sampling_rate``.
+    ) -> list[Prediction | Failed]:
+        """Files, folders (searched for audio), http(s) URLs, or mono waveforms (numpy arrays: floats in [-1, 1],
+        or integer PCM such as int16, scaled by its type's range) at ``sampling_rate`` Hz; one or a list.
+
+        One result per audio input, in input order (a folder's files in its place): a ``Prediction``, or a
+        ``Failed`` (``source``, ``error``) for an input that could not be read; ``result.ok`` tells them apart.
+        A waveform's ``source`` is ``waveform`` (or ``waveform[i]``, its place in the list).
 
         ``segments``: labelled time segments (``smooth`` over neighbouring windows, none shorter than
         ``min_duration`` seconds), from windows of ``window`` s every ``hop`` s (default: the model's, with half a
@@ -103,11 +110,31 @@ class Model:
             windows=self._windows(window, hop),
             min_confidence=chosen_confidence(min_confidence, lambda: self.trained.min_confidence),
         )
+        rate = check_sampling_rate(sampling_rate) if sampling_rate is not None else None
         if isinstance(inputs, np.ndarray):
-            return self._predict_waveform(inputs, sampling_rate, options)
-        items = [str(inputs)] if isinstance(inputs, str | Path) else [str(i) for i in inputs]
-        preds, _ = predict_inputs(self.trained, items, self.cache_dir, options, progress=progress)
-        return preds
+            return self._predict([("waveform", as_samples(inputs))], rate, options, progress)
+        listed: list[Any] = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+        return self._predict([_checked_input(k, x) for k, x in enumerate(listed)], rate, options, progress)
+
+    def _predict(
+        self, inputs: list[str | tuple[str, np.ndarray]], rate: int | None, options: PredictOptions, progress: bool
+    ) -> list[Prediction | Failed]:
+        """Waveforms are written as float WAVs in a temporary folder and predicted with the rest in one run; their
+        results carry their names instead of the temporary paths."""
+        if rate is None and any(isinstance(x, tuple) for x in inputs):
+            raise AudioclfError("a waveform needs its sampling_rate (e.g. sampling_rate=16000)", option="sampling_rate")
+        with tempfile.TemporaryDirectory(prefix="audioclf-") as tmp:
+            names: dict[str, str] = {}
+            paths = []
+            for k, x in enumerate(inputs):
+                if isinstance(x, tuple):
+                    path = (Path(tmp) / f"{k}.wav").resolve()
+                    write_wav(path, x[1], int(rate or 0))
+                    names[str(path)] = x[0]
+                    x = str(path)
+                paths.append(x)
+            done = predict_all(self.trained, paths, self.cache_dir, options, progress=progress)
+        return [_renamed(r, names) for r in done.results]
 
     def _windows(self, window: float | None, hop: float | None) -> WindowOptions | None:
         if window is None and hop is None:
@@ -118,19 +145,6 @@ class Model:
             return WindowOptions(window, window if hop is None else float(hop), trained.max_duration_s)
         except ValueError as exc:
             raise AudioclfError(f"window={window}, hop={hop}: {exc}") from None
-
-    def _predict_waveform(
-        self, wave: np.ndarray, sampling_rate: int | None, options: PredictOptions
-    ) -> list[Prediction]:
-        if sampling_rate is None:
-            raise AudioclfError("a waveform needs its sampling_rate (e.g. sampling_rate=16000)")
-        if wave.ndim != 1 or not len(wave):
-            raise AudioclfError(f"a waveform is one non-empty mono channel; got shape {wave.shape}")
-        with tempfile.TemporaryDirectory(prefix="audioclf-") as tmp:
-            path = Path(tmp) / "waveform.wav"
-            _write_wav(path, wave.astype(np.float32), int(sampling_rate))
-            preds, _ = predict_inputs(self.trained, [str(path)], self.cache_dir, options, progress=False)
-        return preds
 
     def evaluate(self, manifest: PathLike, **options: Any) -> Report:
         return evaluate(self, manifest, **options)
@@ -190,13 +204,21 @@ def evaluate(
     return Report(done.report, done.out, len(done.embed.failures))
 
 
-def _write_wav(path: Path, wave: np.ndarray, rate: int) -> None:
-    """32-bit float WAV through PyAV: the samples exactly, at their own rate (decoding resamples)."""
-    import av
+def _checked_input(k: int, x: Any) -> str | tuple[str, np.ndarray]:
+    """A path or URL as text, or a waveform with its name (checked and scaled to float32 here)."""
+    if isinstance(x, np.ndarray):
+        return (f"waveform[{k}]", as_samples(x, f"waveform[{k}]"))
+    if isinstance(x, str | Path):
+        return str(x)
+    raise AudioclfError(
+        f"input {k} is a {type(x).__name__}; pass paths, URLs or numpy arrays (one waveform: np.asarray(samples))"
+    )
 
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("pcm_f32le", rate=rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray(wave.reshape(1, -1), format="flt", layout="mono")
-        frame.sample_rate = rate
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            container.mux(packet)
+
+def _renamed(result: Prediction | Failed, names: dict[str, str]) -> Prediction | Failed:
+    name = names.get(result.source)
+    if name is None:
+        return result
+    if isinstance(result, Failed):
+        return Failed(name, result.error.replace(result.source, name))
+    return replace(result, source=name)
