@@ -160,7 +160,7 @@ def test_segments_in_json_and_the_python_api(tone_model: tuple[Path, Path], tmp_
         (["--plot"], "give a folder with --out"),
         (["--min-confidence", "1.5"], "use a probability from 0 to 1"),
         (["--min-confidence", "high"], "'high': use a probability from 0 to 1, or auto (see --min-confidence)"),
-        (["--window", "0"], "--window/--hop: window and hop lengths must be positive"),
+        (["--window", "0.01"], "--window/--hop: window 0.01 s: use 0.1 s to 86400 s"),
         (["--format", "raven", "--segments", "TWO"], "holds one input's segments; give an output folder"),
         (["--segments", "SHORT"], "s of audio is shorter than one 0.5 s window, so it is one segment"),
     ],
