@@ -35,6 +35,10 @@ def test_evaluate_scores_the_held_out_speaker(trained: audioclf.Model, tone_data
     assert report.to_dict()["recording"]["accuracy"] == report.accuracy
     assert (report.out / "report.json").is_file() and report.n_failed == 0
     assert trained.evaluate(tone_dataset).accuracy == report.accuracy
+    everything = audioclf.evaluate(trained, tone_dataset, split="all")  # the 27 training rows are left out
+    assert everything.data["recording"]["n"] == 9 and everything.n_left_out == 27
+    counted = audioclf.evaluate(trained, tone_dataset, split="all", include_training=True)
+    assert counted.data["recording"]["n"] == 36 and counted.n_left_out == 0
 
 
 def test_predict_files_folders_and_waveforms_agree(trained: audioclf.Model, tone_dataset: Path) -> None:

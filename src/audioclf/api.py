@@ -45,6 +45,7 @@ class Report:
     data: dict[str, Any]
     out: Path  # the folder with report.json, report.md and confusion.png
     n_failed: int
+    n_left_out: int = 0  # rows the model was trained on, not scored
 
     @property
     def accuracy(self) -> float:
@@ -188,10 +189,12 @@ def evaluate(
     *,
     split: str = "auto",
     out: PathLike | None = None,
+    include_training: bool = False,
     progress: bool = False,
 ) -> Report:
-    """Score ``model`` on ``manifest`` (its test rows if it has any, else all); the report files go to ``out``
-    (default: the model folder's ``report/``)."""
+    """Score ``model`` on ``manifest`` (its test rows if it has any, else all), leaving out rows the model was
+    trained on (same group, file or audio) unless ``include_training``; ``Report.n_left_out`` says how many. The
+    report files go to ``out`` (default: the model folder's ``evaluation/``)."""
     model = model if isinstance(model, Model) else load(model)
     done = evaluate_model(
         model.trained,
@@ -199,9 +202,11 @@ def evaluate(
         model.cache_dir,
         split=split,
         out=Path(out) if out is not None else None,
+        include_training=include_training,
         progress=progress,
     )
-    return Report(done.report, done.out, len(done.embed.failures))
+    left_out = 0 if done.seen.counted else done.seen.n
+    return Report(done.report, done.out, len(done.embed.failures), left_out)
 
 
 def _checked_input(k: int, x: Any) -> str | tuple[str, np.ndarray]:
