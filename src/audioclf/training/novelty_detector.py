@@ -1,6 +1,10 @@
 """The saved novelty detector and what it reads: the Mahalanobis distance from a recording's pooled probe
 features to the nearest class mean, over the threshold chosen at training (fitted by ``novelty``). numpy only,
-so labelling needs neither torch nor scikit-learn."""
+so labelling needs neither torch nor scikit-learn.
+
+The precision (inverse covariance) is held as ``isotropic`` times the identity plus a correction along a few
+orthonormal ``components``: P = iso I + Cᵀ diag(w) C. A shrunk covariance fitted on n recordings has exactly
+this form with at most n components, so the d x d matrix is never formed (nor inverted, nor factored)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from audioclf.errors import ModelError
@@ -41,43 +46,79 @@ def recording_features(head: HeadArrays, x: np.ndarray, recording: np.ndarray | 
 
 
 @dataclass(frozen=True)
+class Precision:
+    """P = isotropic I + componentsᵀ diag(weights) components: ``components`` [rank, dim] are orthonormal
+    directions of the training features (a square root of the matrix for models saved before this form)."""
+
+    components: np.ndarray
+    weights: np.ndarray
+    isotropic: float
+
+    @classmethod
+    def from_matrix(cls, precision: np.ndarray) -> Precision:
+        """A full d x d precision, as models saved before the low-rank form hold it: P = L Lᵀ, components Lᵀ."""
+        try:
+            root = np.linalg.cholesky(precision)
+        except np.linalg.LinAlgError:  # not quite positive definite after float32 storage: any square root does
+            w, v = np.linalg.eigh(precision)
+            root = v * np.sqrt(np.clip(w, 0.0, None))
+        return cls(np.ascontiguousarray(root.T), np.ones(len(precision)), 0.0)
+
+    def matrix(self) -> np.ndarray:
+        """The d x d precision (for tests and comparisons; the detector never forms it)."""
+        dim = self.components.shape[1]
+        return self.isotropic * np.eye(dim) + (self.components.T * self.weights) @ self.components
+
+
+@dataclass(frozen=True)
 class Novelty:
     means: np.ndarray  # [n_classes, dim] class means of the training recordings' features
-    precision: np.ndarray  # [dim, dim] inverse of the shared within-class covariance
+    precision: Precision  # inverse of the shared within-class covariance
     threshold: float  # a distance above this: unlike the training audio
 
     def distances(self, features: np.ndarray) -> np.ndarray:
-        """Squared Mahalanobis distance of each row of ``features`` to its nearest class mean: with the
-        precision P = L L^T, the squared Euclidean distance between x L and mean L."""
-        root, centres = self._root
-        z = features.astype(np.float64) @ root
-        best = np.full(len(features), np.inf)
-        for centre in centres:
-            best = np.minimum(best, ((z - centre) ** 2).sum(1))
-        return best
+        """Squared Mahalanobis distance of each row of ``features`` to its nearest class mean:
+        iso |x - m|² + Σ_k w_k (c_k·x - c_k·m)², from one projection of the rows on the components."""
+        p = self.precision
+        x = features.astype(np.float64)
+        centres, centre_norms = self._centres
+        xc = x @ p.components.T
+        x_norms = (x * x).sum(1)
+        best = np.full(len(x), np.inf)
+        for mean, centre, norm in zip(self.means, centres, centre_norms, strict=True):
+            squared = np.maximum(x_norms - 2.0 * (x @ mean) + norm, 0.0)
+            best = np.minimum(best, p.isotropic * squared + ((xc - centre) ** 2) @ p.weights)
+        return np.maximum(best, 0.0)
 
     @cached_property
-    def _root(self) -> tuple[np.ndarray, np.ndarray]:
-        """A square root L of the precision (P = L L^T) and the class means times L, computed once."""
-        try:
-            root = np.linalg.cholesky(self.precision)
-        except np.linalg.LinAlgError:  # not quite positive definite after float32 storage: any square root does
-            w, v = np.linalg.eigh(self.precision)
-            root = np.asarray(v * np.sqrt(np.clip(w, 0.0, None)))
-        return root, self.means @ root
+    def _centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """The class means projected on the components, and their squared norms, computed once."""
+        return self.means @ self.precision.components.T, (self.means * self.means).sum(1)
 
     def meta(self) -> dict[str, Any]:
         return {"method": "mahalanobis", "threshold": self.threshold, "keeps_held_out": KEEP_KNOWN}
 
     def save(self, out: Path) -> None:
-        tensors = {"means": self.means.astype(np.float32), "precision": self.precision.astype(np.float32)}
+        p = self.precision
+        tensors: dict[str, np.ndarray] = {  # C order: safetensors writes a transposed array's buffer as it lies
+            "means": np.ascontiguousarray(self.means, dtype=np.float32),
+            "components": np.ascontiguousarray(p.components, dtype=np.float32),
+            "weights": np.ascontiguousarray(p.weights, dtype=np.float64),
+            "isotropic": np.array([p.isotropic], dtype=np.float64),
+        }
         with atomic_path(out / NOVELTY_NAME) as tmp:
             save_file(tensors, str(tmp))
 
     @classmethod
     def load(cls, folder: Path, meta: dict[str, Any]) -> Novelty:
+        """The saved detector: the low-rank form, or the full precision matrix of models saved before it."""
         try:
-            tensors = load_file(str(folder / NOVELTY_NAME))
-            return cls(tensors["means"].astype(np.float64), tensors["precision"].astype(np.float64), meta["threshold"])
-        except (OSError, KeyError, ValueError) as exc:
+            t = load_file(str(folder / NOVELTY_NAME))
+            if "precision" in t:
+                precision = Precision.from_matrix(t["precision"].astype(np.float64))
+            else:
+                components = t["components"].astype(np.float64)
+                precision = Precision(components, t["weights"].astype(np.float64), float(t["isotropic"][0]))
+            return cls(t["means"].astype(np.float64), precision, float(meta["threshold"]))
+        except (OSError, KeyError, ValueError, IndexError, TypeError, SafetensorError) as exc:
             raise ModelError(f"{folder / NOVELTY_NAME}: unreadable ({exc}); retrain the model") from None
