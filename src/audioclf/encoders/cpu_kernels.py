@@ -114,9 +114,13 @@ def _channels_last_forward(self: torch.nn.Conv1d, x: torch.Tensor) -> torch.Tens
 def _framed_forward(self: torch.nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     """One input channel: the convolution is a matmul of the weights with the framed signal."""
     frames = x[:, 0].unfold(-1, int(self.kernel_size[0]), int(self.stride[0]))  # [batch, steps, kernel]
-    frames = frames.transpose(1, 2).contiguous()  # [batch, kernel, steps]: a small copy
-    # bmm, not matmul: matmul would compute frames @ weightᵀ, a time-major result on which GroupNorm is 5x slower
-    y = torch.bmm(self.weight[:, 0].expand(x.shape[0], -1, -1), frames)  # [batch, channels, steps]
+    frames = frames.transpose(1, 2).contiguous().float()  # [batch, kernel, steps]: a small copy
+    # bmm, not matmul: matmul would compute frames @ weightᵀ, a time-major result on which GroupNorm is 5x slower.
+    # In fp32 whatever the model's precision: with K = 10 the bf16 path gains nothing, and a bf16 matmul with K
+    # not a multiple of 32 is the one oneDNN has computed wrongly on AMX (oneDNN issue 5717).
+    with torch.autocast(x.device.type, enabled=False):
+        y = torch.bmm(self.weight[:, 0].float().expand(x.shape[0], -1, -1), frames)  # [batch, channels, steps]
+    y = y.to(x.dtype)
     return y if self.bias is None else y + self.bias[:, None]
 
 
