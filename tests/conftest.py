@@ -159,6 +159,10 @@ def whisper_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_ctc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_ctc(tmp_path_factory.mktemp("tiny-ctc"))
+
+
+def save_tiny_ctc(folder: Path) -> Path:
     """A random wav2vec2 CTC recogniser with a 6-token vocabulary, saved with its tokenizer like a real one."""
     import torch
     from transformers import (
@@ -169,7 +173,7 @@ def tiny_ctc(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Wav2Vec2Processor,
     )
 
-    folder = tmp_path_factory.mktemp("tiny-ctc")
+    folder.mkdir(parents=True, exist_ok=True)
     vocab = {"<pad>": 0, "<unk>": 1, "|": 2, "A": 3, "B": 4, "C": 5}
     (folder / "vocab.json").write_text(json.dumps(vocab))
     tokenizer = Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), word_delimiter_token="|")
@@ -215,3 +219,13 @@ def write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def fixture_clips(folder: Path) -> list[Path]:
+    """Six noisy short clips, two per tone label, that the model fixtures' expected answers are for
+    (tests/fixtures/make_model_fixtures.py)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    clips = []
+    for k, freq in enumerate((230.0, 240.0, 690.0, 700.0, 2050.0, 2100.0)):
+        clips.append(write_audio(folder / f"clip{k}.wav", tone(freq, 0.6, noise=0.15, seed=900 + k), 16_000))
+    return clips
