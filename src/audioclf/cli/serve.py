@@ -16,15 +16,13 @@ TOKEN_ENV = "AUDIOCLF_TOKEN"
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
-
         from audioclf.serve.app import create_app
-        from audioclf.serve.options import ServeOptions
+        from audioclf.serve.options import ServeOptions, http_url
+        from audioclf.serve.server import bind, serve
     except ImportError as exc:
         raise AudioclfError(
             f"serving needs the serve extra ({exc.name} is missing): pip install 'audioclf[serve]'"
         ) from None
-    model = load_model(args.model)
     options = ServeOptions(
         host=args.host,
         port=args.port,
@@ -37,7 +35,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_filesize_bytes=size_bytes("--max-filesize", args.max_filesize) if args.max_filesize else None,
         cache_dir=args.cache_dir,
     )
-    app = create_app(model, options)
-    log.info("serving %s (%d labels) on http://%s:%d", args.model, len(model.labels), options.host, options.port)
-    uvicorn.run(app, host=options.host, port=options.port, log_level="warning", timeout_graceful_shutdown=30)
+    model = load_model(args.model)
+    sock = bind(options.host, options.port)  # before saying "serving": a port in use is one line, exit 2
+    try:
+        app = create_app(model, options)
+    except BaseException:
+        sock.close()
+        raise
+    port = sock.getsockname()[1]  # the one given, or the free one picked for port 0
+    log.info("serving %s (%d labels) on %s", args.model, len(model.labels), http_url(options.host, port))
+    serve(app, sock, options)
     return EXIT_OK

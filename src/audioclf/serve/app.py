@@ -4,6 +4,7 @@ codes, a token on every API route, and the web page from files inside the packag
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import tempfile
 import time
@@ -21,6 +22,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from audioclf.apps.predict import predict_inputs
 from audioclf.apps.prediction import Prediction, PredictOptions
@@ -41,6 +44,8 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
 API_PREFIXES = ("/v1/", "/metrics")
 RETRY_AFTER_S = 1
+JSON_LIMIT_BYTES = 1 << 20  # {"urls": [...]}: at most max_batch_inputs URLs, each a few KB at most
+GONE = 499  # the client went away (or stopped sending) before its request was whole: nobody reads the answer
 
 
 def create_app(model: TrainedModel, options: ServeOptions) -> FastAPI:
@@ -113,12 +118,27 @@ def _error_handlers(app: FastAPI) -> None:
         where = ".".join(str(p) for p in errors[0]["loc"]) if errors else "request"
         return _error(422, f"{where}: {errors[0]['msg'] if errors else exc}")
 
+    async def http_error(request: Request, exc: Exception) -> Response:  # routing's 404 and 405, in our shape
+        status = exc.status_code if isinstance(exc, HTTPException) else 400
+        headers = exc.headers if isinstance(exc, HTTPException) else None
+        message = {
+            404: f"{request.url.path}: no such page or API route (the API is described at /docs)",
+            405: f"{request.method} is not allowed on {request.url.path} (the API is described at /docs)",
+        }.get(status, str(getattr(exc, "detail", exc)))
+        return _error(status, message, dict(headers) if headers else None)
+
+    async def gone(request: Request, exc: Exception) -> Response:
+        log.info("%s: the client stopped sending its request", request.url.path)
+        return _error(GONE, "the request was not received whole")
+
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("internal error on %s", request.url.path)
         return _error(500, f"internal error: {type(exc).__name__} (see the server log)")
 
     app.add_exception_handler(AudioclfError, known)
     app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(ClientDisconnect, gone)
     app.add_exception_handler(Exception, unexpected)
 
 
@@ -169,15 +189,36 @@ async def _inputs(request: Request, folder: Path, options: ServeOptions) -> tupl
         )
         names = {str(u.path.resolve()): u.client_name for u in uploads}
         return list(names), names
-    try:
-        body = await request.json()
-    except ValueError:
-        raise AudioclfError('send audio files (multipart field "files") or JSON {"url": …} / {"urls": […]}') from None
-    urls = body.get("urls") or ([body["url"]] if body.get("url") else []) if isinstance(body, dict) else []
-    if not urls or not all(isinstance(u, str) for u in urls):
-        raise AudioclfError('JSON body: give {"url": "https://…"} or {"urls": ["https://…", …]}')
+    urls = _urls(await _json_body(request))
+    if len(urls) > options.max_batch_inputs:
+        raise AudioclfError(
+            f"{len(urls)} URLs in one request; send at most {options.max_batch_inputs} (the rest in other requests)"
+        )
     checked = [checked_url(u, allow_private=options.allow_private_urls) for u in urls]
     return checked, {u: u for u in checked}
+
+
+async def _json_body(request: Request) -> object:
+    """The JSON body, read up to ``JSON_LIMIT_BYTES`` (also without a Content-Length)."""
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > JSON_LIMIT_BYTES:
+            raise TooLarge(f"JSON body over {JSON_LIMIT_BYTES >> 10} KB; send fewer URLs per request")
+    try:
+        return json.loads(bytes(data))
+    except RecursionError:
+        raise AudioclfError('JSON body nested too deeply; send {"urls": ["https://…", …]}') from None
+    except ValueError:
+        raise AudioclfError('send audio files (multipart field "files") or JSON {"url": …} / {"urls": […]}') from None
+
+
+def _urls(body: object) -> list[str]:
+    if isinstance(body, dict):
+        urls = body.get("urls") or ([body["url"]] if body.get("url") else [])
+        if isinstance(urls, list) and urls and all(isinstance(u, str) for u in urls):
+            return urls
+    raise AudioclfError('JSON body: give {"url": "https://…"} or {"urls": ["https://…", …]}')
 
 
 def _row(source: str, name: str, done: dict[str, Prediction], failed: dict[str, str]) -> dict[str, Any]:

@@ -3,6 +3,8 @@ hop, smooth, min_duration, timeline."""
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 
 from audioclf.apps.prediction import PredictOptions, chosen_confidence
@@ -55,7 +57,7 @@ def options_from_query(query: Mapping[str, str], model: TrainedModel) -> Predict
         raise AudioclfError(f"unknown query option(s) {unknown}; accepted: {', '.join(KNOWN)}")
     segments = SegmentOptions.parse(query.get("smooth", DEFAULT_SMOOTH), _number(query, "min_duration", 0.0))
     return PredictOptions(
-        top_k=int(_number(query, "top_k", 3)),
+        top_k=_whole(query, "top_k", 3),
         timeline=_flag(query, "timeline"),
         segments=segments if _flag(query, "segments") else None,
         windows=_windows(query, model),
@@ -79,9 +81,21 @@ def _number(query: Mapping[str, str], key: str, default: float) -> float:
     if text is None:
         return default
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise AudioclfError(f"{key}={text!r}: not a number") from None
+    if not math.isfinite(value):  # nan, inf, and 1e400 (which float() reads as inf)
+        raise AudioclfError(f"{key}={text!r}: not a finite number")
+    return value
+
+
+def _whole(query: Mapping[str, str], key: str, default: int) -> int:
+    text = query.get(key)
+    if text is None:
+        return default
+    if not re.fullmatch(r"\d{1,9}", text.strip(), re.ASCII):  # no 10**4300-digit text for int() to chew on
+        raise AudioclfError(f"{key}={text!r}: use a whole number such as {default}")
+    return int(text)
 
 
 def _flag(query: Mapping[str, str], key: str) -> bool:

@@ -47,6 +47,7 @@ class _Receiver:
     _header: list[bytes] = field(default_factory=lambda: [b"", b""])
     _headers: dict[bytes, bytes] = field(default_factory=dict)
     _out: IO[bytes] | None = None
+    ended: bool = False  # the closing boundary arrived: the body is whole
 
     def callbacks(self) -> dict[str, object]:
         return {
@@ -57,7 +58,11 @@ class _Receiver:
             "on_headers_finished": self._open,
             "on_part_data": self._write,
             "on_part_end": self.close,
+            "on_end": self._end,
         }
+
+    def _end(self) -> None:
+        self.ended = True
 
     def _add(self, which: int, data: bytes) -> None:
         self._header[which] += data
@@ -113,6 +118,10 @@ async def receive_uploads(
         raise AudioclfError(f"malformed multipart body ({exc}); let the HTTP client build the form") from None
     finally:
         receiver.close()
+    if not receiver.ended:  # a client that stopped mid-body would otherwise have half a file labelled
+        raise AudioclfError(
+            "the multipart body ended before its closing boundary (a cut-off upload); send the whole request"
+        )
     if not receiver.uploads:
         raise AudioclfError(f"no files: send the audio as multipart form field '{FILES_FIELD}'")
     empty = next((u for u in receiver.uploads if u.size == 0), None)
