@@ -1,7 +1,7 @@
 """`audioclf serve` against hostile clients, over real sockets: a real uvicorn server (the one `serve` runs, on a
 free 127.0.0.1 port, in a thread) and httpx or raw sockets. Odd query values, a JSON body nested 100,000 deep,
-too many URLs, a cut-off upload, clients that send a byte every 0.5 s, unknown routes, and the command line's
-port and timeout checks. Every wait is bounded."""
+too many URLs, a cut-off upload, clients that send a byte every 0.5 s, a request that times out while the
+model works, unknown routes, and the command line's port and timeout checks. Every wait is bounded."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
+from conftest import tone, write_audio
 
 pytest.importorskip("fastapi")
 import httpx
@@ -173,6 +175,27 @@ def test_unknown_routes_and_methods_answer_in_the_documented_shape(server: str) 
     ]:
         assert got.status_code == status and message in one_line_error(got), got.text
     assert httpx.delete(f"{server}/v1/predict", timeout=10).headers["allow"] == "POST"
+
+
+def test_a_request_that_timed_out_stops_using_the_worker(
+    tone_model: tuple[Path, Path], tone_dataset: Path, tmp_path: Path
+) -> None:
+    """Three minutes of audio at a hop of 0.05 s is 3,600 windows: far more than 3 s of work here. Once its
+    request has had its 504, the worker stops it at the next batch of windows; the next request is answered.
+    The same audio again (its cache entry was being computed when it stopped) must not wait on a lock."""
+    long = write_audio(tmp_path / "long.wav", np.tile(tone(440, 10, noise=0.05), 18), 16_000)
+    with live_server(*tone_model, timeout_s=3.0) as url:
+        for _ in range(2):
+            got = httpx.post(
+                f"{url}/v1/predict?window=1&hop=0.05", files=[("files", ("long.wav", long.read_bytes()))], timeout=30
+            )
+            assert got.status_code == 504 and "no answer within 3 s" in one_line_error(got)
+        started = time.monotonic()
+        got = httpx.post(f"{url}/v1/predict", files=[("files", ("a.wav", clip(tone_dataset)))], timeout=30)
+        assert got.status_code == 200, (got.text, time.monotonic() - started)
+        assert got.json()["predictions"][0]["label"] == "low"
+        metrics = httpx.get(f"{url}/metrics", timeout=10).text
+        assert re.search(r"^audioclf_abandoned_runs_total 2\.0$", metrics, re.M), metrics
 
 
 @pytest.mark.parametrize(

@@ -27,4 +27,7 @@ class ServeMetrics:
             "audioclf_batch_inputs", "inputs per model pass", buckets=(1, 2, 4, 8, 16, 32, 64), registry=r
         )
         self.failed_inputs = Counter("audioclf_failed_inputs", "inputs that could not be labelled", registry=r)
+        self.abandoned = Counter(
+            "audioclf_abandoned_runs", "model runs stopped because their requests timed out", registry=r
+        )
         self.rejected = Counter("audioclf_rejected", "requests refused because the queue was full", registry=r)
