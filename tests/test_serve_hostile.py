@@ -177,6 +177,19 @@ def test_unknown_routes_and_methods_answer_in_the_documented_shape(server: str) 
     assert httpx.delete(f"{server}/v1/predict", timeout=10).headers["allow"] == "POST"
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"\0\0\0 not http\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\na header without a colon\r\n\r\n"],
+)
+def test_requests_h11_cannot_parse_get_the_same_json_shape(server: str, request_bytes: bytes) -> None:
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request_bytes)
+        head, _, body = _read_all(sock).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"content-type: application/json" in head.lower(), head
+    assert "not a well-formed HTTP/1.1 request" in json.loads(body)["error"]
+
+
 def test_a_request_that_timed_out_stops_using_the_worker(
     tone_model: tuple[Path, Path], tone_dataset: Path, tmp_path: Path
 ) -> None:

@@ -103,21 +103,32 @@ class _ReceiveDeadline(H11Protocol):
         if self.transport.is_closing():
             return
         cycle = self.cycle if self.cycle is not None and not self.cycle.response_complete else None
-        log.info("%s: a request took over %g s to arrive; closing", self.client, self.receive_s)
+        where = "{}:{}".format(*self.client) if self.client else "a client"
+        log.info("%s: a request took over %g s to arrive; answered 408 and closed", where, self.receive_s)
         if cycle is not None:  # the app is reading the body: it now reads a disconnect, and its answer is dropped
             cycle.disconnected = True
             cycle.message_event.set()
         if cycle is None or not cycle.response_started:
             message = f"the request did not arrive within {self.receive_s:g} s; send it faster, or as one piece"
-            self._send_408(json.dumps({"error": message}).encode())
+            self._answer(408, b"Request Timeout", message)
         self.transport.close()
 
-    def _send_408(self, body: bytes) -> None:
-        if self.conn.our_state is h11.IDLE:  # the request line and headers never arrived whole: h11 cannot answer
-            head = f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-            self.transport.write(head.encode() + b"connection: close\r\n\r\n" + body)
-        elif self.conn.our_state is h11.SEND_RESPONSE:  # the body was still arriving
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            headers.append((b"connection", b"close"))
-            for event in (h11.Response(status_code=408, headers=headers), h11.Data(data=body), h11.EndOfMessage()):
-                self.transport.write(self.conn.send(event) or b"")
+    def send_400_response(self, msg: str) -> None:  # h11 could not parse the request: uvicorn's 400, our shape
+        self._answer(400, b"Bad Request", "not a well-formed HTTP/1.1 request (or its headers are over 16 KB)")
+        self.transport.close()
+
+    def _answer(self, status: int, reason: bytes, message: str) -> None:
+        """``{"error": message}`` with ``status`` and ``connection: close`` (nothing if an answer has begun)."""
+        body = json.dumps({"error": message}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers.append((b"connection", b"close"))
+        if self.conn.our_state is h11.IDLE:  # no request whole enough for h11 to answer it: written by hand
+            head = b"HTTP/1.1 %d %s\r\n" % (status, reason) + b"".join(b"%s: %s\r\n" % h for h in headers)
+            self.transport.write(head + b"\r\n" + body)
+        elif self.conn.our_state is h11.SEND_RESPONSE:  # the request line and headers arrived, the body did not
+            events = [h11.Response(status_code=status, headers=headers, reason=reason), h11.Data(data=body)]
+            try:
+                for event in [*events, h11.EndOfMessage()]:
+                    self.transport.write(self.conn.send(event) or b"")
+            except h11.LocalProtocolError:  # h11 refuses to answer in its state: the connection just closes
+                log.debug("no %d answer in h11's state", status)
