@@ -83,6 +83,7 @@ def one_line_error(got: httpx.Response) -> str:
         ("hop=1e400", "hop='1e400': not a finite number"),
         ("segments=true&min_duration=inf", "min_duration='inf': not a finite number"),
         ("window=1&hop=0.001", "hop 0.001 s"),
+        ("segments=true&smooth=median:999999999", "smooth over at most 1001 windows"),
     ],
 )
 def test_odd_query_values_are_one_line_400s(server: str, tone_dataset: Path, query: str, message: str) -> None:

@@ -24,6 +24,7 @@ DESCRIBED = {
     "timeline": ("boolean", "also return the label of every window"),
 }
 KNOWN = tuple(DESCRIBED)
+MAX_SMOOTH_FRAMES = 1001  # 50 s at the finest hop (0.05 s)
 
 PREDICT_OPENAPI = {  # the request /v1/predict reads by hand, described for /docs
     "parameters": [
@@ -56,6 +57,8 @@ def options_from_query(query: Mapping[str, str], model: TrainedModel) -> Predict
     if unknown:
         raise AudioclfError(f"unknown query option(s) {unknown}; accepted: {', '.join(KNOWN)}")
     segments = SegmentOptions.parse(query.get("smooth", DEFAULT_SMOOTH), _number(query, "min_duration", 0.0))
+    if segments.smooth_frames > MAX_SMOOTH_FRAMES:  # median:999999999 made scipy allocate GBs, then fail
+        raise AudioclfError(f"smooth={query['smooth']!r}: smooth over at most {MAX_SMOOTH_FRAMES} windows")
     return PredictOptions(
         top_k=_whole(query, "top_k", 3),
         timeline=_flag(query, "timeline"),
