@@ -50,7 +50,7 @@ def apply_model(
         assert model.path is not None
         return _apply_finetuned(model, model.path, items, cache_dir, fetch=fetch, windows=windows, progress=progress)
     encoder = loaded_encoder(model.encoder_spec, precision_for(model.encoder_identity))
-    if not same_weights(encoder.identity, model.encoder_identity):
+    if not same_weights(encoder.identities, model.encoder_identity):
         raise ModelError(
             f"encoder {model.encoder_spec} now has different weights ({encoder.identity}) than at training "
             f"({model.encoder_identity}); retrain the model or restore the original encoder"

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from audioclf.encoders.hub import model_fingerprint, pretrained
+from audioclf.encoders.hub import fingerprints, pretrained
 from audioclf.errors import EncoderError
 from audioclf.io.audio import SAMPLE_RATE_HZ
 
@@ -25,12 +25,15 @@ MAX_BATCH_SAMPLES = 4 * 10 * SAMPLE_RATE_HZ  # 40 s of audio per forward pass: b
 # first feature map), while bf16 ran 18 % faster batched; short clips still share a pass either way
 FP32_CPU_BATCH_SAMPLES = 10 * SAMPLE_RATE_HZ
 MAX_BATCH_ITEMS = 32
+Reload = Callable[[], tuple[Any, Any]] | None  # the model and its extractor, loaded again
 
 
 class HFEncoder:
     """Any transformers audio encoder loaded with AutoFeatureExtractor + AutoModel; mask-aware mean pooling."""
 
-    def __init__(self, spec: str, extractor: Any, model: Any, *, bf16: bool = False, tokenizer: Any = None) -> None:
+    def __init__(
+        self, spec: str, extractor: Any, model: Any, *, bf16: bool = False, tokenizer: Any = None, reload: Reload = None
+    ) -> None:
         import torch
 
         from audioclf.encoders import groupnorm
@@ -68,7 +71,10 @@ class HFEncoder:
         self.dim = int(model.config.hidden_size)
         self.min_samples = self.family.min_samples
         self.native_window_s = self.max_window_s = self.family.fixed_input_s
-        self.identity = model_fingerprint(model, extractor) + (BF16_SUFFIX if bf16 else "")
+        # The legacy identity hashes the fp32 weights: bf16 replaces them below, a reload has them again.
+        as_loaded = (lambda: (model, extractor)) if not bf16 else reload
+        self.identities = fingerprints(model, extractor, as_loaded).tagged(suffix=BF16_SUFFIX if bf16 else "")
+        self.identity = self.identities.current
         if bf16:
             # Converted once: under autocast every call would cast all fp32 weights again, which dominates on
             # short clips (bench: 7.5x -> 10.4x realtime on 0.4 s clips, embeddings cosine >= 0.9999 vs fp32).
@@ -88,7 +94,8 @@ class HFEncoder:
             return self
         early = copy.copy(self)
         early._stop = (layers, layer)
-        early.identity = f"{self.identity}-upto{layer}"  # other arrays: their own cache entries
+        early.identities = self.identities.tagged(suffix=f"-upto{layer}")  # other arrays: their own cache entries
+        early.identity = early.identities.current
         return early
 
     def embed(self, windows: list[np.ndarray]) -> np.ndarray:

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +17,7 @@ from audioclf.errors import EncoderError, first_line
 
 T = TypeVar("T")
 HUB_TIMEOUT_S = 8.0  # bound on the one hub request that decides whether a download can work
+PATH_FIELDS = frozenset({"_name_or_path"})  # where a model was loaded from: not part of what it computes
 
 
 def offline() -> bool:
@@ -83,13 +86,71 @@ def tokenizer_of(source: str, local_only: bool) -> Any | None:
         return None
 
 
+@dataclass(frozen=True)
+class Identities:
+    """An identity, then its older form that models saved by earlier versions recorded (computed only when
+    asked: ``same_weights`` asks only when the identity itself does not match)."""
+
+    current: str
+    legacy: Callable[[], str] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        yield self.current
+        if self.legacy is not None:
+            yield self.legacy()
+
+    def __contains__(self, saved: object) -> bool:  # in order: the legacy form only when the identity differs
+        return any(form == saved for form in self)
+
+    def tagged(self, prefix: str = "", suffix: str = "") -> Identities:
+        """Both forms inside a longer identity (``text-<fingerprint>``, ``<fingerprint>-bf16``)."""
+        legacy = self.legacy
+        old = None if legacy is None else lambda: f"{prefix}{legacy()}{suffix}"
+        return Identities(f"{prefix}{self.current}{suffix}", old)
+
+
+def fingerprints(model: Any, extractor: Any, as_loaded: Callable[[], tuple[Any, Any]] | None) -> Identities:
+    """``model_fingerprint`` and, when asked, ``legacy_fingerprint`` of ``as_loaded()``: the model and its
+    extractor as loaded (None: no legacy form, e.g. the weights have changed since)."""
+    if as_loaded is None:
+        return Identities(model_fingerprint(model, extractor))
+    load = as_loaded
+
+    @functools.cache
+    def legacy() -> str:
+        return legacy_fingerprint(*load())
+
+    return Identities(model_fingerprint(model, extractor), legacy)
+
+
 def model_fingerprint(model: Any, extractor: Any) -> str:
-    """Hash of config, feature-extractor settings and every weight: a changed model never reuses a cache."""
+    """Hash of config, feature-extractor settings and every weight, leaving out where the folder was loaded
+    from: a changed model never reuses a cache, a moved or copied folder is the same model."""
+    config = _without_paths(json.loads(model.config.to_json_string(use_diff=False)))
+    return _fingerprint(json.dumps(config, sort_keys=True), _without_paths(_settings(extractor)), model)
+
+
+def legacy_fingerprint(model: Any, extractor: Any) -> str:
+    """The fingerprint as models saved before issue 28 recorded it: the config with its ``_name_or_path``, so
+    it matches only a folder loaded by the same path string as at training."""
+    return _fingerprint(model.config.to_json_string(use_diff=False), _settings(extractor), model)
+
+
+def _settings(extractor: Any) -> Any:
+    return extractor.to_dict() if hasattr(extractor, "to_dict") else {"vocab": extractor.get_vocab()}  # tokenizer
+
+
+def _without_paths(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_paths(v) for k, v in value.items() if k not in PATH_FIELDS}
+    return [_without_paths(v) for v in value] if isinstance(value, list) else value
+
+
+def _fingerprint(config: str, settings: Any, model: Any) -> str:
     import torch
 
     h = hashlib.sha256()
-    h.update(model.config.to_json_string(use_diff=False).encode())
-    settings = extractor.to_dict() if hasattr(extractor, "to_dict") else {"vocab": extractor.get_vocab()}  # tokenizer
+    h.update(config.encode())
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from audioclf.encoders.hf_encoder import BF16_SUFFIX, HFEncoder
-from audioclf.encoders.hub import load_hf, pretrained, tokenizer_of
+from audioclf.encoders.hub import Identities, load_hf, pretrained, tokenizer_of
 from audioclf.encoders.mfcc import BUILTIN_DIM, BUILTIN_VERSION, builtin_embed_batch
 from audioclf.encoders.spec import BUILTIN, HF, ModelSpec
 from audioclf.errors import EncoderError
@@ -30,6 +31,7 @@ FALLBACK_ENV = "AUDIOCLF_FALLBACK_ENCODER"  # a local pretrained model to use wh
 class Encoder(Protocol):
     spec: str  # what the user asked for, e.g. "builtin" or "hf:facebook/wav2vec2-base-960h"
     identity: str  # content hash of the weights and settings: part of every cache key
+    identities: Identities  # the identity, then the older form that earlier versions saved with a model
     n_layers: int
     dim: int
     min_samples: int  # shorter windows cannot be embedded (a convolutional front end's receptive field)
@@ -50,6 +52,7 @@ class BuiltinEncoder:
 
     def __init__(self) -> None:
         self.identity = f"builtin-{BUILTIN_VERSION}"
+        self.identities = Identities(self.identity)
         self.dim = BUILTIN_DIM
 
     def embed(self, windows: list[np.ndarray]) -> np.ndarray:
@@ -98,8 +101,9 @@ def bf16_supported() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def same_weights(a: str, b: str) -> bool:
-    """Whether two encoder identities are the same weights and settings, whatever precision each ran in."""
+def same_weights(current: str | Iterable[str], saved: str) -> bool:
+    """Whether an encoder's identity (or, given its ``identities``, any form of it) and one saved with a model
+    are the same weights and settings, whatever precision each ran in."""
 
     def strip(identity: str) -> str:
         identity = identity.removesuffix(BF16_SUFFIX)
@@ -108,7 +112,8 @@ def same_weights(a: str, b: str) -> bool:
             identity = "-".join(parts[:2] + parts[3:])
         return identity
 
-    return strip(a) == strip(b)
+    forms = [current] if isinstance(current, str) else current
+    return any(strip(form) == strip(saved) for form in forms)  # in order: a legacy form only when needed
 
 
 def precision_for(identity: str) -> str:
@@ -170,6 +175,16 @@ def _load_spec(spec: str, precision: str = "auto") -> Encoder:
 
 
 def _from_pretrained(spec: str, source: str, local_only: bool, bf16: bool) -> Encoder:
+    model, extractor, tokenizer = _loaded(spec, source, local_only)
+
+    def again() -> tuple[Any, Any]:  # the model and extractor as loaded: a bf16 encoder's legacy identity
+        return _loaded(spec, source, local_only)[:2]
+
+    return HFEncoder(spec, extractor, model, bf16=bf16, tokenizer=tokenizer, reload=again)
+
+
+def _loaded(spec: str, source: str, local_only: bool) -> tuple[Any, Any, Any]:
+    """The encoder model, its feature extractor and its tokenizer (a CTC model's, else None)."""
     from transformers import AutoConfig, AutoModel, AutoModelForCTC
 
     try:
@@ -182,4 +197,4 @@ def _from_pretrained(spec: str, source: str, local_only: bool, bf16: bool) -> En
     extractor, model = pretrained(model_class, source, local_only, spec, "model")
     if getattr(model.config, "is_encoder_decoder", False):  # Whisper: the encoder alone (the decoder is text)
         model = model.get_encoder()
-    return HFEncoder(spec, extractor, model, bf16=bf16, tokenizer=tokenizer)
+    return model, extractor, tokenizer

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from audioclf.encoders.hub import offline, probe_hub
+from audioclf.encoders.hub import Identities, offline, probe_hub
 from audioclf.encoders.spec import WHISPER, ModelSpec
 from audioclf.encoders.whisper_backends import (
     TORCH,
@@ -87,6 +87,7 @@ class WhisperEncoder:
         self.model_identity = f"whisper-{source.fingerprint}"
         # "whisper-<weights>-<compute type>-<padding>-<pooling>": see encoders.same_weights
         self.identity = f"{self.model_identity}-{backend.compute}-{padding}-{POOLING_VERSION}"
+        self.identities = Identities(self.identity)  # a hash of the files: the same wherever the folder is
         log.debug("%s: encoder states through %s %s (%s)", spec, backend.name, backend.compute, backend.reason)
 
     @property

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from audioclf.encoders.hub import Identities
 from audioclf.encoders.spec import HF, MINILM, TFIDF, ModelSpec
 from audioclf.errors import EncoderError
 
@@ -27,11 +28,12 @@ BATCH = 32
 
 
 class SentenceEncoder:
-    def __init__(self, spec: str, tokenizer: Any, model: Any, identity: str) -> None:
+    def __init__(self, spec: str, tokenizer: Any, model: Any, identities: Identities) -> None:
         self.spec = spec
         self._tokenizer = tokenizer
         self._model = model.eval()
-        self.identity = identity
+        self.identities = identities
+        self.identity = identities.current
         self.dim = int(model.config.hidden_size)
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -66,6 +68,10 @@ class TfidfEncoder:
             self._vectorizer.vocabulary_ = {str(k): int(v) for k, v in state["vocabulary"].items()}
             self._vectorizer.idf_ = np.asarray(state["idf"], dtype=np.float32)
             self._fitted()
+
+    @property
+    def identities(self) -> Identities:  # a hash of the vocabulary: no older form
+        return Identities(self.identity)
 
     @property
     def fitted(self) -> bool:
@@ -107,7 +113,7 @@ def load_text_encoder(spec: str = DEFAULT_TEXT_ENCODER) -> SentenceEncoder | Tfi
         return TfidfEncoder()
     from transformers import AutoModel, AutoTokenizer
 
-    from audioclf.encoders.hub import load_hf, model_fingerprint, pretrained
+    from audioclf.encoders.hub import fingerprints, load_hf, pretrained
 
     if model.kind == MINILM:
         packaged = _packaged_minilm()
@@ -117,7 +123,7 @@ def load_text_encoder(spec: str = DEFAULT_TEXT_ENCODER) -> SentenceEncoder | Tfi
 
     def load(where: str, local_only: bool) -> SentenceEncoder:
         tokenizer, model = pretrained(AutoModel, where, local_only, spec, "the text encoder", AutoTokenizer)
-        identity = "text-" + model_fingerprint(model, tokenizer)
-        return SentenceEncoder(spec, tokenizer, model, identity)
+        identities = fingerprints(model, tokenizer, lambda: (model, tokenizer)).tagged(prefix="text-")
+        return SentenceEncoder(spec, tokenizer, model, identities)
 
     return load_hf(source, load)

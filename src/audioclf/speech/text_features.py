@@ -151,9 +151,9 @@ def view_for(
     )
     if isinstance(view.text, TfidfEncoder):
         view.text = load_tfidf(model_dir)
-    if not same_weights(view.transcriber.identity, features["transcriber_identity"]):
+    if not same_weights(view.transcriber.identities, features["transcriber_identity"]):
         raise ModelError(f"transcriber {features['transcriber']} has changed since training; retrain the model")
-    if view.text.identity != features["text_identity"]:
+    if features["text_identity"] not in view.text.identities:
         raise ModelError(f"text encoder {features['text_encoder']} has changed since training; retrain the model")
     return view
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from audioclf.encoders.hub import Identities
 from audioclf.encoders.spec import ModelSpec
 from audioclf.errors import EncoderError
 from audioclf.fileio import sharded_path, write_json_atomic
@@ -35,6 +36,7 @@ class Transcript:
 
 class Transcriber(Protocol):
     identity: str
+    identities: Identities  # the identity, then the older form that earlier versions saved with a model
 
     def transcribe(self, item: Item, max_duration_s: float | None) -> Transcript: ...
 
@@ -47,6 +49,7 @@ class WhisperTranscriber:
     def __init__(self, encoder: Any) -> None:
         self._model = encoder._model
         self.identity = f"{encoder.model_identity}-transcribe-2"
+        self.identities = Identities(self.identity)
 
     def transcribe(self, item: Item, max_duration_s: float | None) -> Transcript:
         wave = load_audio(item.file, max_duration_s, item.start_s or 0.0, item.end_s)
@@ -65,12 +68,13 @@ class WhisperTranscriber:
 class CTCTranscriber:
     """Greedy CTC decoding of a transformers ``*ForCTC`` model with its tokenizer."""
 
-    def __init__(self, spec: str, extractor: Any, tokenizer: Any, model: Any, identity: str) -> None:
+    def __init__(self, spec: str, extractor: Any, tokenizer: Any, model: Any, identities: Identities) -> None:
         self.spec = spec
         self._extractor = extractor
         self._tokenizer = tokenizer
         self._model = model.eval()
-        self.identity = f"{identity}-ctc-greedy-1"
+        self.identities = identities.tagged(suffix="-ctc-greedy-1")
+        self.identity = self.identities.current
 
     def transcribe(self, item: Item, max_duration_s: float | None) -> Transcript:
         windows = WindowOptions(CTC_WINDOW.window_s, CTC_WINDOW.hop_s, max_duration_s)
@@ -95,7 +99,8 @@ class EncoderTranscriber:
     def __init__(self, encoder: Any, windows: WindowOptions) -> None:
         self._encoder = encoder
         self._window_s = windows.window_s
-        self.identity = f"{encoder.identity}-ctc-greedy-1-{windows.window_s:g}s"
+        self.identities = encoder.identities.tagged(suffix=f"-ctc-greedy-1-{windows.window_s:g}s")
+        self.identity = self.identities.current
 
     def transcribe(self, item: Item, max_duration_s: float | None) -> Transcript:
         windows = WindowOptions(self._window_s, self._window_s, max_duration_s)
@@ -113,14 +118,15 @@ def load_ctc(model: ModelSpec | str) -> CTCTranscriber:
 
     spec = str(model)
 
-    from audioclf.encoders.hub import load_hf, model_fingerprint, pretrained, tokenizer_of
+    from audioclf.encoders.hub import fingerprints, load_hf, pretrained, tokenizer_of
 
     def load(source: str, local_only: bool) -> CTCTranscriber:
         tokenizer = tokenizer_of(source, local_only)
         if tokenizer is None:
             raise EncoderError(f"{spec}: has no tokenizer (vocab.json) to turn CTC output into text")
         extractor, model = pretrained(AutoModelForCTC, source, local_only, spec, "a CTC speech recogniser")
-        return CTCTranscriber(spec, extractor, tokenizer, model, model_fingerprint(model, extractor))
+        identities = fingerprints(model, extractor, lambda: (model, extractor))  # weights kept as loaded
+        return CTCTranscriber(spec, extractor, tokenizer, model, identities)
 
     return load_hf(model, load)
 
