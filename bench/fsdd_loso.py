@@ -18,7 +18,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from audioclf.apps.predict import apply_model
+from audioclf.apps.apply import apply_model
 from audioclf.evaluation.metrics import compute_report
 from audioclf.io.manifest import load_manifest
 from audioclf.training.model_dir import load_model

@@ -39,7 +39,7 @@ from sklearn.utils.extmath import randomized_svd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from ood_sounds import ood_clips
 
-from audioclf.apps.predict import apply_model
+from audioclf.apps.apply import apply_model
 from audioclf.evaluation.calibration import softmax
 from audioclf.io.manifest import Item, load_manifest
 from audioclf.training.model_dir import load_model
@@ -184,7 +184,7 @@ def detectors(model, tr: dict, known: dict, outs: dict, estimators: dict, repeat
 
 def rules(model, known: dict, novel: dict, kinds: list[str]) -> None:
     t = model.temperature
-    p_min = model.meta["abstain"]["min_confidence"]
+    p_min = model.min_confidence
     print(f"\nthe model's own thresholds (chosen at training): probability {p_min:.3f}, novelty 1.0")
     print(f"{'rule':<30} {'ID coverage':>11} {'ID accuracy':>11} {'OOD unknown':>11}")
     for rule, accept in {

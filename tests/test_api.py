@@ -110,14 +110,14 @@ def test_a_linear_last_layer_probe_is_exported_through_the_api(
 def test_every_probe_is_temperature_scaled_on_out_of_fold_recordings(trained: audioclf.Model) -> None:
     from dataclasses import replace
 
-    cal = trained.trained.meta["calibration"]
-    assert "out-of-fold" in cal["fitted_on"] and 0.05 <= cal["temperature"] <= 20.0
-    raw = audioclf.Model(
-        replace(trained.trained, meta={**trained.trained.meta, "calibration": {"temperature": 1.0}}),
-        trained.cache_dir,
-    )
-    t = cal["temperature"]
-    files = [str(p) for p in sorted((Path(trained.trained.meta["training"]["manifest"]).parent).glob("*_3_*.wav"))]
+    from audioclf.model.card import Calibration
+
+    card = trained.trained.card
+    cal = card.calibration
+    assert cal is not None and "out-of-fold" in cal.fitted_on and 0.05 <= cal.temperature <= 20.0
+    raw = audioclf.Model(replace(trained.trained, card=replace(card, calibration=Calibration(1.0))), trained.cache_dir)
+    t = cal.temperature
+    files = [str(p) for p in sorted((Path(card.training.manifest).parent).glob("*_3_*.wav"))]
     for scaled, plain in zip(trained.predict(files, top_k=3), raw.predict(files, top_k=3), strict=True):
         assert scaled.label == plain.label  # a temperature never changes the ranking
         assert scaled.probability <= plain.probability if t >= 1 else scaled.probability >= plain.probability

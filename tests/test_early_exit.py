@@ -57,7 +57,7 @@ def test_predict_with_a_probe_on_one_layer_stops_there_and_answers_the_same(
     tone_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import audioclf
-    from audioclf.apps import predict
+    from audioclf.apps import apply
 
     checkpoint = save_tiny("hubert", tmp_path / "hubert", layers=3)
     model = audioclf.train(
@@ -68,7 +68,7 @@ def test_predict_with_a_probe_on_one_layer_stops_there_and_answers_the_same(
     early = audioclf.load(model.path, cache_dir=tmp_path / "early").predict(clips)
     cached = [np.load(f)["embeddings"] for f in (tmp_path / "early" / "embeddings").rglob("*.npz")]
     assert cached and all(e[:, :2].any() and not e[:, 2:].any() for e in cached)  # layers 2-3 were never run
-    monkeypatch.setattr(predict, "as_deep_as_the_probe", lambda model, encoder: encoder)
+    monkeypatch.setattr(apply, "as_deep_as_the_probe", lambda model, encoder: encoder)
     full = audioclf.load(model.path, cache_dir=tmp_path / "full").predict(clips)
     assert [p.label for p in early] == [p.label for p in full]
     np.testing.assert_allclose([p.probability for p in early], [p.probability for p in full], rtol=1e-4, atol=1e-5)

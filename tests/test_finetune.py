@@ -78,7 +78,7 @@ def test_export_loads_in_transformers_pipeline_and_agrees_with_predict(
     clips = sorted(tone_dataset.parent.glob("*_3_*.wav"))  # the held-out speaker
     # in fp32, as the pipeline runs, on every CPU: predict would use bf16 where the CPU has it, and a label
     # whose margin is within bf16's rounding may then flip (test_encoders checks bf16 against fp32)
-    monkeypatch.setattr("audioclf.apps.predict.bf16_supported", lambda: False)
+    monkeypatch.setattr("audioclf.apps.apply.bf16_supported", lambda: False)
     ours, _ = predict_inputs(load_model(out), [str(c) for c in clips], tmp_path / "c", progress=False)
     classifier = pipeline("audio-classification", model=str(out))
     theirs = [classifier({"raw": load_audio(c), "sampling_rate": 16_000}, top_k=3) for c in clips]

@@ -137,7 +137,7 @@ def test_fine_tuning_a_multi_label_model(
     assert json.loads((out / "config.json").read_text())["problem_type"] == "multi_label_classification"
     clips = sorted(mixtures.parent.glob("g4_*.wav"))[:4]
     # in fp32, as the pipeline runs, on every CPU (predict would use bf16 where the CPU has it): the same numbers
-    monkeypatch.setattr("audioclf.apps.predict.bf16_supported", lambda: False)
+    monkeypatch.setattr("audioclf.apps.apply.bf16_supported", lambda: False)
     ours = audioclf.load(out, cache_dir=tmp_path / "c").predict(clips, top_k=3)
     classifier = pipeline("audio-classification", model=str(out))
     for clip, pred in zip(clips, ours, strict=True):

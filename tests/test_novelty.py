@@ -43,7 +43,7 @@ def fitted(n: int = 90, dim: int = 150) -> tuple[Novelty, np.ndarray]:
 def test_saved_and_loaded_the_distances_stay(tmp_path: Path) -> None:
     novelty, probe = fitted()
     novelty.save(tmp_path)
-    loaded = Novelty.load(tmp_path, novelty.meta())
+    loaded = Novelty.load(tmp_path, novelty.threshold)
     np.testing.assert_allclose(loaded.distances(probe), novelty.distances(probe), rtol=1e-5)
     assert loaded.threshold == novelty.threshold
     # the same distances as the d x d precision would give: (x - m)ᵀ P (x - m) to the nearest class mean
@@ -59,7 +59,7 @@ def test_a_model_saved_with_the_full_matrix_still_loads(tmp_path: Path) -> None:
     save_file(
         {"means": novelty.means.astype(np.float32), "precision": full.astype(np.float32)}, str(tmp_path / NOVELTY_NAME)
     )
-    old = Novelty.load(tmp_path, {"method": "mahalanobis", "threshold": novelty.threshold})
+    old = Novelty.load(tmp_path, novelty.threshold)
     np.testing.assert_allclose(old.distances(probe), novelty.distances(probe), rtol=1e-4)
     assert isinstance(old.precision, Precision) and old.precision.isotropic == 0.0
 
@@ -67,8 +67,8 @@ def test_a_model_saved_with_the_full_matrix_still_loads(tmp_path: Path) -> None:
 def test_an_unreadable_detector_is_one_model_error(tmp_path: Path) -> None:
     save_file({"means": np.zeros((2, 3), dtype=np.float32)}, str(tmp_path / NOVELTY_NAME))
     with pytest.raises(ModelError, match=r"novelty.safetensors: unreadable .*; retrain the model") as info:
-        Novelty.load(tmp_path, {"threshold": 1.0})
+        Novelty.load(tmp_path, 1.0)
     assert "\n" not in str(info.value)
     (tmp_path / NOVELTY_NAME).write_bytes(b"not safetensors")
     with pytest.raises(ModelError, match="unreadable"):
-        Novelty.load(tmp_path, {"threshold": 1.0})
+        Novelty.load(tmp_path, 1.0)

@@ -10,11 +10,11 @@ from sklearn.preprocessing import StandardScaler
 
 from audioclf.errors import TrainingError
 from audioclf.io.manifest import Item
+from audioclf.model.probe_config import LBFGS, ProbeConfig
 from audioclf.training.data import Dataset, cv_folds
 from audioclf.training.fusion import calibrate
 from audioclf.training.logreg import logreg_path
 from audioclf.training.probe import FitOptions, ProbeHead, predict_logits
-from audioclf.training.probe_config import LBFGS, ProbeConfig
 from audioclf.training.selection import SelectOptions, candidate_grid, refit, select
 
 FAST = FitOptions(max_epochs=60, patience=10)

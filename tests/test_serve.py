@@ -184,7 +184,7 @@ def test_urls_private_addresses_refused_unless_allowed(
 def test_requests_arriving_together_share_one_model_pass() -> None:
     calls: list[list[str]] = []
 
-    def run(sources, options):  # type: ignore[no-untyped-def]
+    def run(sources, options, stop):  # type: ignore[no-untyped-def]
         calls.append(list(sources))
         time.sleep(0.05)
         return {}, {s: "x" for s in sources}
@@ -199,7 +199,7 @@ def test_requests_arriving_together_share_one_model_pass() -> None:
 def test_a_full_queue_is_refused_not_grown() -> None:
     release = threading.Event()
 
-    def run(sources, options):  # type: ignore[no-untyped-def]
+    def run(sources, options, stop):  # type: ignore[no-untyped-def]
         release.wait(5)
         return {}, {}
 
@@ -283,7 +283,7 @@ def test_every_redirect_hop_goes_through_the_address_check(tone_dataset: Path, t
 
 
 def test_closing_finishes_every_accepted_request() -> None:
-    def run(sources, options):  # type: ignore[no-untyped-def]
+    def run(sources, options, stop):  # type: ignore[no-untyped-def]
         time.sleep(0.05)
         return {}, {s: "done" for s in sources}
 
@@ -300,9 +300,9 @@ def test_a_request_past_its_time_limit_is_504(tone_model: tuple[Path, Path], ton
         batcher = c.app.state.batcher  # type: ignore[attr-defined]
         real = batcher._run
 
-        def slow(sources, options):  # type: ignore[no-untyped-def]  # the model, three seconds late
+        def slow(sources, options, stop):  # type: ignore[no-untyped-def]  # the model, three seconds late
             time.sleep(3.0)
-            return real(sources, options)
+            return real(sources, options, stop)
 
         batcher._run = slow
         got = c.post("/v1/predict", files=[("files", ("a.wav", data))])

@@ -39,6 +39,10 @@ class CacheError(AudioclfError):
     """The cache folder cannot be written (disk full, read-only, no permission)."""
 
 
+class RunStopped(Exception):
+    """A caller asked a long run to stop (e.g. every request waiting for it gave up); nothing is half-written."""
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """An exception's first line, at most ``limit`` characters, or its type name when it has no message: what
     goes inside the parentheses of a one-line error."""

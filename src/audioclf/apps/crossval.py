@@ -201,7 +201,7 @@ def _run_fold(run: _Run, k: int, held: np.ndarray, name: str) -> _Fold:
 
 def _train_and_apply(run: _Run, manifest: Path, fold_dir: Path, k: int) -> tuple[Any, Predictions, list[Item], Any]:
     """(TrainSummary, the held-out predictions, the items they are of, every failure of the fold)."""
-    from audioclf.apps.predict import apply_model
+    from audioclf.apps.apply import apply_model
     from audioclf.training.model_dir import load_model
     from audioclf.training.train_probe import train
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from audioclf.apps.apply import apply_model
 from audioclf.apps.evaluate_segments import evaluate_segments
-from audioclf.apps.predict import apply_model
 from audioclf.apps.prediction import PredictOptions
 from audioclf.errors import ManifestError
 from audioclf.evaluation.calibration import sigmoid
@@ -145,7 +145,7 @@ def evaluate_model(
         report = compute_report(preds)
         if preds.views:
             report["views"] = view_reports(preds)
-        if min_confidence is None and (model.meta.get("abstain") or {}).get("min_confidence") is not None:
+        if min_confidence is None and model.has_min_confidence:
             min_confidence = model.min_confidence
         abstain = abstain_report(preds, min_confidence)
         if abstain is not None:

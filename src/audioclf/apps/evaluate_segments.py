@@ -8,12 +8,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from audioclf.apps.predict import apply_model, segment_windows
+from audioclf.apps.apply import apply_model
+from audioclf.apps.predict import segment_windows
 from audioclf.apps.prediction import PredictOptions, predictions_for
 from audioclf.evaluation.segment_metrics import segment_report
 from audioclf.evaluation.segments import Segment, SegmentOptions
 from audioclf.io.download import FetchOptions
 from audioclf.io.manifest import Item
+from audioclf.model.card import ModelKind
 from audioclf.training.model_dir import TrainedModel
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ def evaluate_segments(
     if model.thresholds is not None:
         log.warning("no segment-level scores for a multi-label model: its segments overlap, frames hold one label")
         return None
-    if (model.meta.get("features") or {}).get("mode") == "transcript":
+    if model.kind is ModelKind.TRANSCRIPT:
         log.warning("no segment-level scores: a transcript-features model labels whole recordings")
         return None
     whole = [Item(source, None, None, rows[0].group, rows[0].where) for source, rows in annotated.items()]

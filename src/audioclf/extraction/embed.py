@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from audioclf.encoders.loader import Encoder
-from audioclf.errors import DecodeError, EncoderError, first_line
+from audioclf.errors import DecodeError, EncoderError, RunStopped, first_line
 from audioclf.fileio import FileLock, write_csv_atomic
 from audioclf.io.audio import SAMPLE_RATE_HZ, WindowOptions, iter_windows
 from audioclf.io.cache import Embedded, EmbeddingCache, content_key, unwritable
@@ -84,12 +84,25 @@ class _BatchingEmbedder:
     _open: list[_Open] = field(default_factory=list)
     _deferred: list[tuple[tuple[int, int], Item, FileLock]] = field(default_factory=list)
     transcripts: TranscriptCache | None = None  # where same-pass transcripts go (non-overlapping windows only)
+    stop: Callable[[], bool] | None = None  # asked before each item and each encoder call: raise RunStopped
 
     @property
     def min_samples(self) -> int:
         return int(getattr(self.encoder, "min_samples", 1))
 
+    def check(self) -> None:
+        """Raise RunStopped when the caller asked to stop (between items and encoder calls: nothing half-done)."""
+        if self.stop is not None and self.stop():
+            raise RunStopped
+
+    def release(self) -> None:
+        """Give up every recording still open (their cache locks go; nothing of theirs was written)."""
+        for rec in self._open:
+            rec.lock.release()
+        self._open, self._queue = [], []
+
     def add(self, position: tuple[int, int], item: Item, error: str | None = None) -> None:
+        self.check()
         rec = None
         try:
             if error is not None:
@@ -141,6 +154,7 @@ class _BatchingEmbedder:
 
     def flush(self) -> None:
         """Embed every queued window, then store each recording that is now complete."""
+        self.check()
         queue, self._queue = self._queue, []
         rows: list[np.ndarray | None] = []
         texts: list[str] | None = None
@@ -229,15 +243,29 @@ def embed_items(
     fetch: FetchOptions | None = None,
     progress: bool = True,
     transcripts: TranscriptCache | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> EmbedResult:
     """Embed ``items`` in manifest order (cached ones are read back; URLs are downloaded first, in parallel,
-    and each is embedded as soon as it arrives), skipping and recording the ones that fail."""
+    and each is embedded as soon as it arrives), skipping and recording the ones that fail. ``stop`` is asked
+    before each item and each encoder call; when it answers True the run ends with RunStopped."""
     started = time.perf_counter()
-    embedder = _BatchingEmbedder(encoder, cache, windows, transcripts=transcripts)
+    embedder = _BatchingEmbedder(encoder, cache, windows, transcripts=transcripts, stop=stop)
+    try:
+        _embed_all(embedder, items, fetch, progress)
+    except RunStopped:
+        embedder.release()
+        raise
+    result = embedder.result
+    result.embedded = [(item, emb) for _, item, emb in sorted(embedder.done, key=lambda d: d[0])]
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _embed_all(embedder: _BatchingEmbedder, items: Sequence[Item], fetch: FetchOptions | None, progress: bool) -> None:
     remote = [(row, item) for row, item in enumerate(items) if item.needs_fetch]
     with tqdm(total=len(items), desc="embedding", unit="file", disable=not progress, leave=False) as bar:
         if remote:
-            for r in fetch_all([item for _, item in remote], fetch or FetchOptions(cache_dir=cache.root)):
+            for r in fetch_all([item for _, item in remote], fetch or FetchOptions(cache_dir=embedder.cache.root)):
                 if r.entry > 0:
                     bar.total += 1
                 embedder.result.n_downloaded += r.fresh
@@ -248,10 +276,6 @@ def embed_items(
                 embedder.add((row, 0), item)
                 bar.update()
         embedder.finish()
-    result = embedder.result
-    result.embedded = [(item, emb) for _, item, emb in sorted(embedder.done, key=lambda d: d[0])]
-    result.seconds = time.perf_counter() - started
-    return result
 
 
 def write_failures(failures: Sequence[Failure], path: Path) -> None:

@@ -57,8 +57,10 @@ def create_app(model: TrainedModel, options: ServeOptions) -> FastAPI:
     if egress is not None:
         fetch = replace(fetch, proxy=egress.url)
 
-    def run(sources: Sequence[str], chosen: PredictOptions) -> tuple[dict[str, Prediction], dict[str, str]]:
-        preds, result = predict_inputs(model, list(sources), cache_dir, chosen, fetch, progress=False)
+    def run(
+        sources: Sequence[str], chosen: PredictOptions, stop: Callable[[], bool]
+    ) -> tuple[dict[str, Prediction], dict[str, str]]:
+        preds, result = predict_inputs(model, list(sources), cache_dir, chosen, fetch, progress=False, stop=stop)
         return {p.source: p for p in preds}, {f.item.source: f.reason for f in result.failures}
 
     @asynccontextmanager
@@ -229,19 +231,7 @@ def _row(source: str, name: str, done: dict[str, Prediction], failed: dict[str, 
 
 
 def model_summary(model: TrainedModel) -> dict[str, Any]:
-    meta = model.meta
-    return {
-        "labels": list(model.labels),
-        "encoder": model.encoder_spec,
-        "task": meta.get("task", "single_label"),
-        "mode": meta.get("mode", "probe"),
-        "windows": meta.get("windows"),
-        "metrics": meta.get("metrics", {}),
-        "calibration": meta.get("calibration"),
-        "min_confidence": (meta.get("abstain") or {}).get("min_confidence"),
-        "trained_at": meta.get("created"),
-        "audioclf_version": meta.get("audioclf_version"),
-    }
+    return model.card.summary()
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -3,48 +3,31 @@ arrives within a few milliseconds (up to a number of inputs), runs the model onc
 their windows share encoder calls, as ``embed`` does for files), and hands each request its own results.
 
 A request that gives up (its time limit passed) cancels its future; when every request of the batch being run
-has given up, the run stops at its next checkpoint (a batch of windows about to be embedded, or the next input)
-and the worker takes the next batch. The embedding loop has no cancellation hook of its own, so the checkpoints
-are seen through a trace function on the worker thread, set only while a batch runs (``sys.settrace``), that
-raises at the entry of those methods, where nothing is half-done. Its cost here: none measurable on a
-2,400-window recording; about 1 ms per request of one short clip with the built-in encoder (~10 %)."""
+has given up, the run stops at its next checkpoint (``embed_items`` asks before each input and each encoder
+call, where nothing is half-done) and the worker takes the next batch."""
 
 from __future__ import annotations
 
 import logging
 import queue
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from types import FrameType
-from typing import Any
 
 from audioclf.apps.prediction import Prediction, PredictOptions
-from audioclf.errors import AudioclfError, first_line
-from audioclf.extraction import embed
+from audioclf.errors import AudioclfError, RunStopped, first_line
 from audioclf.serve.metrics import ServeMetrics
 
 log = logging.getLogger(__name__)
 
-# (sources, options) -> (prediction per labelled source, reason per failed source)
-RunBatch = Callable[[Sequence[str], PredictOptions], tuple[dict[str, Prediction], dict[str, str]]]
-
-
-# where a run whose requests all gave up may stop: nothing is half-done at the entry of these methods (a lock
-# an open recording holds is released when the recording is dropped)
-FLUSH, ADD = embed._BatchingEmbedder.flush.__code__, embed._BatchingEmbedder.add.__code__
+# (sources, options, should it stop now?) -> (prediction per labelled source, reason per failed source)
+RunBatch = Callable[[Sequence[str], PredictOptions, Callable[[], bool]], tuple[dict[str, Prediction], dict[str, str]]]
 
 
 class QueueFull(AudioclfError):
     """More requests are waiting than the server accepts; the client should retry later."""
-
-
-class Abandoned(BaseException):
-    """Raised inside a run whose every request gave up (a BaseException: no ``except Exception`` swallows it)."""
 
 
 @dataclass
@@ -114,9 +97,8 @@ class MicroBatcher:
         sources = list(dict.fromkeys(s for job in jobs for s in job.sources))
         self._metrics.batch_inputs.observe(len(sources))
         try:
-            with _stops_when_abandoned(jobs):
-                done, failed = self._run(sources, jobs[0].options)
-        except Abandoned:
+            done, failed = self._run(sources, jobs[0].options, lambda: all(job.future.cancelled() for job in jobs))
+        except RunStopped:
             self._metrics.abandoned.inc()
             log.info("stopped a run of %d input(s): every request that asked for it gave up", len(sources))
             return
@@ -132,24 +114,6 @@ class MicroBatcher:
                 job.future.set_result((mine, {s: failed[s] for s in job.sources if s in failed}))
             except InvalidStateError:  # its request timed out meanwhile: the worker must live on
                 log.debug("a request gave up before its answer was ready")
-
-
-@contextmanager
-def _stops_when_abandoned(jobs: list[Job]) -> Iterator[None]:
-    """While in the block, this thread raises Abandoned at a checkpoint once every job's future is cancelled.
-    A tracer already set (coverage, a debugger) keeps being called."""
-    before: Callable[..., Any] | None = sys.gettrace()
-
-    def trace(frame: FrameType, event: str, arg: Any) -> Any:
-        if (frame.f_code is FLUSH or frame.f_code is ADD) and all(job.future.cancelled() for job in jobs):
-            raise Abandoned
-        return before(frame, event, arg) if before is not None else None
-
-    sys.settrace(trace)
-    try:
-        yield
-    finally:
-        sys.settrace(before)
 
 
 def _by_options(jobs: list[Job]) -> list[list[Job]]:

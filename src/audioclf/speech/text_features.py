@@ -23,6 +23,7 @@ from audioclf.fileio import write_csv_atomic, write_json_atomic
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import Embedded, content_key
 from audioclf.io.manifest import Item
+from audioclf.speech.features import FEATURES, Features
 from audioclf.speech.text import DEFAULT_TEXT_ENCODER, TfidfEncoder, load_text_encoder
 from audioclf.speech.transcribe import (
     EncoderTranscriber,
@@ -35,7 +36,6 @@ from audioclf.speech.transcribe import (
 
 log = logging.getLogger(__name__)
 
-FEATURES = ("acoustic", "transcript", "fused")
 TFIDF_NAME = "tfidf.json"
 
 
@@ -128,33 +128,25 @@ class TextView:
         total = float(e.starts_s[-1] + e.durations_s[-1] - e.starts_s[0])
         return Embedded(text[None, None, :], e.starts_s[:1], np.array([total]))
 
-    def meta(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "transcriber": self.transcriber_spec,
-            "transcriber_identity": self.transcriber.identity,
-            "text_encoder": self.text.spec,
-            "text_identity": self.text.identity,
-        }
+    def card(self) -> Features:
+        return Features(self.mode, self.transcriber_spec, self.transcriber.identity, self.text.spec, self.text.identity)
 
 
 def view_for(
-    meta: dict[str, Any], acoustic: Encoder, cache_dir: Any, windows: WindowOptions, model_dir: Path | None
+    features: Features, acoustic: Encoder, cache_dir: Any, windows: WindowOptions, model_dir: Path | None
 ) -> TextView | None:
     """The same text view a model was trained with (None for acoustic models); refuses changed models."""
-    features = meta.get("features") or {"mode": "acoustic"}
-    if features["mode"] == "acoustic":
+    if features.mode == "acoustic":
         return None
-    transcriber = features["transcriber"] if features["transcriber"] != acoustic.spec else None
-    view = TextView(
-        FeatureOptions(features["mode"], transcriber, features["text_encoder"]), acoustic, cache_dir, windows
-    )
+    transcriber = features.transcriber if features.transcriber != acoustic.spec else None
+    text_encoder = features.text_encoder or DEFAULT_TEXT_ENCODER
+    view = TextView(FeatureOptions(features.mode, transcriber, text_encoder), acoustic, cache_dir, windows)
     if isinstance(view.text, TfidfEncoder):
         view.text = load_tfidf(model_dir)
-    if not same_weights(view.transcriber.identities, features["transcriber_identity"]):
-        raise ModelError(f"transcriber {features['transcriber']} has changed since training; retrain the model")
-    if features["text_identity"] not in view.text.identities:
-        raise ModelError(f"text encoder {features['text_encoder']} has changed since training; retrain the model")
+    if not same_weights(view.transcriber.identities, features.transcriber_identity or ""):
+        raise ModelError(f"transcriber {features.transcriber} has changed since training; retrain the model")
+    if features.text_identity not in view.text.identities:
+        raise ModelError(f"text encoder {features.text_encoder} has changed since training; retrain the model")
     return view
 
 

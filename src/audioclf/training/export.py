@@ -19,9 +19,9 @@ import torch
 from audioclf.encoders.hf_families import WaveformFamily, family_of
 from audioclf.encoders.spec import HF, ModelSpec
 from audioclf.errors import AudioclfError
+from audioclf.model.probe_config import LAST
 from audioclf.training.finetune import FinetuneOptions, load_classifier
 from audioclf.training.probe import ProbeHead
-from audioclf.training.probe_config import LAST
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from safetensors.numpy import load_file, save_file
 
 from audioclf.errors import ModelError, first_line
 from audioclf.fileio import atomic_path
-from audioclf.training.probe_config import LAST, MEAN, WEIGHTED, ProbeConfig
+from audioclf.model.probe_config import LAST, MEAN, WEIGHTED, ProbeConfig
 
 
 class TorchHead(Protocol):

@@ -19,10 +19,10 @@ from audioclf.evaluation.calibration import sigmoid
 from audioclf.evaluation.multilabel_metrics import recording_max
 from audioclf.io.label_sets import split_labels
 from audioclf.io.manifest import Item
+from audioclf.model.probe_config import LAST, LBFGS, WEIGHTED, ProbeConfig
 from audioclf.training.data import Dataset, cv_folds
 from audioclf.training.logreg import ABSENT_CLASS_BIAS, MAX_ITER
 from audioclf.training.probe import ProbeHead
-from audioclf.training.probe_config import LAST, LBFGS, WEIGHTED, ProbeConfig
 from audioclf.training.selection import one_thread
 
 C_GRID = (0.001, 0.01, 0.1, 1.0)

@@ -12,12 +12,13 @@ digits of a new speaker from synthesised non-speech best. It also times this fit
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 from sklearn.model_selection import GroupKFold
 
 from audioclf.evaluation.calibration import softmax
+from audioclf.model.card import Abstain
 from audioclf.training.data import Dataset
 from audioclf.training.head_arrays import HeadArrays
 from audioclf.training.novelty_detector import KEEP_KNOWN, Novelty, Precision, recording_features
@@ -115,23 +116,25 @@ def confidence_threshold(probs: np.ndarray, true: np.ndarray) -> float | None:
     return min(float(np.quantile(probs.max(1)[correct], 1.0 - KEEP_KNOWN)), MAX_AUTO_CONFIDENCE)
 
 
-def confidence_meta(logits: np.ndarray, true: np.ndarray, temperature: float, fitted_on: str) -> dict[str, Any]:
-    """The saved ``abstain`` block without a novelty detector: the threshold on held-out recording logits."""
+def fit_confidence(logits: np.ndarray, true: np.ndarray, temperature: float, fitted_on: str) -> Abstain:
+    """What ``unknown`` means without a novelty detector: the threshold on held-out recording logits."""
     held = np.isfinite(logits).all(1)
     threshold = confidence_threshold(softmax(logits[held] / temperature), true[held]) if held.any() else None
-    return {"min_confidence": threshold, "keeps_correct": KEEP_KNOWN, "fitted_on": fitted_on, "novelty": None}
+    return Abstain(threshold, KEEP_KNOWN, fitted_on)
 
 
 def fit_abstain(
     head: HeadArrays, data: Dataset, oof: np.ndarray, temperature: float, *, acoustic: bool
-) -> tuple[dict[str, Any], Novelty | None]:
+) -> tuple[Abstain, Novelty | None]:
     """What ``unknown`` means for this probe: the calibrated probability that keeps ``KEEP_KNOWN`` of the
     correct out-of-fold answers, and (for acoustic probes) the Mahalanobis novelty detector."""
     y = data.recording_labels()
     n_held = int(np.isfinite(oof).all(1).sum())
-    meta = confidence_meta(oof, y, temperature, f"out-of-fold recording probabilities of {n_held} training recordings")
+    abstain = fit_confidence(
+        oof, y, temperature, f"out-of-fold recording probabilities of {n_held} training recordings"
+    )
     novelty = None
     if acoustic:
         features = recording_features(head, data.x.numpy(), data.recording)
         novelty = fit_novelty(features, y, [item.group for item in data.items])
-    return {**meta, "novelty": novelty.meta() if novelty is not None else None}, novelty
+    return replace(abstain, novelty=novelty.card() if novelty is not None else None), novelty

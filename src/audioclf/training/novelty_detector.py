@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from safetensors import SafetensorError
@@ -19,6 +18,7 @@ from safetensors.numpy import load_file, save_file
 
 from audioclf.errors import ModelError
 from audioclf.fileio import atomic_path
+from audioclf.model.card import NoveltyCard
 from audioclf.training.head_arrays import HeadArrays
 
 NOVELTY_NAME = "novelty.safetensors"
@@ -95,8 +95,8 @@ class Novelty:
         """The class means projected on the components, and their squared norms, computed once."""
         return self.means @ self.precision.components.T, (self.means * self.means).sum(1)
 
-    def meta(self) -> dict[str, Any]:
-        return {"method": "mahalanobis", "threshold": self.threshold, "keeps_held_out": KEEP_KNOWN}
+    def card(self) -> NoveltyCard:
+        return NoveltyCard(self.threshold, KEEP_KNOWN)
 
     def save(self, out: Path) -> None:
         p = self.precision
@@ -110,7 +110,7 @@ class Novelty:
             save_file(tensors, str(tmp))
 
     @classmethod
-    def load(cls, folder: Path, meta: dict[str, Any]) -> Novelty:
+    def load(cls, folder: Path, threshold: float) -> Novelty:
         """The saved detector: the low-rank form, or the full precision matrix of models saved before it."""
         try:
             t = load_file(str(folder / NOVELTY_NAME))
@@ -119,6 +119,6 @@ class Novelty:
             else:
                 components = t["components"].astype(np.float64)
                 precision = Precision(components, t["weights"].astype(np.float64), float(t["isotropic"][0]))
-            return cls(t["means"].astype(np.float64), precision, float(meta["threshold"]))
+            return cls(t["means"].astype(np.float64), precision, threshold)
         except (OSError, KeyError, ValueError, IndexError, TypeError, SafetensorError) as exc:
             raise ModelError(f"{folder / NOVELTY_NAME}: unreadable ({exc}); retrain the model") from None

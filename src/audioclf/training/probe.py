@@ -11,7 +11,7 @@ import torch
 from sklearn.metrics import f1_score
 from torch import nn
 
-from audioclf.training.probe_config import CONSTANT_STD, LAST, MEAN, WEIGHTED, ProbeConfig
+from audioclf.model.probe_config import CONSTANT_STD, LAST, MEAN, WEIGHTED, ProbeConfig
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from sklearn.metrics import f1_score
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from audioclf.model.probe_config import ADAMW, LAST, LBFGS, MEAN, WEIGHTED, ProbeConfig
 from audioclf.training.data import Dataset, cv_folds
 from audioclf.training.logreg import logreg_path
 from audioclf.training.probe import (
@@ -34,7 +35,6 @@ from audioclf.training.probe import (
     mean_by_recording,
     predict_logits,
 )
-from audioclf.training.probe_config import ADAMW, LAST, LBFGS, MEAN, WEIGHTED, ProbeConfig
 
 log = logging.getLogger(__name__)
 

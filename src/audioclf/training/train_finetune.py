@@ -12,7 +12,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +20,29 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from audioclf.encoders.spec import ModelSpec
 from audioclf.errors import DecodeError, TrainingError
 from audioclf.evaluation.calibration import sigmoid
-from audioclf.evaluation.multilabel_metrics import MULTI_LABEL
 from audioclf.extraction.embed import Failure, write_failures
-from audioclf.fileio import write_json_atomic
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import AudioCache
 from audioclf.io.download import FetchOptions, fetch_all
 from audioclf.io.label_sets import is_multi_label
 from audioclf.io.manifest import Item, labels_of, usable_labels
+from audioclf.model.card import Calibration, EncoderRef, ModelCard, ModelKind, Training
 from audioclf.training.checkpoint import load_checkpoint, save_checkpoint
 from audioclf.training.data import train_val_indices
 from audioclf.training.finetune import CHECKPOINT_DIR, FinetuneOptions, Finetuner, FinetuneState, Recording
 from audioclf.training.fusion import temperature
-from audioclf.training.model_dir import CONFIG_NAME, build_meta, prepare_out_dir
+from audioclf.training.model_dir import CONFIG_NAME, prepare_out_dir, write_card
 from audioclf.training.multilabel import DEFAULT_THRESHOLD, multi_hot, tune_thresholds
-from audioclf.training.novelty import confidence_meta
+from audioclf.training.novelty import fit_confidence
 from audioclf.training.probe import EpochStats, class_weights
 from audioclf.training.training_set import TrainingSet, training_rows
 
 log = logging.getLogger(__name__)
 
-FINETUNE = "finetune"
+_NO_TEMPERATURE = "none: per-label thresholds decide"
 _EXPORT_TMP = ".export.tmp"
 
 
@@ -128,7 +128,7 @@ def finetune(
         write_failures(failures, out / "failures.csv")
     if main:  # validation recordings choose the epoch and the temperature: seen too
         TrainingSet.of(r.item for r in recordings).save(out)
-    meta = _finetune_meta(manifest, spec, labels, windows, options, (len(train), len(val), len(failures)))
+    card = _finetune_card(manifest, spec, labels, windows, options, (len(train), len(val), len(failures)))
     for epoch in range(state.epoch + 1, options.epochs + 1):
         t0 = time.perf_counter()
         train_loss, train_acc = tuner.train_epoch(train, epoch)
@@ -142,7 +142,7 @@ def finetune(
             state.best_epoch, state.best_f1, state.best_loss = epoch, val_f1, val_loss
             if main:
                 metrics = {"val_accuracy": val_acc, "val_macro_f1": val_f1, "val_loss": val_loss, "best_epoch": epoch}
-                _export(tuner, out, {**meta, "metrics": metrics})
+                _export(tuner, out, replace(card, metrics=metrics))
         if main:
             _checkpoint(tuner, out, state)
         tuner.acc.wait_for_everyone()
@@ -160,28 +160,26 @@ def _recordings(decoded: list[tuple[Item, np.ndarray]], labels: list[str], multi
     return [Recording(item, audio, index[item.label or ""]) for item, audio in decoded]
 
 
-def _finetune_meta(
+def _finetune_card(
     manifest: Path,
     spec: str,
     labels: list[str],
     windows: WindowOptions,
     options: FinetuneOptions,
     counts: tuple[int, int, int],
-) -> dict[str, Any]:
+) -> ModelCard:
     n_train, n_val, n_failed = counts
-    training = {
-        "manifest": str(manifest),
-        "n_train_recordings": n_train,
-        "n_val_recordings": n_val,
-        "n_failed": n_failed,
-        "options": asdict(options),
-    }
-    return build_meta(
-        labels=labels, encoder_spec=spec, encoder_identity=None, windows=windows, training=training, mode=FINETUNE
+    details = {"n_val_recordings": n_val, "options": asdict(options)}
+    return ModelCard(
+        kind=ModelKind.FINETUNED,
+        labels=tuple(labels),
+        encoder=EncoderRef(ModelSpec.parse(spec), ""),
+        windows=windows,
+        training=Training(str(manifest), n_train, n_failed, details),
     )
 
 
-def _export(tuner: Finetuner, out: Path, meta: dict[str, Any]) -> None:
+def _export(tuner: Finetuner, out: Path, card: ModelCard) -> None:
     """Write the whole export into a temp folder, then move it in with audioclf.json last. The temperature fitted
     on this epoch's validation recordings is folded into the exported classifier (not the one training goes on
     with), so ``pipeline`` and ``predict`` give the same calibrated probabilities."""
@@ -190,51 +188,47 @@ def _export(tuner: Finetuner, out: Path, meta: dict[str, Any]) -> None:
     model = tuner.acc.unwrap_model(tuner.model)
     model.save_pretrained(tmp, safe_serialization=True)
     if tuner.multi_label:  # per-label thresholds on the validation recordings decide, not a softmax temperature
-        meta = {**meta, **_thresholds(tuner)}
+        card = replace(card, thresholds=_thresholds(tuner), calibration=Calibration(1.0, _NO_TEMPERATURE, folded=1.0))
     else:
-        meta = {**meta, "calibration": fold_temperature(model, tmp, tuner.last_validation)}
+        card = replace(card, calibration=fold_temperature(model, tmp, tuner.last_validation))
     if tuner.last_validation is not None and not tuner.multi_label:  # the folded temperature divides the logits
         n = len(tuner.last_validation[1])
-        fitted_on = f"{n} validation recordings at the best epoch"
-        t = meta["calibration"]["temperature_folded"]
-        meta["abstain"] = confidence_meta(*tuner.last_validation, t, fitted_on)
+        folded = card.calibration.folded if card.calibration is not None else None
+        abstain = fit_confidence(*tuner.last_validation, folded or 1.0, f"{n} validation recordings at the best epoch")
+        card = replace(card, abstain=abstain)
     tuner.extractor.save_pretrained(tmp)
-    write_json_atomic(tmp / CONFIG_NAME, meta)
+    write_card(tmp, card)
     finish_export(out)
 
 
-def _thresholds(tuner: Finetuner) -> dict[str, Any]:
+def _thresholds(tuner: Finetuner) -> tuple[float, ...]:
     """Multi-label: each label's F1-best threshold on the best epoch's validation recordings."""
     if tuner.last_validation is None:
         thresholds = np.full(len(tuner.labels), DEFAULT_THRESHOLD)
     else:
         logits, truth = tuner.last_validation
         thresholds = tune_thresholds(sigmoid(logits), truth)
-    return {
-        "task": MULTI_LABEL,
-        "thresholds": {label: float(t) for label, t in zip(tuner.labels, thresholds, strict=True)},
-        "calibration": {"temperature_folded": 1.0, "fitted_on": "none: per-label thresholds decide"},
-    }
+    return tuple(float(t) for t in thresholds)
 
 
-def fold_temperature(model: Any, folder: Path, validation: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
+def fold_temperature(model: Any, folder: Path, validation: tuple[np.ndarray, np.ndarray] | None) -> Calibration:
     """Temperature scaling (Guo et al., 2017) of a fine-tuned model on its validation recordings, written into the
     saved weights of its last linear layer (the one with a logit per label): logits / T = (W / T) h + b / T."""
     weights = folder / "model.safetensors"
     if validation is None or len(validation[1]) < 2 or not weights.is_file():
-        return {"temperature_folded": 1.0, "fitted_on": "none: too few validation recordings or a sharded save"}
+        return Calibration(1.0, "none: too few validation recordings or a sharded save", folded=1.0)
     t = temperature(*validation)
     n_labels = int(model.config.num_labels)
     last = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m.out_features == n_labels][-1]
     tensors = load_file(str(weights))
     keys = [k for k in (f"{last}.weight", f"{last}.bias") if k in tensors]
     if f"{last}.weight" not in keys:  # saved under other names: leave the weights as they are, and say so
-        return {"temperature_folded": 1.0, "fitted_on": f"none: {last}.weight is not in the saved weights"}
+        return Calibration(1.0, f"none: {last}.weight is not in the saved weights", folded=1.0)
     for key in keys:
         tensors[key] = (tensors[key].float() / t).to(tensors[key].dtype)
     save_file(tensors, str(weights), metadata={"format": "pt"})
     n = len(validation[1])
-    return {"temperature_folded": t, "into": last, "fitted_on": f"{n} validation recordings at the best epoch"}
+    return Calibration(1.0, f"{n} validation recordings at the best epoch", folded=t, into=last)
 
 
 def finish_export(out: Path) -> None:

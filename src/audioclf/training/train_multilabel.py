@@ -6,15 +6,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-from audioclf.evaluation.multilabel_metrics import MULTI_LABEL
+from audioclf.encoders.spec import ModelSpec
 from audioclf.extraction.embed import EmbedResult
 from audioclf.io.audio import WindowOptions
+from audioclf.model.card import EncoderRef, HeadShape, ModelCard, ModelKind, Training
 from audioclf.training.data import hold_out_test, stack
 from audioclf.training.export import export_probe
 from audioclf.training.head_arrays import HeadArrays
-from audioclf.training.model_dir import TrainedModel, build_meta, save_model
+from audioclf.training.model_dir import TrainedModel, save_model
 from audioclf.training.multilabel import MultiLabelFit, fit_multilabel, multi_hot
 from audioclf.training.training_set import TrainingSet
 
@@ -65,38 +65,29 @@ def train_multilabel(job: MultiLabelJob, embedded: EmbedResult, started: float) 
         seconds=time.perf_counter() - started,
         label_counts=counts,
     )
-    meta = _meta(job, summary)
-    model = TrainedModel(
-        HeadArrays.from_head(fit.head), job.labels, job.encoder_spec, job.encoder_identity, job.windows, meta
-    )
+    model = TrainedModel(_card(job, summary), HeadArrays.from_head(fit.head))
     TrainingSet.of(data.items).save(job.out)
     save_model(job.out, model)
     export_probe(job.encoder_spec, fit.head, job.labels, job.out, multi_label=True)
     return replace(summary, seconds=time.perf_counter() - started)  # saving and the export count too
 
 
-def _meta(job: MultiLabelJob, s: MultiLabelSummary) -> dict[str, Any]:
+def _card(job: MultiLabelJob, s: MultiLabelSummary) -> ModelCard:
     fit = s.fit
-    meta = build_meta(
-        labels=job.labels,
-        encoder_spec=job.encoder_spec,
-        encoder_identity=job.encoder_identity,
+    details = {
+        "cv_folds": fit.n_folds,
+        "search": fit.search,
+        "label_counts": s.label_counts,
+        "final": "refit on all training recordings",
+        "fallback_reason": job.fallback_reason,
+    }
+    return ModelCard(
+        kind=ModelKind.MULTI_LABEL,
+        labels=tuple(job.labels),
+        encoder=EncoderRef(ModelSpec.parse(job.encoder_spec), job.encoder_identity),
         windows=job.windows,
-        head=((int(fit.head.mean.shape[0]), int(fit.head.mean.shape[1])), fit.head.config),
-        training={
-            "manifest": str(job.manifest),
-            "n_train_recordings": s.n_train,
-            "cv_folds": fit.n_folds,
-            "n_failed": len(s.embed.failures),
-            "search": fit.search,
-            "label_counts": s.label_counts,
-            "final": "refit on all training recordings",
-            "fallback_reason": job.fallback_reason,
-        },
+        training=Training(str(job.manifest), s.n_train, len(s.embed.failures), details),
+        head=HeadShape(int(fit.head.mean.shape[0]), int(fit.head.mean.shape[1]), fit.head.config),
         metrics={"cv_map": float(max(c["cv_map"] for c in fit.search))},
+        thresholds=tuple(float(t) for t in fit.thresholds),
     )
-    meta["task"] = MULTI_LABEL
-    meta["thresholds"] = {label: float(t) for label, t in zip(job.labels, fit.thresholds, strict=True)}
-    meta["features"] = {"mode": "acoustic"}
-    meta["recording_pooling"] = "max over windows"
-    return meta

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from audioclf.encoders.loader import Encoder, LoadedEncoder, fit_windows, load_encoder
+from audioclf.encoders.spec import ModelSpec
 from audioclf.errors import TrainingError
 from audioclf.evaluation.metrics import compute_report
 from audioclf.evaluation.predictions import Predictions
@@ -22,16 +23,18 @@ from audioclf.io.cache import Embedded, EmbeddingCache, default_cache_dir
 from audioclf.io.download import FetchOptions
 from audioclf.io.label_sets import is_multi_label
 from audioclf.io.manifest import Item, labels_of, usable_labels
+from audioclf.model.card import Calibration, EncoderRef, HeadShape, ModelCard, ModelKind, Training
+from audioclf.model.probe_config import ProbeConfig, check_layer
+from audioclf.speech.features import Features
 from audioclf.speech.text_features import FeatureOptions, TextView, save_tfidf, write_transcripts
 from audioclf.training.data import Dataset, hold_out_test, stack
 from audioclf.training.export import export_probe
 from audioclf.training.fused_views import Fusion
 from audioclf.training.fusion import calibrate, temperature
 from audioclf.training.head_arrays import HeadArrays
-from audioclf.training.model_dir import TrainedModel, build_meta, fusion_meta, prepare_out_dir, save_model
+from audioclf.training.model_dir import TrainedModel, fusion_card, prepare_out_dir, save_model
 from audioclf.training.novelty import fit_abstain
 from audioclf.training.probe import EpochStats, FitOptions, FitResult, ProbeHead, predict_logits
-from audioclf.training.probe_config import ProbeConfig, check_layer
 from audioclf.training.selection import DEFAULT_FOLDS, Candidate, Selection, SelectOptions, refit, select
 from audioclf.training.train_multilabel import MultiLabelJob, MultiLabelSummary, train_multilabel
 from audioclf.training.training_set import TrainingSet, training_rows
@@ -79,18 +82,18 @@ class TrainSummary:
     ray: RayRun | None = None  # with TrainOptions.ray: the Ray embedding run that filled the cache
 
 
-def calibration(view: ViewFit, fusion: Fusion | None) -> dict[str, Any]:
+def calibration(view: ViewFit, fusion: Fusion | None) -> Calibration:
     """Temperature scaling (Guo et al., 2017) of the chosen probe: the temperature that minimises the negative
     log-likelihood of its out-of-fold recording logits, i.e. of recordings each fold model never saw. A fused
     model is calibrated by its own per-view temperatures instead."""
     if fusion is not None:
-        return {"temperature": 1.0, "fitted_on": "none: the fusion holds its own per-view temperatures"}
+        return Calibration(1.0, "none: the fusion holds its own per-view temperatures")
     oof, y = view.selection.chosen.oof, view.data.recording_labels()
     held = np.isfinite(oof).all(1)
     if held.sum() < 2:
-        return {"temperature": 1.0, "fitted_on": "none: no out-of-fold predictions"}
+        return Calibration(1.0, "none: no out-of-fold predictions")
     t = temperature(oof[held], y[held])
-    return {"temperature": t, "fitted_on": f"out-of-fold recording logits of {int(held.sum())} training recordings"}
+    return Calibration(t, f"out-of-fold recording logits of {int(held.sum())} training recordings")
 
 
 def _test_report(
@@ -185,7 +188,7 @@ def train(
     head, cal = main.head, calibration(main, fusion)
     tested = None
     if test_set is not None:
-        tested = _test_report(head, test_set, labels, out, (fusion, text_test), cal["temperature"])
+        tested = _test_report(head, test_set, labels, out, (fusion, text_test), cal.temperature)
     summary = TrainSummary(
         out=out,
         labels=labels,
@@ -202,25 +205,25 @@ def train(
         fusion=fusion_note,
         ray=ray_run,
     )
-    meta = _probe_meta(manifest, summary, encoder.identity, head, options)
-    meta["features"] = view.meta() if view is not None else {"mode": "acoustic"}
-    meta["calibration"] = cal
+    card = _probe_card(manifest, summary, encoder.identity, head, options)
+    card = replace(card, features=view.card() if view is not None else Features(), calibration=cal)
     novelty, arrays = None, HeadArrays.from_head(head)
     if fusion is None:  # a fused model's own temperatures and weight decide; its probabilities are not these
-        meta["abstain"], novelty = fit_abstain(
-            arrays, main.data, main.selection.chosen.oof, cal["temperature"], acoustic=view is None
+        abstain, novelty = fit_abstain(
+            arrays, main.data, main.selection.chosen.oof, cal.temperature, acoustic=view is None
         )
-    if fusion is not None:
-        meta["fusion"] = fusion_meta(fusion)
+        card = replace(card, abstain=abstain)
+    else:
+        card = replace(card, kind=ModelKind.FUSED, fusion=fusion_card(fusion))
     if view is not None:
         save_tfidf(view, out)
-    model = TrainedModel(arrays, labels, encoder.spec, encoder.identity, options.windows, meta, fusion=fusion)
+    model = TrainedModel(card, arrays, fusion=fusion)
     if novelty is not None:
         novelty.save(out)
     TrainingSet.of(main.data.items).save(out)
     save_model(out, model)
     if view is None:  # a transformers export classifies audio alone: not possible with text features
-        export_probe(encoder.spec, head, labels, out, temperature=cal["temperature"])
+        export_probe(encoder.spec, head, labels, out, temperature=cal.temperature)
     return replace(summary, seconds=time.perf_counter() - started)  # the novelty fit and the saving count too
 
 
@@ -304,27 +307,26 @@ def _text_view(options: TrainOptions, encoder: Encoder) -> TextView | None:
     return TextView(options.features, encoder, options.cache_dir, options.windows)
 
 
-def _probe_meta(
+def _probe_card(
     manifest: Path, s: TrainSummary, encoder_identity: str, head: ProbeHead, options: TrainOptions
-) -> dict[str, Any]:
+) -> ModelCard:
     chosen = next(c for c in s.search if c.config == s.config)
-    return build_meta(
-        labels=s.labels,
-        encoder_spec=s.encoder_spec,
-        encoder_identity=encoder_identity,
+    details = {
+        "cv_folds": s.n_folds,
+        "fit": asdict(options.fit),
+        "search": [c.as_dict() for c in s.search],
+        "epochs": s.fit.best_epoch,  # of the final fit (0: logistic regression, no epochs)
+        "final": "refit on all training recordings",
+        "fallback_reason": s.fallback_reason,
+    }
+    kind = ModelKind.TRANSCRIPT if options.features.mode == "transcript" else ModelKind.PROBE
+    return ModelCard(
+        kind=kind,
+        labels=tuple(s.labels),
+        encoder=EncoderRef(ModelSpec.parse(s.encoder_spec), encoder_identity),
         windows=options.windows,
-        head=((head.mean.shape[0], head.mean.shape[1]), s.config),
-        training={
-            "manifest": str(manifest),
-            "n_train_recordings": s.n_train,
-            "cv_folds": s.n_folds,
-            "n_failed": len(s.embed.failures),
-            "fit": asdict(options.fit),
-            "search": [c.as_dict() for c in s.search],
-            "epochs": s.fit.best_epoch,  # of the final fit (0: logistic regression, no epochs)
-            "final": "refit on all training recordings",
-            "fallback_reason": s.fallback_reason,
-        },
+        training=Training(str(manifest), s.n_train, len(s.embed.failures), details),
+        head=HeadShape(head.mean.shape[0], head.mean.shape[1], s.config),
         metrics={
             "cv_accuracy": float(chosen.accuracy.mean()),
             "cv_macro_f1": float(chosen.f1.mean()),
