@@ -106,11 +106,11 @@ def main() -> None:
 def pipeline_agreement(model: Path, clips: list[Path], cache: str) -> tuple[int, int]:
     from transformers import pipeline
 
-    from audioclf.apps.predict import predict_inputs
+    from audioclf.apps.predict import predict_all
     from audioclf.io.audio import load_audio
     from audioclf.training.model_dir import load_model
 
-    ours, _ = predict_inputs(load_model(model), [str(c) for c in clips], Path(cache), progress=False)
+    ours = predict_all(load_model(model), [str(c) for c in clips], Path(cache), progress=False).predictions
     classifier = pipeline("audio-classification", model=str(model))
     theirs = [classifier({"raw": load_audio(c), "sampling_rate": 16_000}, top_k=1)[0]["label"] for c in clips]
     return sum(p.label == t for p, t in zip(ours, theirs, strict=True)), len(clips)

@@ -12,7 +12,7 @@ import pytest
 from conftest import cli_args, probe_options, tone
 from tiny_models import FAMILIES, save_tiny
 
-from audioclf.apps.predict import predict_inputs
+from audioclf.apps.predict import predict_all
 from audioclf.cli.main import main
 from audioclf.encoders.loader import fit_windows, load_encoder
 from audioclf.errors import EncoderError
@@ -101,7 +101,7 @@ def test_family_finetunes_exports_and_agrees_with_pipeline(  # type: ignore[no-u
     meta = json.loads((out / "audioclf.json").read_text())
     assert meta["windows"]["window_s"] == FIXED_INPUT_S.get(family, 10.0)
     clips = sorted(tone_dataset.parent.glob("*_3_*.wav"))  # the held-out speaker
-    ours, _ = predict_inputs(load_model(out), [str(c) for c in clips], tmp_path / "c", progress=False)
+    ours = predict_all(load_model(out), [str(c) for c in clips], tmp_path / "c", progress=False).predictions
     classifier = pipeline("audio-classification", model=str(out))
     theirs = [classifier({"raw": load_audio(c), "sampling_rate": 16_000}, top_k=1)[0]["label"] for c in clips]
     assert [p.label for p in ours] == theirs
@@ -132,7 +132,7 @@ def test_probe_exports_for_waveform_families_only(  # type: ignore[no-untyped-de
         assert (model / "transformers").is_dir() == exported, family
         if exported:
             clips = sorted(tone_dataset.parent.glob("*_3_*.wav"))
-            ours, _ = predict_inputs(load_model(model), [str(c) for c in clips], tmp_path / "c", progress=False)
+            ours = predict_all(load_model(model), [str(c) for c in clips], tmp_path / "c", progress=False).predictions
             classifier = pipeline("audio-classification", model=str(model / "transformers"))
             for clip, pred in zip(clips, ours, strict=True):
                 top = classifier({"raw": load_audio(clip), "sampling_rate": 16_000}, top_k=1)[0]

@@ -15,7 +15,7 @@ import torch
 from conftest import cli_args, finetune_options, probe_options
 from safetensors.torch import load_file
 
-from audioclf.apps.predict import predict_inputs
+from audioclf.apps.predict import predict_all
 from audioclf.cli.main import main
 from audioclf.io.audio import WindowOptions, load_audio
 from audioclf.training.finetune import FinetuneOptions, length_batches
@@ -79,7 +79,7 @@ def test_export_loads_in_transformers_pipeline_and_agrees_with_predict(
     # in fp32, as the pipeline runs, on every CPU: predict would use bf16 where the CPU has it, and a label
     # whose margin is within bf16's rounding may then flip (test_encoders checks bf16 against fp32)
     monkeypatch.setattr("audioclf.apps.apply.bf16_supported", lambda: False)
-    ours, _ = predict_inputs(load_model(out), [str(c) for c in clips], tmp_path / "c", progress=False)
+    ours = predict_all(load_model(out), [str(c) for c in clips], tmp_path / "c", progress=False).predictions
     classifier = pipeline("audio-classification", model=str(out))
     theirs = [classifier({"raw": load_audio(c), "sampling_rate": 16_000}, top_k=3) for c in clips]
     assert [p.label for p in ours] == [t[0]["label"] for t in theirs]
@@ -143,7 +143,7 @@ def test_linear_probe_exports_exactly_to_transformers(
     assert main([*args, "--hidden", "0", "--epochs", "20"]) == 0
     capsys.readouterr()
     clips = sorted(tone_dataset.parent.glob("*_3_*.wav"))
-    ours, _ = predict_inputs(load_model(model), [str(c) for c in clips], Path(cache), progress=False)
+    ours = predict_all(load_model(model), [str(c) for c in clips], Path(cache), progress=False).predictions
     classifier = pipeline("audio-classification", model=str(model / "transformers"))
     for clip, pred in zip(clips, ours, strict=True):
         theirs = classifier({"raw": load_audio(clip), "sampling_rate": 16_000}, top_k=3)

@@ -77,26 +77,32 @@ def apply_probe(model: TrainedModel, items: Sequence[Item], run: Run) -> Applied
 
 
 def apply_transcript(model: TrainedModel, items: Sequence[Item], run: Run) -> Applied:
-    encoder, use = _encoder(model, run.windows)
-    view = _view(model, encoder, use, run)
-    result = _embed(items, encoder, use, run, view)
-    text, said = view.apply(result.embedded)
+    result, text, said, _ = _with_text(model, items, run)
     head, t = _head(model), model.temperature
     return _predictions(model, text, lambda x: head.logits(x) / t, said), result
 
 
 def apply_fused(model: TrainedModel, items: Sequence[Item], run: Run) -> Applied:
     """The acoustic probe's logits and the transcript probe's, each at its own temperature, mixed."""
-    encoder, use = _encoder(model, run.windows)
-    view = _view(model, encoder, use, run)
-    result = _embed(items, encoder, use, run, view)
-    text, said = view.apply(result.embedded)
+    result, text, said, dim = _with_text(model, items, run)
     head, fusion = _head(model), model.fusion
     assert fusion is not None, "a fused model is loaded with its fusion"
-    text_x = np.concatenate([e.embeddings for _, e in text]) if text else np.zeros((0, 1, view.text.dim), np.float32)
+    text_x = np.concatenate([e.embeddings for _, e in text]) if text else np.zeros((0, 1, dim), np.float32)
     preds = _predictions(model, result.embedded, head.logits, said)
     views = fusion.views(preds.window_logits, preds.window_recording, text_x)
     return replace(preds, window_logits=views["fused"], views=views), result
+
+
+def _with_text(
+    model: TrainedModel, items: Sequence[Item], run: Run
+) -> tuple[EmbedResult, list[tuple[Item, Embedded]], list[Transcript], int]:
+    """The acoustic embeddings, each recording's text view and transcript, and the text embedding's size."""
+    encoder, use = _encoder(model, run.windows)
+    view = view_for(model.card.features, encoder, run.cache_dir, use, model.path)
+    assert view is not None, "transcript and fused models have a text view"
+    result = _embed(items, encoder, use, run, view)
+    text, said = view.apply(result.embedded)
+    return result, text, said, view.text.dim
 
 
 def apply_finetuned(model: TrainedModel, items: Sequence[Item], run: Run) -> Applied:
@@ -129,12 +135,6 @@ def _encoder(model: TrainedModel, windows: WindowOptions | None) -> tuple[Encode
             f"({model.encoder_identity}); retrain the model or restore the original encoder"
         )
     return encoder, windows_for(model, encoder, windows)
-
-
-def _view(model: TrainedModel, encoder: Encoder, use: WindowOptions, run: Run) -> TextView:
-    view = view_for(model.card.features, encoder, run.cache_dir, use, model.path)
-    assert view is not None, "transcript and fused models have a text view"
-    return view
 
 
 def _embed(

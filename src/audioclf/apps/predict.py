@@ -33,22 +33,6 @@ class Predicted:
         return [r for r in self.results if isinstance(r, Prediction)]
 
 
-def predict_inputs(
-    model: TrainedModel,
-    inputs: Sequence[str],
-    cache_dir: Path,
-    options: PredictOptions | None = None,
-    fetch: FetchOptions | None = None,
-    *,
-    progress: bool = True,
-    stop: Callable[[], bool] | None = None,
-) -> tuple[list[Prediction], EmbedResult]:
-    """Files, folders (searched recursively for audio) and http(s) URLs -> one Prediction per readable input;
-    the others are in the result's ``failures``. ``stop``: see ``embed_items``."""
-    done = predict_all(model, inputs, cache_dir, options, fetch, progress=progress, stop=stop)
-    return done.predictions, done.embed
-
-
 def predict_all(
     model: TrainedModel,
     inputs: Sequence[str],

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from audioclf.apps.predict import predict_inputs
+from audioclf.apps.predict import predict_all
 from audioclf.apps.prediction import Prediction, PredictOptions
 from audioclf.errors import AudioclfError
 from audioclf.io.cache import default_cache_dir
@@ -60,8 +60,8 @@ def create_app(model: TrainedModel, options: ServeOptions) -> FastAPI:
     def run(
         sources: Sequence[str], chosen: PredictOptions, stop: Callable[[], bool]
     ) -> tuple[dict[str, Prediction], dict[str, str]]:
-        preds, result = predict_inputs(model, list(sources), cache_dir, chosen, fetch, progress=False, stop=stop)
-        return {p.source: p for p in preds}, {f.item.source: f.reason for f in result.failures}
+        done = predict_all(model, list(sources), cache_dir, chosen, fetch, progress=False, stop=stop)
+        return {p.source: p for p in done.predictions}, {f.item.source: f.reason for f in done.embed.failures}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
