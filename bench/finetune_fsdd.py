@@ -106,9 +106,9 @@ def main() -> None:
 def pipeline_agreement(model: Path, clips: list[Path], cache: str) -> tuple[int, int]:
     from transformers import pipeline
 
-    from audioclf.apps.predict import predict_all
     from audioclf.io.audio import load_audio
-    from audioclf.training.model_dir import load_model
+    from audioclf.labelling.inputs import predict_all
+    from audioclf.model.folder import load_model
 
     ours = predict_all(load_model(model), [str(c) for c in clips], Path(cache), progress=False).predictions
     classifier = pipeline("audio-classification", model=str(model))

@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 
+from audioclf.fitting.finetune import FinetuneOptions, Finetuner, Recording
 from audioclf.io.audio import WindowOptions
 from audioclf.io.manifest import Item
-from audioclf.training.finetune import FinetuneOptions, Finetuner, Recording
 
 
 def step_seconds(model: str, precision: str, batch: int, seconds: float, steps: int) -> float:

@@ -18,12 +18,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from audioclf.apps.apply import apply_model
 from audioclf.evaluation.metrics import compute_report
+from audioclf.fitting.probe import FitOptions
+from audioclf.fitting.train_probe import TrainOptions, train
 from audioclf.io.manifest import load_manifest
-from audioclf.training.model_dir import load_model
-from audioclf.training.probe import FitOptions
-from audioclf.training.train_probe import TrainOptions, train
+from audioclf.labelling.apply import apply_model
+from audioclf.model.folder import load_model
 
 NAME = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav$")
 

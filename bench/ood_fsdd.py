@@ -39,13 +39,13 @@ from sklearn.utils.extmath import randomized_svd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from ood_sounds import ood_clips
 
-from audioclf.apps.apply import apply_model
 from audioclf.evaluation.calibration import softmax
+from audioclf.fitting.novelty import Estimate, fit_novelty, shrunk_precision
+from audioclf.fitting.train_probe import TrainOptions, train
 from audioclf.io.manifest import Item, load_manifest
-from audioclf.training.model_dir import load_model
-from audioclf.training.novelty import Estimate, fit_novelty, shrunk_precision
-from audioclf.training.novelty_detector import Precision, recording_features
-from audioclf.training.train_probe import TrainOptions, train
+from audioclf.labelling.apply import apply_model
+from audioclf.model.folder import load_model
+from audioclf.model.novelty import Precision, recording_features
 
 
 def write_wav(path: Path, wave: np.ndarray) -> Path:
@@ -63,7 +63,7 @@ def write_wav(path: Path, wave: np.ndarray) -> Path:
 def scored(model, items: list[Item], cache: Path) -> dict[str, np.ndarray]:
     preds, result = apply_model(model, items, cache, progress=False)
     x = np.concatenate([e.embeddings for _, e in result.embedded])
-    from audioclf.evaluation.predictions import recording_logits
+    from audioclf.evaluation.window_logits import recording_logits
 
     logits = recording_logits(preds)
     return {

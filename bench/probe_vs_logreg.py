@@ -39,13 +39,13 @@ from sklearn.preprocessing import StandardScaler
 
 from audioclf.encoders.loader import load_encoder
 from audioclf.extraction.embed import embed_items
+from audioclf.fitting.data import Dataset, stack
+from audioclf.fitting.probe import mean_by_recording, predict_logits
+from audioclf.fitting.selection import ensemble_logits
+from audioclf.fitting.train_probe import TrainOptions, fit_view
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import EmbeddingCache
 from audioclf.io.manifest import Item
-from audioclf.training.data import Dataset, stack
-from audioclf.training.probe import mean_by_recording, predict_logits
-from audioclf.training.selection import ensemble_logits
-from audioclf.training.train_probe import TrainOptions, fit_view
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 FSDD = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav$")

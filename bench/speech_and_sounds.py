@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from ood_sounds import KINDS
 
 import audioclf
-from audioclf.apps.evaluate_model import evaluate_model
 from audioclf.evaluation.segments import SegmentOptions
 from audioclf.io.audio import WindowOptions, load_audio
+from audioclf.scoring.manifest import evaluate_model
 
 SOUNDS = ("music", "rain", "siren", "engine")
 CLIP_S = 2.0

@@ -65,7 +65,7 @@ def test_old_forms_mean_what_they_meant() -> None:
 )
 def test_a_damaged_card_is_one_line(change: object, words: str, tmp_path: Path) -> None:
     from audioclf.errors import ModelError
-    from audioclf.training.model_dir import load_model
+    from audioclf.model.folder import load_model
 
     data = json.loads((FIXTURES / "models" / "0.1.0" / "probe" / "audioclf.json").read_text())
     change(data)  # type: ignore[operator]

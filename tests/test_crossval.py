@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 
 from audioclf import CrossvalOptions, CrossvalResult, crossval
-from audioclf.apps.crossval import _widen
-from audioclf.apps.crossval_folds import assign_folds
-from audioclf.apps.crossval_report import over_folds
 from audioclf.cli.main import main
+from audioclf.crossvalidation.folds import assign_folds
+from audioclf.crossvalidation.report import over_folds
+from audioclf.crossvalidation.run import _widen
 from audioclf.errors import ManifestError, TrainingError
-from audioclf.evaluation.predictions import Predictions
+from audioclf.evaluation.window_logits import WindowLogits
+from audioclf.fitting.probe import FitOptions
+from audioclf.fitting.train_probe import TrainOptions
 from audioclf.io.manifest import Item, load_manifest
-from audioclf.training.probe import FitOptions
-from audioclf.training.train_probe import TrainOptions
 
 FAST = ["--encoder", "builtin", "--hidden", "0", "--lr", "0.003", "--epochs", "5"]
 
@@ -117,7 +117,7 @@ def test_over_folds_t_interval() -> None:
 
 
 def test_a_label_the_folds_model_never_saw_counts_as_an_error() -> None:
-    preds = Predictions(
+    preds = WindowLogits(
         labels=["a", "b"],
         window_logits=np.array([[2.0, 1.0], [0.0, 3.0]], dtype=np.float32),
         window_recording=np.array([0, 1]),

@@ -57,7 +57,7 @@ def test_predict_with_a_probe_on_one_layer_stops_there_and_answers_the_same(
     tone_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import audioclf
-    from audioclf.apps import apply
+    from audioclf.labelling import apply
 
     checkpoint = save_tiny("hubert", tmp_path / "hubert", layers=3)
     model = audioclf.train(

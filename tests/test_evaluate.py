@@ -10,8 +10,8 @@ import pytest
 
 from audioclf.errors import AudioclfError
 from audioclf.evaluation.metrics import compute_report
-from audioclf.evaluation.predictions import Predictions, recording_logits
 from audioclf.evaluation.report import summary_lines, write_report
+from audioclf.evaluation.window_logits import WindowLogits, recording_logits
 
 
 def _onehot(pred: list[int], n_classes: int) -> np.ndarray:
@@ -25,11 +25,11 @@ def _preds(
     pred: list[int],
     groups: list[str] | None = None,
     labels: list[str] | None = None,
-) -> Predictions:
+) -> WindowLogits:
     """One window per recording, predicted class `pred[i]`."""
     labels = labels or [f"c{i}" for i in range(max(max(true), max(pred)) + 1)]
     n = len(true)
-    return Predictions(
+    return WindowLogits(
         labels=labels,
         window_logits=_onehot(pred, len(labels)),
         window_recording=np.arange(n),
@@ -88,7 +88,7 @@ def test_known_small_case() -> None:
 def test_recording_level_differs_from_window_level() -> None:
     # r0 (true 0): 3 windows, 2 right + 1 wrong -> recording right; r1 (true 1): 1 window, right
     logits = np.array([[3, 0], [2, 0], [0, 1], [0, 5]], dtype=np.float32)
-    preds = Predictions(
+    preds = WindowLogits(
         labels=["a", "b"],
         window_logits=logits,
         window_recording=np.array([0, 0, 0, 1]),
@@ -107,7 +107,7 @@ def test_recording_level_differs_from_window_level() -> None:
     assert report["window"]["confusion"] == [[2, 1], [0, 1]]
 
 
-def _clustered_case(clustered: bool) -> Predictions:
+def _clustered_case(clustered: bool) -> WindowLogits:
     n_groups, per_group = 10, 10
     true = [i % 2 for i in range(n_groups * per_group)]
     pred = list(true)

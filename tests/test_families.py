@@ -12,14 +12,14 @@ import pytest
 from conftest import cli_args, probe_options, tone
 from tiny_models import FAMILIES, save_tiny
 
-from audioclf.apps.predict import predict_all
 from audioclf.cli.main import main
 from audioclf.encoders.loader import fit_windows, load_encoder
 from audioclf.errors import EncoderError
+from audioclf.fitting.finetune import FinetuneOptions
+from audioclf.fitting.train_finetune import finetune
 from audioclf.io.audio import WindowOptions, load_audio
-from audioclf.training.finetune import FinetuneOptions
-from audioclf.training.model_dir import load_model
-from audioclf.training.train_finetune import finetune
+from audioclf.labelling.inputs import predict_all
+from audioclf.model.folder import load_model
 
 FIXED_INPUT_S = {"whisper": 2.0, "ast": 2.0}  # the tiny configs' fixed input lengths (Whisper 30 s, AST 10.24 s)
 

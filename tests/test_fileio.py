@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from audioclf.fileio import current_umask, temp_dir_beside, write_json_atomic
+from audioclf.fitting.probe import ProbeHead
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import Embedded, EmbeddingCache
+from audioclf.model.probe import HeadArrays
 from audioclf.model.probe_config import ProbeConfig
-from audioclf.training.head_arrays import HeadArrays
-from audioclf.training.probe import ProbeHead
 
 
 @pytest.fixture(params=[0o022, 0o077, 0o002])

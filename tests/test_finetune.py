@@ -15,12 +15,12 @@ import torch
 from conftest import cli_args, finetune_options, probe_options
 from safetensors.torch import load_file
 
-from audioclf.apps.predict import predict_all
 from audioclf.cli.main import main
+from audioclf.fitting.finetune import FinetuneOptions, length_batches
+from audioclf.fitting.train_finetune import finetune
 from audioclf.io.audio import WindowOptions, load_audio
-from audioclf.training.finetune import FinetuneOptions, length_batches
-from audioclf.training.model_dir import load_model
-from audioclf.training.train_finetune import finetune
+from audioclf.labelling.inputs import predict_all
+from audioclf.model.folder import load_model
 
 FAST = {"lr": 3e-3, "batch_size": 4, "precision": "fp32", "progress": False, "patience": 10}
 
@@ -78,7 +78,7 @@ def test_export_loads_in_transformers_pipeline_and_agrees_with_predict(
     clips = sorted(tone_dataset.parent.glob("*_3_*.wav"))  # the held-out speaker
     # in fp32, as the pipeline runs, on every CPU: predict would use bf16 where the CPU has it, and a label
     # whose margin is within bf16's rounding may then flip (test_encoders checks bf16 against fp32)
-    monkeypatch.setattr("audioclf.apps.apply.bf16_supported", lambda: False)
+    monkeypatch.setattr("audioclf.labelling.apply.bf16_supported", lambda: False)
     ours = predict_all(load_model(out), [str(c) for c in clips], tmp_path / "c", progress=False).predictions
     classifier = pipeline("audio-classification", model=str(out))
     theirs = [classifier({"raw": load_audio(c), "sampling_rate": 16_000}, top_k=3) for c in clips]

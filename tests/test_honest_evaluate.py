@@ -93,7 +93,7 @@ def test_the_train_summary_counts_the_whole_run(
     """The novelty fit and the saving come after the probe: the total time covers them too."""
     import time
 
-    from audioclf.training.train_probe import TrainOptions, train
+    from audioclf.fitting.train_probe import TrainOptions, train
 
     options = TrainOptions(encoder="builtin", cache_dir=tone_model[1], progress=False)
     started = time.perf_counter()

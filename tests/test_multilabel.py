@@ -124,9 +124,9 @@ def test_fine_tuning_a_multi_label_model(
 ) -> None:
     from transformers import pipeline
 
+    from audioclf.fitting.finetune import FinetuneOptions
+    from audioclf.fitting.train_finetune import finetune
     from audioclf.io.audio import WindowOptions, load_audio
-    from audioclf.training.finetune import FinetuneOptions
-    from audioclf.training.train_finetune import finetune
 
     out = tmp_path / "ft"
     options = FinetuneOptions(epochs=2, lr=3e-3, batch_size=8, progress=False, precision="fp32")
@@ -137,7 +137,7 @@ def test_fine_tuning_a_multi_label_model(
     assert json.loads((out / "config.json").read_text())["problem_type"] == "multi_label_classification"
     clips = sorted(mixtures.parent.glob("g4_*.wav"))[:4]
     # in fp32, as the pipeline runs, on every CPU (predict would use bf16 where the CPU has it): the same numbers
-    monkeypatch.setattr("audioclf.apps.apply.bf16_supported", lambda: False)
+    monkeypatch.setattr("audioclf.labelling.apply.bf16_supported", lambda: False)
     ours = audioclf.load(out, cache_dir=tmp_path / "c").predict(clips, top_k=3)
     classifier = pipeline("audio-classification", model=str(out))
     for clip, pred in zip(clips, ours, strict=True):

@@ -11,8 +11,8 @@ from safetensors.numpy import save_file
 from sklearn.covariance import LedoitWolf
 
 from audioclf.errors import ModelError
-from audioclf.training.novelty import fit_novelty, shrunk_precision
-from audioclf.training.novelty_detector import NOVELTY_NAME, Novelty, Precision
+from audioclf.fitting.novelty import fit_novelty, shrunk_precision
+from audioclf.model.novelty import NOVELTY_NAME, Novelty, Precision
 
 
 def features(n: int, dim: int, seed: int = 0) -> np.ndarray:

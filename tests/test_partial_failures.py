@@ -110,7 +110,7 @@ def test_integer_samples_are_scaled_by_their_range(model: audioclf.Model, tmp_pa
 
 
 def test_integer_scaling_of_each_dtype() -> None:
-    from audioclf.apps.waveforms import as_samples
+    from audioclf.labelling.waveforms import as_samples
 
     assert as_samples(np.array([-32768, 0, 16384], np.int16)).tolist() == [-1.0, 0.0, 0.5]
     assert as_samples(np.array([0, 128, 192], np.uint8)).tolist() == [-1.0, 0.0, 0.5]

@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 from conftest import tone, write_audio
 
-from audioclf.apps.prediction import Prediction
-from audioclf.apps.segment_files import (
+from audioclf.cli.main import main
+from audioclf.errors import AudioclfError
+from audioclf.evaluation.segments import Segment, SegmentOptions, frame_grid, segments_of
+from audioclf.labelling.prediction import Prediction
+from audioclf.labelling.segment_files import (
     audacity_labels,
     chapters,
     csv_table,
@@ -21,9 +24,6 @@ from audioclf.apps.segment_files import (
     render,
     webvtt,
 )
-from audioclf.cli.main import main
-from audioclf.errors import AudioclfError
-from audioclf.evaluation.segments import Segment, SegmentOptions, frame_grid, segments_of
 
 LABELS = ["low", "mid", "high"]
 

@@ -9,13 +9,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from audioclf.errors import TrainingError
+from audioclf.fitting.data import Dataset, cv_folds
+from audioclf.fitting.fusion import calibrate
+from audioclf.fitting.logreg import logreg_path
+from audioclf.fitting.probe import FitOptions, ProbeHead, predict_logits
+from audioclf.fitting.selection import SelectOptions, candidate_grid, refit, select
 from audioclf.io.manifest import Item
 from audioclf.model.probe_config import LBFGS, ProbeConfig
-from audioclf.training.data import Dataset, cv_folds
-from audioclf.training.fusion import calibrate
-from audioclf.training.logreg import logreg_path
-from audioclf.training.probe import FitOptions, ProbeHead, predict_logits
-from audioclf.training.selection import SelectOptions, candidate_grid, refit, select
 
 FAST = FitOptions(max_epochs=60, patience=10)
 

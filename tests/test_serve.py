@@ -20,15 +20,15 @@ from conftest import tone, write_audio
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 
-from audioclf.apps.prediction import PredictOptions
 from audioclf.cli.main import main
 from audioclf.errors import AudioclfError
+from audioclf.labelling.prediction import PredictOptions
+from audioclf.model.folder import load_model
 from audioclf.serve.app import create_app
 from audioclf.serve.batcher import MicroBatcher, QueueFull
 from audioclf.serve.metrics import ServeMetrics
 from audioclf.serve.options import ServeOptions
 from audioclf.serve.uploads import receive_uploads
-from audioclf.training.model_dir import load_model
 
 
 def client_for(model: Path, cache: Path, **options: object) -> TestClient:

@@ -20,9 +20,9 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+from audioclf.model.folder import load_model  # noqa: E402
 from audioclf.serve.app import create_app  # noqa: E402
 from audioclf.serve.options import ServeOptions  # noqa: E402
-from audioclf.training.model_dir import load_model  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")

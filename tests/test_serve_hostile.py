@@ -25,10 +25,10 @@ pytest.importorskip("fastapi")
 import httpx
 
 from audioclf.cli.main import main
+from audioclf.model.folder import load_model
 from audioclf.serve.app import create_app
 from audioclf.serve.options import ServeOptions
 from audioclf.serve.server import bind, uvicorn_server
-from audioclf.training.model_dir import load_model
 
 BOUNDARY = "b0undary"
 MULTIPART = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}

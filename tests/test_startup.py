@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from audioclf.fitting.probe import ProbeHead
+from audioclf.model.probe import HeadArrays
 from audioclf.model.probe_config import LAST, MEAN, WEIGHTED, ProbeConfig
-from audioclf.training.head_arrays import HeadArrays
-from audioclf.training.probe import ProbeHead
 
 HEAVY = ("torch", "sklearn", "transformers", "matplotlib")
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from audioclf.errors import TrainingError
+from audioclf.fitting.data import grouped_split
+from audioclf.fitting.probe import FitOptions, ProbeHead, fit_probe, mean_by_recording
 from audioclf.model.probe_config import ProbeConfig
-from audioclf.training.data import grouped_split
-from audioclf.training.probe import FitOptions, ProbeHead, fit_probe, mean_by_recording
 
 
 def blobs(n_per_class: int, n_classes: int = 3, layers: int = 3, dim: int = 8, seed: int = 0):

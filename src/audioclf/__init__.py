@@ -18,13 +18,13 @@ _EXPORTS = {
     "evaluate": "audioclf.api",
     "Model": "audioclf.api",
     "Report": "audioclf.api",
-    "Prediction": "audioclf.apps.prediction",
-    "Failed": "audioclf.apps.prediction",
+    "Prediction": "audioclf.labelling.prediction",
+    "Failed": "audioclf.labelling.prediction",
     "Segment": "audioclf.evaluation.segments",
-    "crossval": "audioclf.apps.crossval",
-    "CrossvalOptions": "audioclf.apps.crossval",
-    "CrossvalResult": "audioclf.apps.crossval",
-    "FoldResult": "audioclf.apps.crossval",
+    "crossval": "audioclf.crossvalidation.run",
+    "CrossvalOptions": "audioclf.crossvalidation.run",
+    "CrossvalResult": "audioclf.crossvalidation.run",
+    "FoldResult": "audioclf.crossvalidation.run",
     "AudioclfError": "audioclf.errors",
 }
 
@@ -51,10 +51,10 @@ logging.getLogger("audioclf").addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from audioclf.api import Model, Report, evaluate, load, train
-    from audioclf.apps.crossval import CrossvalOptions, CrossvalResult, FoldResult, crossval
-    from audioclf.apps.prediction import Failed, Prediction
+    from audioclf.crossvalidation.run import CrossvalOptions, CrossvalResult, FoldResult, crossval
     from audioclf.errors import AudioclfError
     from audioclf.evaluation.segments import Segment
+    from audioclf.labelling.prediction import Failed, Prediction
 
 
 def __getattr__(name: str) -> Any:

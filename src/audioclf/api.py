@@ -21,18 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from audioclf.apps.evaluate_model import evaluate_model
-from audioclf.apps.predict import predict_all
-from audioclf.apps.prediction import Failed, Prediction, PredictOptions, chosen_confidence
-from audioclf.apps.waveforms import as_samples, check_sampling_rate, write_wav
 from audioclf.errors import AudioclfError
 from audioclf.evaluation.segments import DEFAULT_SMOOTH, SegmentOptions
+from audioclf.fitting.train_probe import TrainOptions
+from audioclf.fitting.train_probe import train as train_probe
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import default_cache_dir
+from audioclf.labelling.inputs import predict_all
+from audioclf.labelling.prediction import Failed, Prediction, PredictOptions, chosen_confidence
+from audioclf.labelling.waveforms import as_samples, check_sampling_rate, write_wav
+from audioclf.model.folder import TrainedModel, load_model
+from audioclf.scoring.manifest import evaluate_model
 from audioclf.speech.text_features import FeatureOptions
-from audioclf.training.model_dir import TrainedModel, load_model
-from audioclf.training.train_probe import TrainOptions
-from audioclf.training.train_probe import train as train_probe
 
 PathLike = str | Path
 Input = PathLike | np.ndarray  # a file, folder or URL, or one mono waveform

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from audioclf.apps.crossval import CrossvalOptions, FoldResult, crossval
-from audioclf.apps.crossval_report import describe
 from audioclf.cli.options import emit
 from audioclf.cli.train import train_options
+from audioclf.crossvalidation.report import describe
+from audioclf.crossvalidation.run import CrossvalOptions, FoldResult, crossval
 from audioclf.errors import TrainingError
 from audioclf.evaluation.report import summary_lines
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from audioclf.apps.evaluate_model import evaluate_model
 from audioclf.cli.options import emit, fetch_options, min_confidence, predict_windows
 from audioclf.evaluation.report import summary_lines
 from audioclf.evaluation.segments import SegmentOptions
-from audioclf.training.model_dir import load_model
+from audioclf.model.folder import load_model
+from audioclf.scoring.manifest import evaluate_model
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

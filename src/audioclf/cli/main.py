@@ -11,13 +11,13 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from audioclf.apps.segment_files import FORMATS
 from audioclf.cli.arg_types import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, int_at_least
 from audioclf.cli.errors import BROKEN_PIPE, describe
 from audioclf.cli.options import EXIT_INTERNAL
 from audioclf.evaluation.segments import DEFAULT_SMOOTH
 from audioclf.io.audio import DEFAULT_WINDOW_S
 from audioclf.io.cache import default_cache_dir
+from audioclf.labelling.segment_files import FORMATS
 from audioclf.version import __version__
 
 log = logging.getLogger("audioclf")

@@ -12,7 +12,7 @@ from audioclf.io.download import FetchOptions
 
 if TYPE_CHECKING:
     from audioclf.extraction.ray import RayOptions, RayRun
-    from audioclf.training.model_dir import TrainedModel
+    from audioclf.model.folder import TrainedModel
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_PARTIAL = 0, 1, 2, 3  # 3: predict labelled some inputs, not all
 EPOCH_HEADER = (
@@ -75,7 +75,7 @@ def predict_windows(args: argparse.Namespace, model: TrainedModel) -> WindowOpti
 
 def min_confidence(text: str | None, model: TrainedModel) -> float | None:
     """``--min-confidence``: a probability, ``auto`` (the model's own threshold) or not given."""
-    from audioclf.apps.prediction import chosen_confidence  # the command line's start-up stays light
+    from audioclf.labelling.prediction import chosen_confidence  # the command line's start-up stays light
 
     return chosen_confidence(text, lambda: model.min_confidence)
 

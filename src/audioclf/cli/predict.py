@@ -6,9 +6,6 @@ import argparse
 import logging
 import sys
 
-from audioclf.apps.predict import predict_all
-from audioclf.apps.prediction import Failed, Prediction, PredictOptions
-from audioclf.apps.segment_files import check_format, output_stem, render, write_segment_files
 from audioclf.cli.options import (
     EXIT_OK,
     EXIT_PARTIAL,
@@ -20,7 +17,10 @@ from audioclf.cli.options import (
 )
 from audioclf.errors import AudioclfError, DecodeError
 from audioclf.evaluation.segments import SegmentOptions
-from audioclf.training.model_dir import TrainedModel, load_model
+from audioclf.labelling.inputs import predict_all
+from audioclf.labelling.prediction import Failed, Prediction, PredictOptions
+from audioclf.labelling.segment_files import check_format, output_stem, render, write_segment_files
+from audioclf.model.folder import TrainedModel, load_model
 
 log = logging.getLogger("audioclf")
 
@@ -50,7 +50,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.out is not None:
         written = write_segment_files(preds, fmt or "csv", args.out) if options.segments else []
         for pred in preds if args.plot else []:
-            from audioclf.apps.timeline_plot import write_timeline_plot  # matplotlib: only when plotting
+            from audioclf.labelling.timeline_plot import write_timeline_plot  # matplotlib: only when plotting
 
             written.append(write_timeline_plot(pred, args.out / f"{output_stem(pred.source)}.png"))
         log.info("wrote %d file(s) to %s", len(written), args.out)

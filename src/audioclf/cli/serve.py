@@ -8,7 +8,7 @@ import os
 
 from audioclf.cli.options import EXIT_OK, size_bytes
 from audioclf.errors import AudioclfError
-from audioclf.training.model_dir import load_model
+from audioclf.model.folder import load_model
 
 log = logging.getLogger("audioclf")
 TOKEN_ENV = "AUDIOCLF_TOKEN"

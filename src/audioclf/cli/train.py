@@ -9,12 +9,12 @@ from audioclf.cli.options import EPOCH_HEADER, emit, fetch_options, ray_options,
 from audioclf.encoders.loader import DEFAULT_ENCODER
 from audioclf.errors import ManifestError, TrainingError
 from audioclf.evaluation.report import summary_lines
+from audioclf.fitting.finetune import FinetuneOptions
+from audioclf.fitting.probe import EpochStats, FitOptions
+from audioclf.fitting.train_finetune import finetune
+from audioclf.fitting.train_multilabel import MultiLabelSummary
+from audioclf.fitting.train_probe import TrainOptions, TrainSummary, train
 from audioclf.speech.text_features import FeatureOptions
-from audioclf.training.finetune import FinetuneOptions
-from audioclf.training.probe import EpochStats, FitOptions
-from audioclf.training.train_finetune import finetune
-from audioclf.training.train_multilabel import MultiLabelSummary
-from audioclf.training.train_probe import TrainOptions, TrainSummary, train
 
 
 def _epoch_line(s: EpochStats) -> str:

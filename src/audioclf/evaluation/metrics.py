@@ -21,7 +21,7 @@ from sklearn.metrics import (
 
 from audioclf.errors import AudioclfError
 from audioclf.evaluation.calibration import calibration_metrics, softmax
-from audioclf.evaluation.predictions import Predictions, recording_logits
+from audioclf.evaluation.window_logits import WindowLogits, recording_logits
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def _level_metrics(
 
 
 def _errors(
-    preds: Predictions, rec_idx: NDArray[np.int64], rec_logits: NDArray[np.float64]
+    preds: WindowLogits, rec_idx: NDArray[np.int64], rec_logits: NDArray[np.float64]
 ) -> tuple[list[dict[str, Any]], int]:
     true = np.asarray(preds.recording_true, dtype=np.int64)[rec_idx]
     pred = rec_logits.argmax(axis=1)
@@ -118,7 +118,7 @@ def _errors(
     return errors, len(wrong)
 
 
-def _included_recordings(preds: Predictions, rec_logits: NDArray[np.float64]) -> NDArray[np.int64]:
+def _included_recordings(preds: WindowLogits, rec_logits: NDArray[np.float64]) -> NDArray[np.int64]:
     """Indices of recordings with a known label and at least one window; raise if there are none."""
     labelled = np.asarray(preds.recording_true) >= 0
     has_windows = ~np.isnan(rec_logits).any(axis=1)
@@ -131,7 +131,7 @@ def _included_recordings(preds: Predictions, rec_logits: NDArray[np.float64]) ->
     return np.flatnonzero(labelled & has_windows).astype(np.int64)
 
 
-def compute_report(preds: Predictions, *, n_bootstrap: int = 1000, seed: int = 0, ci: float = 0.95) -> dict[str, Any]:
+def compute_report(preds: WindowLogits, *, n_bootstrap: int = 1000, seed: int = 0, ci: float = 0.95) -> dict[str, Any]:
     """JSON-serialisable evaluation report (plain Python numbers only, None where undefined).
 
     Keys: labels, n_groups, n_recordings_total, n_recordings_excluded, ci, n_bootstrap, seed, n_errors,
@@ -209,7 +209,7 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def view_reports(preds: Predictions) -> dict[str, dict[str, Any]]:
+def view_reports(preds: WindowLogits) -> dict[str, dict[str, Any]]:
     """For a fused model: the recording-level metrics of each view alone (same recordings, same bootstrap)."""
     out: dict[str, dict[str, Any]] = {}
     for name, logits in (preds.views or {}).items():

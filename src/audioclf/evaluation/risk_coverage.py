@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from audioclf.evaluation.calibration import softmax
-from audioclf.evaluation.predictions import Predictions, recording_logits
+from audioclf.evaluation.window_logits import WindowLogits, recording_logits
 
 CURVE_POINTS = 101  # points kept from the curve (coverage in hundredths)
 
@@ -42,7 +42,7 @@ def at_threshold(accepted: np.ndarray, correct: np.ndarray, threshold: float) ->
     }
 
 
-def abstain_report(preds: Predictions, min_confidence: float | None) -> dict[str, Any] | None:
+def abstain_report(preds: WindowLogits, min_confidence: float | None) -> dict[str, Any] | None:
     """The curve over the labelled recordings (ranked by top probability) and, with ``min_confidence``, the
     point where predict answers: top probability at least ``min_confidence`` and, where the model has a novelty
     detector, novelty at most 1."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 from audioclf.errors import ManifestError
 
 SEPARATOR = ";"
@@ -43,3 +45,14 @@ def from_json_list(value: Sequence[object], where: str) -> str:
 def is_multi_label(cells: Iterable[str | None]) -> bool:
     """Any row with more than one label makes the task multi-label."""
     return any(cell is not None and len(split_labels(cell)) > 1 for cell in cells)
+
+
+def multi_hot(cells: Sequence[str | None], labels: Sequence[str]) -> np.ndarray:
+    """[n_rows, n_labels] 0/1: each row's label set (its label cell, split into labels)."""
+    index = {label: i for i, label in enumerate(labels)}
+    y = np.zeros((len(cells), len(labels)), dtype=np.float32)
+    for row, cell in enumerate(cells):
+        for label in split_labels(cell or ""):
+            if label in index:
+                y[row, index[label]] = 1.0
+    return y

@@ -25,11 +25,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from audioclf.apps.predict import predict_all
-from audioclf.apps.prediction import Prediction, PredictOptions
 from audioclf.errors import AudioclfError
 from audioclf.io.cache import default_cache_dir
 from audioclf.io.download import FetchOptions
+from audioclf.labelling.inputs import predict_all
+from audioclf.labelling.prediction import Prediction, PredictOptions
+from audioclf.model.folder import TrainedModel
 from audioclf.serve.batcher import MicroBatcher, QueueFull
 from audioclf.serve.egress import EgressProxy
 from audioclf.serve.guard import Unauthorized, checked_url, token_ok
@@ -37,7 +38,6 @@ from audioclf.serve.metrics import ServeMetrics
 from audioclf.serve.options import ServeOptions
 from audioclf.serve.query import PREDICT_OPENAPI, options_from_query
 from audioclf.serve.uploads import TooLarge, receive_uploads
-from audioclf.training.model_dir import TrainedModel
 from audioclf.version import __version__
 
 log = logging.getLogger(__name__)

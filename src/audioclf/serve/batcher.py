@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
-from audioclf.apps.prediction import Prediction, PredictOptions
 from audioclf.errors import AudioclfError, RunStopped, first_line
+from audioclf.labelling.prediction import Prediction, PredictOptions
 from audioclf.serve.metrics import ServeMetrics
 
 log = logging.getLogger(__name__)

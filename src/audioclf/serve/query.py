@@ -7,11 +7,11 @@ import math
 import re
 from collections.abc import Mapping
 
-from audioclf.apps.prediction import PredictOptions, chosen_confidence
 from audioclf.errors import AudioclfError
 from audioclf.evaluation.segments import DEFAULT_SMOOTH, SegmentOptions
 from audioclf.io.audio import WindowOptions
-from audioclf.training.model_dir import TrainedModel
+from audioclf.labelling.prediction import PredictOptions, chosen_confidence
+from audioclf.model.folder import TrainedModel
 
 DESCRIBED = {
     "top_k": ("integer", "how many labels to list, best first (default 3)"),

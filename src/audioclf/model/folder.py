@@ -13,9 +13,9 @@ from audioclf.errors import AudioclfError, ModelError
 from audioclf.fileio import write_json_atomic
 from audioclf.io.audio import WindowOptions
 from audioclf.model.card import MODEL_FORMAT, FusionCard, HeadShape, ModelCard, ModelKind
-from audioclf.training.fused_views import Fusion
-from audioclf.training.head_arrays import HeadArrays
-from audioclf.training.novelty_detector import Novelty
+from audioclf.model.fusion import Fusion
+from audioclf.model.novelty import Novelty
+from audioclf.model.probe import HeadArrays
 from audioclf.version import __version__
 
 CONFIG_NAME = "audioclf.json"

@@ -15,29 +15,29 @@ from audioclf.encoders.loader import Encoder, LoadedEncoder, fit_windows, load_e
 from audioclf.encoders.spec import ModelSpec
 from audioclf.errors import TrainingError
 from audioclf.evaluation.metrics import compute_report
-from audioclf.evaluation.predictions import Predictions
 from audioclf.evaluation.report import write_report
+from audioclf.evaluation.window_logits import WindowLogits
 from audioclf.extraction.embed import EmbedResult, embed_items, write_failures
+from audioclf.fitting.data import Dataset, hold_out_test, stack
+from audioclf.fitting.export import export_probe
+from audioclf.fitting.fusion import calibrate, temperature
+from audioclf.fitting.novelty import fit_abstain
+from audioclf.fitting.probe import EpochStats, FitOptions, FitResult, ProbeHead, predict_logits
+from audioclf.fitting.selection import DEFAULT_FOLDS, Candidate, Selection, SelectOptions, refit, select
+from audioclf.fitting.train_multilabel import MultiLabelJob, MultiLabelSummary, train_multilabel
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import Embedded, EmbeddingCache, default_cache_dir
 from audioclf.io.download import FetchOptions
 from audioclf.io.label_sets import is_multi_label
 from audioclf.io.manifest import Item, labels_of, usable_labels
 from audioclf.model.card import Calibration, EncoderRef, HeadShape, ModelCard, ModelKind, Training
+from audioclf.model.folder import TrainedModel, fusion_card, prepare_out_dir, save_model
+from audioclf.model.fusion import Fusion
+from audioclf.model.probe import HeadArrays
 from audioclf.model.probe_config import ProbeConfig, check_layer
+from audioclf.model.training_set import TrainingSet, training_rows
 from audioclf.speech.features import Features
 from audioclf.speech.text_features import FeatureOptions, TextView, save_tfidf, write_transcripts
-from audioclf.training.data import Dataset, hold_out_test, stack
-from audioclf.training.export import export_probe
-from audioclf.training.fused_views import Fusion
-from audioclf.training.fusion import calibrate, temperature
-from audioclf.training.head_arrays import HeadArrays
-from audioclf.training.model_dir import TrainedModel, fusion_card, prepare_out_dir, save_model
-from audioclf.training.novelty import fit_abstain
-from audioclf.training.probe import EpochStats, FitOptions, FitResult, ProbeHead, predict_logits
-from audioclf.training.selection import DEFAULT_FOLDS, Candidate, Selection, SelectOptions, refit, select
-from audioclf.training.train_multilabel import MultiLabelJob, MultiLabelSummary, train_multilabel
-from audioclf.training.training_set import TrainingSet, training_rows
 
 if TYPE_CHECKING:
     from audioclf.extraction.ray import RayOptions, RayRun
@@ -108,7 +108,7 @@ def _test_report(
     logits = predict_logits(head, test.x.numpy()) / temperature_  # 1 for a fused model
     if fusion is not None and text is not None:
         logits = fusion.views(logits, test.recording, text.x.numpy())["fused"]
-    preds = Predictions(
+    preds = WindowLogits(
         labels=labels,
         window_logits=logits,
         window_recording=test.recording,

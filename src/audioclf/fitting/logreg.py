@@ -17,8 +17,8 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
+from audioclf.fitting.probe import ProbeHead
 from audioclf.model.probe_config import LBFGS, ProbeConfig
-from audioclf.training.probe import ProbeHead
 
 MAX_ITER = 1000
 ABSENT_CLASS_BIAS = -30.0  # a class missing from a fold's training windows: never predicted, finite log-loss

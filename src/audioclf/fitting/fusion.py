@@ -14,11 +14,11 @@ import numpy as np
 import torch
 
 from audioclf.evaluation.calibration import log_softmax
-from audioclf.training.data import Dataset
-from audioclf.training.fused_views import Fusion, mix
-from audioclf.training.head_arrays import HeadArrays
-from audioclf.training.probe import ProbeHead
-from audioclf.training.selection import clearly_better, recording_scores
+from audioclf.fitting.data import Dataset
+from audioclf.fitting.probe import ProbeHead
+from audioclf.fitting.selection import clearly_better, recording_scores
+from audioclf.model.fusion import Fusion, mix
+from audioclf.model.probe import HeadArrays
 
 TEMPERATURES = np.exp(np.linspace(np.log(0.05), np.log(20.0), 61))  # grid for temperature scaling
 WEIGHTS = np.linspace(0.0, 1.0, 11)  # the acoustic view's share of the mixture

@@ -17,27 +17,15 @@ from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from audioclf.evaluation.calibration import sigmoid
 from audioclf.evaluation.multilabel_metrics import recording_max
-from audioclf.io.label_sets import split_labels
+from audioclf.fitting.data import Dataset, cv_folds
+from audioclf.fitting.logreg import ABSENT_CLASS_BIAS, MAX_ITER
+from audioclf.fitting.probe import ProbeHead
+from audioclf.fitting.selection import one_thread
 from audioclf.io.manifest import Item
 from audioclf.model.probe_config import LAST, LBFGS, WEIGHTED, ProbeConfig
-from audioclf.training.data import Dataset, cv_folds
-from audioclf.training.logreg import ABSENT_CLASS_BIAS, MAX_ITER
-from audioclf.training.probe import ProbeHead
-from audioclf.training.selection import one_thread
 
 C_GRID = (0.001, 0.01, 0.1, 1.0)
 DEFAULT_THRESHOLD = 0.5  # a label with no positive out-of-fold recording keeps the plain sigmoid midpoint
-
-
-def multi_hot(items: Sequence[Item], labels: Sequence[str]) -> np.ndarray:
-    """[n_items, n_labels] 0/1: each row's label set."""
-    index = {label: i for i, label in enumerate(labels)}
-    y = np.zeros((len(items), len(labels)), dtype=np.float32)
-    for row, item in enumerate(items):
-        for label in split_labels(item.label or ""):
-            if label in index:
-                y[row, index[label]] = 1.0
-    return y
 
 
 def rarest_label_items(items: Sequence[Item], y: np.ndarray) -> list[Item]:

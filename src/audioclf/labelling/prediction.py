@@ -10,8 +10,8 @@ import numpy as np
 
 from audioclf.errors import AudioclfError
 from audioclf.evaluation.calibration import sigmoid, softmax
-from audioclf.evaluation.predictions import Predictions, recording_logits
 from audioclf.evaluation.segments import UNKNOWN, Segment, SegmentOptions, label_segments, segments_of
+from audioclf.evaluation.window_logits import WindowLogits, recording_logits
 from audioclf.io.audio import WindowOptions
 from audioclf.io.label_sets import join_labels
 from audioclf.speech.transcribe import Transcript
@@ -144,7 +144,7 @@ Result = Prediction | Failed  # one input's answer
 
 
 def predictions_for(
-    preds: Predictions, durations: Sequence[np.ndarray], options: PredictOptions, hop_s: float
+    preds: WindowLogits, durations: Sequence[np.ndarray], options: PredictOptions, hop_s: float
 ) -> list[Prediction]:
     """Per-recording labels from window logits (mean logits), with the timelines and segments asked for."""
     if preds.thresholds is not None:
@@ -212,7 +212,7 @@ def _segments(scores: WindowScores, hop_s: float, options: PredictOptions) -> li
 
 
 def _multilabel_predictions(
-    preds: Predictions, durations: Sequence[np.ndarray], options: PredictOptions, hop_s: float, thresholds: np.ndarray
+    preds: WindowLogits, durations: Sequence[np.ndarray], options: PredictOptions, hop_s: float, thresholds: np.ndarray
 ) -> list[Prediction]:
     """Sigmoid per label; a recording has a label when one of its windows does (max over windows)."""
     win_probs = sigmoid(preds.window_logits)

@@ -19,7 +19,7 @@ from safetensors.numpy import load_file, save_file
 from audioclf.errors import ModelError
 from audioclf.fileio import atomic_path
 from audioclf.model.card import NoveltyCard
-from audioclf.training.head_arrays import HeadArrays
+from audioclf.model.probe import HeadArrays
 
 NOVELTY_NAME = "novelty.safetensors"
 KEEP_KNOWN = 0.95  # share of held-out training recordings (and of correct answers) a threshold keeps

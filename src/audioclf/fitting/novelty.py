@@ -18,10 +18,10 @@ import numpy as np
 from sklearn.model_selection import GroupKFold
 
 from audioclf.evaluation.calibration import softmax
+from audioclf.fitting.data import Dataset
 from audioclf.model.card import Abstain
-from audioclf.training.data import Dataset
-from audioclf.training.head_arrays import HeadArrays
-from audioclf.training.novelty_detector import KEEP_KNOWN, Novelty, Precision, recording_features
+from audioclf.model.novelty import KEEP_KNOWN, Novelty, Precision, recording_features
+from audioclf.model.probe import HeadArrays
 
 MAX_FOLDS = 5  # group folds that set the threshold
 MAX_AUTO_CONFIDENCE = 0.99

@@ -23,10 +23,9 @@ from sklearn.metrics import f1_score
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from audioclf.model.probe_config import ADAMW, LAST, LBFGS, MEAN, WEIGHTED, ProbeConfig
-from audioclf.training.data import Dataset, cv_folds
-from audioclf.training.logreg import logreg_path
-from audioclf.training.probe import (
+from audioclf.fitting.data import Dataset, cv_folds
+from audioclf.fitting.logreg import logreg_path
+from audioclf.fitting.probe import (
     EpochStats,
     FitOptions,
     FitResult,
@@ -35,6 +34,7 @@ from audioclf.training.probe import (
     mean_by_recording,
     predict_logits,
 )
+from audioclf.model.probe_config import ADAMW, LAST, LBFGS, MEAN, WEIGHTED, ProbeConfig
 
 log = logging.getLogger(__name__)
 

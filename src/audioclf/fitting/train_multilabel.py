@@ -9,14 +9,15 @@ from pathlib import Path
 
 from audioclf.encoders.spec import ModelSpec
 from audioclf.extraction.embed import EmbedResult
+from audioclf.fitting.data import hold_out_test, stack
+from audioclf.fitting.export import export_probe
+from audioclf.fitting.multilabel import MultiLabelFit, fit_multilabel
 from audioclf.io.audio import WindowOptions
+from audioclf.io.label_sets import multi_hot
 from audioclf.model.card import EncoderRef, HeadShape, ModelCard, ModelKind, Training
-from audioclf.training.data import hold_out_test, stack
-from audioclf.training.export import export_probe
-from audioclf.training.head_arrays import HeadArrays
-from audioclf.training.model_dir import TrainedModel, save_model
-from audioclf.training.multilabel import MultiLabelFit, fit_multilabel, multi_hot
-from audioclf.training.training_set import TrainingSet
+from audioclf.model.folder import TrainedModel, save_model
+from audioclf.model.probe import HeadArrays
+from audioclf.model.training_set import TrainingSet
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class MultiLabelJob:
 
 def train_multilabel(job: MultiLabelJob, embedded: EmbedResult, started: float) -> MultiLabelSummary:
     data, _ = hold_out_test(stack(embedded.embedded, job.labels), job.test_size, job.seed, job.out)
-    y = multi_hot(data.items, job.labels)
+    y = multi_hot([item.label for item in data.items], job.labels)
     fit = fit_multilabel(data, y, n_folds=job.folds, seed=job.seed, layer=job.layer)
     counts = {label: int(n) for label, n in zip(job.labels, y.sum(0), strict=True)}
     summary = MultiLabelSummary(

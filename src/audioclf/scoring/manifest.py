@@ -9,25 +9,25 @@ from typing import Any
 
 import numpy as np
 
-from audioclf.apps.apply import apply_model
-from audioclf.apps.evaluate_segments import evaluate_segments
-from audioclf.apps.prediction import PredictOptions
 from audioclf.errors import ManifestError
 from audioclf.evaluation.calibration import sigmoid
 from audioclf.evaluation.metrics import compute_report, view_reports
 from audioclf.evaluation.multilabel_metrics import multilabel_report, recording_max
-from audioclf.evaluation.predictions import Predictions
 from audioclf.evaluation.report import write_report
 from audioclf.evaluation.risk_coverage import abstain_report
 from audioclf.evaluation.segments import SegmentOptions
+from audioclf.evaluation.window_logits import WindowLogits
 from audioclf.extraction.embed import EmbedResult, write_failures
 from audioclf.io.audio import WindowOptions
 from audioclf.io.download import FetchOptions
+from audioclf.io.label_sets import multi_hot
 from audioclf.io.manifest import SPLITS, Item, labels_of, load_manifest
+from audioclf.labelling.apply import apply_model
+from audioclf.labelling.prediction import PredictOptions
+from audioclf.model.folder import TrainedModel
+from audioclf.model.training_set import TrainingSet
+from audioclf.scoring.segments import evaluate_segments
 from audioclf.speech.text_features import write_transcripts
-from audioclf.training.model_dir import TrainedModel
-from audioclf.training.multilabel import multi_hot
-from audioclf.training.training_set import TrainingSet
 
 SPLIT_CHOICES = ("auto", "all", *SPLITS)
 EVALUATION_DIR = "evaluation"  # beside report/, which holds training's own held-out report
@@ -157,10 +157,10 @@ def evaluate_model(
     return _written(model, manifest, out, report, preds, result, seen)
 
 
-def _multilabel_report(preds: Predictions, result: EmbedResult, thresholds: np.ndarray) -> dict[str, Any]:
+def _multilabel_report(preds: WindowLogits, result: EmbedResult, thresholds: np.ndarray) -> dict[str, Any]:
     """Recording probabilities (max over windows of each label's sigmoid) against the rows' label sets."""
     by_source = {item.source: item for item, _ in result.embedded}
-    truth = multi_hot([by_source[s] for s in preds.recordings], preds.labels)
+    truth = multi_hot([by_source[s].label for s in preds.recordings], preds.labels)
     logits = recording_max(np.asarray(preds.window_logits, dtype=np.float64), preds.window_recording, len(truth))
     return multilabel_report(sigmoid(logits), truth, thresholds, preds.labels)
 
@@ -170,7 +170,7 @@ def _written(
     manifest: Path,
     out: Path,
     report: dict[str, Any],
-    preds: Predictions,
+    preds: WindowLogits,
     result: EmbedResult,
     seen: SeenRows,
 ) -> Evaluation:

@@ -19,9 +19,9 @@ import torch
 from audioclf.encoders.hf_families import WaveformFamily, family_of
 from audioclf.encoders.spec import HF, ModelSpec
 from audioclf.errors import AudioclfError
+from audioclf.fitting.finetune import FinetuneOptions, load_classifier
+from audioclf.fitting.probe import ProbeHead
 from audioclf.model.probe_config import LAST
-from audioclf.training.finetune import FinetuneOptions, load_classifier
-from audioclf.training.probe import ProbeHead
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Cross-validation: the whole train -> evaluate loop once per grouped fold, pooled into one report.
 
 Each fold is a manifest of its own (``<out>/folds/fold_<k>.csv``, the held-out rows with split=test), trained by
-:func:`audioclf.training.train_probe.train` into ``<out>/fold_<k>/`` and scored on its held-out rows through
+:func:`audioclf.fitting.train_probe.train` into ``<out>/fold_<k>/`` and scored on its held-out rows through
 ``apply_model`` and ``compute_report``. All folds share the embedding cache, so each recording is embedded
 once. A finished fold is kept on a rerun. torch and scikit-learn are imported when a run starts:
 ``import audioclf`` stays light.
@@ -20,16 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from audioclf.apps.crossval_folds import assign_folds, fold_group, fold_manifest
-from audioclf.apps.crossval_report import over_folds, write_outputs
+from audioclf.crossvalidation.folds import assign_folds, fold_group, fold_manifest
+from audioclf.crossvalidation.report import over_folds, write_outputs
 from audioclf.errors import AudioclfError, TrainingError
 from audioclf.fileio import atomic_write, write_json_atomic, write_text_atomic
 from audioclf.io.manifest import Item, labels_of, load_manifest
 
 if TYPE_CHECKING:
-    from audioclf.evaluation.predictions import Predictions
+    from audioclf.evaluation.window_logits import WindowLogits
     from audioclf.extraction.embed import Failure
-    from audioclf.training.train_probe import TrainOptions
+    from audioclf.fitting.train_probe import TrainOptions
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ NOT_RESULT = frozenset({"force", "progress", "cache_dir", "fetch", "ray", "test_
 
 
 def _default_train() -> TrainOptions:
-    from audioclf.training.train_probe import TrainOptions
+    from audioclf.fitting.train_probe import TrainOptions
 
     return TrainOptions()
 
@@ -100,7 +100,7 @@ class _Run:
 @dataclass(frozen=True)
 class _Fold:
     result: FoldResult
-    preds: Predictions  # over all labels of the manifest
+    preds: WindowLogits  # over all labels of the manifest
     failures: list[Failure]
 
 
@@ -199,11 +199,11 @@ def _run_fold(run: _Run, k: int, held: np.ndarray, name: str) -> _Fold:
     return _Fold(result, wide, failures)
 
 
-def _train_and_apply(run: _Run, manifest: Path, fold_dir: Path, k: int) -> tuple[Any, Predictions, list[Item], Any]:
+def _train_and_apply(run: _Run, manifest: Path, fold_dir: Path, k: int) -> tuple[Any, WindowLogits, list[Item], Any]:
     """(TrainSummary, the held-out predictions, the items they are of, every failure of the fold)."""
-    from audioclf.apps.apply import apply_model
-    from audioclf.training.model_dir import load_model
-    from audioclf.training.train_probe import train
+    from audioclf.fitting.train_probe import train
+    from audioclf.labelling.apply import apply_model
+    from audioclf.model.folder import load_model
 
     options = replace(run.options.train, force=True, test_size=None)  # this fold is being (re)done
     try:
@@ -228,7 +228,7 @@ def _in_manifest(failure: Failure, fold_csv: Path, items: Sequence[Item]) -> Fai
     return failure
 
 
-def _widen(preds: Predictions, items: Sequence[Item], labels: list[str]) -> Predictions:
+def _widen(preds: WindowLogits, items: Sequence[Item], labels: list[str]) -> WindowLogits:
     """A fold's predictions over the labels of the whole manifest (a fold's model may lack some)."""
     cols = [labels.index(label) for label in preds.labels]
 
@@ -249,7 +249,7 @@ def _widen(preds: Predictions, items: Sequence[Item], labels: list[str]) -> Pred
     )
 
 
-def _report(preds: Predictions) -> dict[str, Any]:
+def _report(preds: WindowLogits) -> dict[str, Any]:
     from audioclf.evaluation.metrics import compute_report, view_reports
 
     report = compute_report(preds)
@@ -258,7 +258,7 @@ def _report(preds: Predictions) -> dict[str, Any]:
     return report
 
 
-def _fold_report(wide: Predictions, k: int, manifest: Path, fold_dir: Path) -> dict[str, Any]:
+def _fold_report(wide: WindowLogits, k: int, manifest: Path, fold_dir: Path) -> dict[str, Any]:
     from audioclf.evaluation.report import write_report
 
     if not wide.recordings:
@@ -270,7 +270,7 @@ def _fold_report(wide: Predictions, k: int, manifest: Path, fold_dir: Path) -> d
     return report
 
 
-def _save_predictions(path: Path, p: Predictions) -> None:
+def _save_predictions(path: Path, p: WindowLogits) -> None:
     arrays: dict[str, Any] = {
         "labels": np.array(p.labels, dtype=str),
         "window_logits": p.window_logits,
@@ -286,7 +286,7 @@ def _save_predictions(path: Path, p: Predictions) -> None:
 
 def _finished(fold_dir: Path, key: dict[str, str], labels: list[str]) -> _Fold | None:
     """An earlier run's result of this fold, if it finished with the same fold manifest and options."""
-    from audioclf.evaluation.predictions import Predictions
+    from audioclf.evaluation.window_logits import WindowLogits
     from audioclf.extraction.embed import Failure
 
     try:
@@ -297,7 +297,7 @@ def _finished(fold_dir: Path, key: dict[str, str], labels: list[str]) -> _Fold |
             views = {name.removeprefix("view_"): z[name] for name in z.files if name.startswith("view_")}
             strings = {name: z[name].tolist() for name in ("labels", "recordings", "recording_groups")}
             arrays = {name: z[name] for name in ("window_logits", "window_recording", "window_starts_s")}
-            preds = Predictions(**strings, **arrays, recording_true=z["recording_true"], views=views or None)
+            preds = WindowLogits(**strings, **arrays, recording_true=z["recording_true"], views=views or None)
         result = FoldResult(**{**done["result"], "out": fold_dir, "reused": True})
         failures = [Failure(Item(f["source"], None, None, "", f["row"]), f["reason"]) for f in done["failures"]]
     except (OSError, ValueError, KeyError, TypeError):  # missing, half-written or from another version: redo
@@ -307,15 +307,15 @@ def _finished(fold_dir: Path, key: dict[str, str], labels: list[str]) -> _Fold |
     return _Fold(result, preds, failures)
 
 
-def _pool(parts: Sequence[Predictions], labels: list[str]) -> Predictions:
+def _pool(parts: Sequence[WindowLogits], labels: list[str]) -> WindowLogits:
     """All folds' out-of-fold predictions as one set: every recording was held out exactly once."""
-    from audioclf.evaluation.predictions import Predictions
+    from audioclf.evaluation.window_logits import WindowLogits
 
     offsets = np.cumsum([0, *(len(p.recordings) for p in parts)])
     views = None
     if all(p.views for p in parts):
         views = {name: np.concatenate([(p.views or {})[name] for p in parts]) for name in parts[0].views or {}}
-    return Predictions(
+    return WindowLogits(
         labels=labels,
         window_logits=np.concatenate([p.window_logits for p in parts]),
         window_recording=np.concatenate([p.window_recording + o for p, o in zip(parts, offsets[:-1], strict=True)]),

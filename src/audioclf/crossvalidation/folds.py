@@ -50,7 +50,7 @@ def assign_folds(
 
 
 def _stratified(y: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
-    from audioclf.training.data import grouped_kfold  # scikit-learn: imported when a run starts, not with audioclf
+    from audioclf.fitting.data import grouped_kfold  # scikit-learn: imported when a run starts, not with audioclf
 
     fold = np.full(len(y), -1)
     for n, (_, held) in enumerate(grouped_kfold(y, groups, k, seed)):

@@ -8,10 +8,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from audioclf.apps.prediction import Prediction
 from audioclf.errors import AudioclfError
 from audioclf.evaluation.segments import UNKNOWN
 from audioclf.fileio import atomic_path
+from audioclf.labelling.prediction import Prediction
 
 MAX_LINES = 10  # classes drawn: the most probable anywhere in the recording
 

@@ -22,18 +22,18 @@ import numpy as np
 from audioclf.encoders.hf_encoder import LogitsEncoder
 from audioclf.encoders.loader import Encoder, bf16_supported, fit_windows, load_encoder, precision_for, same_weights
 from audioclf.errors import ModelError
-from audioclf.evaluation.predictions import Predictions
+from audioclf.evaluation.window_logits import WindowLogits
 from audioclf.extraction.embed import EmbedResult, embed_items
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import Embedded, EmbeddingCache
 from audioclf.io.download import FetchOptions
 from audioclf.io.manifest import Item
 from audioclf.model.card import ModelKind
+from audioclf.model.folder import TrainedModel
+from audioclf.model.novelty import probe_features, unit_means
+from audioclf.model.probe import HeadArrays
 from audioclf.speech.text_features import TextView, view_for
 from audioclf.speech.transcribe import Transcript
-from audioclf.training.head_arrays import HeadArrays
-from audioclf.training.model_dir import TrainedModel
-from audioclf.training.novelty_detector import probe_features, unit_means
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class Run:
     stop: Callable[[], bool] | None = None  # asked between items and encoder calls (extraction.embed_items)
 
 
-Applied = tuple[Predictions, EmbedResult]
+Applied = tuple[WindowLogits, EmbedResult]
 
 
 def apply_model(
@@ -208,7 +208,7 @@ def as_deep_as_the_probe(model: TrainedModel, encoder: Encoder) -> Encoder:
     return early
 
 
-def _novelty(model: TrainedModel, preds: Predictions, embedded: Sequence[tuple[Item, Embedded]]) -> Predictions:
+def _novelty(model: TrainedModel, preds: WindowLogits, embedded: Sequence[tuple[Item, Embedded]]) -> WindowLogits:
     """Each recording's and each window's distance to the training audio over the model's threshold (left None
     without a detector)."""
     detector = model.novelty
@@ -226,10 +226,10 @@ def _predictions(
     embedded: Sequence[tuple[Item, Embedded]],
     logits_of: Callable[[np.ndarray], np.ndarray],
     said: list[Transcript] | None = None,
-) -> Predictions:
+) -> WindowLogits:
     index = {label: i for i, label in enumerate(model.labels)}
     x = np.concatenate([e.embeddings for _, e in embedded]) if embedded else np.zeros((0, 1, 1), np.float32)
-    return Predictions(
+    return WindowLogits(
         labels=list(model.labels),
         window_logits=logits_of(x) if embedded else np.zeros((0, len(model.labels)), np.float32),
         window_recording=np.concatenate([np.full(len(e.embeddings), i) for i, (_, e) in enumerate(embedded)])

@@ -24,21 +24,21 @@ from audioclf.encoders.spec import ModelSpec
 from audioclf.errors import DecodeError, TrainingError
 from audioclf.evaluation.calibration import sigmoid
 from audioclf.extraction.embed import Failure, write_failures
+from audioclf.fitting.checkpoint import load_checkpoint, save_checkpoint
+from audioclf.fitting.data import train_val_indices
+from audioclf.fitting.finetune import CHECKPOINT_DIR, FinetuneOptions, Finetuner, FinetuneState, Recording
+from audioclf.fitting.fusion import temperature
+from audioclf.fitting.multilabel import DEFAULT_THRESHOLD, tune_thresholds
+from audioclf.fitting.novelty import fit_confidence
+from audioclf.fitting.probe import EpochStats, class_weights
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import AudioCache
 from audioclf.io.download import FetchOptions, fetch_all
-from audioclf.io.label_sets import is_multi_label
+from audioclf.io.label_sets import is_multi_label, multi_hot
 from audioclf.io.manifest import Item, labels_of, usable_labels
 from audioclf.model.card import Calibration, EncoderRef, ModelCard, ModelKind, Training
-from audioclf.training.checkpoint import load_checkpoint, save_checkpoint
-from audioclf.training.data import train_val_indices
-from audioclf.training.finetune import CHECKPOINT_DIR, FinetuneOptions, Finetuner, FinetuneState, Recording
-from audioclf.training.fusion import temperature
-from audioclf.training.model_dir import CONFIG_NAME, prepare_out_dir, write_card
-from audioclf.training.multilabel import DEFAULT_THRESHOLD, multi_hot, tune_thresholds
-from audioclf.training.novelty import fit_confidence
-from audioclf.training.probe import EpochStats, class_weights
-from audioclf.training.training_set import TrainingSet, training_rows
+from audioclf.model.folder import CONFIG_NAME, prepare_out_dir, write_card
+from audioclf.model.training_set import TrainingSet, training_rows
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def finetune(
 
 def _recordings(decoded: list[tuple[Item, np.ndarray]], labels: list[str], multi: bool) -> list[Recording]:
     if multi:
-        targets = multi_hot([item for item, _ in decoded], labels)
+        targets = multi_hot([item.label for item, _ in decoded], labels)
         return [Recording(item, audio, 0, targets[i]) for i, (item, audio) in enumerate(decoded)]
     index = {label: i for i, label in enumerate(labels)}
     return [Recording(item, audio, index[item.label or ""]) for item, audio in decoded]

@@ -19,9 +19,9 @@ from audioclf.encoders.hf_families import family_of, model_failure
 from audioclf.encoders.hub import load_hf, pretrained
 from audioclf.encoders.loader import fit_windows, use_bf16
 from audioclf.evaluation.multilabel_metrics import recording_max
+from audioclf.fitting.probe import EpochStats, mean_by_recording
 from audioclf.io.audio import SAMPLE_RATE_HZ, WindowOptions, window_stream
 from audioclf.io.manifest import Item
-from audioclf.training.probe import EpochStats, mean_by_recording
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from audioclf.evaluation.calibration import log_softmax
-from audioclf.training.head_arrays import HeadArrays
+from audioclf.model.probe import HeadArrays
 
 
 @dataclass(frozen=True)

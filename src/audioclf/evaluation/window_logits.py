@@ -1,5 +1,6 @@
-"""What a model said about a set of recordings, window by window (``Predictions``), and the recording-level
-logits derived from it. numpy only: labelling new audio imports this, not the metrics."""
+"""What a model said about a set of recordings, window by window (``WindowLogits``), and the recording-level
+logits derived from it; ``predict.prediction.Prediction`` is the answer given for one recording. numpy only:
+labelling new audio imports this, not the metrics."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from audioclf.speech.transcribe import Transcript
 
 
 @dataclass(frozen=True)
-class Predictions:
+class WindowLogits:
     labels: list[str]  # class names; class id = index
     window_logits: np.ndarray  # [n_windows, n_classes] float32 — classifier logits per window
     window_recording: np.ndarray  # [n_windows] int — index into `recordings` for each window
@@ -29,7 +30,7 @@ class Predictions:
     thresholds: np.ndarray | None = None  # multi-label models: per-label thresholds on sigmoid probabilities
 
 
-def _check_shapes(preds: Predictions) -> None:
+def _check_shapes(preds: WindowLogits) -> None:
     logits = np.asarray(preds.window_logits)
     n_rec, n_classes = len(preds.recordings), len(preds.labels)
     if logits.ndim != 2 or logits.shape[1] != n_classes:
@@ -57,7 +58,7 @@ def _check_shapes(preds: Predictions) -> None:
         raise AudioclfError("window_logits contain NaN or infinite values")
 
 
-def recording_logits(preds: Predictions) -> np.ndarray:
+def recording_logits(preds: WindowLogits) -> np.ndarray:
     """[n_recordings, n_classes]: mean of the window logits of each recording.
 
     A recording with no windows gets a row of NaN.

@@ -8,15 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from audioclf.apps.apply import apply_model
-from audioclf.apps.predict import segment_windows
-from audioclf.apps.prediction import PredictOptions, predictions_for
 from audioclf.evaluation.segment_metrics import segment_report
 from audioclf.evaluation.segments import Segment, SegmentOptions
 from audioclf.io.download import FetchOptions
 from audioclf.io.manifest import Item
+from audioclf.labelling.apply import apply_model
+from audioclf.labelling.inputs import segment_windows
+from audioclf.labelling.prediction import PredictOptions, predictions_for
 from audioclf.model.card import ModelKind
-from audioclf.training.model_dir import TrainedModel
+from audioclf.model.folder import TrainedModel
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from audioclf.fileio import write_text_atomic
 from audioclf.io.audio import SAMPLE_RATE_HZ
 
 if TYPE_CHECKING:  # the command line reads FORMATS without importing the models
-    from audioclf.apps.prediction import Prediction
+    from audioclf.labelling.prediction import Prediction
 
 TABLE_COLUMNS = ("source", "start_s", "end_s", "label", "confidence", "max_probability")
 RAVEN_COLUMNS = (

@@ -13,7 +13,7 @@ import numpy as np
 from audioclf.fileio import write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
-    from audioclf.apps.crossval import CrossvalResult
+    from audioclf.crossvalidation.run import CrossvalResult
 
 T_NOTE = "mean ± sample std of the K fold scores; t-interval: mean ± t(0.975, K-1)·std/√K, clipped to [0, 1]"
 POOLED_NOTE = "every fold's held-out predictions; its accuracy CI is a percentile bootstrap over whole groups"

@@ -7,15 +7,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from audioclf.apps.apply import apply_model
-from audioclf.apps.prediction import Failed, Prediction, PredictOptions, Result, predictions_for
 from audioclf.errors import ManifestError, ModelError
 from audioclf.extraction.embed import EmbedResult, Failure
 from audioclf.io.audio import WindowOptions
 from audioclf.io.download import FetchOptions
 from audioclf.io.manifest import Item, audio_files, check_url, looks_like_url
+from audioclf.labelling.apply import apply_model
+from audioclf.labelling.prediction import Failed, Prediction, PredictOptions, Result, predictions_for
 from audioclf.model.card import ModelKind
-from audioclf.training.model_dir import TrainedModel
+from audioclf.model.folder import TrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _entries(inputs: Sequence[str]) -> list[Item | Failure]:
 
 
 def _in_input_order(entries: list[Item | Failure], result: EmbedResult, preds: list[Prediction]) -> list[Result]:
-    """Predictions (in ``result.embedded`` order) and failures placed where their input was. An item made while
+    """WindowLogits (in ``result.embedded`` order) and failures placed where their input was. An item made while
     embedding (a downloaded URL, a playlist's video ``where#n``) takes its input's place by its ``where``."""
     by_id = {id(e.item if isinstance(e, Failure) else e): k for k, e in enumerate(entries)}
     by_where: dict[str, int] = {}

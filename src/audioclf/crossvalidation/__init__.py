@@ -1,0 +1,1 @@
+"""Cross-validation of the whole train → evaluate loop over grouped folds: ``run``, ``folds``, ``report``."""
