@@ -5,6 +5,7 @@ transformers export and ``pipeline("audio-classification")`` agreeing with ``aud
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -94,10 +95,10 @@ def test_family_finetunes_exports_and_agrees_with_pipeline(  # type: ignore[no-u
     from transformers import pipeline
 
     out = tmp_path / "m"
-    options = FinetuneOptions(epochs=1, lr=3e-3, batch_size=4, progress=False)  # default precision: bf16 here
-    windows = WindowOptions.encoder_native()
-    s = finetune(tone_dataset, out, f"hf:{tiny_dir(family)}", windows, tmp_path / "c", options)
-    assert len(s.state.history) == 1 and np.isfinite(s.state.history[0].train_loss)
+    windows, cache = WindowOptions.encoder_native(), tmp_path / "c"
+    options = FinetuneOptions(f"hf:{tiny_dir(family)}", windows, cache, epochs=1, lr=3e-3, batch_size=4, progress=False)
+    s = finetune(tone_dataset, out, options)  # the default precision: bf16 here
+    assert len(s.run.state.history) == 1 and np.isfinite(s.run.state.history[0].train_loss)
     meta = json.loads((out / "audioclf.json").read_text())
     assert meta["windows"]["window_s"] == FIXED_INPUT_S.get(family, 10.0)
     clips = sorted(tone_dataset.parent.glob("*_3_*.wav"))  # the held-out speaker
@@ -211,8 +212,9 @@ def test_a_fine_tuned_model_carries_its_validation_temperature_in_its_classifier
     from safetensors.torch import load_file
 
     out = tmp_path / "m"
-    options = FinetuneOptions(epochs=1, lr=3e-3, batch_size=4, progress=False, precision="fp32")  # export = checkpoint
-    finetune(tone_dataset, out, f"hf:{tiny_dir('hubert')}", WindowOptions(), tmp_path / "c", options)
+    encoder, cache = f"hf:{tiny_dir('hubert')}", tmp_path / "c"
+    options = FinetuneOptions(encoder, WindowOptions(), cache, epochs=1, lr=3e-3, batch_size=4, progress=False)
+    finetune(tone_dataset, out, replace(options, precision="fp32"))  # fp32: the export equals the checkpoint
     meta = json.loads((out / "audioclf.json").read_text())
     cal, abstain = meta["calibration"], meta["abstain"]
     assert cal["into"] == "classifier" and "validation recordings" in cal["fitted_on"]

@@ -26,16 +26,16 @@ FAST = {"lr": 3e-3, "batch_size": 4, "precision": "fp32", "progress": False, "pa
 
 
 def run(tone_dataset: Path, tiny: Path, out: Path, cache: Path, **kw: object):  # type: ignore[no-untyped-def]
-    options = FinetuneOptions(**(FAST | kw))  # type: ignore[arg-type]
-    return finetune(tone_dataset, out, f"hf:{tiny}", WindowOptions(), cache, options)
+    options = FinetuneOptions(f"hf:{tiny}", WindowOptions(), cache, **(FAST | kw))  # type: ignore[arg-type]
+    return finetune(tone_dataset, out, options)
 
 
 def test_finetuning_learns_separable_tones(tone_dataset: Path, tiny_wav2vec2: Path, tmp_path: Path) -> None:
     # A random CNN front end gives weak features, so this test trains it too (the default freezes it).
     s = run(tone_dataset, tiny_wav2vec2, tmp_path / "m", tmp_path / "c", epochs=4, freeze_feature_encoder=False)
-    best = s.state.history[s.state.best_epoch - 1]
-    assert best.val_acc >= 0.9, s.state.history
-    assert s.n_train + s.n_val == 27  # split=test rows never used
+    best = s.run.state.history[s.run.state.best_epoch - 1]
+    assert best.val_acc >= 0.9, s.run.state.history
+    assert s.n_train + s.run.n_val == 27  # split=test rows never used
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["id2label"] == {"0": "high", "1": "low", "2": "mid"}
 
@@ -45,10 +45,10 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(
 ) -> None:
     straight = run(tone_dataset, tiny_wav2vec2, tmp_path / "a", tmp_path / "c", epochs=3, augment=True)
     first = run(tone_dataset, tiny_wav2vec2, tmp_path / "b", tmp_path / "c", epochs=3, augment=True, stop_after=1)
-    assert len(first.state.history) == 1
+    assert len(first.run.state.history) == 1
     resumed = run(tone_dataset, tiny_wav2vec2, tmp_path / "b", tmp_path / "c", epochs=3, augment=True, resume=True)
-    assert [h.train_loss for h in resumed.state.history] == pytest.approx(
-        [h.train_loss for h in straight.state.history]
+    assert [h.train_loss for h in resumed.run.state.history] == pytest.approx(
+        [h.train_loss for h in straight.run.state.history]
     )
     a = load_file(str(tmp_path / "a" / "checkpoint" / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "checkpoint" / "model.safetensors"))
@@ -152,3 +152,22 @@ def test_linear_probe_exports_exactly_to_transformers(
     # an MLP head has no exact transformers counterpart: nothing exported
     assert main([*args, "--hidden", "16", "--epochs", "3", "--force"]) == 0
     assert not (model / "transformers").exists()
+
+
+def test_the_python_api_fine_tunes_with_the_same_entry_as_a_probe(
+    tone_dataset: Path, tiny_wav2vec2: Path, tmp_path: Path
+) -> None:
+    import audioclf
+    from audioclf.errors import AudioclfError
+    from audioclf.model.card import ModelKind
+
+    model = audioclf.train(
+        tone_dataset, tmp_path / "m", mode="finetune", encoder=f"hf:{tiny_wav2vec2}", cache_dir=tmp_path / "c", epochs=1
+    )
+    assert model.trained.kind is ModelKind.FINETUNED and model.labels == ["high", "low", "mid"]
+    clips = sorted(tone_dataset.parent.glob("*_3_*.wav"))[:2]
+    assert [p.label in model.labels for p in model.predict([str(c) for c in clips])] == [True, True]
+    with pytest.raises(AudioclfError, match=r"unknown options \['folds'\]"):
+        audioclf.train(tone_dataset, tmp_path / "x", mode="finetune", encoder=f"hf:{tiny_wav2vec2}", folds=3)
+    with pytest.raises(AudioclfError, match="mode='both': use 'probe' or 'finetune'"):
+        audioclf.train(tone_dataset, tmp_path / "x", mode="both")

@@ -4,6 +4,7 @@ thresholds, mAP far above chance on held-out groups, label sets from predict, ov
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 
@@ -129,9 +130,10 @@ def test_fine_tuning_a_multi_label_model(
     from audioclf.io.audio import WindowOptions, load_audio
 
     out = tmp_path / "ft"
-    options = FinetuneOptions(epochs=2, lr=3e-3, batch_size=8, progress=False, precision="fp32")
-    s = finetune(mixtures, out, f"hf:{tiny_wav2vec2}", WindowOptions(), tmp_path / "c", options)
-    assert s.state.best_epoch >= 1
+    encoder, cache = f"hf:{tiny_wav2vec2}", tmp_path / "c"
+    options = FinetuneOptions(encoder, WindowOptions(), cache, epochs=2, lr=3e-3, batch_size=8, progress=False)
+    s = finetune(mixtures, out, replace(options, precision="fp32"))
+    assert s.run.state.best_epoch >= 1
     meta = json.loads((out / "audioclf.json").read_text())
     assert meta["task"] == "multi_label" and set(meta["thresholds"]) == set(SOUNDS)
     assert json.loads((out / "config.json").read_text())["problem_type"] == "multi_label_classification"

@@ -23,8 +23,10 @@ import numpy as np
 
 from audioclf.errors import AudioclfError
 from audioclf.evaluation.segments import DEFAULT_SMOOTH, SegmentOptions
+from audioclf.fitting.finetune import FinetuneOptions
+from audioclf.fitting.train import Options
+from audioclf.fitting.train import train as train_model
 from audioclf.fitting.train_probe import TrainOptions
-from audioclf.fitting.train_probe import train as train_probe
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import default_cache_dir
 from audioclf.labelling.inputs import predict_all
@@ -158,24 +160,37 @@ def train(
     manifest: PathLike,
     out: PathLike,
     *,
+    mode: str = "probe",
     encoder: str | None = None,
     features: str = "acoustic",
     cache_dir: PathLike | None = None,
     progress: bool = False,
     **options: Any,
 ) -> Model:
-    """Train a probe on ``manifest``'s non-test rows into the folder ``out``. ``options`` are
-    ``TrainOptions`` fields with the CLI's defaults (``folds``, ``layer``, ``hidden``, ``test_size``, …)."""
-    known = {f.name for f in fields(TrainOptions)}
+    """Train on ``manifest``'s non-test rows into the folder ``out``: a probe (``mode="probe"``; ``options`` are
+    ``TrainOptions`` fields: ``folds``, ``layer``, ``hidden``, ``test_size``, …) or a full fine-tuning of an
+    ``hf:`` encoder (``mode="finetune"``; ``options`` are ``FinetuneOptions`` fields: ``epochs``, ``lr``, …)."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    common: dict[str, Any] = {"encoder": encoder, "cache_dir": cache, "progress": progress}
+    if mode == "finetune":
+        if features != "acoustic":
+            raise AudioclfError("features: fine-tuning learns from the audio; use mode='probe' for transcripts")
+        chosen: Options = FinetuneOptions(**_known(FinetuneOptions, options), **common)
+    elif mode == "probe":
+        chosen = TrainOptions(**_known(TrainOptions, options), **common, features=FeatureOptions(mode=features))
+    else:
+        raise AudioclfError(f"mode={mode!r}: use 'probe' or 'finetune'")
+    summary = train_model(Path(manifest), Path(out), chosen)
+    return Model(load_model(summary.out), cache)
+
+
+def _known(kind: type, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` when each is a field of ``kind``; one line naming the others otherwise."""
+    known = {f.name for f in fields(kind)} - {"encoder", "cache_dir", "progress", "features"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise AudioclfError(f"train() got unknown options {unknown}; accepted: {sorted(known)}")
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    opts = TrainOptions(
-        encoder=encoder, cache_dir=cache, progress=progress, features=FeatureOptions(mode=features), **options
-    )
-    summary = train_probe(Path(manifest), Path(out), opts)
-    return Model(load_model(summary.out), cache)
+    return options
 
 
 def load(path: PathLike, *, cache_dir: PathLike | None = None) -> Model:

@@ -15,9 +15,11 @@ from audioclf.cli.arg_types import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, POSI
 from audioclf.cli.errors import BROKEN_PIPE, describe
 from audioclf.cli.options import EXIT_INTERNAL
 from audioclf.evaluation.segments import DEFAULT_SMOOTH
+from audioclf.fitting import defaults as D
 from audioclf.io.audio import DEFAULT_WINDOW_S
 from audioclf.io.cache import default_cache_dir
 from audioclf.labelling.segment_files import FORMATS
+from audioclf.speech.features import FEATURES
 from audioclf.version import __version__
 
 log = logging.getLogger("audioclf")
@@ -63,9 +65,9 @@ def _fetch_args(p: argparse.ArgumentParser) -> None:
 
 def _finetune_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("fine-tuning (--mode finetune)")
-    g.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="windows per step (default %(default)s)")
-    g.add_argument("--accum", type=POSITIVE_INT, default=1, help="gradient accumulation steps (default %(default)s)")
-    g.add_argument("--freeze-layers", type=COUNT, default=0, help="also freeze the first N transformer layers")
+    g.add_argument("--batch-size", type=POSITIVE_INT, default=None, help=f"windows per step (default {D.BATCH_SIZE})")
+    g.add_argument("--accum", type=POSITIVE_INT, default=None, help=f"gradient accumulation steps (default {D.ACCUM})")
+    g.add_argument("--freeze-layers", type=COUNT, default=None, help="also freeze the first N transformer layers")
     g.add_argument("--train-feature-encoder", action="store_true", help="do not freeze the convolutional front end")
     g.add_argument("--gradient-checkpointing", action="store_true", help="save memory on long windows")
     g.add_argument("--augment", action="store_true", help="speed perturbation, noise and gain while training")
@@ -136,9 +138,9 @@ def _feature_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--features",
-        choices=["acoustic", "transcript", "fused"],
-        default="acoustic",
-        help="what the probe learns from: the sound, what is said, or both (default %(default)s)",
+        choices=FEATURES,
+        default=None,
+        help=f"what the probe learns from: the sound, what is said, or both (default {D.FEATURES})",
     )
     p.add_argument(
         "--transcriber",
@@ -156,22 +158,37 @@ def _train_args(p: argparse.ArgumentParser, out_help: str, force_help: str, *, c
     p.add_argument("--out", type=Path, required=True, help=out_help)
     p.add_argument("--force", action="store_true", help=force_help)
     _feature_args(p)
-    p.add_argument("--layer", default="auto", help="auto | last | weighted | <index> (HF encoders)")
+    p.add_argument("--layer", default=None, help=f"auto | last | weighted | <index> (default {D.LAYER})")
     p.add_argument("--hidden", type=COUNT, default=None, help="hidden units of the head (0 = linear; default: search)")
-    p.add_argument("--lr", type=POSITIVE, default=None, help="learning rate (probe: searched; finetune: 3e-5)")
-    p.add_argument("--epochs", type=POSITIVE_INT, default=None, help="maximum epochs (probe 200, finetune 10)")
-    p.add_argument("--patience", type=POSITIVE_INT, default=None, help="early-stopping patience (probe 20, finetune 3)")
+    p.add_argument(
+        "--lr", type=POSITIVE, default=None, help=f"learning rate (probe: searched; finetune: {D.FINETUNE_LR:g})"
+    )
+    p.add_argument(
+        "--epochs",
+        type=POSITIVE_INT,
+        default=None,
+        help=f"maximum epochs (probe {D.PROBE_MAX_EPOCHS}, finetune {D.FINETUNE_EPOCHS})",
+    )
+    p.add_argument(
+        "--patience",
+        type=POSITIVE_INT,
+        default=None,
+        help=f"early-stopping patience (probe {D.PROBE_PATIENCE}, finetune {D.FINETUNE_PATIENCE})",
+    )
     p.add_argument(
         "--inner-folds" if crossval else "--folds",  # crossval's --folds are the outer folds
         dest="folds",
         type=int_at_least(2),
-        default=5,
+        default=None,
         metavar="K",
-        help="grouped cross-validation folds that choose the probe (default %(default)s)"
+        help=f"grouped cross-validation folds that choose the probe (default {D.FOLDS})"
         + (", inside each training fold" if crossval else ""),
     )
     p.add_argument(
-        "--val-fraction", type=FRACTION, default=0.2, help="finetune: grouped validation share (default %(default)s)"
+        "--val-fraction",
+        type=FRACTION,
+        default=None,
+        help=f"finetune: grouped validation share (default {D.VAL_FRACTION})",
     )
     p.add_argument("--class-weight", choices=["none", "balanced"], default="none")
     p.add_argument("--seed", type=int, default=0)

@@ -6,14 +6,17 @@ import argparse
 from collections.abc import Callable
 
 from audioclf.cli.options import EPOCH_HEADER, emit, fetch_options, ray_options, window_options
-from audioclf.encoders.loader import DEFAULT_ENCODER
-from audioclf.errors import ManifestError, TrainingError
+from audioclf.errors import TrainingError
 from audioclf.evaluation.report import summary_lines
+from audioclf.fitting import defaults as D
 from audioclf.fitting.finetune import FinetuneOptions
 from audioclf.fitting.probe import EpochStats, FitOptions
-from audioclf.fitting.train_finetune import finetune
-from audioclf.fitting.train_multilabel import MultiLabelSummary
-from audioclf.fitting.train_probe import TrainOptions, TrainSummary, train
+from audioclf.fitting.summary import TrainSummary
+from audioclf.fitting.train import train
+from audioclf.fitting.train_finetune import FinetuneRun
+from audioclf.fitting.train_multilabel import MultiLabelRun
+from audioclf.fitting.train_probe import ProbeRun, TrainOptions
+from audioclf.model.card import ModelKind
 from audioclf.speech.text_features import FeatureOptions
 
 
@@ -37,57 +40,92 @@ def _epoch_printer(quiet: bool) -> Callable[[EpochStats], None] | None:
     return None if quiet else on_epoch
 
 
+def _given(**options: object) -> dict[str, object]:
+    """The options a user gave (None: not given, so the option type's own default applies)."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
 def train_options(args: argparse.Namespace) -> TrainOptions:
     """The probe's TrainOptions from the options that ``train`` and ``crossval`` share."""
+    fit = FitOptions(
+        **_given(max_epochs=args.epochs, patience=args.patience),  # type: ignore[arg-type]
+        balanced=args.class_weight == "balanced",
+        seed=args.seed,
+    )
+    features = FeatureOptions(args.features or D.FEATURES, args.transcriber, args.text_encoder)
     return TrainOptions(
         encoder=args.encoder,
         windows=window_options(args),
         cache_dir=args.cache_dir,
-        folds=args.folds,
-        layer=args.layer,
+        **_given(folds=args.folds, layer=args.layer),  # type: ignore[arg-type]
         hidden=args.hidden,
         lr=args.lr,
-        fit=FitOptions(
-            max_epochs=args.epochs or 200,
-            patience=args.patience or 20,
-            balanced=args.class_weight == "balanced",
-            seed=args.seed,
-        ),
+        fit=fit,
         force=args.force,
         progress=not args.quiet,
         fetch=fetch_options(args, args.max_duration),
         test_size=args.test_size,
         precision=args.precision,
-        features=FeatureOptions(args.features, args.transcriber, args.text_encoder),
+        features=features,
         ray=ray_options(args),
     )
 
 
-# (argument, its default, flag): options of one mode that the other does not use, refused instead of ignored
+def finetune_options(args: argparse.Namespace) -> FinetuneOptions:
+    given = _given(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        accum=args.accum,
+        lr=args.lr,
+        freeze_layers=args.freeze_layers,
+        patience=args.patience,
+        val_fraction=args.val_fraction,
+    )
+    return FinetuneOptions(
+        encoder=args.encoder,
+        windows=window_options(args),
+        cache_dir=args.cache_dir,
+        fetch=fetch_options(args, args.max_duration),
+        force=args.force,
+        **given,  # type: ignore[arg-type]
+        freeze_feature_encoder=not args.train_feature_encoder,
+        precision=args.precision,
+        gradient_checkpointing=args.gradient_checkpointing,
+        augment=args.augment,
+        balanced=args.class_weight == "balanced",
+        seed=args.seed,
+        resume=args.resume,
+        stop_after=args.stop_after,
+        progress=not args.quiet,
+    )
+
+
+# (argument, flag): options of one mode that the other does not use, refused instead of ignored (given: set)
 FINETUNE_ONLY = [
-    ("batch_size", 8, "--batch-size"),
-    ("accum", 1, "--accum"),
-    ("freeze_layers", 0, "--freeze-layers"),
-    ("train_feature_encoder", False, "--train-feature-encoder"),
-    ("augment", False, "--augment"),
-    ("gradient_checkpointing", False, "--gradient-checkpointing"),
-    ("resume", False, "--resume"),
-    ("stop_after", None, "--stop-after"),
-    ("val_fraction", 0.2, "--val-fraction"),
+    ("batch_size", "--batch-size"),
+    ("accum", "--accum"),
+    ("freeze_layers", "--freeze-layers"),
+    ("train_feature_encoder", "--train-feature-encoder"),
+    ("augment", "--augment"),
+    ("gradient_checkpointing", "--gradient-checkpointing"),
+    ("resume", "--resume"),
+    ("stop_after", "--stop-after"),
+    ("val_fraction", "--val-fraction"),
 ]
 PROBE_ONLY = [
-    ("layer", "auto", "--layer"),
-    ("hidden", None, "--hidden"),
-    ("folds", 5, "--folds"),
-    ("features", "acoustic", "--features"),
-    ("test_size", None, "--test-size"),
+    ("layer", "--layer"),
+    ("hidden", "--hidden"),
+    ("folds", "--folds"),
+    ("features", "--features"),
+    ("test_size", "--test-size"),
+    ("ray", "--ray"),
 ]
 
 
 def refuse_other_mode(args: argparse.Namespace) -> None:
     """One line for a flag the chosen ``--mode`` would ignore."""
     other = PROBE_ONLY if args.mode == "finetune" else FINETUNE_ONLY
-    given = [flag for dest, default, flag in other if getattr(args, dest, default) != default]
+    given = [flag for dest, flag in other if getattr(args, dest, None) not in (None, False)]
     if given:
         mode = "fine-tuning" if args.mode == "finetune" else "the probe (--mode probe)"
         raise TrainingError(f"{', '.join(given)}: not used by {mode}; remove {'them' if len(given) > 1 else 'it'}")
@@ -95,35 +133,40 @@ def refuse_other_mode(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     refuse_other_mode(args)
-    if args.mode == "finetune":
-        return _finetune(args)
-    s = train(args.manifest, args.out, train_options(args), on_epoch=_epoch_printer(args.quiet))
-    if isinstance(s, MultiLabelSummary):
-        _multilabel_summary(s)
-        return 0
-    _search_table(s)
-    _overall(s.fit.history, s.fit.best_epoch, s.seconds, s)
-    emit(f"encoder          {s.encoder_spec}" + (" (fallback)" if s.fallback_reason else ""))
-    see = f" — see {s.out / 'failures.csv'}" if s.embed.failures else ""
-    if s.ray is not None:
-        hours, workers = s.ray.result.audio_s / 3600, len(s.ray.workers)
-        emit(f"ray              {s.ray.result.summary()}; {hours:.2f} h of audio on {workers} worker process(es)")
-    emit(f"data             {s.embed.summary()}{see}")
-    folds = f"{s.n_folds}-fold grouped cross-validation" if s.n_folds > 1 else "the split=val rows"
-    emit(f"split            {s.n_train} training recordings, {len(s.labels)} labels; probe chosen by {folds}")
-    emit(f"search           {len(s.search)} configs; best {s.config.describe()}, refit on all training recordings")
-    if s.fusion is not None:
-        emit(f"fusion           {s.fusion}")
-    emit(f"model            {s.out}")
-    if s.test_report is not None:
-        emit()
-        emit(f"held-out test groups (--test-size): rows in {s.out / 'test_split.csv'}, report in {s.out / 'report'}")
-        for line in summary_lines(s.test_report):
-            emit(line)
+    options = finetune_options(args) if args.mode == "finetune" else train_options(args)
+    s = train(args.manifest, args.out, options, on_epoch=_epoch_printer(args.quiet))
+    if s.main:  # other ranks of a distributed fine-tuning: rank 0 reports
+        PRINTERS[s.kind](s)
     return 0
 
 
-def _multilabel_summary(s: MultiLabelSummary) -> None:
+def _probe_summary(s: TrainSummary) -> None:
+    run = s.run
+    assert isinstance(run, ProbeRun)
+    _search_table(run)
+    _overall(run.fit.history, run.fit.best_epoch, s.seconds, run)
+    emit(f"encoder          {s.encoder_spec}" + (" (fallback)" if s.fallback_reason else ""))
+    see = f" — see {s.out / 'failures.csv'}" if s.failures else ""
+    if run.ray is not None:
+        hours, workers = run.ray.result.audio_s / 3600, len(run.ray.workers)
+        emit(f"ray              {run.ray.result.summary()}; {hours:.2f} h of audio on {workers} worker process(es)")
+    emit(f"data             {run.embed.summary()}{see}")
+    folds = f"{run.n_folds}-fold grouped cross-validation" if run.n_folds > 1 else "the split=val rows"
+    emit(f"split            {s.n_train} training recordings, {len(s.labels)} labels; probe chosen by {folds}")
+    emit(f"search           {len(run.search)} configs; best {run.config.describe()}, refit on all training recordings")
+    if run.fusion is not None:
+        emit(f"fusion           {run.fusion}")
+    emit(f"model            {s.out}")
+    if run.test_report is not None:
+        emit()
+        emit(f"held-out test groups (--test-size): rows in {s.out / 'test_split.csv'}, report in {s.out / 'report'}")
+        for line in summary_lines(run.test_report):
+            emit(line)
+
+
+def _multilabel_summary(summary: TrainSummary) -> None:
+    s = summary.run
+    assert isinstance(s, MultiLabelRun)
     emit()
     emit(f"{'candidate (cross-validation)':<34} {'mAP':>6}")
     for c in sorted(s.fit.search, key=lambda c: c["c"] != s.fit.c):
@@ -143,7 +186,7 @@ def _multilabel_summary(s: MultiLabelSummary) -> None:
 SEARCH_ROWS = 8  # the best candidates shown; all of them are in audioclf.json
 
 
-def _search_table(s: TrainSummary) -> None:
+def _search_table(s: ProbeRun) -> None:
     """The best candidates of the cross-validation, best first (mean ± std over folds)."""
     ranked = sorted(s.search, key=lambda c: (c.config == s.config, c.key), reverse=True)  # the chosen one first
     emit()
@@ -155,7 +198,7 @@ def _search_table(s: TrainSummary) -> None:
         emit(f"... {len(ranked) - SEARCH_ROWS} more in {s.out / 'audioclf.json'}")
 
 
-def _overall(history: list[EpochStats], best_epoch: int, seconds: float, probe: TrainSummary | None = None) -> None:
+def _overall(history: list[EpochStats], best_epoch: int, seconds: float, probe: ProbeRun | None = None) -> None:
     """The per-epoch table's summary (a fine-tuning run, or a probe refitted for its chosen epochs)."""
     emit()
     if history:
@@ -170,48 +213,20 @@ def _overall(history: list[EpochStats], best_epoch: int, seconds: float, probe: 
     emit(f"total time       {seconds:.1f} s")
 
 
-def _finetune(args: argparse.Namespace) -> int:
-    if args.features != "acoustic":
-        raise ManifestError("--features transcript/fused is for probe mode; fine-tuning learns from the audio")
-    if args.test_size is not None:
-        raise ManifestError("--test-size is for probe mode; give fine-tuning a manifest with split=test rows")
-    if args.ray is not None:
-        raise ManifestError("--ray is for probe mode (it fills the embedding cache); fine-tuning runs on this machine")
-    options = FinetuneOptions(
-        epochs=args.epochs or 10,
-        batch_size=args.batch_size,
-        accum=args.accum,
-        lr=args.lr or 3e-5,
-        freeze_feature_encoder=not args.train_feature_encoder,
-        freeze_layers=args.freeze_layers,
-        precision=args.precision,
-        gradient_checkpointing=args.gradient_checkpointing,
-        augment=args.augment,
-        patience=args.patience or 3,
-        balanced=args.class_weight == "balanced",
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        resume=args.resume,
-        stop_after=args.stop_after,
-        progress=not args.quiet,
-    )
-    spec = args.encoder or DEFAULT_ENCODER
-    s = finetune(
-        args.manifest,
-        args.out,
-        spec,
-        window_options(args),
-        args.cache_dir,
-        options,
-        fetch=fetch_options(args, args.max_duration),
-        on_epoch=_epoch_printer(args.quiet),
-        force=args.force,
-    )
-    if not s.main:  # other DDP ranks: rank 0 reports
-        return 0
-    _overall(s.state.history, s.state.best_epoch, s.seconds)
+def _finetune_summary(s: TrainSummary) -> None:
+    run = s.run
+    assert isinstance(run, FinetuneRun)
+    _overall(run.state.history, run.state.best_epoch, s.seconds)
     emit(f"encoder          {s.encoder_spec} (fine-tuned)")
-    emit(f"split            {s.n_train} train / {s.n_val} validation recordings (grouped), {len(s.labels)} labels")
+    emit(f"split            {s.n_train} train / {run.n_val} validation recordings (grouped), {len(s.labels)} labels")
     emit(f"failed           {len(s.failures)}" + (f" — see {s.out / 'failures.csv'}" if s.failures else ""))
     emit(f"model            {s.out} (transformers format; checkpoint in {s.out / 'checkpoint'})")
-    return 0
+
+
+PRINTERS: dict[ModelKind, Callable[[TrainSummary], None]] = {
+    ModelKind.PROBE: _probe_summary,
+    ModelKind.TRANSCRIPT: _probe_summary,
+    ModelKind.FUSED: _probe_summary,
+    ModelKind.MULTI_LABEL: _multilabel_summary,
+    ModelKind.FINETUNED: _finetune_summary,
+}

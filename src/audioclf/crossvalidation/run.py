@@ -187,7 +187,7 @@ def _run_fold(run: _Run, k: int, held: np.ndarray, name: str) -> _Fold:
         macro_f1=rec.get("macro_f1"),
         balanced_accuracy=rec.get("balanced_accuracy"),
         accuracy_ci=rec.get("accuracy_ci"),
-        config=summary.config.describe(),
+        config=summary.run.config.describe(),
         n_train=summary.n_train,
         n_failed=len(failures),
         seconds=time.perf_counter() - started,
@@ -213,7 +213,7 @@ def _train_and_apply(run: _Run, manifest: Path, fold_dir: Path, k: int) -> tuple
         preds, applied = apply_model(model, test, options.cache_dir, fetch=options.fetch, progress=options.progress)
     except AudioclfError as exc:
         raise type(exc)(f"fold {k} ({manifest}): {exc}") from None
-    failures = [_in_manifest(f, manifest, run.items) for f in (*summary.embed.failures, *applied.failures)]
+    failures = [_in_manifest(f, manifest, run.items) for f in (*summary.failures, *applied.failures)]
     return summary, preds, [item for item, _ in applied.embedded], failures
 
 

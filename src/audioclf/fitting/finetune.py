@@ -7,6 +7,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,11 @@ from audioclf.encoders.hf_families import family_of, model_failure
 from audioclf.encoders.hub import load_hf, pretrained
 from audioclf.encoders.loader import fit_windows, use_bf16
 from audioclf.evaluation.multilabel_metrics import recording_max
+from audioclf.fitting.defaults import ACCUM, BATCH_SIZE, FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_PATIENCE, VAL_FRACTION
 from audioclf.fitting.probe import EpochStats, mean_by_recording
 from audioclf.io.audio import SAMPLE_RATE_HZ, WindowOptions, window_stream
+from audioclf.io.cache import default_cache_dir
+from audioclf.io.download import FetchOptions
 from audioclf.io.manifest import Item
 
 log = logging.getLogger(__name__)
@@ -31,10 +35,18 @@ SPEEDS = (0.9, 1.0, 1.1)  # speed perturbation factors (Ko et al., 2015)
 
 @dataclass(frozen=True)
 class FinetuneOptions:
-    epochs: int = 10
-    batch_size: int = 8
-    accum: int = 1  # gradient accumulation steps
-    lr: float = 3e-5
+    """Everything a fine-tuning run needs beside the manifest and the output folder (as ``TrainOptions`` is for
+    a probe): the encoder, windows and cache, then the optimisation."""
+
+    encoder: str | None = None  # None: the default pretrained model
+    windows: WindowOptions = field(default_factory=WindowOptions.encoder_native)
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    fetch: FetchOptions | None = None  # downloads of URL rows
+    force: bool = False
+    epochs: int = FINETUNE_EPOCHS
+    batch_size: int = BATCH_SIZE
+    accum: int = ACCUM  # gradient accumulation steps
+    lr: float = FINETUNE_LR
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
@@ -43,9 +55,9 @@ class FinetuneOptions:
     precision: str = "auto"  # auto (bf16 where the CPU/GPU supports it) | bf16 | fp32
     gradient_checkpointing: bool = False
     augment: bool = False
-    patience: int = 3
+    patience: int = FINETUNE_PATIENCE
     balanced: bool = False
-    val_fraction: float = 0.2
+    val_fraction: float = VAL_FRACTION
     seed: int = 0
     resume: bool = False
     stop_after: int | None = None  # end this run after that epoch (resume later)

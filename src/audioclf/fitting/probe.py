@@ -11,13 +11,14 @@ import torch
 from sklearn.metrics import f1_score
 from torch import nn
 
+from audioclf.fitting.defaults import PROBE_MAX_EPOCHS, PROBE_PATIENCE
 from audioclf.model.probe_config import CONSTANT_STD, LAST, MEAN, WEIGHTED, ProbeConfig
 
 
 @dataclass(frozen=True)
 class FitOptions:
-    max_epochs: int = 200
-    patience: int = 20  # epochs without a better validation score before stopping
+    max_epochs: int = PROBE_MAX_EPOCHS
+    patience: int = PROBE_PATIENCE  # epochs without a better validation score before stopping
     batch_size: int = 64
     balanced: bool = False  # class weights inversely proportional to class frequency
     seed: int = 0

@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from audioclf.fitting.data import Dataset, cv_folds
+from audioclf.fitting.defaults import FOLDS
 from audioclf.fitting.logreg import logreg_path
 from audioclf.fitting.probe import (
     EpochStats,
@@ -44,7 +45,7 @@ TORCH_HIDDEN = (0, 512)
 TORCH_LR = (1e-3, 3e-3)
 LARGE_SET = 1_000_000  # training windows x dims above which the grids shrink (the search stays ~30 s)
 LARGE_SET_PATIENCE = 10  # epochs without a better mean validation curve, on large sets
-DEFAULT_FOLDS = 5
+DEFAULT_FOLDS = FOLDS
 MIN_LOG_LOSS_GAIN = 1e-3  # an epoch that only lowers the mean log-loss by less than this is no better
 
 

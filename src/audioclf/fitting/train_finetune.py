@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from audioclf.encoders.loader import DEFAULT_ENCODER
 from audioclf.encoders.spec import ModelSpec
 from audioclf.errors import DecodeError, TrainingError
 from audioclf.evaluation.calibration import sigmoid
@@ -31,6 +32,7 @@ from audioclf.fitting.fusion import temperature
 from audioclf.fitting.multilabel import DEFAULT_THRESHOLD, tune_thresholds
 from audioclf.fitting.novelty import fit_confidence
 from audioclf.fitting.probe import EpochStats, class_weights
+from audioclf.fitting.summary import TrainSummary
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import AudioCache
 from audioclf.io.download import FetchOptions, fetch_all
@@ -42,21 +44,17 @@ from audioclf.model.training_set import TrainingSet, training_rows
 
 log = logging.getLogger(__name__)
 
+_NOT_SETTINGS = ("encoder", "windows", "cache_dir", "fetch", "force")  # saved elsewhere in the card, or not at all
 _NO_TEMPERATURE = "none: per-label thresholds decide"
 _EXPORT_TMP = ".export.tmp"
 
 
 @dataclass(frozen=True)
-class FinetuneSummary:
-    out: Path
-    labels: list[str]
-    encoder_spec: str
-    n_train: int
+class FinetuneRun:
+    """What fine-tuning adds to its summary: the validation recordings and the epochs."""
+
     n_val: int
-    failures: list[Failure]
     state: FinetuneState
-    seconds: float
-    main: bool = True  # rank 0 (or the only process): the one that writes and reports
 
 
 def decode_items(
@@ -87,19 +85,18 @@ def decode_items(
 
 
 def finetune(
-    manifest: Path,
-    out: Path,
-    spec: str,
-    windows: WindowOptions,
-    cache_dir: Path,
-    options: FinetuneOptions,
-    *,
-    fetch: FetchOptions | None = None,
-    on_epoch: Callable[[EpochStats], None] | None = None,
-    force: bool = False,
-) -> FinetuneSummary:
-    """Fine-tune ``spec`` on the manifest's non-test rows; with ``options.resume``, continue ``out``'s run."""
+    manifest: Path, out: Path, options: FinetuneOptions, on_epoch: Callable[[EpochStats], None] | None = None
+) -> TrainSummary:
+    """Fine-tune ``options.encoder`` on the manifest's non-test rows; with ``options.resume``, continue ``out``'s
+    run."""
     started = time.perf_counter()
+    spec, windows, cache_dir, fetch = (
+        options.encoder or DEFAULT_ENCODER,
+        options.windows,
+        options.cache_dir,
+        options.fetch,
+    )
+    force = options.force
     items = training_rows(manifest)
     labels = labels_of(items)
     if len(labels) < 2:
@@ -149,7 +146,8 @@ def finetune(
         if epoch - state.best_epoch >= options.patience or epoch == options.stop_after:
             break
     seconds = time.perf_counter() - started
-    return FinetuneSummary(out, labels, spec, len(train), len(val), failures, state, seconds, main)
+    run = FinetuneRun(len(val), state)
+    return TrainSummary(ModelKind.FINETUNED, out, labels, spec, len(train), failures, seconds, run, main=main)
 
 
 def _recordings(decoded: list[tuple[Item, np.ndarray]], labels: list[str], multi: bool) -> list[Recording]:
@@ -169,7 +167,8 @@ def _finetune_card(
     counts: tuple[int, int, int],
 ) -> ModelCard:
     n_train, n_val, n_failed = counts
-    details = {"n_val_recordings": n_val, "options": asdict(options)}
+    settings = {k: v for k, v in asdict(options).items() if k not in _NOT_SETTINGS}
+    details = {"n_val_recordings": n_val, "options": settings}
     return ModelCard(
         kind=ModelKind.FINETUNED,
         labels=tuple(labels),

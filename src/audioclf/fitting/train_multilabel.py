@@ -21,7 +21,7 @@ from audioclf.model.training_set import TrainingSet
 
 
 @dataclass(frozen=True)
-class MultiLabelSummary:
+class MultiLabelRun:
     out: Path
     labels: list[str]
     encoder_spec: str
@@ -50,12 +50,12 @@ class MultiLabelJob:
     test_size: float | None
 
 
-def train_multilabel(job: MultiLabelJob, embedded: EmbedResult, started: float) -> MultiLabelSummary:
+def train_multilabel(job: MultiLabelJob, embedded: EmbedResult, started: float) -> MultiLabelRun:
     data, _ = hold_out_test(stack(embedded.embedded, job.labels), job.test_size, job.seed, job.out)
     y = multi_hot([item.label for item in data.items], job.labels)
     fit = fit_multilabel(data, y, n_folds=job.folds, seed=job.seed, layer=job.layer)
     counts = {label: int(n) for label, n in zip(job.labels, y.sum(0), strict=True)}
-    summary = MultiLabelSummary(
+    summary = MultiLabelRun(
         out=job.out,
         labels=job.labels,
         encoder_spec=job.encoder_spec,
@@ -73,7 +73,7 @@ def train_multilabel(job: MultiLabelJob, embedded: EmbedResult, started: float) 
     return replace(summary, seconds=time.perf_counter() - started)  # saving and the export count too
 
 
-def _card(job: MultiLabelJob, s: MultiLabelSummary) -> ModelCard:
+def _card(job: MultiLabelJob, s: MultiLabelRun) -> ModelCard:
     fit = s.fit
     details = {
         "cv_folds": fit.n_folds,

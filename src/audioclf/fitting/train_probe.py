@@ -19,12 +19,14 @@ from audioclf.evaluation.report import write_report
 from audioclf.evaluation.window_logits import WindowLogits
 from audioclf.extraction.embed import EmbedResult, embed_items, write_failures
 from audioclf.fitting.data import Dataset, hold_out_test, stack
+from audioclf.fitting.defaults import LAYER
 from audioclf.fitting.export import export_probe
 from audioclf.fitting.fusion import calibrate, temperature
 from audioclf.fitting.novelty import fit_abstain
 from audioclf.fitting.probe import EpochStats, FitOptions, FitResult, ProbeHead, predict_logits
 from audioclf.fitting.selection import DEFAULT_FOLDS, Candidate, Selection, SelectOptions, refit, select
-from audioclf.fitting.train_multilabel import MultiLabelJob, MultiLabelSummary, train_multilabel
+from audioclf.fitting.summary import TrainSummary
+from audioclf.fitting.train_multilabel import MultiLabelJob, MultiLabelRun, train_multilabel
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import Embedded, EmbeddingCache, default_cache_dir
 from audioclf.io.download import FetchOptions
@@ -51,7 +53,7 @@ class TrainOptions:
     windows: WindowOptions = field(default_factory=WindowOptions.encoder_native)
     cache_dir: Path = field(default_factory=default_cache_dir)
     folds: int = DEFAULT_FOLDS  # grouped cross-validation folds that choose the probe (split=val rows: one fold)
-    layer: str = "auto"  # auto (search), last, weighted, mean, or a layer index
+    layer: str = LAYER  # auto (search), last, weighted, mean, or a layer index
     hidden: int | None = None  # None: search logistic regression, linear and MLP heads; 0: linear ones only
     lr: float | None = None  # given: torch heads at this learning rate only (no logistic regression)
     fit: FitOptions = field(default_factory=FitOptions)
@@ -65,7 +67,9 @@ class TrainOptions:
 
 
 @dataclass(frozen=True)
-class TrainSummary:
+class ProbeRun:
+    """What a probe's training adds to its summary: the search, the chosen probe, its fit and held-out test."""
+
     out: Path
     labels: list[str]
     encoder_spec: str
@@ -80,6 +84,7 @@ class TrainSummary:
     test_report: dict[str, Any] | None = None  # with --test-size: the held-out groups' evaluation
     fusion: str | None = None  # --features fused: each view's and the fusion's validation scores
     ray: RayRun | None = None  # with TrainOptions.ray: the Ray embedding run that filled the cache
+    features: str = "acoustic"  # what the probe read: acoustic, transcript or fused
 
 
 def calibration(view: ViewFit, fusion: Fusion | None) -> Calibration:
@@ -150,9 +155,23 @@ def fit_view(
 
 def train(
     manifest: Path, out: Path, options: TrainOptions, on_epoch: Callable[[EpochStats], None] | None = None
-) -> TrainSummary | MultiLabelSummary:
-    """The whole ``audioclf train`` flow; rows with split=test are never seen. A manifest with a multi-label row
-    trains a multi-label probe (``train_multilabel``)."""
+) -> TrainSummary:
+    """The whole ``audioclf train`` flow of a probe; rows with split=test are never seen. A manifest with a
+    multi-label row trains a multi-label probe (``train_multilabel``)."""
+    run = _train(manifest, out, options, on_epoch)
+    if isinstance(run, MultiLabelRun):
+        kind, failures = ModelKind.MULTI_LABEL, run.embed.failures
+    else:
+        kind = {"transcript": ModelKind.TRANSCRIPT, "fused": ModelKind.FUSED}.get(run.features, ModelKind.PROBE)
+        failures = run.embed.failures
+    return TrainSummary(
+        kind, run.out, run.labels, run.encoder_spec, run.n_train, failures, run.seconds, run, run.fallback_reason
+    )
+
+
+def _train(
+    manifest: Path, out: Path, options: TrainOptions, on_epoch: Callable[[EpochStats], None] | None
+) -> ProbeRun | MultiLabelRun:
     started = time.perf_counter()
     items = training_rows(manifest)
     labels = labels_of(items)
@@ -189,7 +208,7 @@ def train(
     tested = None
     if test_set is not None:
         tested = _test_report(head, test_set, labels, out, (fusion, text_test), cal.temperature)
-    summary = TrainSummary(
+    summary = ProbeRun(
         out=out,
         labels=labels,
         encoder_spec=encoder.spec,
@@ -204,6 +223,7 @@ def train(
         test_report=tested,
         fusion=fusion_note,
         ray=ray_run,
+        features=options.features.mode,
     )
     card = _probe_card(manifest, summary, encoder.identity, head, options)
     card = replace(card, features=view.card() if view is not None else Features(), calibration=cal)
@@ -308,7 +328,7 @@ def _text_view(options: TrainOptions, encoder: Encoder) -> TextView | None:
 
 
 def _probe_card(
-    manifest: Path, s: TrainSummary, encoder_identity: str, head: ProbeHead, options: TrainOptions
+    manifest: Path, s: ProbeRun, encoder_identity: str, head: ProbeHead, options: TrainOptions
 ) -> ModelCard:
     chosen = next(c for c in s.search if c.config == s.config)
     details = {
