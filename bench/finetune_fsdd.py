@@ -98,7 +98,7 @@ def main() -> None:
     print("| method | held-out accuracy | macro-F1 | train wall time |")
     print("|---|---|---|---|")
     for name, folder, seconds in (("fine-tuned (--mode finetune)", ft, ft_s), ("probe (default)", probe, probe_s)):
-        acc, f1 = metrics(folder / "report")
+        acc, f1 = metrics(folder / "evaluation")
         print(f"| {name} | {acc:.3f} | {f1:.3f} | {seconds:.0f} s |")
     print(f"\ntransformers.pipeline top-1 = audioclf predict top-1 on {agree[0]}/{agree[1]} held-out clips")
 

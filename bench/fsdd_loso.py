@@ -83,7 +83,7 @@ def main() -> None:
                 report["n"],
                 report["accuracy"],
                 report["macro_f1"],
-                summary.config.describe(),
+                summary.run.config.describe(),  # type: ignore[union-attr]
                 time.perf_counter() - started,
                 model.temperature,
                 before,

@@ -142,7 +142,7 @@ def run(work: Path, manifest: Path, name: str, args: list[str]) -> str:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    rec = json.loads((out / "report" / "report.json").read_text())["recording"]
+    rec = json.loads((out / "evaluation" / "report.json").read_text())["recording"]
     low, high = rec["accuracy_ci"]
     return (
         f"| {name} | {rec['accuracy']:.3f} ({low:.2f}–{high:.2f}) | {rec['macro_f1']:.3f} | {rec['n']} | "
