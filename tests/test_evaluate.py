@@ -7,9 +7,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from audioclf.errors import AudioclfError
 from audioclf.evaluation.metrics import compute_report
+from audioclf.evaluation.pooling import recording_max, recording_mean
 from audioclf.evaluation.report import summary_lines, write_report
 from audioclf.evaluation.window_logits import WindowLogits, recording_logits
 
@@ -83,6 +85,22 @@ def test_known_small_case() -> None:
     assert {e["recording"] for e in report["errors"]} == {"rec1.wav", "rec5.wav"}
     assert report["errors"][0].keys() == {"recording", "true", "predicted", "confidence"}
     _assert_plain_json(report)
+
+
+def test_rows_pooled_per_recording() -> None:
+    values = np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 5.0]], dtype=np.float32)
+    mean = recording_mean(values, np.array([0, 0, 2]))
+    assert mean.dtype == np.float32
+    np.testing.assert_allclose(mean[[0, 2]], [[2.0, 0.0], [0.0, 5.0]])
+    assert np.isnan(mean[1]).all()  # no rows: NaN
+    np.testing.assert_allclose(recording_max(values, np.array([0, 0, 2]), 3), [[3, 0], [-np.inf] * 2, [0, 5]])
+    # float32 rows sum as torch's index_add_ sums them, so the probe search's scores are unchanged to the bit
+    rng = np.random.default_rng(0)
+    rows, rec = rng.standard_normal((500, 4)).astype(np.float32), np.sort(rng.integers(0, 7, 500))
+    index = torch.as_tensor(rec)
+    sums = torch.zeros(7, 4).index_add_(0, index, torch.from_numpy(rows))
+    expected = sums / torch.zeros(7).index_add_(0, index, torch.ones(len(index)))[:, None]
+    np.testing.assert_array_equal(recording_mean(rows, rec), expected.numpy())
 
 
 def test_recording_level_differs_from_window_level() -> None:

@@ -12,12 +12,24 @@ from sklearn.metrics import average_precision_score, f1_score, precision_score, 
 MULTI_LABEL = "multi_label"
 
 
-def recording_max(window_logits: np.ndarray, recording: np.ndarray, n_recordings: int) -> np.ndarray:
-    """[n_recordings, n_labels] the largest window logit of each recording: a recording has a label when any of
-    its windows does."""
-    out = np.full((n_recordings, window_logits.shape[1]), -np.inf)
-    np.maximum.at(out, recording, window_logits)
-    return out
+def average_precisions(probs: np.ndarray, truth: np.ndarray) -> list[float | None]:
+    """Per label, the average precision of ``probs`` against ``truth`` ([n_recordings, n_labels]; None: the label
+    has no positive recording)."""
+    return [
+        float(average_precision_score(truth[:, k], probs[:, k])) if int(truth[:, k].sum()) else None
+        for k in range(truth.shape[1])
+    ]
+
+
+def mean_average_precision(probs: np.ndarray, truth: np.ndarray) -> float | None:
+    """mAP: the macro mean of the per-label average precisions, over the labels with a positive recording (None:
+    no label has one)."""
+    return _mean_of_known(average_precisions(probs, truth))
+
+
+def _mean_of_known(aps: list[float | None]) -> float | None:
+    known = [ap for ap in aps if ap is not None]
+    return float(np.mean(known)) if known else None
 
 
 def multilabel_report(
@@ -25,23 +37,23 @@ def multilabel_report(
 ) -> dict[str, Any]:
     """``probs`` and ``truth`` are [n_recordings, n_labels] (sigmoid probabilities, 0/1)."""
     predicted = probs >= thresholds[None, :]
+    aps = average_precisions(probs, truth)
     per_label = {}
     for k, label in enumerate(labels):
         positives = int(truth[:, k].sum())
         per_label[label] = {
-            "average_precision": float(average_precision_score(truth[:, k], probs[:, k])) if positives else None,
+            "average_precision": aps[k],
             "f1": float(f1_score(truth[:, k], predicted[:, k], zero_division=0)),
             "precision": float(precision_score(truth[:, k], predicted[:, k], zero_division=0)),
             "recall": float(recall_score(truth[:, k], predicted[:, k], zero_division=0)),
             "threshold": float(thresholds[k]),
             "support": positives,
         }
-    aps = [m["average_precision"] for m in per_label.values() if m["average_precision"] is not None]
     return {
         "task": MULTI_LABEL,
         "labels": list(labels),
         "n_recordings": len(truth),
-        "map": float(np.mean(aps)) if aps else None,
+        "map": _mean_of_known(aps),
         "micro_f1": float(f1_score(truth, predicted, average="micro", zero_division=0)),
         "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
         "exact_match": float((predicted == truth.astype(bool)).all(1).mean()) if len(truth) else None,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from audioclf.errors import AudioclfError
+from audioclf.evaluation.pooling import recording_mean
 from audioclf.speech.transcribe import Transcript
 
 
@@ -65,12 +66,4 @@ def recording_logits(preds: WindowLogits) -> np.ndarray:
     """
     _check_shapes(preds)
     logits = np.asarray(preds.window_logits, dtype=np.float64)
-    win_rec = np.asarray(preds.window_recording, dtype=np.int64)
-    n_rec, n_classes = len(preds.recordings), len(preds.labels)
-    sums = np.zeros((n_rec, n_classes), dtype=np.float64)
-    np.add.at(sums, win_rec, logits)
-    counts = np.bincount(win_rec, minlength=n_rec).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = sums / counts[:, None]
-    means[counts == 0] = np.nan
-    return means.astype(np.float32)
+    return recording_mean(logits, preds.window_recording, len(preds.recordings)).astype(np.float32)

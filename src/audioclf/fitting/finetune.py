@@ -19,9 +19,9 @@ from tqdm.auto import tqdm
 from audioclf.encoders.hf_families import family_of, model_failure
 from audioclf.encoders.hub import load_hf, pretrained
 from audioclf.encoders.loader import fit_windows, use_bf16
-from audioclf.evaluation.multilabel_metrics import recording_max
+from audioclf.evaluation.pooling import recording_max, recording_mean
 from audioclf.fitting.defaults import ACCUM, BATCH_SIZE, FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_PATIENCE, VAL_FRACTION
-from audioclf.fitting.probe import EpochStats, mean_by_recording
+from audioclf.fitting.probe import EpochStats
 from audioclf.io.audio import SAMPLE_RATE_HZ, WindowOptions, window_stream
 from audioclf.io.cache import default_cache_dir
 from audioclf.io.download import FetchOptions
@@ -297,7 +297,7 @@ class Finetuner:
             hits = (rec_max > 0) == (truth_sets > 0.5)
             return loss, float(hits.all(1).mean()), float(f1_score(truth_sets, rec_max > 0, average="micro"))
         truth = np.array([r.label for r in val])
-        rec_logits = mean_by_recording(logits, rec)
-        self.last_validation = (rec_logits.numpy(), truth)  # recording logits and labels, for the calibration
-        pred = rec_logits.argmax(1).numpy()
+        rec_logits = recording_mean(logits.numpy(), rec)
+        self.last_validation = (rec_logits, truth)  # recording logits and labels, for the calibration
+        pred = rec_logits.argmax(1)
         return loss, float((pred == truth).mean()), float(f1_score(truth, pred, average="macro", zero_division=0))

@@ -13,10 +13,11 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, precision_recall_curve
+from sklearn.metrics import precision_recall_curve
 
 from audioclf.evaluation.calibration import sigmoid
-from audioclf.evaluation.multilabel_metrics import recording_max
+from audioclf.evaluation.multilabel_metrics import mean_average_precision
+from audioclf.evaluation.pooling import recording_max
 from audioclf.fitting.data import Dataset, cv_folds
 from audioclf.fitting.logreg import ABSENT_CLASS_BIAS, MAX_ITER
 from audioclf.fitting.probe import ProbeHead
@@ -105,17 +106,10 @@ def tune_thresholds(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def mean_average_precision(probs: np.ndarray, y: np.ndarray) -> float:
-    """Macro mean of per-label average precision over the labels with a positive recording."""
-    present = y.sum(0) > 0
-    if not present.any():
-        return float("nan")
-    return float(average_precision_score(y[:, present], probs[:, present], average="macro"))
-
-
 def _scores(c: float, probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     held = np.isfinite(probs).all(1)
-    return {"c": c, "config": f"logreg per label C={c:g}", "cv_map": mean_average_precision(probs[held], y[held])}
+    cv_map = mean_average_precision(probs[held], y[held])
+    return {"c": c, "config": f"logreg per label C={c:g}", "cv_map": float("nan") if cv_map is None else cv_map}
 
 
 def _window_logits(head: ProbeHead, x: torch.Tensor) -> np.ndarray:

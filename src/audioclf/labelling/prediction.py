@@ -10,6 +10,7 @@ import numpy as np
 
 from audioclf.errors import AudioclfError
 from audioclf.evaluation.calibration import sigmoid, softmax
+from audioclf.evaluation.pooling import recording_max
 from audioclf.evaluation.segments import UNKNOWN, Segment, SegmentOptions, label_segments, segments_of
 from audioclf.evaluation.window_logits import WindowLogits, recording_logits
 from audioclf.io.audio import WindowOptions
@@ -216,10 +217,11 @@ def _multilabel_predictions(
 ) -> list[Prediction]:
     """Sigmoid per label; a recording has a label when one of its windows does (max over windows)."""
     win_probs = sigmoid(preds.window_logits)
+    rec_probs = recording_max(win_probs, preds.window_recording, len(preds.recordings))
     out = []
     for i, source in enumerate(preds.recordings):
         rows = np.flatnonzero(preds.window_recording == i)
-        probs = win_probs[rows].max(axis=0)
+        probs = rec_probs[i]
         order = np.argsort(-probs)
         present = tuple(preds.labels[k] for k in order if probs[k] >= thresholds[k])
         top = [(preds.labels[k], float(probs[k])) for k in order[: options.top_k]]

@@ -17,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from audioclf.errors import ModelError
+from audioclf.evaluation.pooling import recording_mean
 from audioclf.fileio import atomic_path
 from audioclf.model.card import NoveltyCard
 from audioclf.model.probe import HeadArrays
@@ -32,10 +33,8 @@ def probe_features(head: HeadArrays, x: np.ndarray) -> np.ndarray:
 
 def unit_means(features: np.ndarray, recording: np.ndarray | None) -> np.ndarray:
     """Window features averaged per recording (None: each window alone), L2-normalised."""
-    if recording is not None:  # numpy: torch's index_add_ cost 7 ms a call here for a handful of rows
-        sums = np.zeros((int(recording.max()) + 1, features.shape[1]))
-        np.add.at(sums, recording, features)
-        features = sums / np.bincount(recording)[:, None]
+    if recording is not None:
+        features = recording_mean(features, recording)
     norms = np.linalg.norm(features, axis=1, keepdims=True)
     return np.asarray(features / np.maximum(norms, 1e-12), dtype=np.float32)
 

@@ -12,7 +12,8 @@ import numpy as np
 from audioclf.errors import ManifestError
 from audioclf.evaluation.calibration import sigmoid
 from audioclf.evaluation.metrics import compute_report, view_reports
-from audioclf.evaluation.multilabel_metrics import multilabel_report, recording_max
+from audioclf.evaluation.multilabel_metrics import multilabel_report
+from audioclf.evaluation.pooling import recording_max
 from audioclf.evaluation.report import write_report
 from audioclf.evaluation.risk_coverage import abstain_report
 from audioclf.evaluation.segments import SegmentOptions
