@@ -13,13 +13,14 @@ import time
 
 import numpy as np
 
+from audioclf.encoders.spec import HF, ModelSpec, Precision
 from audioclf.fitting.finetune import FinetuneOptions, Finetuner, Recording
 from audioclf.io.audio import WindowOptions
 from audioclf.io.manifest import Item
 
 
 def step_seconds(model: str, precision: str, batch: int, seconds: float, steps: int) -> float:
-    options = FinetuneOptions(batch_size=batch, precision=precision, progress=False, epochs=steps + 1)
+    options = FinetuneOptions(batch_size=batch, precision=Precision.parse(precision), progress=False, epochs=steps + 1)
     rng = np.random.default_rng(0)
     n = batch * (steps + 1)
     recordings = [
@@ -30,7 +31,7 @@ def step_seconds(model: str, precision: str, batch: int, seconds: float, steps: 
         )
         for i in range(n)
     ]
-    tuner = Finetuner(f"hf:{model}", ["a", "b"], WindowOptions(window_s=seconds, hop_s=seconds), options, n)
+    tuner = Finetuner(ModelSpec(HF, model), ["a", "b"], WindowOptions(window_s=seconds, hop_s=seconds), options, n)
     tuner.train_epoch(recordings[:batch], epoch=1)  # warm-up
     started = time.perf_counter()
     tuner.train_epoch(recordings[batch:], epoch=2)

@@ -18,6 +18,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from audioclf.encoders.spec import Precision, parse_spec
 from audioclf.evaluation.metrics import compute_report
 from audioclf.fitting.probe import FitOptions
 from audioclf.fitting.train_probe import TrainOptions, train
@@ -67,7 +68,11 @@ def main() -> None:
         write_manifest(files, speaker, manifest)
         started = time.perf_counter()
         options = TrainOptions(
-            encoder=args.encoder, cache_dir=cache, fit=FitOptions(), progress=False, precision=args.precision
+            encoder=parse_spec(args.encoder),
+            cache_dir=cache,
+            fit=FitOptions(),
+            progress=False,
+            precision=Precision.parse(args.precision),
         )
         summary = train(manifest, work / f"model-{speaker}", options)
         model = load_model(summary.out)

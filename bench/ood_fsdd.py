@@ -39,6 +39,7 @@ from sklearn.utils.extmath import randomized_svd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from ood_sounds import ood_clips
 
+from audioclf.encoders.spec import parse_spec
 from audioclf.evaluation.calibration import softmax
 from audioclf.fitting.novelty import Estimate, fit_novelty, shrunk_precision
 from audioclf.fitting.train_probe import TrainOptions, train
@@ -106,7 +107,7 @@ def main() -> None:
     manifest = work / "fsdd.csv"
     write_manifest(files, args.test_speaker, manifest)
     started = time.perf_counter()
-    train(manifest, work / "model", TrainOptions(encoder=args.encoder, cache_dir=cache, progress=False))
+    train(manifest, work / "model", TrainOptions(encoder=parse_spec(args.encoder), cache_dir=cache, progress=False))
     model = load_model(work / "model")
     print(f"trained in {time.perf_counter() - started:.0f} s; encoder {model.encoder_spec}")
     (work / "ood").mkdir()

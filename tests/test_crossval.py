@@ -17,6 +17,7 @@ from audioclf.cli.main import main
 from audioclf.crossvalidation.folds import assign_folds
 from audioclf.crossvalidation.report import over_folds
 from audioclf.crossvalidation.run import _widen
+from audioclf.encoders.spec import parse_spec
 from audioclf.errors import ManifestError, TrainingError
 from audioclf.evaluation.window_logits import WindowLogits
 from audioclf.fitting.probe import FitOptions
@@ -184,7 +185,9 @@ def test_crossval_end_to_end_reruns_and_failures(
     assert "kept from an earlier run" not in stdout and model.stat().st_mtime_ns != before
 
     fit = FitOptions(max_epochs=4)
-    train = TrainOptions(encoder="builtin", hidden=0, lr=0.003, fit=fit, cache_dir=Path(cache), progress=False)
+    train = TrainOptions(
+        encoder=parse_spec("builtin"), hidden=0, lr=0.003, fit=fit, cache_dir=Path(cache), progress=False
+    )
     seen: list[int] = []
     options = CrossvalOptions(folds=2, train=train, force=True)
     result = crossval(manifest, out, options, on_fold=lambda f: seen.append(f.fold))

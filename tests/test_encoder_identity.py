@@ -14,6 +14,7 @@ from conftest import save_tiny_wav2vec2
 import audioclf
 from audioclf.encoders.hub import Identities
 from audioclf.encoders.loader import load_encoder, same_weights
+from audioclf.encoders.spec import parse_spec
 from audioclf.errors import ModelError
 
 OLD_FIXTURES = Path(__file__).parent / "fixtures" / "models" / "0.1.0"
@@ -67,7 +68,7 @@ def test_a_copied_folder_has_the_same_identity(tiny_wav2vec2: Path, tiny_ctc: Pa
     shutil.copytree(tiny_ctc, tmp_path / "ctc")
     copy, first = load_encoder(f"hf:{tmp_path / 'w2v2'}").encoder, load_encoder(f"hf:{tiny_wav2vec2}").encoder
     assert copy.identity == first.identity
-    assert load_ctc(f"hf:{tmp_path / 'ctc'}").identity == load_ctc(f"hf:{tiny_ctc}").identity
+    assert load_ctc(parse_spec(f"hf:{tmp_path / 'ctc'}")).identity == load_ctc(parse_spec(f"hf:{tiny_ctc}")).identity
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

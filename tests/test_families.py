@@ -15,6 +15,7 @@ from tiny_models import FAMILIES, save_tiny
 
 from audioclf.cli.main import main
 from audioclf.encoders.loader import fit_windows, load_encoder
+from audioclf.encoders.spec import parse_spec
 from audioclf.errors import EncoderError
 from audioclf.fitting.finetune import FinetuneOptions
 from audioclf.fitting.train_finetune import finetune
@@ -96,7 +97,9 @@ def test_family_finetunes_exports_and_agrees_with_pipeline(  # type: ignore[no-u
 
     out = tmp_path / "m"
     windows, cache = WindowOptions.encoder_native(), tmp_path / "c"
-    options = FinetuneOptions(f"hf:{tiny_dir(family)}", windows, cache, epochs=1, lr=3e-3, batch_size=4, progress=False)
+    options = FinetuneOptions(
+        parse_spec(f"hf:{tiny_dir(family)}"), windows, cache, epochs=1, lr=3e-3, batch_size=4, progress=False
+    )
     s = finetune(tone_dataset, out, options)  # the default precision: bf16 here
     assert len(s.run.state.history) == 1 and np.isfinite(s.run.state.history[0].train_loss)
     meta = json.loads((out / "audioclf.json").read_text())
@@ -212,7 +215,7 @@ def test_a_fine_tuned_model_carries_its_validation_temperature_in_its_classifier
     from safetensors.torch import load_file
 
     out = tmp_path / "m"
-    encoder, cache = f"hf:{tiny_dir('hubert')}", tmp_path / "c"
+    encoder, cache = parse_spec(f"hf:{tiny_dir('hubert')}"), tmp_path / "c"
     options = FinetuneOptions(encoder, WindowOptions(), cache, epochs=1, lr=3e-3, batch_size=4, progress=False)
     finetune(tone_dataset, out, replace(options, precision="fp32"))  # fp32: the export equals the checkpoint
     meta = json.loads((out / "audioclf.json").read_text())

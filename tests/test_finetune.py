@@ -16,6 +16,7 @@ from conftest import cli_args, finetune_options, probe_options
 from safetensors.torch import load_file
 
 from audioclf.cli.main import main
+from audioclf.encoders.spec import parse_spec
 from audioclf.fitting.finetune import FinetuneOptions, length_batches
 from audioclf.fitting.train_finetune import finetune
 from audioclf.io.audio import WindowOptions, load_audio
@@ -26,7 +27,7 @@ FAST = {"lr": 3e-3, "batch_size": 4, "precision": "fp32", "progress": False, "pa
 
 
 def run(tone_dataset: Path, tiny: Path, out: Path, cache: Path, **kw: object):  # type: ignore[no-untyped-def]
-    options = FinetuneOptions(f"hf:{tiny}", WindowOptions(), cache, **(FAST | kw))  # type: ignore[arg-type]
+    options = FinetuneOptions(parse_spec(f"hf:{tiny}"), WindowOptions(), cache, **(FAST | kw))  # type: ignore[arg-type]
     return finetune(tone_dataset, out, options)
 
 

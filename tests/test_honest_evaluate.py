@@ -10,6 +10,7 @@ import pytest
 from conftest import manifest_rows, write_manifest
 
 from audioclf.cli.main import main
+from audioclf.encoders.spec import parse_spec
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,7 @@ def test_the_train_summary_counts_the_whole_run(
 
     from audioclf.fitting.train_probe import TrainOptions, train
 
-    options = TrainOptions(encoder="builtin", cache_dir=tone_model[1], progress=False)
+    options = TrainOptions(encoder=parse_spec("builtin"), cache_dir=tone_model[1], progress=False)
     started = time.perf_counter()
     summary = train(tone_dataset, tmp_path / "m", options)
     wall = time.perf_counter() - started

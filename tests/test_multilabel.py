@@ -14,6 +14,7 @@ from conftest import tone, write_audio
 
 import audioclf
 from audioclf.cli.main import main
+from audioclf.encoders.spec import parse_spec
 from audioclf.errors import ManifestError
 from audioclf.io.label_sets import canonical, join_labels, split_labels
 from audioclf.io.manifest import load_manifest
@@ -130,7 +131,7 @@ def test_fine_tuning_a_multi_label_model(
     from audioclf.io.audio import WindowOptions, load_audio
 
     out = tmp_path / "ft"
-    encoder, cache = f"hf:{tiny_wav2vec2}", tmp_path / "c"
+    encoder, cache = parse_spec(f"hf:{tiny_wav2vec2}"), tmp_path / "c"
     options = FinetuneOptions(encoder, WindowOptions(), cache, epochs=2, lr=3e-3, batch_size=8, progress=False)
     s = finetune(mixtures, out, replace(options, precision="fp32"))
     assert s.run.state.best_epoch >= 1

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from audioclf.encoders.spec import ModelSpec, Precision, parse_spec
 from audioclf.errors import AudioclfError
 from audioclf.evaluation.segments import DEFAULT_SMOOTH, SegmentOptions
 from audioclf.fitting.finetune import FinetuneOptions
@@ -78,7 +79,7 @@ class Model:
 
     @property
     def encoder(self) -> str:
-        return self.trained.encoder_spec
+        return str(self.trained.encoder_spec)
 
     def predict(
         self,
@@ -161,7 +162,7 @@ def train(
     out: PathLike,
     *,
     mode: str = "probe",
-    encoder: str | None = None,
+    encoder: str | ModelSpec | None = None,
     features: str = "acoustic",
     cache_dir: PathLike | None = None,
     progress: bool = False,
@@ -171,7 +172,10 @@ def train(
     ``TrainOptions`` fields: ``folds``, ``layer``, ``hidden``, ``test_size``, …) or a full fine-tuning of an
     ``hf:`` encoder (``mode="finetune"``; ``options`` are ``FinetuneOptions`` fields: ``epochs``, ``lr``, …)."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    common: dict[str, Any] = {"encoder": encoder, "cache_dir": cache, "progress": progress}
+    spec = None if encoder is None else parse_spec(encoder)
+    common: dict[str, Any] = {"encoder": spec, "cache_dir": cache, "progress": progress}
+    if "precision" in options:
+        options["precision"] = Precision.parse(options["precision"])
     if mode == "finetune":
         if features != "acoustic":
             raise AudioclfError("features: fine-tuning learns from the audio; use mode='probe' for transcripts")

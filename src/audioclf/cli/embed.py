@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from audioclf.cli.options import emit, fetch_options, ray_options, window_options, worker_lines
 from audioclf.encoders.loader import fit_windows, load_encoder
+from audioclf.encoders.spec import Precision, parse_spec
 from audioclf.extraction.embed import embed_items, write_failures
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import EmbeddingCache
@@ -20,9 +21,9 @@ def _embed_on_ray(args: argparse.Namespace, items: list[Item], windows: WindowOp
     from audioclf.extraction.ray import embed_on_ray
 
     fetch = fetch_options(args, windows.max_duration_s)
-    spec, progress = args.encoder, not args.quiet
+    spec, progress = None if args.encoder is None else parse_spec(args.encoder), not args.quiet
     run = embed_on_ray(
-        items, spec, args.precision, args.cache_dir, windows, fetch=fetch, options=options, progress=progress
+        items, spec, Precision(args.precision), args.cache_dir, windows, fetch=fetch, options=options, progress=progress
     )
     result = run.result
     if result.failures and args.failures:
@@ -40,7 +41,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     ray = ray_options(args)
     if ray is not None:
         return _embed_on_ray(args, items, windows, ray)
-    loaded = load_encoder(args.encoder, args.precision)
+    loaded = load_encoder(None if args.encoder is None else parse_spec(args.encoder), Precision(args.precision))
     windows = fit_windows(windows, loaded.encoder)
     cache = EmbeddingCache(args.cache_dir, loaded.encoder.identity, windows)
     fetch = fetch_options(args, windows.max_duration_s)

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 
 from audioclf.cli.options import EPOCH_HEADER, emit, fetch_options, ray_options, window_options
+from audioclf.encoders.spec import TEXT_ENCODERS, TRANSCRIBERS, ModelSpec, Precision, parse_spec
 from audioclf.errors import TrainingError
 from audioclf.evaluation.report import summary_lines
 from audioclf.fitting import defaults as D
@@ -45,6 +46,10 @@ def _given(**options: object) -> dict[str, object]:
     return {name: value for name, value in options.items() if value is not None}
 
 
+def _encoder(args: argparse.Namespace) -> ModelSpec | None:
+    return None if args.encoder is None else parse_spec(args.encoder)
+
+
 def train_options(args: argparse.Namespace) -> TrainOptions:
     """The probe's TrainOptions from the options that ``train`` and ``crossval`` share."""
     fit = FitOptions(
@@ -52,9 +57,11 @@ def train_options(args: argparse.Namespace) -> TrainOptions:
         balanced=args.class_weight == "balanced",
         seed=args.seed,
     )
-    features = FeatureOptions(args.features or D.FEATURES, args.transcriber, args.text_encoder)
+    transcriber = None if args.transcriber is None else parse_spec(args.transcriber, TRANSCRIBERS, "transcriber")
+    text_encoder = parse_spec(args.text_encoder, TEXT_ENCODERS, "text encoder")
+    features = FeatureOptions(args.features or D.FEATURES, transcriber, text_encoder)
     return TrainOptions(
-        encoder=args.encoder,
+        encoder=_encoder(args),
         windows=window_options(args),
         cache_dir=args.cache_dir,
         **_given(folds=args.folds, layer=args.layer),  # type: ignore[arg-type]
@@ -65,7 +72,7 @@ def train_options(args: argparse.Namespace) -> TrainOptions:
         progress=not args.quiet,
         fetch=fetch_options(args, args.max_duration),
         test_size=args.test_size,
-        precision=args.precision,
+        precision=Precision(args.precision),
         features=features,
         ray=ray_options(args),
     )
@@ -82,14 +89,14 @@ def finetune_options(args: argparse.Namespace) -> FinetuneOptions:
         val_fraction=args.val_fraction,
     )
     return FinetuneOptions(
-        encoder=args.encoder,
+        encoder=_encoder(args),
         windows=window_options(args),
         cache_dir=args.cache_dir,
         fetch=fetch_options(args, args.max_duration),
         force=args.force,
         **given,  # type: ignore[arg-type]
         freeze_feature_encoder=not args.train_feature_encoder,
-        precision=args.precision,
+        precision=Precision(args.precision),
         gradient_checkpointing=args.gradient_checkpointing,
         augment=args.augment,
         balanced=args.class_weight == "balanced",

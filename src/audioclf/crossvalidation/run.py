@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ import numpy as np
 
 from audioclf.crossvalidation.folds import assign_folds, fold_group, fold_manifest
 from audioclf.crossvalidation.report import over_folds, write_outputs
+from audioclf.encoders.spec import ModelSpec
 from audioclf.errors import AudioclfError, TrainingError
 from audioclf.fileio import atomic_write, write_json_atomic, write_text_atomic
 from audioclf.io.manifest import Item, labels_of, load_manifest
@@ -133,7 +134,7 @@ def crossval(
         report=report,
         over_folds=stats,
         labels=labels,
-        encoder=train_options.encoder or "",
+        encoder=str(train_options.encoder or ""),
         fallback_reason=fallback,
         failures=failures,
         folds_from=how,
@@ -153,8 +154,10 @@ def _resolve_encoder(options: TrainOptions) -> tuple[TrainOptions, str | None]:
 
 
 def _options_key(options: TrainOptions) -> str:
-    def plain(value: Any) -> Any:
-        return asdict(value) if is_dataclass(value) and not isinstance(value, type) else str(value)
+    def plain(value: Any) -> Any:  # a spec as it is written; other options field by field (json recurses)
+        if is_dataclass(value) and not isinstance(value, type | ModelSpec):
+            return {f.name: getattr(value, f.name) for f in fields(value)}
+        return str(value)
 
     kept = {f.name: getattr(options, f.name) for f in fields(options) if f.name not in NOT_RESULT}
     return json.dumps(kept, sort_keys=True, default=plain)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from audioclf.encoders.hub import fingerprints, pretrained
+from audioclf.encoders.spec import FINETUNED, ModelSpec
 from audioclf.errors import EncoderError
 from audioclf.io.audio import SAMPLE_RATE_HZ
 
@@ -32,7 +33,14 @@ class HFEncoder:
     """Any transformers audio encoder loaded with AutoFeatureExtractor + AutoModel; mask-aware mean pooling."""
 
     def __init__(
-        self, spec: str, extractor: Any, model: Any, *, bf16: bool = False, tokenizer: Any = None, reload: Reload = None
+        self,
+        spec: ModelSpec,
+        extractor: Any,
+        model: Any,
+        *,
+        bf16: bool = False,
+        tokenizer: Any = None,
+        reload: Reload = None,
     ) -> None:
         import torch
 
@@ -177,7 +185,7 @@ class LogitsEncoder(HFEncoder):
         extractor, model = pretrained(
             AutoModelForAudioClassification, str(folder), True, str(folder), "fine-tuned model"
         )
-        super().__init__(f"finetuned:{folder}", extractor, model, bf16=bf16)
+        super().__init__(ModelSpec(FINETUNED, str(folder)), extractor, model, bf16=bf16)
         self.n_layers, self.dim = 1, int(model.config.num_labels)
 
     def _embed_batch(self, waves: list[np.ndarray]) -> np.ndarray:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from audioclf.encoders.spec import ModelSpec
 from audioclf.errors import EncoderError, first_line
 from audioclf.io.audio import FRAME_HOP_SAMPLES, SAMPLE_RATE_HZ
 
@@ -171,7 +172,7 @@ def family_of(model: Any, extractor: Any) -> AudioFamily:
     )
 
 
-def model_failure(family: AudioFamily, spec: str, exc: Exception) -> EncoderError:
+def model_failure(family: AudioFamily, spec: ModelSpec, exc: Exception) -> EncoderError:
     """What torch or transformers raised inside a family's extractor or model, as one line saying what to do."""
     first = first_line(exc)
     return EncoderError(

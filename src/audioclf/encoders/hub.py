@@ -27,29 +27,27 @@ def offline() -> bool:
     )
 
 
-def load_hf(model: ModelSpec | str, load: Callable[[str, bool], T]) -> T:
+def load_hf(model: ModelSpec, load: Callable[[str, bool], T]) -> T:
     """Resolve ``hf:<hub id or folder>`` and call ``load(source, local_files_only)``: a folder directly, a hub
     id from the local cache first, then from the hub only after one bounded reachability check."""
-    if isinstance(model, str):
-        model = ModelSpec.parse(model)
     if model.kind != HF:
         raise EncoderError(f"{model} is not a transformers model; use 'hf:<hub id or local model dir>'")
-    spec, name = str(model), model.source
+    name = model.source
     local = Path(name).expanduser()
     if local.is_dir():
         return load(str(local), True)
     if local.is_absolute() or name.startswith(".") or name.count("/") > 1:
-        raise EncoderError(f"{spec}: no such model folder {local}; give a folder with config.json or a hub id")
+        raise EncoderError(f"{model}: no such model folder {local}; give a folder with config.json or a hub id")
     try:
         return load(name, True)  # the local hub cache first: no network
     except EncoderError:
         if offline():
-            raise EncoderError(f"{spec}: not in the local cache and HF_HUB_OFFLINE is set") from None
-    probe_hub(spec, name)
+            raise EncoderError(f"{model}: not in the local cache and HF_HUB_OFFLINE is set") from None
+    probe_hub(model, name)
     return load(name, False)
 
 
-def probe_hub(spec: str, name: str) -> None:
+def probe_hub(spec: ModelSpec, name: str) -> None:
     """One bounded request: an unreachable or silent hub fails here in seconds instead of hanging a download."""
     from huggingface_hub import HfApi
 
@@ -61,7 +59,13 @@ def probe_hub(spec: str, name: str) -> None:
 
 
 def pretrained(
-    model_class: Any, source: str, local_only: bool, where: str, what: str, preprocessor: Any = None, **kwargs: Any
+    model_class: Any,
+    source: str,
+    local_only: bool,
+    where: ModelSpec | str,
+    what: str,
+    preprocessor: Any = None,
+    **kwargs: Any,
 ) -> tuple[Any, Any]:
     """A preprocessor (AutoFeatureExtractor unless given: a tokenizer, a processor) + ``model_class`` from a
     folder or hub id (never remote code); one-line errors."""

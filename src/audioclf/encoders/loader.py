@@ -18,18 +18,18 @@ import numpy as np
 from audioclf.encoders.hf_encoder import BF16_SUFFIX, HFEncoder
 from audioclf.encoders.hub import Identities, load_hf, pretrained, tokenizer_of
 from audioclf.encoders.mfcc import BUILTIN_DIM, BUILTIN_VERSION, builtin_embed_batch
-from audioclf.encoders.spec import BUILTIN, HF, ModelSpec
+from audioclf.encoders.spec import BUILTIN, HF, ModelSpec, Precision, parse_spec
 from audioclf.errors import EncoderError
 from audioclf.io.audio import WindowOptions
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ENCODER = "hf:facebook/wav2vec2-base-960h"
+DEFAULT_ENCODER = ModelSpec(HF, "facebook/wav2vec2-base-960h")
 FALLBACK_ENV = "AUDIOCLF_FALLBACK_ENCODER"  # a local pretrained model to use when the default cannot be loaded
 
 
 class Encoder(Protocol):
-    spec: str  # what the user asked for, e.g. "builtin" or "hf:facebook/wav2vec2-base-960h"
+    spec: ModelSpec  # what the user asked for, e.g. builtin or hf:facebook/wav2vec2-base-960h
     identity: str  # content hash of the weights and settings: part of every cache key
     identities: Identities  # the identity, then the older form that earlier versions saved with a model
     n_layers: int
@@ -44,7 +44,7 @@ class Encoder(Protocol):
 class BuiltinEncoder:
     """Log-mel/MFCC features that need no download (see ``builtin.py``)."""
 
-    spec = BUILTIN
+    spec = ModelSpec(BUILTIN)
     n_layers = 1
     min_samples = 1
     native_window_s: float | None = None
@@ -66,7 +66,7 @@ class LoadedEncoder:
 
 
 class InputLength(Protocol):
-    spec: str
+    spec: ModelSpec
     native_window_s: float | None
     max_window_s: float | None
 
@@ -101,39 +101,49 @@ def bf16_supported() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+@dataclass(frozen=True)
+class IdentityParts:
+    """An encoder identity read once: its weights and settings, and the precision it was recorded in (a bf16
+    suffix, or a Whisper identity's compute type: ``whisper-<weights>-<compute type>-<padding>-<pooling>``)."""
+
+    weights: str  # the identity without what the precision changes
+    bf16: bool
+    compute: str | None  # a Whisper identity's compute type, else None
+
+    @classmethod
+    def of(cls, identity: str) -> IdentityParts:
+        bare = identity.removesuffix(BF16_SUFFIX)
+        parts = bare.split("-")
+        if parts[0] != "whisper":
+            return cls(bare, bare != identity, None)
+        return cls("-".join(parts[:2] + parts[3:]), bare != identity, parts[2] if len(parts) > 2 else "")
+
+
 def same_weights(current: str | Iterable[str], saved: str) -> bool:
     """Whether an encoder's identity (or, given its ``identities``, any form of it) and one saved with a model
     are the same weights and settings, whatever precision each ran in."""
-
-    def strip(identity: str) -> str:
-        identity = identity.removesuffix(BF16_SUFFIX)
-        if identity.startswith("whisper-"):  # whisper-<weights>-<compute type>-<padding>-<pooling>
-            parts = identity.split("-")
-            identity = "-".join(parts[:2] + parts[3:])
-        return identity
-
     forms = [current] if isinstance(current, str) else current
-    return any(strip(form) == strip(saved) for form in forms)  # in order: a legacy form only when needed
+    weights = IdentityParts.of(saved).weights
+    return any(IdentityParts.of(form).weights == weights for form in forms)  # in order: a legacy form when needed
 
 
-def precision_for(identity: str) -> str:
-    """The --precision that reproduces embeddings recorded under ``identity`` as closely as this machine can."""
-    if identity.endswith(BF16_SUFFIX):
-        return "bf16" if bf16_supported() else "fp32"
-    if identity.startswith("whisper-"):  # whisper-<weights>-<compute type>-…
-        parts = identity.split("-")
-        return "fp32" if len(parts) > 2 and "float32" in parts[2] else "auto"
-    return "fp32"
+def precision_for(identity: str) -> Precision:
+    """The precision that reproduces embeddings recorded under ``identity`` as closely as this machine can."""
+    parts = IdentityParts.of(identity)
+    if parts.bf16:
+        return Precision.BF16 if bf16_supported() else Precision.FP32
+    if parts.compute is not None:
+        return Precision.FP32 if "float32" in parts.compute else Precision.AUTO
+    return Precision.FP32
 
 
-def use_bf16(precision: str) -> bool:
-    if precision not in ("auto", "bf16", "fp32"):
-        raise EncoderError(f"precision {precision!r}: use auto, bf16 or fp32")
-    return precision == "bf16" or (precision == "auto" and bf16_supported())
+def use_bf16(precision: Precision) -> bool:
+    return precision == Precision.BF16 or (precision == Precision.AUTO and bf16_supported())
 
 
-def load_encoder(spec: str | None = None, precision: str = "auto") -> LoadedEncoder:
-    """Load ``spec`` (``builtin`` or ``hf:<hub id or local dir>``).
+def load_encoder(spec: ModelSpec | str | None = None, precision: Precision = Precision.AUTO) -> LoadedEncoder:
+    """Load ``spec`` (``builtin``, ``hf:<hub id or local dir>`` or ``whisper:<size or folder>``; a string is
+    parsed here, the public entry for scripts and notebooks).
 
     With ``spec=None`` the default pretrained model is tried and, if it cannot be loaded (offline, hub
     unreachable), the built-in encoder is used and the reason returned. A named encoder never falls back.
@@ -143,16 +153,16 @@ def load_encoder(spec: str | None = None, precision: str = "auto") -> LoadedEnco
             return LoadedEncoder(_load_spec(DEFAULT_ENCODER, precision))
         except EncoderError as exc:
             return LoadedEncoder(_fallback(str(exc), precision), fallback_reason=str(exc))
-    return LoadedEncoder(_load_spec(spec, precision))
+    return LoadedEncoder(_load_spec(parse_spec(spec), precision))
 
 
-def _fallback(reason: str, precision: str) -> Encoder:
+def _fallback(reason: str, precision: Precision) -> Encoder:
     """A pretrained model the user keeps locally ($AUDIOCLF_FALLBACK_ENCODER, e.g. whisper:/models/base) if it
     loads, else the built-in encoder; one warning line says which and why."""
     local = os.environ.get(FALLBACK_ENV, "").strip()
     if local:
         try:
-            encoder = _load_spec(local, precision)
+            encoder = _load_spec(parse_spec(local), precision)
         except EncoderError as exc:
             log.warning("%s; %s=%s does not load either (%s)", reason, FALLBACK_ENV, local, exc)
         else:
@@ -162,19 +172,18 @@ def _fallback(reason: str, precision: str) -> Encoder:
     return BuiltinEncoder()
 
 
-def _load_spec(spec: str, precision: str = "auto") -> Encoder:
-    model = ModelSpec.parse(spec)
+def _load_spec(model: ModelSpec, precision: Precision) -> Encoder:
     if model.kind == BUILTIN:
         return BuiltinEncoder()
     if model.kind == HF:
         bf16 = use_bf16(precision)
-        return load_hf(model, lambda source, local_only: _from_pretrained(str(model), source, local_only, bf16))
+        return load_hf(model, lambda source, local_only: _from_pretrained(model, source, local_only, bf16))
     from audioclf.encoders.whisper import load_whisper
 
     return load_whisper(model, precision)
 
 
-def _from_pretrained(spec: str, source: str, local_only: bool, bf16: bool) -> Encoder:
+def _from_pretrained(spec: ModelSpec, source: str, local_only: bool, bf16: bool) -> Encoder:
     model, extractor, tokenizer = _loaded(spec, source, local_only)
 
     def again() -> tuple[Any, Any]:  # the model and extractor as loaded: a bf16 encoder's legacy identity
@@ -183,7 +192,7 @@ def _from_pretrained(spec: str, source: str, local_only: bool, bf16: bool) -> En
     return HFEncoder(spec, extractor, model, bf16=bf16, tokenizer=tokenizer, reload=again)
 
 
-def _loaded(spec: str, source: str, local_only: bool) -> tuple[Any, Any, Any]:
+def _loaded(spec: ModelSpec, source: str, local_only: bool) -> tuple[Any, Any, Any]:
     """The encoder model, its feature extractor and its tokenizer (a CTC model's, else None)."""
     from transformers import AutoConfig, AutoModel, AutoModelForCTC
 

@@ -1,10 +1,13 @@
 """Model specs, parsed once: ``builtin``, ``hf:<hub id or folder>``, ``whisper:<size or folder>[?padding=audio]``,
-and the text encoders' ``minilm`` / ``tfidf``. Everything past the parser takes a ``ModelSpec``."""
+the text encoders' ``minilm`` / ``tfidf``, and ``finetuned:<model folder>`` (a fine-tuned classifier, never typed
+by a user). ``parse_spec`` is the boundary (CLI arguments, API keywords, the environment) and the model card's
+reader the other place a spec is parsed; everything past them takes a ``ModelSpec``. Likewise ``Precision``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from audioclf.errors import EncoderError
 
@@ -13,6 +16,10 @@ HF = "hf"
 WHISPER = "whisper"
 MINILM = "minilm"
 TFIDF = "tfidf"
+FINETUNED = "finetuned"  # a fine-tuned transformers classifier's folder (a model folder, not an encoder a user names)
+ENCODERS = (BUILTIN, HF, WHISPER)  # the kinds each place accepts
+TRANSCRIBERS = (WHISPER, HF)
+TEXT_ENCODERS = (MINILM, TFIDF, HF)
 NAMED = frozenset({BUILTIN, MINILM, TFIDF})  # kinds that are a bare word, without a source
 OPTIONS = {WHISPER: {"padding": ("full", "audio")}}  # the ?key=value options each kind accepts
 EMPTY = {WHISPER: "give a size (base, small, …) or a folder: whisper:<size or folder>"}
@@ -22,17 +29,18 @@ FORMS = {
     WHISPER: "whisper:<size or folder>",
     MINILM: "minilm",
     TFIDF: "tfidf",
+    FINETUNED: "finetuned:<model folder>",
 }
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    kind: str  # builtin | hf | whisper | minilm | tfidf
+    kind: str  # builtin | hf | whisper | minilm | tfidf | finetuned
     source: str = ""  # a hub id, a folder or a Whisper size; empty for the named kinds
     options: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs from ?key=value&...
 
     @classmethod
-    def parse(cls, text: str, kinds: Iterable[str] = (BUILTIN, HF, WHISPER), what: str = "encoder") -> ModelSpec:
+    def parse(cls, text: str, kinds: Iterable[str] = ENCODERS, what: str = "encoder") -> ModelSpec:
         """One spec string into its parts; one error naming the accepted forms for anything else."""
         kinds = tuple(kinds)
         text = text.strip()
@@ -55,6 +63,27 @@ class ModelSpec:
             return self.kind
         query = "&".join(f"{k}={v}" for k, v in self.options)
         return f"{self.kind}:{self.source}" + (f"?{query}" if query else "")
+
+
+def parse_spec(text: str | ModelSpec, kinds: Iterable[str] = ENCODERS, what: str = "encoder") -> ModelSpec:
+    """The boundary: a spec as a user gives it (a CLI argument, an API keyword, an environment variable) as a
+    ``ModelSpec`` (one already parsed is returned as it is)."""
+    return text if isinstance(text, ModelSpec) else ModelSpec.parse(text, kinds, what)
+
+
+class Precision(StrEnum):
+    """The precision an encoder embeds in: ``auto`` (bf16 where the CPU/GPU supports it), ``bf16`` or ``fp32``."""
+
+    AUTO = "auto"
+    BF16 = "bf16"
+    FP32 = "fp32"
+
+    @classmethod
+    def parse(cls, text: str | Precision) -> Precision:
+        try:
+            return cls(text)
+        except ValueError:
+            raise EncoderError(f"precision {text!r}: use auto, bf16 or fp32") from None
 
 
 def _options(text: str, kind: str, query: str) -> tuple[tuple[str, str], ...]:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from audioclf.encoders.hub import Identities, offline, probe_hub
-from audioclf.encoders.spec import WHISPER, ModelSpec
+from audioclf.encoders.spec import ModelSpec, Precision
 from audioclf.encoders.whisper_backends import (
     TORCH,
     Backend,
@@ -67,7 +67,7 @@ class WhisperEncoder:
     min_samples = 1
     max_window_s: float | None = None  # a longer window is encoded one input length at a time
 
-    def __init__(self, spec: str, source: WhisperSource, backend: Backend, padding: str = "full") -> None:
+    def __init__(self, spec: ModelSpec, source: WhisperSource, backend: Backend, padding: str = "full") -> None:
         if padding not in PADDINGS:
             raise EncoderError(f"whisper padding {padding!r}: use one of {', '.join(PADDINGS)}")
         self.spec, self.padding, self.backend = spec, padding, backend
@@ -85,7 +85,7 @@ class WhisperEncoder:
         self.chunk_frames = int(self._features.nb_max_frames)  # 3000 (30 s) for every released Whisper
         self.native_window_s: float | None = self.chunk_frames * FRAME_HOP_SAMPLES / SAMPLE_RATE_HZ
         self.model_identity = f"whisper-{source.fingerprint}"
-        # "whisper-<weights>-<compute type>-<padding>-<pooling>": see encoders.same_weights
+        # "whisper-<weights>-<compute type>-<padding>-<pooling>": read back by loader.IdentityParts
         self.identity = f"{self.model_identity}-{backend.compute}-{padding}-{POOLING_VERSION}"
         self.identities = Identities(self.identity)  # a hash of the files: the same wherever the folder is
         log.debug("%s: encoder states through %s %s (%s)", spec, backend.name, backend.compute, backend.reason)
@@ -174,12 +174,10 @@ def cpu_threads() -> int:
     return torch.get_num_threads()
 
 
-def load_whisper(model: ModelSpec | str, precision: str = "auto") -> WhisperEncoder:
+def load_whisper(model: ModelSpec, precision: Precision = Precision.AUTO) -> WhisperEncoder:
     """``whisper:<size or folder>[?padding=audio]``: a CTranslate2 (faster-whisper) folder or size name, or a
     transformers Whisper checkpoint folder; every failure is a one-line EncoderError."""
-    if isinstance(model, str):
-        model = ModelSpec.parse(model, (WHISPER,))
-    spec, name, padding = str(model), model.source, model.option("padding", "full")
+    spec, name, padding = model, model.source, model.option("padding", "full")
     try:
         from faster_whisper.utils import download_model
     except ImportError:
@@ -206,7 +204,7 @@ def _transcribing_compute(states_compute: str) -> str:
     return ct2_compute(states_compute in ("float32", "torch_float32"), ctranslate2.get_cuda_device_count() > 0)
 
 
-def _faster_whisper(spec: str, folder: Path, compute: str) -> Any:
+def _faster_whisper(spec: ModelSpec, folder: Path, compute: str) -> Any:
     """faster-whisper's model on ``folder`` (int8 on CPU, as faster-whisper recommends; float16 on GPU)."""
     import ctranslate2
     from faster_whisper import WhisperModel
@@ -218,7 +216,7 @@ def _faster_whisper(spec: str, folder: Path, compute: str) -> Any:
         raise EncoderError(f"{spec}: cannot load the Whisper model ({first_line(exc)})") from exc
 
 
-def _named_model(spec: str, name: str, transformers_first: bool, download_model: Any) -> Path:
+def _named_model(spec: ModelSpec, name: str, transformers_first: bool, download_model: Any) -> Path:
     """The folder of a size name or hub id. Where transformers computes the states faster (bf16 hardware), a
     size is ``openai/whisper-<size>`` in transformers format, from the local cache, else the hub; else, or when
     that cannot be had, faster-whisper's CTranslate2 conversion (``Systran/faster-whisper-<size>``)."""
@@ -242,7 +240,7 @@ def _snapshot(repo: str, local_only: bool) -> str:
     return str(snapshot_download(repo, allow_patterns=list(HF_FILES), local_files_only=local_only))
 
 
-def _fetched(spec: str, repo: str, fetch: Callable[[bool], str]) -> Path:
+def _fetched(spec: ModelSpec, repo: str, fetch: Callable[[bool], str]) -> Path:
     """``fetch(local_files_only)``'s folder: the local hub cache first, then the hub after one bounded check."""
     try:
         return Path(fetch(True))

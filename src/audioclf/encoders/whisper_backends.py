@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from audioclf.encoders.spec import ModelSpec, Precision
 from audioclf.errors import EncoderError, first_line
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class Backend:
     reason: str
 
 
-def prefers_transformers(precision: str, padding: str) -> bool:
+def prefers_transformers(precision: Precision, padding: str) -> bool:
     """Whether a transformers checkpoint computes the states faster here than CTranslate2 (see choose_backend)."""
     from audioclf.encoders.loader import use_bf16
 
@@ -59,15 +60,15 @@ def ct2_compute(float32: bool, gpu: bool) -> str:
     return "float32" if float32 else "float16" if gpu else "int8"
 
 
-def choose_backend(hf_checkpoint: bool, precision: str, padding: str, gpu: bool) -> Backend:
+def choose_backend(hf_checkpoint: bool, precision: Precision, padding: str, gpu: bool) -> Backend:
     """The fastest faithful backend for this machine, and why (logged, and the compute type is recorded)."""
     from audioclf.encoders.loader import use_bf16
 
     if not hf_checkpoint:
-        return Backend(CT2, ct2_compute(precision == "fp32", gpu), "a CTranslate2 model folder")
+        return Backend(CT2, ct2_compute(precision == Precision.FP32, gpu), "a CTranslate2 model folder")
     if padding == "audio":
-        return Backend(CT2, "float32" if precision == "fp32" else "int8", "padding=audio needs CTranslate2")
-    if precision == "fp32":
+        return Backend(CT2, "float32" if precision == Precision.FP32 else "int8", "padding=audio needs CTranslate2")
+    if precision == Precision.FP32:
         return Backend(TORCH, "torch_float32", "float32 was asked for")
     if use_bf16(precision):
         return Backend(TORCH, "torch_bf16", "bf16 in hardware: transformers' bf16 encoder beats CTranslate2")
@@ -89,7 +90,7 @@ def feature_extractor(folder: Path) -> Any:
 class TorchStates:
     """The encoder of a transformers Whisper checkpoint (SDPA attention; bf16 weights when asked)."""
 
-    def __init__(self, spec: str, folder: Path, bf16: bool) -> None:
+    def __init__(self, spec: ModelSpec, folder: Path, bf16: bool) -> None:
         import torch
         from transformers import WhisperModel
 
@@ -114,7 +115,7 @@ class TorchStates:
             return self._encoder(input_features=x).last_hidden_state[0].float().cpu().numpy()
 
 
-def converted(spec: str, folder: Path, fingerprint: str, compute: str, cache_root: Path) -> Path:
+def converted(spec: ModelSpec, folder: Path, fingerprint: str, compute: str, cache_root: Path) -> Path:
     """The CTranslate2 conversion of a transformers checkpoint, made once into ``cache_root`` (atomically: a
     half-written conversion is never used)."""
     quantization = compute if compute in ("float32", "float16") else "int8"

@@ -27,6 +27,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from audioclf.encoders.spec import ModelSpec, Precision
 from audioclf.errors import AudioclfError
 from audioclf.extraction.embed import EmbedResult, Failure
 from audioclf.io.audio import WindowOptions
@@ -97,8 +98,8 @@ class _EmbedActor:
 
     def __init__(
         self,
-        spec: str | None,
-        precision: str,
+        spec: ModelSpec | None,
+        precision: Precision,
         cache_dir: str,
         windows: WindowOptions,
         fetch: FetchOptions | None,
@@ -233,8 +234,8 @@ def _tally(workers: dict[str, WorkerStats], chunk: ChunkResult, n_items: int) ->
 
 def embed_on_ray(
     items: Sequence[Item],
-    spec: str | None,
-    precision: str,
+    spec: ModelSpec | None,
+    precision: Precision,
     cache_dir: Path,
     windows: WindowOptions,
     *,

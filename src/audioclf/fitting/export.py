@@ -28,14 +28,20 @@ log = logging.getLogger(__name__)
 EXPORT_DIR = "transformers"
 
 
-def exportable(spec: str, head: ProbeHead) -> bool:
+def exportable(spec: ModelSpec, head: ProbeHead) -> bool:
     config = head.config
     last = config.layer == LAST or config.layer == str(head.mean.shape[0] - 1)
-    return ModelSpec.parse(spec).kind == HF and config.hidden == 0 and last
+    return spec.kind == HF and config.hidden == 0 and last
 
 
 def export_probe(
-    spec: str, head: ProbeHead, labels: list[str], out: Path, temperature: float = 1.0, *, multi_label: bool = False
+    spec: ModelSpec,
+    head: ProbeHead,
+    labels: list[str],
+    out: Path,
+    temperature: float = 1.0,
+    *,
+    multi_label: bool = False,
 ) -> Path | None:
     """Write ``out/transformers`` (loadable by ``transformers.pipeline``) when the probe maps exactly; a
     multi-label probe is saved with ``problem_type="multi_label_classification"`` (sigmoid outputs)."""

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from audioclf.encoders.hf_families import family_of, model_failure
 from audioclf.encoders.hub import load_hf, pretrained
 from audioclf.encoders.loader import fit_windows, use_bf16
+from audioclf.encoders.spec import ModelSpec, Precision
 from audioclf.evaluation.pooling import recording_max, recording_mean
 from audioclf.fitting.defaults import ACCUM, BATCH_SIZE, FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_PATIENCE, VAL_FRACTION
 from audioclf.fitting.probe import EpochStats
@@ -38,7 +39,7 @@ class FinetuneOptions:
     """Everything a fine-tuning run needs beside the manifest and the output folder (as ``TrainOptions`` is for
     a probe): the encoder, windows and cache, then the optimisation."""
 
-    encoder: str | None = None  # None: the default pretrained model
+    encoder: ModelSpec | None = None  # None: the default pretrained model
     windows: WindowOptions = field(default_factory=WindowOptions.encoder_native)
     cache_dir: Path = field(default_factory=default_cache_dir)
     fetch: FetchOptions | None = None  # downloads of URL rows
@@ -52,7 +53,7 @@ class FinetuneOptions:
     max_grad_norm: float = 1.0
     freeze_feature_encoder: bool = True
     freeze_layers: int = 0  # also freeze the first N transformer layers
-    precision: str = "auto"  # auto (bf16 where the CPU/GPU supports it) | bf16 | fp32
+    precision: Precision = Precision.AUTO  # auto (bf16 where the CPU/GPU supports it) | bf16 | fp32
     gradient_checkpointing: bool = False
     augment: bool = False
     patience: int = FINETUNE_PATIENCE
@@ -81,7 +82,7 @@ class FinetuneState:
     history: list[EpochStats] = field(default_factory=list)
 
 
-def load_classifier(spec: str, labels: Sequence[str], options: FinetuneOptions, **config: Any) -> tuple[Any, Any]:
+def load_classifier(spec: ModelSpec, labels: Sequence[str], options: FinetuneOptions, **config: Any) -> tuple[Any, Any]:
     """Feature extractor + AutoModelForAudioClassification with a fresh head for ``labels`` (no remote code);
     ``config`` overrides model config fields."""
 
@@ -161,7 +162,7 @@ class Finetuner:
 
     def __init__(
         self,
-        spec: str,
+        spec: ModelSpec,
         labels: list[str],
         windows: WindowOptions,
         options: FinetuneOptions,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from audioclf.encoders.spec import ModelSpec
 from audioclf.extraction.embed import Failure
 from audioclf.model.card import ModelKind
 
@@ -20,7 +21,7 @@ class TrainSummary:
     kind: ModelKind
     out: Path
     labels: list[str]
-    encoder_spec: str
+    encoder_spec: ModelSpec
     n_train: int  # recordings the final model was fitted on
     failures: list[Failure]  # rows skipped (undecodable, failed downloads), also in out/failures.csv
     seconds: float

@@ -160,7 +160,7 @@ def _recordings(decoded: list[tuple[Item, np.ndarray]], labels: list[str], multi
 
 def _finetune_card(
     manifest: Path,
-    spec: str,
+    spec: ModelSpec,
     labels: list[str],
     windows: WindowOptions,
     options: FinetuneOptions,
@@ -172,7 +172,7 @@ def _finetune_card(
     return ModelCard(
         kind=ModelKind.FINETUNED,
         labels=tuple(labels),
-        encoder=EncoderRef(ModelSpec.parse(spec), ""),
+        encoder=EncoderRef(spec, ""),
         windows=windows,
         training=Training(str(manifest), n_train, n_failed, details),
     )

@@ -24,7 +24,7 @@ from audioclf.model.training_set import TrainingSet
 class MultiLabelRun:
     out: Path
     labels: list[str]
-    encoder_spec: str
+    encoder_spec: ModelSpec
     fallback_reason: str | None
     embed: EmbedResult
     n_train: int
@@ -40,7 +40,7 @@ class MultiLabelJob:
     manifest: Path
     out: Path
     labels: list[str]
-    encoder_spec: str
+    encoder_spec: ModelSpec
     encoder_identity: str
     fallback_reason: str | None
     windows: WindowOptions
@@ -85,7 +85,7 @@ def _card(job: MultiLabelJob, s: MultiLabelRun) -> ModelCard:
     return ModelCard(
         kind=ModelKind.MULTI_LABEL,
         labels=tuple(job.labels),
-        encoder=EncoderRef(ModelSpec.parse(job.encoder_spec), job.encoder_identity),
+        encoder=EncoderRef(job.encoder_spec, job.encoder_identity),
         windows=job.windows,
         training=Training(str(job.manifest), s.n_train, len(s.embed.failures), details),
         head=HeadShape(int(fit.head.mean.shape[0]), int(fit.head.mean.shape[1]), fit.head.config),

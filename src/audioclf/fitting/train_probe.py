@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from audioclf.encoders.loader import Encoder, LoadedEncoder, fit_windows, load_encoder
-from audioclf.encoders.spec import ModelSpec
+from audioclf.encoders.spec import ModelSpec, Precision
 from audioclf.errors import TrainingError
 from audioclf.evaluation.metrics import compute_report
 from audioclf.evaluation.report import write_report
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainOptions:
-    encoder: str | None = None  # None: the default pretrained model, falling back to the built-in one
+    encoder: ModelSpec | None = None  # None: the default pretrained model, falling back to the built-in one
     windows: WindowOptions = field(default_factory=WindowOptions.encoder_native)
     cache_dir: Path = field(default_factory=default_cache_dir)
     folds: int = DEFAULT_FOLDS  # grouped cross-validation folds that choose the probe (split=val rows: one fold)
@@ -61,7 +61,7 @@ class TrainOptions:
     progress: bool = True
     fetch: FetchOptions | None = None  # downloads of URL rows
     test_size: float | None = None  # hold out this many groups (>= 1) or this fraction (< 1) as a test set
-    precision: str = "auto"  # embedding precision of HF encoders: auto (bf16 where supported) | bf16 | fp32
+    precision: Precision = Precision.AUTO  # of HF encoders' embeddings: auto (bf16 where supported) | bf16 | fp32
     features: FeatureOptions = field(default_factory=FeatureOptions)  # acoustic | transcript | fused
     ray: RayOptions | None = None  # download and embed on Ray first (the probe search stays on this machine)
 
@@ -72,7 +72,7 @@ class ProbeRun:
 
     out: Path
     labels: list[str]
-    encoder_spec: str
+    encoder_spec: ModelSpec
     fallback_reason: str | None
     embed: EmbedResult
     n_train: int  # recordings the final probe was fitted on
@@ -343,7 +343,7 @@ def _probe_card(
     return ModelCard(
         kind=kind,
         labels=tuple(s.labels),
-        encoder=EncoderRef(ModelSpec.parse(s.encoder_spec), encoder_identity),
+        encoder=EncoderRef(s.encoder_spec, encoder_identity),
         windows=options.windows,
         training=Training(str(manifest), s.n_train, len(s.embed.failures), details),
         head=HeadShape(head.mean.shape[0], head.mean.shape[1], s.config),

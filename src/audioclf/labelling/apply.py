@@ -21,6 +21,7 @@ import numpy as np
 
 from audioclf.encoders.hf_encoder import LogitsEncoder
 from audioclf.encoders.loader import Encoder, bf16_supported, fit_windows, load_encoder, precision_for, same_weights
+from audioclf.encoders.spec import ModelSpec, Precision
 from audioclf.errors import ModelError
 from audioclf.evaluation.window_logits import WindowLogits
 from audioclf.extraction.embed import EmbedResult, embed_items
@@ -152,10 +153,10 @@ def _head(model: TrainedModel) -> HeadArrays:
     return model.head
 
 
-def loaded_encoder(spec: str, precision: str) -> Encoder:
+def loaded_encoder(spec: ModelSpec, precision: Precision) -> Encoder:
     """An encoder loaded once per process and reused by every later prediction (a server, a notebook), until
     the files of a local model folder change."""
-    return _cached_encoder(spec, precision, _files_stamp(spec.split(":", 1)[-1]))
+    return _cached_encoder(spec, precision, _files_stamp(spec.source))
 
 
 def loaded_logits_encoder(folder: Path, bf16: bool) -> LogitsEncoder:
@@ -163,7 +164,7 @@ def loaded_logits_encoder(folder: Path, bf16: bool) -> LogitsEncoder:
 
 
 @lru_cache(maxsize=2)
-def _cached_encoder(spec: str, precision: str, stamp: tuple[tuple[str, int, int], ...]) -> Encoder:
+def _cached_encoder(spec: ModelSpec, precision: Precision, stamp: tuple[tuple[str, int, int], ...]) -> Encoder:
     return load_encoder(spec, precision).encoder
 
 
@@ -175,7 +176,7 @@ def _cached_logits_encoder(folder: Path, bf16: bool, stamp: tuple[tuple[str, int
 def _files_stamp(target: str) -> tuple[tuple[str, int, int], ...]:
     """Name, modification time and size of the files of a local folder (empty for a hub id or a name)."""
     folder = Path(target)
-    if not folder.is_dir():
+    if not target or not folder.is_dir():
         return ()
     return tuple(sorted((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in folder.iterdir() if f.is_file()))
 

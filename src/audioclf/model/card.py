@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from audioclf.encoders.spec import ModelSpec
+from audioclf.encoders.spec import ENCODERS, TEXT_ENCODERS, ModelSpec
 from audioclf.io.audio import WindowOptions
 from audioclf.model.probe_config import ProbeConfig
 from audioclf.speech.features import Features
@@ -239,12 +239,12 @@ class ModelCard:
         """Every form of ``audioclf.json`` this project has written (format 1 and its later optional keys).
         Raises KeyError, ValueError or TypeError on a damaged card (``load_model`` says so in one line)."""
         labels = tuple(str(x) for x in data["labels"])
-        features = Features(**(data.get("features") or {"mode": "acoustic"}))
+        features = _features(data.get("features") or {"mode": "acoustic"})
         thresholds = data.get("thresholds")
         return cls(
             kind=_kind(data, features),
             labels=labels,
-            encoder=EncoderRef(ModelSpec.parse(str(data["encoder"]["spec"])), str(data["encoder"]["identity"] or "")),
+            encoder=EncoderRef(_spec(data["encoder"]["spec"]), str(data["encoder"]["identity"] or "")),
             windows=WindowOptions(**data["windows"]),
             training=Training.from_dict(data.get("training") or {}),
             head=HeadShape.from_dict(data["head"]) if "head" in data else None,
@@ -257,6 +257,22 @@ class ModelCard:
             created=str(data.get("created", "")),
             audioclf_version=str(data.get("audioclf_version", "")),
         )
+
+
+def _spec(text: Any, kinds: tuple[str, ...] = ENCODERS, what: str = "encoder") -> ModelSpec:
+    """A spec as the card saved it (the one place a saved spec is parsed)."""
+    return ModelSpec.parse(str(text), kinds, what)
+
+
+def _features(data: Mapping[str, Any]) -> Features:
+    transcriber, text_encoder = data.get("transcriber"), data.get("text_encoder")
+    return Features(
+        **dict(data)
+        | {
+            "transcriber": None if transcriber is None else _spec(transcriber, what="transcriber"),
+            "text_encoder": None if text_encoder is None else _spec(text_encoder, TEXT_ENCODERS, "text encoder"),
+        }
+    )
 
 
 def _kind(data: Mapping[str, Any], features: Features) -> ModelKind:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audioclf.encoders.spec import ModelSpec
 from audioclf.errors import AudioclfError, ModelError
 from audioclf.fileio import write_json_atomic
 from audioclf.io.audio import WindowOptions
@@ -41,8 +42,8 @@ class TrainedModel:
         return list(self.card.labels)
 
     @property
-    def encoder_spec(self) -> str:
-        return str(self.card.encoder.spec)
+    def encoder_spec(self) -> ModelSpec:
+        return self.card.encoder.spec
 
     @property
     def encoder_identity(self) -> str:

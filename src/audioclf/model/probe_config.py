@@ -4,6 +4,10 @@ through this and ``head_arrays``, so labelling with a built-in encoder never imp
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from audioclf.encoders.spec import ModelSpec
 
 LAST = "last"
 WEIGHTED = "weighted"
@@ -32,7 +36,7 @@ class ProbeConfig:
         return f"{kind} lr={self.lr:g} wd={self.weight_decay:g} layer={self.layer}"
 
 
-def check_layer(layer: str, n_layers: int, encoder: str) -> None:
+def check_layer(layer: str, n_layers: int, encoder: ModelSpec) -> None:
     """Refuse a layer choice the encoder cannot give, before anything is embedded: ``auto``, ``last``,
     ``weighted``, ``mean`` or an index from 0 (the input features) to ``n_layers - 1``."""
     from audioclf.errors import TrainingError  # this module stays import-light

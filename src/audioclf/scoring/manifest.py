@@ -175,7 +175,7 @@ def _written(
     result: EmbedResult,
     seen: SeenRows,
 ) -> Evaluation:
-    context: dict[str, Any] = {"manifest": str(manifest), "encoder": model.encoder_spec}
+    context: dict[str, Any] = {"manifest": str(manifest), "encoder": str(model.encoder_spec)}
     context |= {"n_failed": len(result.failures), "training_rows": seen.line() or "none among the rows"}
     if model.path is not None:
         context = {"model": str(model.path), **context}

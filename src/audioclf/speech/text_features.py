@@ -42,11 +42,11 @@ TFIDF_NAME = "tfidf.json"
 @dataclass(frozen=True)
 class FeatureOptions:
     mode: str = "acoustic"
-    transcriber: str | None = None  # None: the acoustic encoder itself, when it can transcribe
-    text_encoder: str = DEFAULT_TEXT_ENCODER
+    transcriber: ModelSpec | None = None  # None: the acoustic encoder itself, when it can transcribe
+    text_encoder: ModelSpec = DEFAULT_TEXT_ENCODER
 
 
-def load_transcriber(spec: str | None, acoustic: Encoder, windows: WindowOptions | None = None) -> Transcriber:
+def load_transcriber(spec: ModelSpec | None, acoustic: Encoder, windows: WindowOptions | None = None) -> Transcriber:
     from audioclf.encoders.whisper import WhisperEncoder, load_whisper
 
     if spec is None:
@@ -54,22 +54,21 @@ def load_transcriber(spec: str | None, acoustic: Encoder, windows: WindowOptions
             return WhisperTranscriber(acoustic)
         if getattr(acoustic, "transcribes", False):  # a CTC encoder: transcripts from the embedding pass
             return EncoderTranscriber(acoustic, windows or WindowOptions())
-        if ModelSpec.parse(acoustic.spec).kind == HF:
+        if acoustic.spec.kind == HF:
             return load_ctc(acoustic.spec)
         raise EncoderError(
             f"transcript features need a speech recogniser and {acoustic.spec} is not one; "
             "choose a transcriber: whisper:<size or folder> or hf:<a CTC model>",
             option="transcriber",
         )
-    model = ModelSpec.parse(spec, (WHISPER, HF), "transcriber")
-    return WhisperTranscriber(load_whisper(model)) if model.kind == WHISPER else load_ctc(model)
+    return WhisperTranscriber(load_whisper(spec)) if spec.kind == WHISPER else load_ctc(spec)
 
 
 class Transcripts:
     """What each recording says, through the transcript cache. Ray workers use this half of a ``TextView``
     alone, so that the transcripts are made where the audio is embedded."""
 
-    def __init__(self, spec: str | None, acoustic: Encoder, cache_dir: Any, windows: WindowOptions) -> None:
+    def __init__(self, spec: ModelSpec | None, acoustic: Encoder, cache_dir: Any, windows: WindowOptions) -> None:
         self.transcriber = load_transcriber(spec, acoustic, windows)
         self._cache = TranscriptCache(cache_dir, self.transcriber.identity, windows.max_duration_s)
         self._max_duration_s = windows.max_duration_s

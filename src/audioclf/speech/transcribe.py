@@ -68,7 +68,7 @@ class WhisperTranscriber:
 class CTCTranscriber:
     """Greedy CTC decoding of a transformers ``*ForCTC`` model with its tokenizer."""
 
-    def __init__(self, spec: str, extractor: Any, tokenizer: Any, model: Any, identities: Identities) -> None:
+    def __init__(self, spec: ModelSpec, extractor: Any, tokenizer: Any, model: Any, identities: Identities) -> None:
         self.spec = spec
         self._extractor = extractor
         self._tokenizer = tokenizer
@@ -112,21 +112,19 @@ class EncoderTranscriber:
         return Transcript(" ".join(t for t in texts if t))
 
 
-def load_ctc(model: ModelSpec | str) -> CTCTranscriber:
+def load_ctc(model: ModelSpec) -> CTCTranscriber:
     """``hf:<id or folder>`` of a model with a CTC head and a tokenizer (e.g. facebook/wav2vec2-base-960h)."""
     from transformers import AutoModelForCTC
-
-    spec = str(model)
 
     from audioclf.encoders.hub import fingerprints, load_hf, pretrained, tokenizer_of
 
     def load(source: str, local_only: bool) -> CTCTranscriber:
         tokenizer = tokenizer_of(source, local_only)
         if tokenizer is None:
-            raise EncoderError(f"{spec}: has no tokenizer (vocab.json) to turn CTC output into text")
-        extractor, model = pretrained(AutoModelForCTC, source, local_only, spec, "a CTC speech recogniser")
-        identities = fingerprints(model, extractor, lambda: (model, extractor))  # weights kept as loaded
-        return CTCTranscriber(spec, extractor, tokenizer, model, identities)
+            raise EncoderError(f"{model}: has no tokenizer (vocab.json) to turn CTC output into text")
+        extractor, weights = pretrained(AutoModelForCTC, source, local_only, model, "a CTC speech recogniser")
+        identities = fingerprints(weights, extractor, lambda: (weights, extractor))  # weights kept as loaded
+        return CTCTranscriber(model, extractor, tokenizer, weights, identities)
 
     return load_hf(model, load)
 
