@@ -38,10 +38,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from audioclf.encoders.loader import load_encoder
+from audioclf.evaluation.pooling import recording_mean
 from audioclf.extraction.embed import embed_items
 from audioclf.fitting.data import Dataset, stack
-from audioclf.fitting.probe import mean_by_recording, predict_logits
-from audioclf.fitting.selection import ensemble_logits
+from audioclf.fitting.probe import predict_logits
+from audioclf.fitting.selection import Candidate
 from audioclf.fitting.train_probe import TrainOptions, fit_view
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import EmbeddingCache
@@ -110,8 +111,13 @@ def outer_folds(data: Dataset, name: str) -> list[tuple[np.ndarray, np.ndarray]]
 
 
 def accuracy(window_logits: np.ndarray, test: Dataset) -> float:
-    rec = mean_by_recording(torch.as_tensor(window_logits, dtype=torch.float32), test.recording).numpy()
+    rec = recording_mean(np.asarray(window_logits, dtype=np.float32), test.recording)
     return float((rec.argmax(1) == test.recording_labels()).mean())
+
+
+def ensemble_logits(chosen: Candidate, x: np.ndarray) -> np.ndarray:
+    """The mean window logits of the chosen candidate's fold models (the refit is measured against this)."""
+    return np.mean([predict_logits(head, x) for head in chosen.fold_heads], axis=0)
 
 
 def sklearn_lr(train: Dataset, test: Dataset, c: float | None) -> float:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
 from torch import nn
 
 from audioclf.fitting.defaults import PROBE_MAX_EPOCHS, PROBE_PATIENCE
@@ -93,15 +90,6 @@ def class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def mean_by_recording(logits: torch.Tensor, recording: np.ndarray) -> torch.Tensor:
-    """Average window logits per recording (ids 0..n-1)."""
-    index = torch.as_tensor(recording, dtype=torch.long)
-    n = int(index.max()) + 1
-    sums = torch.zeros(n, logits.shape[1]).index_add_(0, index, logits)
-    counts = torch.zeros(n).index_add_(0, index, torch.ones(len(index)))
-    return sums / counts[:, None]
-
-
 class ProbeTrainer:
     """One head, its optimiser and loss: trained an epoch at a time (cross-validation steps k of them together)."""
 
@@ -130,58 +118,6 @@ class ProbeTrainer:
             total_loss += loss.item() * len(idx)
             correct += int((logits.argmax(1) == y[idx]).sum())
         return total_loss / len(x), correct / len(x)
-
-    def validate(self, val: tuple[torch.Tensor, np.ndarray, np.ndarray]) -> tuple[float, float, float]:
-        return _check_training_arrays(self.head, val, self.loss_fn)
-
-
-def fit_probe(
-    head: ProbeHead,
-    train: tuple[torch.Tensor, np.ndarray],
-    val: tuple[torch.Tensor, np.ndarray, np.ndarray],
-    options: FitOptions,
-    on_epoch: Callable[[EpochStats], None] | None = None,
-) -> FitResult:
-    """Train with AdamW and early stopping on recording-level validation macro-F1.
-
-    ``train`` is (x [N, L, D], y [N]); ``val`` is (x, y per window, recording id per window).
-    """
-    torch.manual_seed(options.seed)
-    trainer = ProbeTrainer(head, train, options)
-    history: list[EpochStats] = []
-    best: FitResult | None = None
-    for epoch in range(1, options.max_epochs + 1):
-        started = time.perf_counter()
-        train_loss, train_acc = trainer.epoch()
-        val_loss, val_acc, val_f1 = trainer.validate(val)
-        stats = EpochStats(epoch, time.perf_counter() - started, train_loss, train_acc, val_loss, val_acc, val_f1)
-        history.append(stats)
-        if on_epoch is not None:
-            on_epoch(stats)
-        if best is None or (val_f1, -val_loss) > (best.best_f1, -history[best.best_epoch - 1].val_loss):
-            state = {k: v.detach().clone() for k, v in head.state_dict().items()}
-            best = FitResult(state, epoch, val_f1, val_acc, history)
-        elif epoch - best.best_epoch >= options.patience:
-            break
-    assert best is not None
-    return FitResult(best.state, best.best_epoch, best.best_f1, best.best_val_acc, history)
-
-
-@torch.no_grad()
-def _check_training_arrays(
-    head: ProbeHead, val: tuple[torch.Tensor, np.ndarray, np.ndarray], loss_fn: nn.Module
-) -> tuple[float, float, float]:
-    head.eval()
-    x, y, recording = val
-    logits = head(x)
-    loss = float(loss_fn(logits, torch.as_tensor(y, dtype=torch.long)))
-    rec_logits = mean_by_recording(logits, recording)
-    rec_true = np.zeros(len(rec_logits), dtype=np.int64)
-    rec_true[recording] = y
-    pred = rec_logits.argmax(1).numpy()
-    acc = float((pred == rec_true).mean())
-    f1 = float(f1_score(rec_true, pred, average="macro", zero_division=0))
-    return loss, acc, f1
 
 
 @torch.no_grad()

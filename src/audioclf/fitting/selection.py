@@ -23,6 +23,7 @@ from sklearn.metrics import f1_score
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from audioclf.evaluation.pooling import recording_mean
 from audioclf.fitting.data import Dataset, cv_folds
 from audioclf.fitting.defaults import FOLDS
 from audioclf.fitting.logreg import logreg_path
@@ -32,8 +33,6 @@ from audioclf.fitting.probe import (
     FitResult,
     ProbeHead,
     ProbeTrainer,
-    mean_by_recording,
-    predict_logits,
 )
 from audioclf.model.probe_config import ADAMW, LAST, LBFGS, MEAN, WEIGHTED, ProbeConfig
 
@@ -215,7 +214,7 @@ def recording_scores(rec_logits: torch.Tensor, true: np.ndarray) -> tuple[float,
 @torch.no_grad()
 def _val_logits(head: ProbeHead, fold: FoldData) -> torch.Tensor:
     head.eval()
-    return mean_by_recording(head(fold.val.x), fold.val.recording)
+    return torch.from_numpy(recording_mean(head(fold.val.x).numpy(), fold.val.recording))
 
 
 def _candidate(
@@ -311,8 +310,3 @@ def _refit(
             on_epoch(history[-1])
     head.eval()
     return head, FitResult(head.state_dict(), chosen.epochs, cv[0], cv[1], history)
-
-
-def ensemble_logits(chosen: Candidate, x: np.ndarray) -> np.ndarray:
-    """The mean window logits of the chosen candidate's fold models (measured against the refit in bench/)."""
-    return np.mean([predict_logits(head, x) for head in chosen.fold_heads], axis=0)
