@@ -63,11 +63,6 @@ class Precision:
             root = v * np.sqrt(np.clip(w, 0.0, None))
         return cls(np.ascontiguousarray(root.T), np.ones(len(precision)), 0.0)
 
-    def matrix(self) -> np.ndarray:
-        """The d x d precision (for tests and comparisons; the detector never forms it)."""
-        dim = self.components.shape[1]
-        return self.isotropic * np.eye(dim) + (self.components.T * self.weights) @ self.components
-
 
 @dataclass(frozen=True)
 class Novelty:
