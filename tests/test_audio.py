@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import FORMATS, tone, write_audio
 
-from audioclf.errors import DecodeError
+from audioclf.errors import AudioclfError, DecodeError
 from audioclf.io.audio import SAMPLE_RATE_HZ, WindowOptions, iter_windows, load_audio
 
 
@@ -58,6 +58,17 @@ def test_overlapping_windows_and_short_clip(tmp_path: Path) -> None:
     short = write_audio(tmp_path / "s.wav", tone(300.0, 0.3, 16_000), 16_000)
     (only,) = list(iter_windows(short))
     assert only.start_s == 0.0 and len(only.samples) == int(0.3 * SAMPLE_RATE_HZ)
+
+
+def test_windows_asked_at_prediction_default_to_the_models() -> None:
+    model = WindowOptions(2.0, 1.0, 60.0)
+    assert model.asked(None, None, "w/h") is None
+    assert model.asked(None, 0.5, "w/h") == WindowOptions(2.0, 0.5, 60.0)
+    assert model.asked(4, None, "w/h") == WindowOptions(4.0, 4.0, 60.0)  # no hop: windows that do not overlap
+    with pytest.raises(AudioclfError, match=r"^window=2.0, hop=0.001: hop 0.001 s: use 0.05 s"):
+        model.asked(None, 0.001, "window={window}, hop={hop}")
+    with pytest.raises(AudioclfError, match=r"^--window/--hop: window 0.01 s: use 0.1 s to 86400 s$"):
+        model.asked(0.01, None, "--window/--hop")
 
 
 def test_undecodable_inputs_raise_one_line_decode_errors(tmp_path: Path) -> None:

@@ -28,7 +28,6 @@ from audioclf.fitting.finetune import FinetuneOptions
 from audioclf.fitting.train import Options
 from audioclf.fitting.train import train as train_model
 from audioclf.fitting.train_probe import TrainOptions
-from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import default_cache_dir
 from audioclf.labelling.inputs import predict_all
 from audioclf.labelling.prediction import Failed, Prediction, PredictOptions, chosen_confidence
@@ -111,7 +110,7 @@ class Model:
             top_k=top_k,
             timeline=timeline,
             segments=SegmentOptions.parse(smooth, min_duration) if segments else None,
-            windows=self._windows(window, hop),
+            windows=self.trained.windows.asked(window, hop, "window={window}, hop={hop}"),
             min_confidence=chosen_confidence(min_confidence, lambda: self.trained.min_confidence),
         )
         rate = check_sampling_rate(sampling_rate) if sampling_rate is not None else None
@@ -139,16 +138,6 @@ class Model:
                 paths.append(x)
             done = predict_all(self.trained, paths, self.cache_dir, options, progress=progress)
         return [_renamed(r, names) for r in done.results]
-
-    def _windows(self, window: float | None, hop: float | None) -> WindowOptions | None:
-        if window is None and hop is None:
-            return None
-        trained = self.trained.windows
-        window = trained.window_s if window is None else float(window)
-        try:
-            return WindowOptions(window, window if hop is None else float(hop), trained.max_duration_s)
-        except ValueError as exc:
-            raise AudioclfError(f"window={window}, hop={hop}: {exc}") from None
 
     def evaluate(self, manifest: PathLike, **options: Any) -> Report:
         return evaluate(self, manifest, **options)

@@ -64,13 +64,7 @@ def window_options(args: argparse.Namespace) -> WindowOptions:
 
 def predict_windows(args: argparse.Namespace, model: TrainedModel) -> WindowOptions | None:
     """Windows given at predict/evaluate time (a missing window or hop: the model's window), else None."""
-    if args.window is None and args.hop is None:
-        return None
-    window = model.windows.window_s if args.window is None else args.window
-    try:
-        return WindowOptions(window, window if args.hop is None else args.hop, model.windows.max_duration_s)
-    except ValueError as exc:
-        raise AudioclfError(f"--window/--hop: {exc}") from None
+    return model.windows.asked(args.window, args.hop, "--window/--hop")
 
 
 def min_confidence(text: str | None, model: TrainedModel) -> float | None:

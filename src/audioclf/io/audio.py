@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from audioclf.errors import DecodeError
+from audioclf.errors import AudioclfError, DecodeError
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,18 @@ class WindowOptions:
     def encoder_native(cls, max_duration_s: float | None = None) -> WindowOptions:
         """The encoder's native windows where it has one, else the defaults."""
         return cls(max_duration_s=max_duration_s, from_encoder=True)
+
+    def asked(self, window: float | None, hop: float | None, named: str) -> WindowOptions | None:
+        """The windows asked for when a model cut into these ones predicts (None: neither given). A missing
+        window is this one, a missing hop the window; the duration limit stays. Out of range: an error that
+        starts with ``named``, the two options as the caller spells them (``{window}`` and ``{hop}`` filled in)."""
+        if window is None and hop is None:
+            return None
+        window = self.window_s if window is None else float(window)
+        try:
+            return WindowOptions(window, window if hop is None else float(hop), self.max_duration_s)
+        except ValueError as exc:
+            raise AudioclfError(f"{named.format(window=window, hop=hop)}: {exc}") from None
 
     def as_dict(self) -> dict[str, float | None]:
         return {"window_s": self.window_s, "hop_s": self.hop_s, "max_duration_s": self.max_duration_s}

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 
 from audioclf.errors import AudioclfError
 from audioclf.evaluation.segments import DEFAULT_SMOOTH, SegmentOptions
-from audioclf.io.audio import WindowOptions
 from audioclf.labelling.prediction import PredictOptions, chosen_confidence
 from audioclf.model.folder import TrainedModel
 
@@ -63,20 +62,10 @@ def options_from_query(query: Mapping[str, str], model: TrainedModel) -> Predict
         top_k=_whole(query, "top_k", 3),
         timeline=_flag(query, "timeline"),
         segments=segments if _flag(query, "segments") else None,
-        windows=_windows(query, model),
+        windows=model.windows.asked(_given(query, "window"), _given(query, "hop"), "window/hop"),
         min_confidence=chosen_confidence(query.get("min_confidence"), lambda: model.min_confidence),
         refuse_unsegmentable=False,  # a clip shorter than a window is one segment here, not a failed request
     )
-
-
-def _windows(query: Mapping[str, str], model: TrainedModel) -> WindowOptions | None:
-    if "window" not in query and "hop" not in query:
-        return None
-    window = _number(query, "window", model.windows.window_s)
-    try:
-        return WindowOptions(window, _number(query, "hop", window), model.windows.max_duration_s)
-    except ValueError as exc:
-        raise AudioclfError(f"window/hop: {exc}") from None
 
 
 def _number(query: Mapping[str, str], key: str, default: float) -> float:
@@ -90,6 +79,10 @@ def _number(query: Mapping[str, str], key: str, default: float) -> float:
     if not math.isfinite(value):  # nan, inf, and 1e400 (which float() reads as inf)
         raise AudioclfError(f"{key}={text!r}: not a finite number")
     return value
+
+
+def _given(query: Mapping[str, str], key: str) -> float | None:
+    return _number(query, key, 0.0) if key in query else None
 
 
 def _whole(query: Mapping[str, str], key: str, default: int) -> int:
