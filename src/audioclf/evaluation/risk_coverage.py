@@ -7,10 +7,20 @@ from typing import Any
 
 import numpy as np
 
+from audioclf.errors import AudioclfError
 from audioclf.evaluation.calibration import softmax
 from audioclf.evaluation.window_logits import WindowLogits, recording_logits
 
 CURVE_POINTS = 101  # points kept from the curve (coverage in hundredths)
+
+
+def checked_min_confidence(min_confidence: float | None) -> float | None:
+    """A minimum confidence is a probability (None: never abstain)."""
+    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+        raise AudioclfError(
+            f"minimum confidence {min_confidence}: use a probability from 0 to 1", option="min_confidence"
+        )
+    return min_confidence
 
 
 def risk_coverage(confidence: np.ndarray, correct: np.ndarray) -> dict[str, Any]:

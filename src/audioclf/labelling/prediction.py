@@ -11,6 +11,7 @@ import numpy as np
 from audioclf.errors import AudioclfError
 from audioclf.evaluation.calibration import sigmoid, softmax
 from audioclf.evaluation.pooling import recording_max
+from audioclf.evaluation.risk_coverage import checked_min_confidence
 from audioclf.evaluation.segments import UNKNOWN, Segment, SegmentOptions, label_segments, segments_of
 from audioclf.evaluation.window_logits import WindowLogits, recording_logits
 from audioclf.io.audio import WindowOptions
@@ -35,10 +36,7 @@ class PredictOptions:
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise AudioclfError(f"top_k {self.top_k}: ask for at least 1 label", option="top_k")
-        if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
-            raise AudioclfError(
-                f"minimum confidence {self.min_confidence}: use a probability from 0 to 1", option="min_confidence"
-            )
+        checked_min_confidence(self.min_confidence)
 
 
 def chosen_confidence(value: float | str | None, model_threshold: Callable[[], float]) -> float | None:

@@ -15,7 +15,7 @@ from audioclf.evaluation.metrics import compute_report, view_reports
 from audioclf.evaluation.multilabel_metrics import multilabel_report
 from audioclf.evaluation.pooling import recording_max
 from audioclf.evaluation.report import write_report
-from audioclf.evaluation.risk_coverage import abstain_report
+from audioclf.evaluation.risk_coverage import abstain_report, checked_min_confidence
 from audioclf.evaluation.segments import SegmentOptions
 from audioclf.evaluation.window_logits import WindowLogits
 from audioclf.extraction.embed import EmbedResult, write_failures
@@ -122,10 +122,7 @@ def evaluate_model(
     range are also scored as segments of their whole recording (``report["segments"]``, with ``segments``).
     ``windows`` replaces the model's windows (segments default to a hop of half a window). The risk-coverage
     report uses ``min_confidence``, else the threshold chosen at training where the model has one."""
-    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
-        raise ManifestError(
-            f"minimum confidence {min_confidence}: use a probability from 0 to 1", option="min_confidence"
-        )
+    checked_min_confidence(min_confidence)
     items, seen = held_out_rows(model, rows_for_split(manifest, split), manifest, include_training)
     unknown = sorted(set(labels_of(items)) - set(model.labels))
     if unknown:
