@@ -269,6 +269,12 @@ def test_fewer_than_two_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str
     m.write_text(f"path,label\n{a},dog\n{b},dog\n")
     assert main(["train", "--manifest", str(m), "--out", str(tmp_path / "o"), "--encoder", "builtin"]) == 2
     assert "a classifier needs at least 2" in capsys.readouterr().err
+    broken = tmp_path / "cat.wav"  # two labels, but only one with audio that decodes
+    broken.write_bytes(b"RIFF....WAVEfmt nonsense")
+    m.write_text(f"path,label\n{a},dog\n{b},dog\n{broken},cat\n")
+    args = ["train", "--manifest", str(m), "--out", str(tmp_path / "o"), "--encoder", "builtin"]
+    assert main([*args, "--cache-dir", str(tmp_path / "c")]) == 2
+    assert "found 1 label(s) ['dog'] with decodable audio; a classifier needs at least 2" in capsys.readouterr().err
 
 
 def test_a_label_whose_files_all_fail_is_dropped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,9 +23,9 @@ import numpy as np
 from audioclf.crossvalidation.folds import assign_folds, fold_group, fold_manifest
 from audioclf.crossvalidation.report import over_folds, write_outputs
 from audioclf.encoders.spec import ModelSpec
-from audioclf.errors import AudioclfError, TrainingError
+from audioclf.errors import AudioclfError
 from audioclf.fileio import atomic_write, write_json_atomic, write_text_atomic
-from audioclf.io.manifest import Item, labels_of, load_manifest
+from audioclf.io.manifest import Item, check_two_labels, labels_of, load_manifest
 
 if TYPE_CHECKING:
     from audioclf.evaluation.window_logits import WindowLogits
@@ -112,8 +112,7 @@ def crossval(
     manifest, out = Path(manifest), Path(out)
     items = load_manifest(manifest)
     labels = labels_of(items)
-    if len(labels) < 2:
-        raise TrainingError(f"{manifest}: found {len(labels)} label(s) {labels}; a classifier needs at least 2")
+    check_two_labels(labels, manifest)
     fold, names, how = assign_folds(items, manifest, options.folds, options.seed, options.fold_column)
     if any(item.split for item in items):
         log.info("crossval uses all %d rows and ignores the split column: each row is held out by one fold", len(items))

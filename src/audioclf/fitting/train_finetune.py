@@ -37,7 +37,7 @@ from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import AudioCache
 from audioclf.io.download import FetchOptions, fetch_all
 from audioclf.io.label_sets import is_multi_label, multi_hot
-from audioclf.io.manifest import Item, labels_of, usable_labels
+from audioclf.io.manifest import Item, check_two_labels, labels_of, usable_labels
 from audioclf.model.card import Calibration, EncoderRef, ModelCard, ModelKind, Training
 from audioclf.model.folder import CONFIG_NAME, prepare_out_dir, write_card
 from audioclf.model.training_set import TrainingSet, training_rows
@@ -99,8 +99,7 @@ def finetune(
     force = options.force
     items = training_rows(manifest)
     labels = labels_of(items)
-    if len(labels) < 2:
-        raise TrainingError(f"{manifest}: found {len(labels)} label(s) {labels}; a classifier needs at least 2")
+    check_two_labels(labels, manifest)
     if not options.resume:
         prepare_out_dir(out, force=force)
         shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)

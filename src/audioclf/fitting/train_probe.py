@@ -31,7 +31,7 @@ from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import Embedded, EmbeddingCache, default_cache_dir
 from audioclf.io.download import FetchOptions
 from audioclf.io.label_sets import is_multi_label
-from audioclf.io.manifest import Item, labels_of, usable_labels
+from audioclf.io.manifest import Item, check_two_labels, labels_of, usable_labels
 from audioclf.model.card import Calibration, EncoderRef, HeadShape, ModelCard, ModelKind, Training
 from audioclf.model.folder import TrainedModel, fusion_card, prepare_out_dir, save_model
 from audioclf.model.fusion import Fusion
@@ -177,8 +177,7 @@ def _train(
     labels = labels_of(items)
     if not items:
         raise TrainingError(f"{manifest}: no training rows (every row has split=test)")
-    if len(labels) < 2:
-        raise TrainingError(f"{manifest}: found {len(labels)} label(s) {labels}; a classifier needs at least 2")
+    check_two_labels(labels, manifest)
     multi = is_multi_label(item.label for item in items)
     if multi and options.features.mode != "acoustic":
         raise TrainingError(

@@ -313,6 +313,11 @@ def usable_labels(decoded: Iterable[Item], labels: list[str], manifest: Path) ->
     if lost:
         log.warning("label(s) %s dropped: none of their files could be decoded (see failures.csv)", lost)
     kept = [label for label in labels if label in present]
-    if len(kept) < 2:
-        raise TrainingError(f"{manifest}: only {kept} left with decodable audio; a classifier needs 2 labels")
+    check_two_labels(kept, manifest, " with decodable audio")
     return kept
+
+
+def check_two_labels(labels: list[str], manifest: Path, having: str = "") -> None:
+    """A classifier needs at least two labels; ``having`` says what the ones counted have."""
+    if len(labels) < 2:
+        raise TrainingError(f"{manifest}: found {len(labels)} label(s) {labels}{having}; a classifier needs at least 2")
