@@ -7,15 +7,18 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeAlias
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
+
+JSON: TypeAlias = "str | int | float | bool | list[JSON] | dict[str, JSON] | None"  # a value json.loads returns
+JSONObject: TypeAlias = dict[str, JSON]  # a JSON object: what the files this project writes hold at the top
 
 
 @contextmanager
@@ -111,11 +114,11 @@ def write_text_atomic(target: Path, text: str) -> None:
     atomic_write(target, lambda fh: fh.write(text.encode("utf-8")))
 
 
-def write_json_atomic(target: Path, data: Any) -> None:
+def write_json_atomic(target: Path, data: object) -> None:
     write_text_atomic(target, json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
 
 
-def write_csv_atomic(target: Path, header: list[str], rows: list[dict[str, Any]]) -> None:
+def write_csv_atomic(target: Path, header: list[str], rows: Sequence[Mapping[str, object]]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=header, extrasaction="ignore")
     writer.writeheader()

@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from audioclf.errors import AudioclfError, first_line
 from audioclf.fileio import FileLock, sharded_path, write_json_atomic
 from audioclf.io.cache import unwritable
+from audioclf.io.fetch_types import IndexEntry, YdlInfo, YdlParams
 from audioclf.io.manifest import Item, ManifestError, check_url
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,8 @@ class _YdlLogger:
     error = debug
 
 
-def _ydl_params(options: FetchOptions, **extra: Any) -> dict[str, Any]:
-    params: dict[str, Any] = {
+def _ydl_params(options: FetchOptions, **extra: object) -> YdlParams:
+    params: YdlParams = {
         "format": AUDIO_FORMAT,
         "quiet": True,
         "no_warnings": True,
@@ -175,7 +176,7 @@ class Fetcher:
         """The finished download for ``item`` if one is on disk and intact."""
         index = self._index_path(item.source, _range_of(item, self.options))
         try:
-            meta = json.loads(index.read_text(encoding="utf-8"))
+            meta: IndexEntry = json.loads(index.read_text(encoding="utf-8"))
             path = self.media / meta["file"]
             if path.stat().st_size != meta["size"]:
                 return None
@@ -183,7 +184,7 @@ class Fetcher:
             return None
         return self._resolved(item, meta, path)
 
-    def _resolved(self, item: Item, meta: dict[str, Any], path: Path) -> Item:
+    def _resolved(self, item: Item, meta: IndexEntry, path: Path) -> Item:
         group = item.group or str(meta.get("group") or meta["url"])
         if not meta.get("range_applied"):
             return replace(item, local=str(path), group=group)
@@ -215,14 +216,14 @@ class Fetcher:
             out.append(replace(item, source=url, group=item.group or group, where=f"{item.where}#{n + 1}"))
         return out
 
-    def _extract(self, url: str, params: dict[str, Any]) -> dict[str, Any]:
+    def _extract(self, url: str, params: YdlParams) -> YdlInfo:
         from yt_dlp import YoutubeDL
 
         with YoutubeDL(params) as ydl:
             info = ydl.extract_info(url, download=False)
         if not isinstance(info, dict):
             raise FetchError(f"{url}: yt-dlp returned no information")
-        return info
+        return cast(YdlInfo, info)
 
     def download(self, item: Item) -> tuple[Item, bool]:
         """The local file for ``item`` (from the cache when there), and whether it was downloaded now."""
@@ -244,7 +245,7 @@ class Fetcher:
         use_range = self._partial and (start > 0 or end is not None)
         self._check_space(item, info)
         path = _with_retries(item.source, self.options, lambda: self._download(info, key, use_range, start, end))
-        meta = {
+        meta: IndexEntry = {
             "url": item.source,
             "file": path.name,
             "size": path.stat().st_size,
@@ -252,13 +253,17 @@ class Fetcher:
             "range_applied": use_range,
             "extractor": extractor,
             "group": identity,  # windows of one video share it, so they never straddle a split
-            **{k: info.get(k) for k in ("id", "title", "duration", "uploader", "webpage_url")},
+            "id": info.get("id"),
+            "title": info.get("title"),
+            "duration": info.get("duration"),
+            "uploader": info.get("uploader"),
+            "webpage_url": info.get("webpage_url"),
         }
         write_json_atomic(path.with_suffix(path.suffix + ".json"), meta)  # sidecar for reports
         write_json_atomic(self._index_path(item.source, (start, end)), meta)
         return self._resolved(item, meta, path)
 
-    def _check_space(self, item: Item, info: dict[str, Any]) -> None:
+    def _check_space(self, item: Item, info: YdlInfo) -> None:
         """Fail this item (not the run) when its download would fill the disk the cache is on."""
         free = shutil.disk_usage(self.media).free
         expected = int(info.get("filesize") or info.get("filesize_approx") or 0)
@@ -269,15 +274,15 @@ class Fetcher:
                 option="min_free",
             )
 
-    def _download(self, info: dict[str, Any], key: str, use_range: bool, start: float, end: float | None) -> Path:
+    def _download(self, info: YdlInfo, key: str, use_range: bool, start: float, end: float | None) -> Path:
         from yt_dlp import YoutubeDL
         from yt_dlp.utils import download_range_func
 
-        extra: dict[str, Any] = {"outtmpl": {"default": str(self.media / f"{key}.%(ext)s")}}
+        extra: YdlParams = {"outtmpl": {"default": str(self.media / f"{key}.%(ext)s")}}
         if use_range:
             extra["download_ranges"] = download_range_func(None, [(start, end if end is not None else float("inf"))])
         with YoutubeDL(_ydl_params(self.options, **extra)) as ydl:
-            result = ydl.process_ie_result(dict(info), download=True)
+            result: YdlInfo = ydl.process_ie_result(dict(info), download=True)
         downloads = result.get("requested_downloads") or [result]
         path = Path(downloads[0].get("filepath") or downloads[0].get("_filename") or "")
         if not path.is_file():
