@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from audioclf.evaluation.pooling import recording_mean
+from audioclf.fileio import JSONObject
 from audioclf.fitting.data import Dataset, cv_folds
 from audioclf.fitting.defaults import FOLDS
 from audioclf.fitting.logreg import logreg_path
@@ -83,7 +84,7 @@ class Candidate:
     def key(self) -> tuple[float, float]:
         return float(self.f1.mean()), -float(self.log_loss.mean())
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JSONObject:
         return {
             "config": self.config.describe(),
             "cv_macro_f1": float(self.f1.mean()),

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from audioclf.encoders.spec import ENCODERS, TEXT_ENCODERS, ModelSpec
+from audioclf.fileio import JSONObject
 from audioclf.io.audio import WindowOptions
 from audioclf.model.probe_config import ProbeConfig
 from audioclf.speech.features import Features
@@ -38,7 +39,7 @@ class HeadShape:
     dim: int
     config: ProbeConfig
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"n_layers": self.n_layers, "dim": self.dim, **self.config.__dict__}
 
     @classmethod
@@ -53,7 +54,7 @@ class EncoderRef:
     spec: ModelSpec
     identity: str  # the weights fingerprint at training ("" for a fine-tuned model: its weights are here)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"spec": str(self.spec), "identity": self.identity or None}
 
 
@@ -67,9 +68,9 @@ class Calibration:
     folded: float | None = None  # the temperature folded into the exported classifier's last layer
     into: str | None = None  # the layer it was folded into
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         if self.folded is not None:
-            out: dict[str, Any] = {"temperature_folded": self.folded}
+            out: JSONObject = {"temperature_folded": self.folded}
             return out | ({"into": self.into} if self.into is not None else {}) | {"fitted_on": self.fitted_on}
         return {"temperature": self.temperature, "fitted_on": self.fitted_on}
 
@@ -89,7 +90,7 @@ class NoveltyCard:
     keeps_held_out: float
     method: str = "mahalanobis"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"method": self.method, "threshold": self.threshold, "keeps_held_out": self.keeps_held_out}
 
 
@@ -102,7 +103,7 @@ class Abstain:
     fitted_on: str
     novelty: NoveltyCard | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         novelty = self.novelty.to_dict() if self.novelty is not None else None
         return {
             "min_confidence": self.min_confidence,
@@ -132,7 +133,7 @@ class FusionCard:
     acoustic_weight: float
     text_head: HeadShape
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {
             "temperatures": list(self.temperatures),
             "acoustic_weight": self.acoustic_weight,
@@ -155,7 +156,7 @@ class Training:
     n_failed: int = 0
     details: Mapping[str, Any] = field(default_factory=dict)  # the search table, the fit options, …
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {
             "manifest": self.manifest,
             "n_train_recordings": self.n_train_recordings,
@@ -194,14 +195,14 @@ class ModelCard:
         """What the logits are divided by at prediction (1 where none applies or it is folded in)."""
         return self.calibration.temperature if self.calibration is not None else 1.0
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JSONObject:
         """What a client is told about the model (the server's /v1/model)."""
         return {
             "labels": list(self.labels),
             "encoder": str(self.encoder.spec),
             "task": ModelKind.MULTI_LABEL.value if self.thresholds is not None else "single_label",
             "mode": "finetune" if self.kind is ModelKind.FINETUNED else "probe",
-            "windows": self.windows.as_dict(),
+            "windows": dict(self.windows.as_dict()),
             "metrics": dict(self.metrics),
             "calibration": self.calibration.to_dict() if self.calibration is not None else None,
             "min_confidence": self.abstain.min_confidence if self.abstain is not None else None,
@@ -209,8 +210,8 @@ class ModelCard:
             "audioclf_version": self.audioclf_version,
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"format": MODEL_FORMAT}
+    def to_dict(self) -> JSONObject:
+        out: JSONObject = {"format": MODEL_FORMAT}
         if self.kind is ModelKind.FINETUNED:
             out["mode"] = "finetune"
         out |= {
@@ -218,7 +219,7 @@ class ModelCard:
             "created": self.created,
             "labels": list(self.labels),
             "encoder": self.encoder.to_dict(),
-            "windows": self.windows.as_dict(),
+            "windows": dict(self.windows.as_dict()),
         }
         if self.head is not None:
             out["head"] = self.head.to_dict()

@@ -11,10 +11,9 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from audioclf.errors import ModelError, TrainingError
-from audioclf.fileio import write_json_atomic
+from audioclf.fileio import JSON, JSONObject, write_json_atomic
 from audioclf.io.cache import content_key
 from audioclf.io.manifest import Item, load_manifest
 
@@ -62,20 +61,20 @@ class TrainingSet:
         key = _audio_key(item)
         return key is not None and _digest(key) in self.audio
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {
             "format": _FORMAT,
             "hash": "sha256",
-            "groups": sorted(self.groups),
-            "sources": sorted(self.sources),
-            "audio": sorted(self.audio),
+            "groups": [*sorted(self.groups)],
+            "sources": [*sorted(self.sources)],
+            "audio": [*sorted(self.audio)],
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainingSet:
+    def from_dict(cls, data: JSONObject) -> TrainingSet:
         if data.get("format") != _FORMAT:
             raise ValueError(f"format {data.get('format')!r}, expected {_FORMAT}")
-        return cls(*(frozenset(str(x) for x in data[key]) for key in ("groups", "sources", "audio")))
+        return cls(*(frozenset(str(x) for x in _digests(data[key])) for key in ("groups", "sources", "audio")))
 
     def save(self, folder: Path) -> None:
         write_json_atomic(Path(folder) / TRAINING_SET_NAME, self.to_dict())
@@ -90,6 +89,12 @@ class TrainingSet:
             return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"{path}: damaged record of the training rows ({exc}); retrain the model") from exc
+
+
+def _digests(value: JSON) -> list[JSON]:
+    if not isinstance(value, list):
+        raise TypeError(f"a list of digests expected, not {type(value).__name__}")
+    return value
 
 
 def training_rows(manifest: Path) -> list[Item]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from audioclf.encoders.spec import ModelSpec
+from audioclf.fileio import JSONObject
 
 FEATURES = ("acoustic", "transcript", "fused")
 
@@ -25,7 +25,7 @@ class Features:
         if self.mode not in FEATURES:
             raise ValueError(f"features mode {self.mode!r}; use one of {', '.join(FEATURES)}")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         if self.mode == "acoustic":
             return {"mode": "acoustic"}
         return {k: str(v) if isinstance(v, ModelSpec) else v for k, v in self.__dict__.items() if v is not None}
