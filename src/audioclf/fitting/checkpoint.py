@@ -6,24 +6,54 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch.optim.optimizer import StateDict
 
 from audioclf.errors import ModelError, first_line
-from audioclf.fileio import temp_dir_beside
+from audioclf.fileio import JSON, JSONObject, temp_dir_beside
 
 STATE_NAME = "state.json"
 OPTIMIZER_NAME = "optimizer.safetensors"
 MODEL_WEIGHTS_NAME = "model.safetensors"  # written by save_pretrained
 
 
-def optimizer_to_flat(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+class EpochRecord(TypedDict):
+    """One epoch's ``EpochStats`` as JSON."""
+
+    epoch: int
+    seconds: float
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    val_f1: float
+
+
+class CheckpointState(TypedDict):
+    """Where the training loop is (``FinetuneState`` as JSON): what resuming reads back."""
+
+    epoch: int
+    best_epoch: int
+    best_f1: float
+    best_loss: float
+    history: list[EpochRecord]
+
+
+class FlatOptimizer(TypedDict):
+    """An optimizer state dict less its tensors (those are in ``optimizer.safetensors``)."""
+
+    param_groups: list[JSONObject]
+    scalars: dict[str, JSONObject]  # per parameter id: its non-tensor state (e.g. Adam's step)
+
+
+def optimizer_to_flat(state: StateDict) -> tuple[dict[str, torch.Tensor], FlatOptimizer]:
     """Split ``optimizer.state_dict()`` into tensors (safetensors) and plain values (JSON)."""
     tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
+    scalars: dict[str, JSONObject] = {}
     for pid, entry in state["state"].items():
         for key, value in entry.items():
             if isinstance(value, torch.Tensor):
@@ -33,8 +63,8 @@ def optimizer_to_flat(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], d
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def optimizer_from_flat(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
+def optimizer_from_flat(tensors: dict[str, torch.Tensor], plain: FlatOptimizer) -> StateDict:
+    state: dict[int, dict[str, torch.Tensor | JSON]] = {}
     for name, value in tensors.items():
         pid, key = name.split(".", 1)
         state.setdefault(int(pid), {})[key] = value
@@ -44,7 +74,7 @@ def optimizer_from_flat(tensors: dict[str, torch.Tensor], plain: dict[str, Any])
 
 
 def save_checkpoint(
-    target: Path, *, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any]
+    target: Path, *, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any, state: CheckpointState
 ) -> None:
     """Write a complete checkpoint folder beside ``target`` and swap it in: a crash leaves the old one intact."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +99,7 @@ def save_checkpoint(
         raise
 
 
-def load_checkpoint(source: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+def load_checkpoint(source: Path) -> tuple[CheckpointState, dict[str, torch.Tensor], StateDict, JSONObject]:
     """(training state, model weights, optimizer state dict, scheduler state dict) of a checkpoint folder;
     a torn or missing part is a one-line ModelError."""
     for candidate in (source, source.with_name(source.name + ".old")):  # .old: a crash mid-swap
@@ -79,10 +109,11 @@ def load_checkpoint(source: Path) -> tuple[dict[str, Any], dict[str, Any], dict[
     else:
         raise ModelError(f"{source}: no checkpoint to resume from; train without resuming first", option="resume")
     try:
-        state = json.loads((source / STATE_NAME).read_text(encoding="utf-8"))
+        raw = json.loads((source / STATE_NAME).read_text(encoding="utf-8"))
         weights = load_file(str(source / MODEL_WEIGHTS_NAME))
-        optimizer = optimizer_from_flat(load_file(str(source / OPTIMIZER_NAME)), state.pop("optimizer"))
-        scheduler = state.pop("scheduler")
+        optimizer = optimizer_from_flat(load_file(str(source / OPTIMIZER_NAME)), raw.pop("optimizer"))
+        scheduler: JSONObject = raw.pop("scheduler")
+        state: CheckpointState = raw
     except (OSError, ValueError, KeyError, SafetensorError) as exc:
         reason = first_line(exc)
         raise ModelError(f"{source}: damaged checkpoint ({reason}); delete it to start over") from exc
