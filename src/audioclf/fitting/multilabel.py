@@ -7,7 +7,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -37,12 +37,20 @@ def rarest_label_items(items: Sequence[Item], y: np.ndarray) -> list[Item]:
     return [replace(item, label=str(int(k))) for item, k in zip(items, rare, strict=True)]
 
 
+class SearchRow(TypedDict):
+    """One C of the search, as the model's training details list it."""
+
+    c: float
+    config: str
+    cv_map: float  # recording-level mAP of the out-of-fold probabilities; NaN when no label had a positive
+
+
 @dataclass(frozen=True)
 class MultiLabelFit:
     head: ProbeHead
     c: float
     thresholds: np.ndarray  # [n_labels] on the sigmoid probability
-    search: list[dict[str, Any]]  # per C: cross-validated mAP and micro-F1 at the tuned thresholds
+    search: list[SearchRow]  # per C: the cross-validated mAP
     n_folds: int
 
 
@@ -106,7 +114,7 @@ def tune_thresholds(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def _scores(c: float, probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+def _scores(c: float, probs: np.ndarray, y: np.ndarray) -> SearchRow:
     held = np.isfinite(probs).all(1)
     cv_map = mean_average_precision(probs[held], y[held])
     return {"c": c, "config": f"logreg per label C={c:g}", "cv_map": float("nan") if cv_map is None else cv_map}
