@@ -23,6 +23,7 @@ import numpy as np
 
 from audioclf.encoders.spec import ModelSpec, Precision, parse_spec
 from audioclf.errors import AudioclfError
+from audioclf.evaluation import report_types
 from audioclf.evaluation.segments import DEFAULT_SMOOTH, SegmentOptions
 from audioclf.fitting.finetune import FinetuneOptions
 from audioclf.fitting.train import Options
@@ -44,21 +45,26 @@ Input = PathLike | np.ndarray  # a file, folder or URL, or one mono waveform
 class Report:
     """An evaluation: recording-level scores as attributes, everything else in ``to_dict()``."""
 
-    data: dict[str, Any]
+    data: report_types.Report  # as report.json
     out: Path  # the folder with report.json, report.md and confusion.png
     n_failed: int
     n_left_out: int = 0  # rows the model was trained on, not scored
 
     @property
     def accuracy(self) -> float:
-        return float(self.data["recording"]["accuracy"])
+        return float(self._recording()["accuracy"])
 
     @property
     def macro_f1(self) -> float:
-        return float(self.data["recording"]["macro_f1"])
+        return float(self._recording()["macro_f1"])
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> report_types.Report:
         return self.data
+
+    def _recording(self) -> report_types.LevelReport:
+        if "task" in self.data:  # a multi-label report has no recording level
+            raise KeyError("recording")
+        return self.data["recording"]
 
 
 class Model:

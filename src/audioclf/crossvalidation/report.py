@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -19,7 +19,16 @@ T_NOTE = "mean ± sample std of the K fold scores; t-interval: mean ± t(0.975, 
 POOLED_NOTE = "every fold's held-out predictions; its accuracy CI is a percentile bootstrap over whole groups"
 
 
-def over_folds(values: Sequence[float], ci: float = 0.95) -> dict[str, Any]:
+class OverFolds(TypedDict):
+    """A score's spread over the folds (crossval.json's "over_folds")."""
+
+    mean: float
+    std: float  # sample std; 0 with one fold
+    t_interval: list[float] | None  # Student-t interval of the mean, clipped to [0, 1]; None with one fold
+    n_folds: int
+
+
+def over_folds(values: Sequence[float], ci: float = 0.95) -> OverFolds:
     """Mean, sample std and a Student-t interval of a per-fold score (treating the folds as independent)."""
     n, mean = len(values), float(np.mean(values))
     std = float(np.std(values, ddof=1)) if n > 1 else 0.0
@@ -32,7 +41,7 @@ def over_folds(values: Sequence[float], ci: float = 0.95) -> dict[str, Any]:
     return {"mean": mean, "std": std, "t_interval": interval, "n_folds": n}
 
 
-def describe(stats: dict[str, Any]) -> str:
+def describe(stats: OverFolds) -> str:
     """``0.850 ± 0.030 (95% t-interval 0.78–0.92)``: a score over folds, for terminals and report.md."""
     interval = stats["t_interval"]
     tail = f" (95% t-interval {interval[0]:.2f}\N{EN DASH}{interval[1]:.2f})" if interval else ""
@@ -40,7 +49,7 @@ def describe(stats: dict[str, Any]) -> str:
 
 
 def _markdown(r: CrossvalResult) -> list[str]:
-    def cell(value: Any) -> str:
+    def cell(value: object) -> str:
         return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
     lines = ["", "## Folds", "", f"Folds from {r.folds_from}. Each fold's model was trained on the other folds.", ""]

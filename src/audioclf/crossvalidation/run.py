@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from audioclf.crossvalidation.folds import assign_folds, fold_group, fold_manifest
-from audioclf.crossvalidation.report import over_folds, write_outputs
+from audioclf.crossvalidation.report import OverFolds, over_folds, write_outputs
 from audioclf.encoders.spec import ModelSpec
 from audioclf.errors import AudioclfError
 from audioclf.fileio import atomic_write, write_json_atomic, write_text_atomic
 from audioclf.io.manifest import Item, check_two_labels, labels_of, load_manifest
 
 if TYPE_CHECKING:
+    from audioclf.evaluation.report_types import ClassificationReport
     from audioclf.evaluation.window_logits import WindowLogits
     from audioclf.extraction.embed import Failure
     from audioclf.fitting.train_probe import TrainOptions
@@ -77,8 +78,8 @@ class FoldResult:
 class CrossvalResult:
     out: Path
     folds: list[FoldResult]
-    report: dict[str, Any]  # compute_report of the pooled out-of-fold predictions (CI: group bootstrap)
-    over_folds: dict[str, dict[str, Any]]  # accuracy, macro_f1: mean, std, t_interval, n_folds
+    report: ClassificationReport  # compute_report of the pooled out-of-fold predictions (CI: group bootstrap)
+    over_folds: dict[str, OverFolds]  # of accuracy and macro_f1
     labels: list[str]
     encoder: str
     fallback_reason: str | None  # the default encoder could not be loaded: why
@@ -176,7 +177,7 @@ def _run_fold(run: _Run, k: int, held: np.ndarray, name: str) -> _Fold:
     summary, preds, scored, failures = _train_and_apply(run, manifest, fold_dir, k)
     wide = _widen(preds, scored, run.labels)
     report = _fold_report(wide, k, manifest, fold_dir)
-    rec = report.get("recording", {})
+    rec = report["recording"] if report is not None else None
     groups = sorted({fold_group(item) for item, out in zip(run.items, held.tolist(), strict=True) if out})
     result = FoldResult(
         fold=k,
@@ -184,11 +185,11 @@ def _run_fold(run: _Run, k: int, held: np.ndarray, name: str) -> _Fold:
         name=name,
         out=fold_dir,
         groups=groups,
-        n_test=rec.get("n", 0),
-        accuracy=rec.get("accuracy"),
-        macro_f1=rec.get("macro_f1"),
-        balanced_accuracy=rec.get("balanced_accuracy"),
-        accuracy_ci=rec.get("accuracy_ci"),
+        n_test=rec["n"] if rec else 0,
+        accuracy=rec["accuracy"] if rec else None,
+        macro_f1=rec["macro_f1"] if rec else None,
+        balanced_accuracy=rec["balanced_accuracy"] if rec else None,
+        accuracy_ci=rec["accuracy_ci"] if rec else None,
         config=summary.run.config.describe(),
         n_train=summary.n_train,
         n_failed=len(failures),
@@ -201,7 +202,9 @@ def _run_fold(run: _Run, k: int, held: np.ndarray, name: str) -> _Fold:
     return _Fold(result, wide, failures)
 
 
-def _train_and_apply(run: _Run, manifest: Path, fold_dir: Path, k: int) -> tuple[Any, WindowLogits, list[Item], Any]:
+def _train_and_apply(
+    run: _Run, manifest: Path, fold_dir: Path, k: int
+) -> tuple[Any, WindowLogits, list[Item], list[Failure]]:
     """(TrainSummary, the held-out predictions, the items they are of, every failure of the fold)."""
     from audioclf.fitting.train_probe import train
     from audioclf.labelling.apply import apply_model
@@ -251,7 +254,7 @@ def _widen(preds: WindowLogits, items: Sequence[Item], labels: list[str]) -> Win
     )
 
 
-def _report(preds: WindowLogits) -> dict[str, Any]:
+def _report(preds: WindowLogits) -> ClassificationReport:
     from audioclf.evaluation.metrics import compute_report, view_reports
 
     report = compute_report(preds)
@@ -260,12 +263,12 @@ def _report(preds: WindowLogits) -> dict[str, Any]:
     return report
 
 
-def _fold_report(wide: WindowLogits, k: int, manifest: Path, fold_dir: Path) -> dict[str, Any]:
+def _fold_report(wide: WindowLogits, k: int, manifest: Path, fold_dir: Path) -> ClassificationReport | None:
     from audioclf.evaluation.report import write_report
 
     if not wide.recordings:
         log.warning("fold %d: none of its held-out recordings could be read, so it has no score", k)
-        return {}
+        return None
     report = _report(wide)
     context = {"fold": k, "fold_manifest": str(manifest), "model": str(fold_dir)}
     write_report(report, fold_dir / "report", title=f"audioclf crossval, fold {k}", context=context)
@@ -273,7 +276,7 @@ def _fold_report(wide: WindowLogits, k: int, manifest: Path, fold_dir: Path) -> 
 
 
 def _save_predictions(path: Path, p: WindowLogits) -> None:
-    arrays: dict[str, Any] = {
+    arrays: dict[str, np.ndarray] = {
         "labels": np.array(p.labels, dtype=str),
         "window_logits": p.window_logits,
         "window_recording": p.window_recording,
@@ -283,7 +286,7 @@ def _save_predictions(path: Path, p: WindowLogits) -> None:
         "recording_groups": np.array(p.recording_groups, dtype=str),
         **{f"view_{name}": v for name, v in (p.views or {}).items()},
     }
-    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    atomic_write(path, lambda fh: np.savez(fh, allow_pickle=False, **arrays))
 
 
 def _finished(fold_dir: Path, key: dict[str, str], labels: list[str]) -> _Fold | None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+
+from audioclf.evaluation.report_types import CalibrationScores, ReliabilityBin
 
 ECE_BINS = 15  # equal-width confidence bins, as in Guo et al. (2017)
 
@@ -27,34 +27,36 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64))))
 
 
-def reliability_bins(probs: np.ndarray, true: np.ndarray, n_bins: int = ECE_BINS) -> list[dict[str, float]]:
-    """Per confidence bin (of the top label): its range, count, mean confidence and accuracy."""
+def reliability_bins(edges: np.ndarray, stats: list[tuple[int, float, float]]) -> list[ReliabilityBin]:
+    """Per confidence bin (of the top label): its range, count, mean confidence and accuracy (NaN when empty)."""
+    return [
+        {"low": float(edges[b]), "high": float(edges[b + 1]), "n": n, "confidence": confidence, "accuracy": accuracy}
+        for b, (n, confidence, accuracy) in enumerate(stats)
+    ]
+
+
+def _bin_stats(probs: np.ndarray, true: np.ndarray, edges: np.ndarray) -> list[tuple[int, float, float]]:
+    """(count, mean confidence, accuracy) of each bin between ``edges``."""
+    n_bins = len(edges) - 1
     confidence, correct = probs.max(1), (probs.argmax(1) == true).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
-    bins = []
+    stats = []
     for b in range(n_bins):
         inside = which == b
         n = int(inside.sum())
-        bins.append(
-            {
-                "low": float(edges[b]),
-                "high": float(edges[b + 1]),
-                "n": n,
-                "confidence": float(confidence[inside].mean()) if n else float("nan"),
-                "accuracy": float(correct[inside].mean()) if n else float("nan"),
-            }
-        )
-    return bins
+        nan = float("nan")
+        stats.append((n, float(confidence[inside].mean()) if n else nan, float(correct[inside].mean()) if n else nan))
+    return stats
 
 
-def calibration_metrics(logits: np.ndarray, true: np.ndarray) -> dict[str, Any]:
+def calibration_metrics(logits: np.ndarray, true: np.ndarray) -> CalibrationScores:
     """ECE (15 bins, top label), multi-class Brier score and mean negative log-likelihood of ``true``."""
     probs = softmax(np.asarray(logits, dtype=np.float64))
     true = np.asarray(true, dtype=np.int64)
-    bins = reliability_bins(probs, true)
-    ece = sum(b["n"] * abs(b["accuracy"] - b["confidence"]) for b in bins if b["n"]) / max(1, len(true))
+    edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
+    stats = _bin_stats(probs, true, edges)
+    ece = sum(n * abs(accuracy - confidence) for n, confidence, accuracy in stats if n) / max(1, len(true))
     onehot = np.eye(probs.shape[1])[true]
     brier = float(((probs - onehot) ** 2).sum(1).mean())
     nll = float(-np.log(np.clip(probs[np.arange(len(true)), true], 1e-12, 1.0)).mean())
-    return {"ece": float(ece), "brier": brier, "nll": nll, "bins": bins}
+    return {"ece": float(ece), "brier": brier, "nll": nll, "bins": reliability_bins(edges, stats)}

@@ -21,6 +21,7 @@ from sklearn.metrics import (
 
 from audioclf.errors import AudioclfError
 from audioclf.evaluation.calibration import calibration_metrics, softmax
+from audioclf.evaluation.report_types import ClassificationReport, ErrorRow, LevelReport
 from audioclf.evaluation.window_logits import WindowLogits, recording_logits
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def _level_metrics(
     clusters: tuple[str, NDArray[np.int64]],
     labels: list[str],
     boot: tuple[int, float, np.random.Generator],
-) -> dict[str, Any]:
+) -> LevelReport:
     class_ids = list(range(len(labels)))
     with warnings.catch_warnings():
         # e.g. "y_pred contains classes not in y_true": expected when a class is absent from the test set
@@ -82,31 +83,35 @@ def _level_metrics(
         precision, recall, f1, support = precision_recall_fscore_support(
             y_true, y_pred, labels=class_ids, zero_division=0
         )
-        result: dict[str, Any] = {
-            "n": len(y_true),
-            "accuracy": float(accuracy_score(y_true, y_pred)),
-            "accuracy_ci": _bootstrap_ci(y_true == y_pred, clusters[1], boot),
-            "ci_resamples": clusters[0],
-            "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
-            "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        }
-    result["per_class"] = {
-        label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-        for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
+        accuracy = float(accuracy_score(y_true, y_pred))
+        accuracy_ci = _bootstrap_ci(y_true == y_pred, clusters[1], boot)
+        balanced = float(balanced_accuracy_score(y_true, y_pred))
+        macro_f1 = float(f1_score(y_true, y_pred, average="macro", zero_division=0))
+    result: LevelReport = {
+        "n": len(y_true),
+        "accuracy": accuracy,
+        "accuracy_ci": accuracy_ci,
+        "ci_resamples": clusters[0],
+        "balanced_accuracy": balanced,
+        "macro_f1": macro_f1,
+        "per_class": {
+            label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
+        },
+        "confusion": confusion_matrix(y_true, y_pred, labels=class_ids).tolist(),
     }
-    result["confusion"] = confusion_matrix(y_true, y_pred, labels=class_ids).tolist()
     return result
 
 
 def _errors(
     preds: WindowLogits, rec_idx: NDArray[np.int64], rec_logits: NDArray[np.float64]
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[ErrorRow], int]:
     true = np.asarray(preds.recording_true, dtype=np.int64)[rec_idx]
     pred = rec_logits.argmax(axis=1)
     conf = softmax(rec_logits).max(axis=1)  # the probability of the predicted class
     wrong = np.flatnonzero(pred != true)
     order = wrong[np.argsort(-conf[wrong], kind="stable")][:MAX_ERRORS]
-    errors = [
+    errors: list[ErrorRow] = [
         {
             "recording": preds.recordings[int(rec_idx[i])],
             "true": preds.labels[int(true[i])],
@@ -131,7 +136,9 @@ def _included_recordings(preds: WindowLogits, rec_logits: NDArray[np.float64]) -
     return np.flatnonzero(labelled & has_windows).astype(np.int64)
 
 
-def compute_report(preds: WindowLogits, *, n_bootstrap: int = 1000, seed: int = 0, ci: float = 0.95) -> dict[str, Any]:
+def compute_report(
+    preds: WindowLogits, *, n_bootstrap: int = 1000, seed: int = 0, ci: float = 0.95
+) -> ClassificationReport:
     """JSON-serialisable evaluation report (plain Python numbers only, None where undefined).
 
     Keys: labels, n_groups, n_recordings_total, n_recordings_excluded, ci, n_bootstrap, seed, n_errors,
@@ -172,22 +179,21 @@ def compute_report(preds: WindowLogits, *, n_bootstrap: int = 1000, seed: int = 
     window = _level_metrics(true_all[win_rec], win_pred, win_clusters, preds.labels, (n_bootstrap, ci, rng_win))
 
     errors, n_errors = _errors(preds, rec_idx, rec_logits[rec_idx])
-    report: dict[str, Any] = jsonable(
-        {
-            "labels": list(preds.labels),
-            "n_groups": len(np.unique(groups_all[rec_idx])),
-            "n_recordings_total": len(preds.recordings),
-            "n_recordings_excluded": len(preds.recordings) - len(rec_idx),
-            "ci": ci,
-            "n_bootstrap": n_bootstrap,
-            "seed": seed,
-            "recording": recording,
-            "window": window,
-            "n_errors": n_errors,
-            "errors": errors,
-        }
-    )
-    return report
+    report: ClassificationReport = {
+        "labels": list(preds.labels),
+        "n_groups": len(np.unique(groups_all[rec_idx])),
+        "n_recordings_total": len(preds.recordings),
+        "n_recordings_excluded": len(preds.recordings) - len(rec_idx),
+        "ci": ci,
+        "n_bootstrap": n_bootstrap,
+        "seed": seed,
+        "recording": recording,
+        "window": window,
+        "n_errors": n_errors,
+        "errors": errors,
+    }
+    plain: ClassificationReport = jsonable(report)  # the same keys, numpy numbers as Python's, NaN as None
+    return plain
 
 
 def jsonable(value: Any) -> Any:
@@ -209,9 +215,9 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def view_reports(preds: WindowLogits) -> dict[str, dict[str, Any]]:
+def view_reports(preds: WindowLogits) -> dict[str, LevelReport]:
     """For a fused model: the recording-level metrics of each view alone (same recordings, same bootstrap)."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, LevelReport] = {}
     for name, logits in (preds.views or {}).items():
         if name != "fused":
             alone = replace(preds, window_logits=logits, views=None)

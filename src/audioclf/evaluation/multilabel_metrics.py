@@ -4,12 +4,11 @@ micro/macro-F1 and exact-match accuracy (scikit-learn), and the report files' te
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
 
-MULTI_LABEL = "multi_label"
+from audioclf.evaluation.report_types import MULTI_LABEL, LabelScores, MultiLabelReport
 
 
 def average_precisions(probs: np.ndarray, truth: np.ndarray) -> list[float | None]:
@@ -34,11 +33,11 @@ def _mean_of_known(aps: list[float | None]) -> float | None:
 
 def multilabel_report(
     probs: np.ndarray, truth: np.ndarray, thresholds: np.ndarray, labels: Sequence[str]
-) -> dict[str, Any]:
+) -> MultiLabelReport:
     """``probs`` and ``truth`` are [n_recordings, n_labels] (sigmoid probabilities, 0/1)."""
     predicted = probs >= thresholds[None, :]
     aps = average_precisions(probs, truth)
-    per_label = {}
+    per_label: dict[str, LabelScores] = {}
     for k, label in enumerate(labels):
         positives = int(truth[:, k].sum())
         per_label[label] = {
@@ -61,14 +60,14 @@ def multilabel_report(
     }
 
 
-def multilabel_summary_lines(report: dict[str, Any]) -> list[str]:
+def multilabel_summary_lines(report: MultiLabelReport) -> list[str]:
     return [
         f"{'recordings:':<12}{report['n_recordings']}  mAP {_fmt(report['map'])}  micro-F1 {_fmt(report['micro_f1'])}"
         f"  macro-F1 {_fmt(report['macro_f1'])}  exact match {_fmt(report['exact_match'])} (multi-label)"
     ]
 
 
-def multilabel_markdown(report: dict[str, Any], title: str) -> str:
+def multilabel_markdown(report: MultiLabelReport, title: str) -> str:
     about = (
         f"{report['n_recordings']} labelled recordings, {len(report['labels'])} labels (multi-label: a recording "
         "has a label when any of its windows reaches the label's threshold)."

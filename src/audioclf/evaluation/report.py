@@ -3,29 +3,36 @@ summary."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from audioclf.evaluation.metrics import jsonable
-from audioclf.evaluation.multilabel_metrics import MULTI_LABEL, multilabel_markdown, multilabel_summary_lines
+from audioclf.evaluation.multilabel_metrics import multilabel_markdown, multilabel_summary_lines
+from audioclf.evaluation.report_types import (
+    AbstainReport,
+    ClassificationReport,
+    LevelReport,
+    Report,
+    SegmentReport,
+)
 from audioclf.fileio import atomic_path, write_json_atomic, write_text_atomic
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
+def _fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def _fmt_ci(report: dict[str, Any], level: dict[str, Any]) -> str:
+def _fmt_ci(report: ClassificationReport, level: LevelReport) -> str:
     ci = level.get("accuracy_ci")
     pct = round(100 * float(report.get("ci", 0.95)))
     return "no CI" if ci is None else f"{pct}% CI {_fmt(ci[0], 2)}\N{EN DASH}{_fmt(ci[1], 2)}"
 
 
-def _md_cell(text: Any) -> str:
+def _md_cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
@@ -35,7 +42,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def _markdown(report: dict[str, Any], title: str) -> str:
+def _markdown(report: ClassificationReport, title: str) -> str:
     labels: list[str] = report["labels"]
     rec = report["recording"]
     lines = [f"# {title}", ""]
@@ -87,7 +94,7 @@ def _markdown(report: dict[str, Any], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _confusion_figure(report: dict[str, Any], title: str) -> Figure:
+def _confusion_figure(report: ClassificationReport, title: str) -> Figure:
     labels: list[str] = report["labels"]
     counts = np.asarray(report["recording"]["confusion"], dtype=np.float64)
     n = len(labels)
@@ -116,7 +123,7 @@ def _confusion_figure(report: dict[str, Any], title: str) -> Figure:
     return fig
 
 
-def _reliability_figure(report: dict[str, Any], title: str) -> Figure:
+def _reliability_figure(report: ClassificationReport, title: str) -> Figure:
     """Accuracy against confidence per bin (the diagonal is perfect calibration), bar widths the bins."""
     cal = report["recording"]["calibration"]
     bins = [b for b in cal["bins"] if b["n"]]
@@ -125,10 +132,10 @@ def _reliability_figure(report: dict[str, Any], title: str) -> Figure:
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
     lows, widths = [b["low"] for b in bins], [b["high"] - b["low"] for b in bins]
-    ax.bar(
-        lows, [b["accuracy"] for b in bins], width=widths, align="edge", edgecolor="black", alpha=0.7, label="accuracy"
-    )
-    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="black", markersize=3)
+    accuracy = np.array([b["accuracy"] for b in bins], dtype=np.float64)  # every bin shown has recordings
+    confidence = np.array([b["confidence"] for b in bins], dtype=np.float64)
+    ax.bar(lows, accuracy, width=widths, align="edge", edgecolor="black", alpha=0.7, label="accuracy")
+    ax.plot(confidence, accuracy, "o", color="black", markersize=3)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence (top label)")
@@ -140,18 +147,18 @@ def _reliability_figure(report: dict[str, Any], title: str) -> Figure:
 
 
 def write_report(
-    report: dict[str, Any],
+    report: Report,
     out_dir: Path,
     *,
     title: str = "audioclf evaluation",
-    context: dict[str, Any] | None = None,
+    context: Mapping[str, object] | None = None,
 ) -> list[Path]:
     """Write report.json (with ``context``), report.md, confusion.png and (when the recordings have labels)
     reliability.png into ``out_dir``, atomically."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path, png_path = out_dir / "report.json", out_dir / "report.md", out_dir / "confusion.png"
-    if report.get("task") == MULTI_LABEL:
+    if "task" in report:  # multi-label
         write_json_atomic(json_path, jsonable({**report, "context": context or {}}))
         write_text_atomic(md_path, multilabel_markdown(report, title))
         return [json_path, md_path]
@@ -165,20 +172,20 @@ def write_report(
         paths.append(out_dir / "reliability.png")
         with atomic_path(paths[-1]) as tmp:
             _reliability_figure(report, title).savefig(tmp, format="png", dpi=100)
-    if report.get("abstain"):
+    abstain = report.get("abstain")
+    if abstain:
         paths.append(out_dir / "risk_coverage.png")
         with atomic_path(paths[-1]) as tmp:
-            _risk_coverage_figure(report, title).savefig(tmp, format="png", dpi=100)
+            _risk_coverage_figure(abstain, title).savefig(tmp, format="png", dpi=100)
     return paths
 
 
-def summary_lines(report: dict[str, Any]) -> list[str]:
+def summary_lines(report: Report) -> list[str]:
     """A few short lines for a terminal: one per level, plus exclusions if any."""
-    if report.get("task") == MULTI_LABEL:
+    if "task" in report:  # multi-label
         return multilabel_summary_lines(report)
     lines = []
-    for name, head in (("recording", "recordings:"), ("window", "windows:")):
-        lvl = report[name]
+    for head, lvl in (("recordings:", report["recording"]), ("windows:", report["window"])):
         lines.append(
             f"{head:<12}{lvl['n']}  accuracy {_fmt(lvl['accuracy'])} ({_fmt_ci(report, lvl)})  "
             f"balanced {_fmt(lvl['balanced_accuracy'])}  macro-F1 {_fmt(lvl['macro_f1'])}"
@@ -191,12 +198,13 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     cal = report["recording"].get("calibration")
     if cal is not None:
         lines.append(f"calibration ECE {_fmt(cal['ece'])}  Brier {_fmt(cal['brier'])}  NLL {_fmt(cal['nll'])}")
-    point = (report.get("abstain") or {}).get("at_threshold")
-    if point is not None:
+    abstain = report.get("abstain")
+    point = abstain.get("at_threshold") if abstain else None
+    if abstain and point is not None:
         lines.append(
             f"{'abstaining:':<12}at confidence {_fmt(point['min_confidence'])}: coverage {_fmt(point['coverage'])}  "
             f"accuracy {_fmt(point['accuracy'])}  ({point['n_unknown']} unknown; risk-coverage AURC "
-            f"{_fmt(report['abstain']['aurc'])})"
+            f"{_fmt(abstain['aurc'])})"
         )
     seg = report.get("segments")
     if seg is not None:
@@ -211,7 +219,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _abstain_markdown(abstain: dict[str, Any] | None) -> list[str]:
+def _abstain_markdown(abstain: AbstainReport | None) -> list[str]:
     if abstain is None:
         return []
     lines = ["", "## Abstaining (risk_coverage.png)", ""]
@@ -229,14 +237,13 @@ def _abstain_markdown(abstain: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def _risk_coverage_figure(report: dict[str, Any], title: str) -> Figure:
-    abstain = report["abstain"]
+def _risk_coverage_figure(abstain: AbstainReport, title: str) -> Figure:
     fig = Figure(figsize=(5.0, 4.0), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.plot([c["coverage"] for c in abstain["curve"]], [c["risk"] for c in abstain["curve"]], color="C0")
     point = abstain.get("at_threshold")
-    if point is not None and point["coverage"]:
+    if point is not None and point["coverage"] and point["accuracy"] is not None:  # answered some: accuracy is known
         ax.plot([point["coverage"]], [1 - point["accuracy"]], "o", color="C3", label="at the threshold")
         ax.legend(loc="upper left", fontsize=8)
     ax.set_xlim(0, 1)
@@ -247,7 +254,7 @@ def _risk_coverage_figure(report: dict[str, Any], title: str) -> Figure:
     return fig
 
 
-def _segment_markdown(seg: dict[str, Any] | None) -> list[str]:
+def _segment_markdown(seg: SegmentReport | None) -> list[str]:
     if seg is None:
         return []
     frame, event = seg["frame"], seg["event"]

@@ -3,12 +3,11 @@ risk-coverage curve (error among the answered, against the share answered) and t
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from audioclf.errors import AudioclfError
 from audioclf.evaluation.calibration import softmax
+from audioclf.evaluation.report_types import AbstainReport, CurvePoint, RiskCoverage, ThresholdPoint
 from audioclf.evaluation.window_logits import WindowLogits, recording_logits
 
 CURVE_POINTS = 101  # points kept from the curve (coverage in hundredths)
@@ -23,7 +22,7 @@ def checked_min_confidence(min_confidence: float | None) -> float | None:
     return min_confidence
 
 
-def risk_coverage(confidence: np.ndarray, correct: np.ndarray) -> dict[str, Any]:
+def risk_coverage(confidence: np.ndarray, correct: np.ndarray) -> RiskCoverage:
     """Answering the most confident first: for each coverage, the error rate among the answered, and the area
     under that curve (AURC; lower is better; an oracle that ranks every error last scores the lowest)."""
     n = len(confidence)
@@ -34,14 +33,14 @@ def risk_coverage(confidence: np.ndarray, correct: np.ndarray) -> dict[str, Any]
     answered = np.arange(1, n + 1)
     risk = errors / answered
     keep = np.unique(np.clip(np.round(np.linspace(0, n - 1, CURVE_POINTS)).astype(int), 0, n - 1))
-    curve = [
+    curve: list[CurvePoint] = [
         {"coverage": float(answered[i] / n), "risk": float(risk[i]), "threshold": float(confidence[order][i])}
         for i in keep
     ]
     return {"aurc": float(risk.mean()), "curve": curve}
 
 
-def at_threshold(accepted: np.ndarray, correct: np.ndarray, threshold: float) -> dict[str, Any]:
+def at_threshold(accepted: np.ndarray, correct: np.ndarray, threshold: float) -> ThresholdPoint:
     """Coverage (share answered, not ``unknown``) and the accuracy of the answered ones."""
     n_kept = int(accepted.sum())
     return {
@@ -52,7 +51,7 @@ def at_threshold(accepted: np.ndarray, correct: np.ndarray, threshold: float) ->
     }
 
 
-def abstain_report(preds: WindowLogits, min_confidence: float | None) -> dict[str, Any] | None:
+def abstain_report(preds: WindowLogits, min_confidence: float | None) -> AbstainReport | None:
     """The curve over the labelled recordings (ranked by top probability) and, with ``min_confidence``, the
     point where predict answers: top probability at least ``min_confidence`` and, where the model has a novelty
     detector, novelty at most 1."""
@@ -62,7 +61,7 @@ def abstain_report(preds: WindowLogits, min_confidence: float | None) -> dict[st
         return None
     probs = softmax(logits[labelled])
     correct = probs.argmax(1) == np.asarray(preds.recording_true)[labelled]
-    report = {"n": int(labelled.sum()), **risk_coverage(probs.max(1), correct)}
+    report: AbstainReport = {"n": int(labelled.sum()), **risk_coverage(probs.max(1), correct)}
     if min_confidence is not None:
         accepted = probs.max(1) >= min_confidence
         if preds.recording_novelty is not None:

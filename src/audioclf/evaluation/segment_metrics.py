@@ -4,11 +4,11 @@ event-based F1 (a predicted segment counts when its label matches and its onset 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
+from audioclf.evaluation.report_types import SegmentScores
 from audioclf.evaluation.segments import UNKNOWN, Segment
 
 FRAME_S = 0.1  # resolution of the frame-level comparison
@@ -47,7 +47,7 @@ def segment_report(
     recordings: Sequence[tuple[Sequence[Segment], Sequence[Segment]]],
     labels: Sequence[str],
     collar_s: float = ONSET_COLLAR_S,
-) -> dict[str, Any]:
+) -> SegmentScores:
     """Scores over (reference, predicted) segment lists of several recordings."""
     true_frames, pred_frames = [], []
     hits = n_ref = n_pred = 0

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from audioclf.encoders.spec import ModelSpec, Precision
 from audioclf.errors import TrainingError
 from audioclf.evaluation.metrics import compute_report
 from audioclf.evaluation.report import write_report
+from audioclf.evaluation.report_types import ClassificationReport
 from audioclf.evaluation.window_logits import WindowLogits
 from audioclf.extraction.embed import EmbedResult, embed_items, write_failures
 from audioclf.fitting.data import Dataset, hold_out_test, stack
@@ -81,7 +82,7 @@ class ProbeRun:
     config: ProbeConfig
     fit: FitResult
     seconds: float
-    test_report: dict[str, Any] | None = None  # with --test-size: the held-out groups' evaluation
+    test_report: ClassificationReport | None = None  # with --test-size: the held-out groups' evaluation
     fusion: str | None = None  # --features fused: each view's and the fusion's validation scores
     ray: RayRun | None = None  # with TrainOptions.ray: the Ray embedding run that filled the cache
     features: str = "acoustic"  # what the probe read: acoustic, transcript or fused
@@ -108,7 +109,7 @@ def _test_report(
     out: Path,
     fused: tuple[Fusion | None, Dataset | None],
     temperature_: float,
-) -> dict[str, Any]:
+) -> ClassificationReport:
     fusion, text = fused
     logits = predict_logits(head, test.x.numpy()) / temperature_  # 1 for a fused model
     if fusion is not None and text is not None:

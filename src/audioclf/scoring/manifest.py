@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -15,6 +14,7 @@ from audioclf.evaluation.metrics import compute_report, view_reports
 from audioclf.evaluation.multilabel_metrics import multilabel_report
 from audioclf.evaluation.pooling import recording_max
 from audioclf.evaluation.report import write_report
+from audioclf.evaluation.report_types import ClassificationReport, MultiLabelReport, Report
 from audioclf.evaluation.risk_coverage import abstain_report, checked_min_confidence
 from audioclf.evaluation.segments import SegmentOptions
 from audioclf.evaluation.window_logits import WindowLogits
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Evaluation:
-    report: dict[str, Any]  # as report.json: "recording" and "window" levels, per class, confusion, CIs
+    report: Report  # as report.json: "recording" and "window" levels, per class, confusion, CIs (or multi-label)
     out: Path
     paths: list[Path]  # the files written
     embed: EmbedResult  # what was embedded, read from the cache, or failed
@@ -137,17 +137,13 @@ def evaluate_model(
         out = model.path / EVALUATION_DIR
     if result.failures:
         write_failures(result.failures, out / "failures.csv")
+    report: Report
     if preds.thresholds is not None:
         report = _multilabel_report(preds, result, preds.thresholds)
     else:
-        report = compute_report(preds)
-        if preds.views:
-            report["views"] = view_reports(preds)
         if min_confidence is None and model.has_min_confidence:
             min_confidence = model.min_confidence
-        abstain = abstain_report(preds, min_confidence)
-        if abstain is not None:
-            report["abstain"] = abstain
+        report = _single_label_report(preds, min_confidence)
     chosen = PredictOptions(segments=segments, windows=windows)
     scored = evaluate_segments(model, items, cache_dir, chosen, fetch=fetch, progress=progress)
     if scored is not None:
@@ -155,7 +151,18 @@ def evaluate_model(
     return _written(model, manifest, out, report, preds, result, seen)
 
 
-def _multilabel_report(preds: WindowLogits, result: EmbedResult, thresholds: np.ndarray) -> dict[str, Any]:
+def _single_label_report(preds: WindowLogits, min_confidence: float | None) -> ClassificationReport:
+    """compute_report, with each view alone (a fused model) and the risk-coverage report."""
+    report = compute_report(preds)
+    if preds.views:
+        report["views"] = view_reports(preds)
+    abstain = abstain_report(preds, min_confidence)
+    if abstain is not None:
+        report["abstain"] = abstain
+    return report
+
+
+def _multilabel_report(preds: WindowLogits, result: EmbedResult, thresholds: np.ndarray) -> MultiLabelReport:
     """Recording probabilities (max over windows of each label's sigmoid) against the rows' label sets."""
     by_source = {item.source: item for item, _ in result.embedded}
     truth = multi_hot([by_source[s].label for s in preds.recordings], preds.labels)
@@ -167,12 +174,12 @@ def _written(
     model: TrainedModel,
     manifest: Path,
     out: Path,
-    report: dict[str, Any],
+    report: Report,
     preds: WindowLogits,
     result: EmbedResult,
     seen: SeenRows,
 ) -> Evaluation:
-    context: dict[str, Any] = {"manifest": str(manifest), "encoder": str(model.encoder_spec)}
+    context: dict[str, str | int] = {"manifest": str(manifest), "encoder": str(model.encoder_spec)}
     context |= {"n_failed": len(result.failures), "training_rows": seen.line() or "none among the rows"}
     if model.path is not None:
         context = {"model": str(model.path), **context}

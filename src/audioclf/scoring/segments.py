@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from audioclf.evaluation.report_types import SegmentReport
 from audioclf.evaluation.segment_metrics import segment_report
 from audioclf.evaluation.segments import Segment, SegmentOptions
 from audioclf.io.download import FetchOptions
@@ -38,7 +38,7 @@ def evaluate_segments(
     *,
     fetch: FetchOptions | None = None,
     progress: bool = True,
-) -> dict[str, Any] | None:
+) -> SegmentReport | None:
     """Frame- and event-level scores of the model's segments (``options.segments``, from ``options.windows`` or
     the model's with half a window's hop) of every annotated recording (None when the manifest annotates no
     time ranges, or the model labels whole recordings only)."""
