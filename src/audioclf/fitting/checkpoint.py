@@ -21,18 +21,6 @@ OPTIMIZER_NAME = "optimizer.safetensors"
 MODEL_WEIGHTS_NAME = "model.safetensors"  # written by save_pretrained
 
 
-class EpochRecord(TypedDict):
-    """One epoch's ``EpochStats`` as JSON."""
-
-    epoch: int
-    seconds: float
-    train_loss: float
-    train_acc: float
-    val_loss: float
-    val_acc: float
-    val_f1: float
-
-
 class CheckpointState(TypedDict):
     """Where the training loop is (``FinetuneState`` as JSON): what resuming reads back."""
 
@@ -40,7 +28,7 @@ class CheckpointState(TypedDict):
     best_epoch: int
     best_f1: float
     best_loss: float
-    history: list[EpochRecord]
+    history: list[dict[str, float]]  # asdict of each epoch's EpochStats
 
 
 class FlatOptimizer(TypedDict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,11 @@ class EpochStats:
     val_loss: float
     val_acc: float
     val_f1: float
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, float]) -> EpochStats:
+        """Back from ``asdict`` (a checkpoint's history, read from JSON)."""
+        return cls(int(data["epoch"]), **{k: float(v) for k, v in data.items() if k != "epoch"})
 
 
 @dataclass(frozen=True)

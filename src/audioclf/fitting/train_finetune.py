@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from audioclf.encoders.spec import ModelSpec
 from audioclf.errors import DecodeError, TrainingError
 from audioclf.evaluation.calibration import sigmoid
 from audioclf.extraction.embed import Failure, write_failures
-from audioclf.fitting.checkpoint import CheckpointState, EpochRecord, load_checkpoint, save_checkpoint
+from audioclf.fitting.checkpoint import CheckpointState, load_checkpoint, save_checkpoint
 from audioclf.fitting.data import train_val_indices
 from audioclf.fitting.finetune import CHECKPOINT_DIR, FinetuneOptions, Finetuner, FinetuneState, Recording
 from audioclf.fitting.fusion import temperature
@@ -246,7 +246,7 @@ def _checkpoint(tuner: Finetuner, out: Path, state: FinetuneState) -> None:
         "best_epoch": state.best_epoch,
         "best_f1": state.best_f1,
         "best_loss": state.best_loss,
-        "history": [cast(EpochRecord, asdict(h)) for h in state.history],
+        "history": [asdict(h) for h in state.history],
     }
     save_checkpoint(
         out / CHECKPOINT_DIR,
@@ -263,6 +263,6 @@ def _resume(tuner: Finetuner, out: Path) -> FinetuneState:
     tuner.acc.unwrap_model(tuner.model).load_state_dict(weights)
     tuner.optimizer.load_state_dict(optimizer)
     tuner.scheduler.load_state_dict(scheduler)
-    history = [EpochStats(**h) for h in plain["history"]]
+    history = [EpochStats.from_dict(h) for h in plain["history"]]
     log.info("resuming after epoch %d (best %d)", plain["epoch"], plain["best_epoch"])
     return FinetuneState(plain["epoch"], plain["best_epoch"], plain["best_f1"], plain["best_loss"], history)
