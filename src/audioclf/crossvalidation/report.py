@@ -28,6 +28,35 @@ class OverFolds(TypedDict):
     n_folds: int
 
 
+class Pooled(TypedDict):
+    """crossval.json's "pooled": the recording level of the report of every fold's held-out predictions."""
+
+    n: int
+    accuracy: float
+    accuracy_ci: list[float] | None
+    ci_resamples: str
+    balanced_accuracy: float
+    macro_f1: float
+    ci: float
+    note: str
+
+
+class CrossvalSummary(TypedDict):
+    """crossval.json."""
+
+    manifest: str
+    n_rows: int
+    labels: list[str]
+    encoder: str
+    fallback_reason: str | None
+    folds_from: str
+    folds: list[dict[str, object]]  # each fold's FoldResult, field by field
+    over_folds: dict[str, OverFolds | str]  # accuracy, macro_f1 and a note on how they were computed
+    pooled: Pooled
+    report: str  # the pooled report.json
+    n_failed: int
+
+
 def over_folds(values: Sequence[float], ci: float = 0.95) -> OverFolds:
     """Mean, sample std and a Student-t interval of a per-fold score (treating the folds as independent)."""
     n, mean = len(values), float(np.mean(values))
@@ -78,9 +107,23 @@ def write_outputs(r: CrossvalResult, manifest: Path) -> list[Path]:
         paths.append(failures)
     else:
         failures.unlink(missing_ok=True)  # from an earlier run
+    write_json_atomic(r.out / "crossval.json", jsonable(_summary(r, manifest)))
+    return [r.out / "crossval.json", *paths]
+
+
+def _summary(r: CrossvalResult, manifest: Path) -> CrossvalSummary:
     rec = r.report["recording"]
-    pooled = {key: rec[key] for key in ("n", "accuracy", "accuracy_ci", "ci_resamples", "balanced_accuracy")}
-    summary = {
+    pooled: Pooled = {
+        "n": rec["n"],
+        "accuracy": rec["accuracy"],
+        "accuracy_ci": rec["accuracy_ci"],
+        "ci_resamples": rec["ci_resamples"],
+        "balanced_accuracy": rec["balanced_accuracy"],
+        "macro_f1": rec["macro_f1"],
+        "ci": r.report["ci"],
+        "note": POOLED_NOTE,
+    }
+    return {
         "manifest": str(manifest),
         "n_rows": r.n_rows,
         "labels": r.labels,
@@ -89,9 +132,7 @@ def write_outputs(r: CrossvalResult, manifest: Path) -> list[Path]:
         "folds_from": r.folds_from,
         "folds": [{**asdict(f), "out": str(f.out)} for f in r.folds],
         "over_folds": {**r.over_folds, "note": T_NOTE},
-        "pooled": {**pooled, "macro_f1": rec["macro_f1"], "ci": r.report["ci"], "note": POOLED_NOTE},
+        "pooled": pooled,
         "report": str(r.out / "report" / "report.json"),
         "n_failed": len(r.failures),
     }
-    write_json_atomic(r.out / "crossval.json", jsonable(summary))
-    return [r.out / "crossval.json", *paths]
