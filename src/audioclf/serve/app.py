@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,6 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from audioclf.errors import AudioclfError
+from audioclf.fileio import JSONObject
 from audioclf.io.cache import default_cache_dir
 from audioclf.io.download import FetchOptions
 from audioclf.labelling.inputs import predict_all
@@ -149,8 +149,8 @@ def _routes(app: FastAPI, model: TrainedModel, options: ServeOptions, metrics: S
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/v1/model")
-    async def model_info() -> dict[str, Any]:
+    @app.get("/v1/model", response_model=dict[str, object])  # JSON alias: recursive, which pydantic cannot build
+    async def model_info() -> JSONObject:
         return model_summary(model)
 
     @app.get("/metrics")
@@ -223,14 +223,14 @@ def _urls(body: object) -> list[str]:
     raise AudioclfError('JSON body: give {"url": "https://…"} or {"urls": ["https://…", …]}')
 
 
-def _row(source: str, name: str, done: dict[str, Prediction], failed: dict[str, str]) -> dict[str, Any]:
+def _row(source: str, name: str, done: dict[str, Prediction], failed: dict[str, str]) -> dict[str, object]:
     if source in done:
         return {**done[source].as_dict(), "source": name}
     reason = failed.get(source, "not labelled").replace(source, name)  # never show the server's own paths
     return {"source": name, "error": reason}
 
 
-def model_summary(model: TrainedModel) -> dict[str, Any]:
+def model_summary(model: TrainedModel) -> JSONObject:
     return model.card.summary()
 
 

@@ -12,7 +12,7 @@ import hashlib
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -53,13 +53,20 @@ class SentenceEncoder:
         return out
 
 
+class TfidfState(TypedDict):
+    """A fitted TF-IDF, as ``tfidf.json`` in the model folder holds it."""
+
+    vocabulary: dict[str, int]  # term -> column
+    idf: list[float]
+
+
 class TfidfEncoder:
     """TF-IDF over word unigrams and bigrams (scikit-learn), L2-normalised: no model, no download. Fitted on the
     training manifest's transcripts (no labels used); vocabulary and idf are saved with the model as JSON."""
 
     spec = ModelSpec(TFIDF)
 
-    def __init__(self, state: dict[str, Any] | None = None) -> None:
+    def __init__(self, state: TfidfState | None = None) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         self._vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True, dtype=np.float32)
@@ -88,7 +95,7 @@ class TfidfEncoder:
         digest = hashlib.sha256(json.dumps(self.state(), sort_keys=True).encode()).hexdigest()[:24]
         self.identity = f"tfidf-{digest}"
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> TfidfState:
         vocabulary = {k: int(v) for k, v in self._vectorizer.vocabulary_.items()}
         return {"vocabulary": vocabulary, "idf": [float(x) for x in self._vectorizer.idf_]}
 
