@@ -8,7 +8,7 @@ checks for every family that the recorded states equal the whole model's ``hidde
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 # model types whose recorded layer inputs are tested equal to hidden_states 0..k (tests/test_early_exit.py)
@@ -66,7 +66,7 @@ def states_up_to(layers: Any, layer: int, forward: Callable[[], Any]) -> list[An
     layer ``layer``."""
     recorded: list[Any] = []
 
-    def record(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def record(module: Any, args: tuple[Any, ...], kwargs: Mapping[str, object]) -> None:
         recorded.append(args[0] if args else kwargs["hidden_states"])
         if len(recorded) > layer:
             raise _Enough

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from audioclf.encoders.hub import fingerprints, pretrained
 from audioclf.encoders.spec import FINETUNED, ModelSpec
 from audioclf.errors import EncoderError
 from audioclf.io.audio import SAMPLE_RATE_HZ
+
+if TYPE_CHECKING:  # torch is imported when a model loads, not with this module
+    from torch import Tensor
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +154,7 @@ class HFEncoder:
         out[:, : pooled.shape[1]] = pooled.cpu().numpy()
         return out
 
-    def _forward(self, inputs: dict[str, Any], waves: list[np.ndarray], **kwargs: Any) -> Any:
+    def _forward(self, inputs: Mapping[str, Tensor], waves: list[np.ndarray], **kwargs: Any) -> Any:
         """The model on one batch; padded only where that leaves every clip's output as if it were alone."""
         torch = self._torch
         inputs = dict(inputs)
@@ -169,7 +172,7 @@ class HFEncoder:
             if self._norm is not None:
                 self._norm.lengths = None
 
-    def _to_device(self, inputs: dict[str, Any]) -> dict[str, Any]:
+    def _to_device(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         torch = self._torch
         cast = torch.bfloat16 if self._bf16 else None
         return {k: v.to(self._device, dtype=cast if v.is_floating_point() else None) for k, v in inputs.items()}
