@@ -14,10 +14,10 @@ message says what to change.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -168,28 +168,37 @@ def train(
     ``hf:`` encoder (``mode="finetune"``; ``options`` are ``FinetuneOptions`` fields: ``epochs``, ``lr``, …)."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     spec = None if encoder is None else parse_spec(encoder)
-    common: dict[str, Any] = {"encoder": spec, "cache_dir": cache, "progress": progress}
+    common = _Common(encoder=spec, cache_dir=cache, progress=progress)
     if "precision" in options:
         options["precision"] = Precision.parse(options["precision"])
     if mode == "finetune":
         if features != "acoustic":
             raise AudioclfError("features: fine-tuning learns from the audio; use mode='probe' for transcripts")
-        chosen: Options = FinetuneOptions(**_known(FinetuneOptions, options), **common)
+        _check_known(FinetuneOptions, options)
+        chosen: Options = FinetuneOptions(**options, **common)
     elif mode == "probe":
-        chosen = TrainOptions(**_known(TrainOptions, options), **common, features=FeatureOptions(mode=features))
+        _check_known(TrainOptions, options)
+        chosen = TrainOptions(**options, **common, features=FeatureOptions(mode=features))
     else:
         raise AudioclfError(f"mode={mode!r}: use 'probe' or 'finetune'")
     summary = train_model(Path(manifest), Path(out), chosen)
     return Model(load_model(summary.out), cache)
 
 
-def _known(kind: type, options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` when each is a field of ``kind``; one line naming the others otherwise."""
+class _Common(TypedDict):
+    """The options ``train`` takes by name for either mode."""
+
+    encoder: ModelSpec | None
+    cache_dir: Path
+    progress: bool
+
+
+def _check_known(kind: type, options: Mapping[str, object]) -> None:
+    """One line naming the ``options`` that are not fields of ``kind``."""
     known = {f.name for f in fields(kind)} - {"encoder", "cache_dir", "progress", "features"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise AudioclfError(f"train() got unknown options {unknown}; accepted: {sorted(known)}")
-    return options
 
 
 def load(path: PathLike, *, cache_dir: PathLike | None = None) -> Model:
