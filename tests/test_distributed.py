@@ -26,6 +26,7 @@ from audioclf.extraction.embed import embed_items
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import EmbeddingCache
 from audioclf.io.manifest import load_manifest
+from audioclf.speech.features import FeatureMode
 
 ray = pytest.importorskip("ray")
 
@@ -245,7 +246,9 @@ def test_train_on_ray_transcribes_on_the_workers(local_ray: object, tiny_ctc: Pa
     manifest = _manifest(tmp_path / "data", 12)
     items = load_manifest(manifest, require_labels=False)
     cache = tmp_path / "cache"
-    features = FeatureOptions("transcript", None, ModelSpec(TFIDF))  # the CTC encoder transcribes in its embedding pass
+    features = FeatureOptions(
+        FeatureMode.TRANSCRIPT, None, ModelSpec(TFIDF)
+    )  # the CTC encoder transcribes in its embedding pass
     run = embed_on_ray(items, f"hf:{tiny_ctc}", "auto", cache, WindowOptions(), features=features, progress=False)
     assert run.result.n_embedded == 12
     assert len(list((cache / "transcripts").rglob("*.json"))) == 12  # the driver will find every transcript

@@ -13,6 +13,7 @@ from audioclf.cli.main import main
 from audioclf.encoders.loader import load_encoder
 from audioclf.encoders.spec import TFIDF, ModelSpec, parse_spec
 from audioclf.io.manifest import Item
+from audioclf.speech.features import FeatureMode
 from audioclf.speech.transcribe import Transcript, TranscriptCache, WhisperTranscriber, load_ctc
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "fsdd-sample" / "recordings"
@@ -159,7 +160,7 @@ def test_a_ctc_encoder_transcribes_in_the_embedding_pass(tiny_ctc: Path, tmp_pat
     files = [write_audio(tmp_path / f"c{i}.wav", tone(200 + 150 * i, 1.6, noise=0.3, seed=i), 16_000) for i in range(3)]
     items = [item(f) for f in files]
     windows = WindowOptions(0.5, 0.5)
-    view = TextView(FeatureOptions("transcript", None, ModelSpec(TFIDF)), enc, tmp_path / "c", windows)
+    view = TextView(FeatureOptions(FeatureMode.TRANSCRIPT, None, ModelSpec(TFIDF)), enc, tmp_path / "c", windows)
     assert view.same_pass_cache is not None
     calls: list[int] = []
     enc._model.register_forward_hook(lambda *_: calls.append(1))
@@ -171,7 +172,7 @@ def test_a_ctc_encoder_transcribes_in_the_embedding_pass(tiny_ctc: Path, tmp_pat
     again = [view.transcriber.transcribe(i, None) for i in items]  # what a cached-embedding run computes
     assert [t.text for t in said] == [t.text for t in again] and any(t.text for t in said)
     overlapping = TextView(
-        FeatureOptions("transcript", None, ModelSpec(TFIDF)), enc, tmp_path / "c", WindowOptions(1.0, 0.5)
+        FeatureOptions(FeatureMode.TRANSCRIPT, None, ModelSpec(TFIDF)), enc, tmp_path / "c", WindowOptions(1.0, 0.5)
     )
     assert overlapping.same_pass_cache is None  # overlapping windows would say words twice
 
@@ -181,7 +182,9 @@ def test_a_failed_transcript_is_not_cached(tiny_ctc: Path, tmp_path: Path) -> No
     from audioclf.speech.text_features import FeatureOptions, TextView
 
     enc = load_encoder(f"hf:{tiny_ctc}", "fp32").encoder
-    view = TextView(FeatureOptions("transcript", None, ModelSpec(TFIDF)), enc, tmp_path / "c", WindowOptions(0.5, 0.5))
+    view = TextView(
+        FeatureOptions(FeatureMode.TRANSCRIPT, None, ModelSpec(TFIDF)), enc, tmp_path / "c", WindowOptions(0.5, 0.5)
+    )
     real, failures = view.transcriber, [RuntimeError("out of memory")]
 
     class FailsOnce:  # the real recogniser, behind one transient failure
@@ -214,4 +217,4 @@ def test_a_ctc_checkpoint_without_its_vocabulary_embeds_but_cannot_transcribe(ti
     enc = load_encoder(f"hf:{folder}", "fp32").encoder  # transformers raises TypeError on the missing vocabulary
     assert not getattr(enc, "transcribes", False) and enc.embed([tone(300, 1.0)]).shape[0] == 1
     with pytest.raises(EncoderError, match="has no tokenizer"):
-        TextView(FeatureOptions("transcript", None, ModelSpec(TFIDF)), enc, tmp_path / "c", WindowOptions())
+        TextView(FeatureOptions(FeatureMode.TRANSCRIPT, None, ModelSpec(TFIDF)), enc, tmp_path / "c", WindowOptions())

@@ -35,6 +35,7 @@ from audioclf.labelling.prediction import Failed, Prediction, PredictOptions, ch
 from audioclf.labelling.waveforms import as_samples, check_sampling_rate, write_wav
 from audioclf.model.folder import TrainedModel, load_model
 from audioclf.scoring.manifest import evaluate_model
+from audioclf.speech.features import FeatureMode, feature_mode
 from audioclf.speech.text_features import FeatureOptions
 
 PathLike = str | Path
@@ -171,14 +172,18 @@ def train(
     common = _Common(encoder=spec, cache_dir=cache, progress=progress)
     if "precision" in options:
         options["precision"] = Precision.parse(options["precision"])
+    try:
+        reads = feature_mode(features)
+    except ValueError as exc:
+        raise AudioclfError(str(exc), option="features") from None
     if mode == "finetune":
-        if features != "acoustic":
+        if reads is not FeatureMode.ACOUSTIC:
             raise AudioclfError("features: fine-tuning learns from the audio; use mode='probe' for transcripts")
         _check_known(FinetuneOptions, options)
         chosen: Options = FinetuneOptions(**options, **common)
     elif mode == "probe":
         _check_known(TrainOptions, options)
-        chosen = TrainOptions(**options, **common, features=FeatureOptions(mode=features))
+        chosen = TrainOptions(**options, **common, features=FeatureOptions(mode=reads))
     else:
         raise AudioclfError(f"mode={mode!r}: use 'probe' or 'finetune'")
     summary = train_model(Path(manifest), Path(out), chosen)

@@ -18,6 +18,7 @@ from audioclf.fitting.train_finetune import FinetuneRun
 from audioclf.fitting.train_multilabel import MultiLabelRun
 from audioclf.fitting.train_probe import ProbeRun, TrainOptions
 from audioclf.model.card import ModelKind
+from audioclf.speech.features import feature_mode
 from audioclf.speech.text_features import FeatureOptions
 
 
@@ -59,7 +60,7 @@ def train_options(args: argparse.Namespace) -> TrainOptions:
     )
     transcriber = None if args.transcriber is None else parse_spec(args.transcriber, TRANSCRIBERS, "transcriber")
     text_encoder = parse_spec(args.text_encoder, TEXT_ENCODERS, "text encoder")
-    features = FeatureOptions(args.features or D.FEATURES, transcriber, text_encoder)
+    features = FeatureOptions(feature_mode(args.features or D.FEATURES), transcriber, text_encoder)
     return TrainOptions(
         encoder=_encoder(args),
         windows=window_options(args),

@@ -39,7 +39,7 @@ from audioclf.model.fusion import Fusion
 from audioclf.model.probe import HeadArrays
 from audioclf.model.probe_config import ProbeConfig, check_layer
 from audioclf.model.training_set import TrainingSet, training_rows
-from audioclf.speech.features import Features
+from audioclf.speech.features import FeatureMode, Features
 from audioclf.speech.text_features import FeatureOptions, TextView, save_tfidf, write_transcripts
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class ProbeRun:
     test_report: ClassificationReport | None = None  # with --test-size: the held-out groups' evaluation
     fusion: str | None = None  # --features fused: each view's and the fusion's validation scores
     ray: RayRun | None = None  # with TrainOptions.ray: the Ray embedding run that filled the cache
-    features: str = "acoustic"  # what the probe read: acoustic, transcript or fused
+    features: FeatureMode = FeatureMode.ACOUSTIC  # what the probe read
 
 
 def calibration(view: ViewFit, fusion: Fusion | None) -> Calibration:
@@ -163,7 +163,9 @@ def train(
     if isinstance(run, MultiLabelRun):
         kind, failures = ModelKind.MULTI_LABEL, run.embed.failures
     else:
-        kind = {"transcript": ModelKind.TRANSCRIPT, "fused": ModelKind.FUSED}.get(run.features, ModelKind.PROBE)
+        kind = {FeatureMode.TRANSCRIPT: ModelKind.TRANSCRIPT, FeatureMode.FUSED: ModelKind.FUSED}.get(
+            run.features, ModelKind.PROBE
+        )
         failures = run.embed.failures
     return TrainSummary(
         kind, run.out, run.labels, run.encoder_spec, run.n_train, failures, run.seconds, run, run.fallback_reason
@@ -180,14 +182,14 @@ def _train(
         raise TrainingError(f"{manifest}: no training rows (every row has split=test)")
     check_two_labels(labels, manifest)
     multi = is_multi_label(item.label for item in items)
-    if multi and options.features.mode != "acoustic":
+    if multi and options.features.mode is not FeatureMode.ACOUSTIC:
         raise TrainingError(
             f"{manifest}: multi-label rows train acoustic probes only; use acoustic features", option="features"
         )
     prepare_out_dir(out, force=options.force)
     loaded = load_encoder(options.encoder, options.precision)
     encoder = loaded.encoder
-    if options.features.mode != "transcript":  # the acoustic probe reads the encoder's layers
+    if options.features.mode is not FeatureMode.TRANSCRIPT:  # the acoustic probe reads the encoder's layers
         check_layer(options.layer, encoder.n_layers, encoder.spec)
     options = replace(options, windows=fit_windows(options.windows, encoder))
     view = _text_view(options, encoder)  # before embedding: a CTC encoder transcribes in the same pass
@@ -306,7 +308,8 @@ def _feature_pairs(
         return embedded, None
     text_pairs, said = view.apply(embedded)
     write_transcripts([item for item, _ in text_pairs], said, out / "transcripts.csv")
-    return (text_pairs if view.mode == "transcript" else embedded), (text_pairs if view.mode == "fused" else None)
+    transcript, fused = view.mode is FeatureMode.TRANSCRIPT, view.mode is FeatureMode.FUSED
+    return (text_pairs if transcript else embedded), (text_pairs if fused else None)
 
 
 def _late_fusion(
@@ -322,7 +325,7 @@ def _late_fusion(
 
 
 def _text_view(options: TrainOptions, encoder: Encoder) -> TextView | None:
-    if options.features.mode == "acoustic":
+    if options.features.mode is FeatureMode.ACOUSTIC:
         return None
     return TextView(options.features, encoder, options.cache_dir, options.windows)
 
@@ -339,7 +342,7 @@ def _probe_card(
         "final": "refit on all training recordings",
         "fallback_reason": s.fallback_reason,
     }
-    kind = ModelKind.TRANSCRIPT if options.features.mode == "transcript" else ModelKind.PROBE
+    kind = ModelKind.TRANSCRIPT if options.features.mode is FeatureMode.TRANSCRIPT else ModelKind.PROBE
     return ModelCard(
         kind=kind,
         labels=tuple(s.labels),

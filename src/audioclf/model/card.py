@@ -15,7 +15,7 @@ from audioclf.encoders.spec import ENCODERS, TEXT_ENCODERS, ModelSpec
 from audioclf.fileio import JSONObject
 from audioclf.io.audio import WindowOptions
 from audioclf.model.probe_config import ProbeConfig
-from audioclf.speech.features import Features
+from audioclf.speech.features import FeatureMode, Features, feature_mode
 from audioclf.version import __version__
 
 MODEL_FORMAT = 1
@@ -270,6 +270,7 @@ def _features(data: Mapping[str, Any]) -> Features:
     return Features(
         **dict(data)
         | {
+            "mode": feature_mode(str(data.get("mode", FeatureMode.ACOUSTIC))),
             "transcriber": None if transcriber is None else _spec(transcriber, what="transcriber"),
             "text_encoder": None if text_encoder is None else _spec(text_encoder, TEXT_ENCODERS, "text encoder"),
         }

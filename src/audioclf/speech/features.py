@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from audioclf.encoders.spec import ModelSpec
 from audioclf.fileio import JSONObject
 
-FEATURES = ("acoustic", "transcript", "fused")
+
+class FeatureMode(enum.StrEnum):
+    """What a probe reads: the sound, what is said, or both (each with its own probe, mixed)."""
+
+    ACOUSTIC = "acoustic"
+    TRANSCRIPT = "transcript"
+    FUSED = "fused"
+
+
+FEATURES = tuple(mode.value for mode in FeatureMode)
+
+
+def feature_mode(text: str) -> FeatureMode:
+    """The one parser of a feature mode (command line, Python API, model card)."""
+    try:
+        return FeatureMode(text)
+    except ValueError:
+        raise ValueError(f"features mode {text!r}; use one of {', '.join(FEATURES)}") from None
 
 
 @dataclass(frozen=True)
@@ -15,17 +33,17 @@ class Features:
     """The feature mode and, for transcript features, the transcriber and sentence encoder with their weights'
     identities at training (a model refuses to run when they have changed)."""
 
-    mode: str = "acoustic"
+    mode: FeatureMode = FeatureMode.ACOUSTIC
     transcriber: ModelSpec | None = None
     transcriber_identity: str | None = None
     text_encoder: ModelSpec | None = None
     text_identity: str | None = None
 
-    def __post_init__(self) -> None:
-        if self.mode not in FEATURES:
-            raise ValueError(f"features mode {self.mode!r}; use one of {', '.join(FEATURES)}")
-
     def to_dict(self) -> JSONObject:
-        if self.mode == "acoustic":
-            return {"mode": "acoustic"}
-        return {k: str(v) if isinstance(v, ModelSpec) else v for k, v in self.__dict__.items() if v is not None}
+        if self.mode is FeatureMode.ACOUSTIC:
+            return {"mode": FeatureMode.ACOUSTIC.value}
+        return {
+            k: str(v) if isinstance(v, ModelSpec | FeatureMode) else v
+            for k, v in self.__dict__.items()
+            if v is not None
+        }

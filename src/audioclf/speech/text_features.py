@@ -23,7 +23,7 @@ from audioclf.fileio import write_csv_atomic, write_json_atomic
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import Embedded, content_key
 from audioclf.io.manifest import Item
-from audioclf.speech.features import FEATURES, Features
+from audioclf.speech.features import FeatureMode, Features
 from audioclf.speech.text import DEFAULT_TEXT_ENCODER, TfidfEncoder, load_text_encoder
 from audioclf.speech.transcribe import (
     EncoderTranscriber,
@@ -41,7 +41,7 @@ TFIDF_NAME = "tfidf.json"
 
 @dataclass(frozen=True)
 class FeatureOptions:
-    mode: str = "acoustic"
+    mode: FeatureMode = FeatureMode.ACOUSTIC
     transcriber: ModelSpec | None = None  # None: the acoustic encoder itself, when it can transcribe
     text_encoder: ModelSpec = DEFAULT_TEXT_ENCODER
 
@@ -97,8 +97,8 @@ class TextView:
     """Transcribes (through a cache) and embeds the text of embedded recordings, then builds the features."""
 
     def __init__(self, options: FeatureOptions, acoustic: Encoder, cache_dir: Any, windows: WindowOptions):
-        if options.mode not in FEATURES[1:]:
-            raise AudioclfError(f"features {options.mode!r}: use one of {', '.join(FEATURES)}", option="features")
+        if options.mode is FeatureMode.ACOUSTIC:
+            raise AudioclfError("acoustic features have no text view; use transcript or fused", option="features")
         self.mode = options.mode
         self.said = Transcripts(options.transcriber, acoustic, cache_dir, windows)
         self.transcriber_spec = options.transcriber or acoustic.spec
@@ -135,7 +135,7 @@ def view_for(
     features: Features, acoustic: Encoder, cache_dir: Any, windows: WindowOptions, model_dir: Path | None
 ) -> TextView | None:
     """The same text view a model was trained with (None for acoustic models); refuses changed models."""
-    if features.mode == "acoustic":
+    if features.mode is FeatureMode.ACOUSTIC:
         return None
     transcriber = features.transcriber if features.transcriber != acoustic.spec else None
     text_encoder = features.text_encoder or DEFAULT_TEXT_ENCODER
