@@ -90,20 +90,14 @@ def finetune(
     """Fine-tune ``options.encoder`` on the manifest's non-test rows; with ``options.resume``, continue ``out``'s
     run."""
     started = time.perf_counter()
-    spec, windows, cache_dir, fetch = (
-        options.encoder or DEFAULT_ENCODER,
-        options.windows,
-        options.cache_dir,
-        options.fetch,
-    )
-    force = options.force
+    spec, windows = options.encoder or DEFAULT_ENCODER, options.windows
     items = training_rows(manifest)
     labels = labels_of(items)
     check_two_labels(labels, manifest)
     if not options.resume:
-        prepare_out_dir(out, force=force)
+        prepare_out_dir(out, force=options.force)
         shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
-    decoded, failures = decode_items(items, cache_dir, windows, fetch)
+    decoded, failures = decode_items(items, options.cache_dir, windows, options.fetch)
     if not decoded:
         first = failures[0]
         raise TrainingError(f"no file could be decoded; first: {first.item.where}: {first.reason}")

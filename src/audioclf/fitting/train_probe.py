@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,10 +21,9 @@ from audioclf.evaluation.window_logits import WindowLogits
 from audioclf.extraction.embed import EmbedResult, embed_items, write_failures
 from audioclf.fitting.data import Dataset, hold_out_test, stack
 from audioclf.fitting.defaults import LAYER
-from audioclf.fitting.export import export_probe
 from audioclf.fitting.fusion import calibrate, temperature
-from audioclf.fitting.novelty import fit_abstain
 from audioclf.fitting.probe import EpochStats, FitOptions, FitResult, ProbeHead, predict_logits
+from audioclf.fitting.probe_folder import save_probe
 from audioclf.fitting.selection import DEFAULT_FOLDS, Candidate, Selection, SelectOptions, refit, select
 from audioclf.fitting.summary import TrainSummary
 from audioclf.fitting.train_multilabel import MultiLabelJob, MultiLabelRun, train_multilabel
@@ -33,14 +32,13 @@ from audioclf.io.cache import Embedded, EmbeddingCache, default_cache_dir
 from audioclf.io.download import FetchOptions
 from audioclf.io.label_sets import is_multi_label
 from audioclf.io.manifest import Item, check_two_labels, labels_of, usable_labels
-from audioclf.model.card import Calibration, EncoderRef, HeadShape, ModelCard, ModelKind, Training
-from audioclf.model.folder import TrainedModel, fusion_card, prepare_out_dir, save_model
+from audioclf.model.card import Calibration, ModelKind
+from audioclf.model.folder import prepare_out_dir
 from audioclf.model.fusion import Fusion
-from audioclf.model.probe import HeadArrays
 from audioclf.model.probe_config import ProbeConfig, check_layer
-from audioclf.model.training_set import TrainingSet, training_rows
-from audioclf.speech.features import FeatureMode, Features
-from audioclf.speech.text_features import FeatureOptions, TextView, save_tfidf, write_transcripts
+from audioclf.model.training_set import training_rows
+from audioclf.speech.features import FeatureMode
+from audioclf.speech.text_features import FeatureOptions, TextView, write_transcripts
 
 if TYPE_CHECKING:
     from audioclf.extraction.ray import RayOptions, RayRun
@@ -227,25 +225,7 @@ def _train(
         ray=ray_run,
         features=options.features.mode,
     )
-    card = _probe_card(manifest, summary, encoder.identity, head, options)
-    card = replace(card, features=view.card() if view is not None else Features(), calibration=cal)
-    novelty, arrays = None, HeadArrays.from_head(head)
-    if fusion is None:  # a fused model's own temperatures and weight decide; its probabilities are not these
-        abstain, novelty = fit_abstain(
-            arrays, main.data, main.selection.chosen.oof, cal.temperature, acoustic=view is None
-        )
-        card = replace(card, abstain=abstain)
-    else:
-        card = replace(card, kind=ModelKind.FUSED, fusion=fusion_card(fusion))
-    if view is not None:
-        save_tfidf(view, out)
-    model = TrainedModel(card, arrays, fusion=fusion)
-    if novelty is not None:
-        novelty.save(out)
-    TrainingSet.of(main.data.items).save(out)
-    save_model(out, model)
-    if view is None:  # a transformers export classifies audio alone: not possible with text features
-        export_probe(encoder.spec, head, labels, out, temperature=cal.temperature)
+    save_probe(manifest, out, summary, (main, fusion, cal), (encoder, view), options)
     return replace(summary, seconds=time.perf_counter() - started)  # the novelty fit and the saving count too
 
 
@@ -328,32 +308,3 @@ def _text_view(options: TrainOptions, encoder: Encoder) -> TextView | None:
     if options.features.mode is FeatureMode.ACOUSTIC:
         return None
     return TextView(options.features, encoder, options.cache_dir, options.windows)
-
-
-def _probe_card(
-    manifest: Path, s: ProbeRun, encoder_identity: str, head: ProbeHead, options: TrainOptions
-) -> ModelCard:
-    chosen = next(c for c in s.search if c.config == s.config)
-    details = {
-        "cv_folds": s.n_folds,
-        "fit": asdict(options.fit),
-        "search": [c.as_dict() for c in s.search],
-        "epochs": s.fit.best_epoch,  # of the final fit (0: logistic regression, no epochs)
-        "final": "refit on all training recordings",
-        "fallback_reason": s.fallback_reason,
-    }
-    kind = ModelKind.TRANSCRIPT if options.features.mode is FeatureMode.TRANSCRIPT else ModelKind.PROBE
-    return ModelCard(
-        kind=kind,
-        labels=tuple(s.labels),
-        encoder=EncoderRef(s.encoder_spec, encoder_identity),
-        windows=options.windows,
-        training=Training(str(manifest), s.n_train, len(s.embed.failures), details),
-        head=HeadShape(head.mean.shape[0], head.mean.shape[1], s.config),
-        metrics={
-            "cv_accuracy": float(chosen.accuracy.mean()),
-            "cv_macro_f1": float(chosen.f1.mean()),
-            "cv_macro_f1_std": float(chosen.f1.std()),
-            "cv_log_loss": float(chosen.log_loss.mean()),
-        },
-    )
