@@ -6,8 +6,8 @@ on the same vectors, in one run.
     python bench/index_store.py --sizes 10000 100000 --dim 512
 
 Vectors are synthetic but shaped like window embeddings: about 20 windows per recording scattered around it,
-recordings in a low-dimensional latent space; queries are fresh windows of the same recordings. For every store and size:
-build seconds, size on disk, single-query latency (p50/p95 over --queries queries, top 10, cosine) and
+recordings in a low-dimensional latent space; queries are fresh windows of the same recordings. For every store
+and size: build seconds, size on disk, single-query latency (p50/p95 over --queries queries, top 10, cosine) and
 recall@10 against exact search.
 """
 
