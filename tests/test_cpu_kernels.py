@@ -108,9 +108,11 @@ def _assert_within_bf16(got: torch.Tensor, reference: torch.Tensor, bound: torch
     assert excess <= 1.0, f"{what}: off by {excess:.1f}x the most bf16 rounding allows"
 
 
-# (batch, M, K, N) of the bf16 matmuls the tiny and the real encoders run: the framed first convolution (K = 10),
-# a feature projection (K = 16), attention scores (K = head size) and attention-weighted values (K = frames)
-MATMULS = [(3, 16, 10, 6399), (3, 512, 10, 3199), (1, 1194, 16, 32), (2, 398, 16, 398), (2, 398, 398, 16)]
+# (batch, M, K, N) of the bf16 matmuls the tiny and the real encoders run: a feature projection (K = 16),
+# attention scores (K = head size) and attention-weighted values (K = frames). The framed first convolution
+# (K = 10) computes in fp32 (cpu_kernels._framed_forward), so a CPU whose bf16 matmul is wrong for such a K does
+# not touch it; test_bf16_convolution_kernels_are_exact_up_to_rounding checks that kernel as it runs.
+MATMULS = [(1, 1194, 16, 32), (2, 398, 16, 398), (2, 398, 398, 16)]
 
 
 @pytest.mark.parametrize(("batch", "m", "k", "n"), MATMULS)
