@@ -102,3 +102,16 @@ def test_the_train_summary_counts_the_whole_run(
     wall = time.perf_counter() - started
     assert (tmp_path / "m" / "novelty.safetensors").is_file()
     assert 0.95 * wall <= summary.seconds <= wall
+
+
+def test_a_pipe_among_the_rows_is_not_seen_and_does_not_stop_the_check(tmp_path: Path) -> None:
+    """Deciding whether a row was trained on hashes its file; a named pipe must not end evaluate there."""
+    import os
+
+    from audioclf.io.manifest import Item
+    from audioclf.model.training_set import TrainingSet
+
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    row = Item(str(fifo), "low", None, "", "m.csv:2")
+    assert not TrainingSet(frozenset(), frozenset(), frozenset()).seen(row)

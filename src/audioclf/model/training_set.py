@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from audioclf.errors import ModelError, TrainingError
+from audioclf.errors import DecodeError, ModelError, TrainingError
 from audioclf.fileio import JSON, JSONObject, write_json_atomic
 from audioclf.io.cache import content_key
 from audioclf.io.manifest import Item, load_manifest
@@ -28,10 +28,11 @@ def _digest(text: str) -> str:
 
 
 def _audio_key(item: Item) -> str | None:
-    """The digest of the row's audio (and time range), or None while it is not on this machine."""
+    """The digest of the row's audio (and time range), or None while it is not on this machine or cannot be
+    read as a file (a pipe or a device: embedding reports that row; deciding whether it was seen must not)."""
     try:
         return content_key(item)
-    except OSError:
+    except (OSError, DecodeError):
         return None
 
 
