@@ -1,0 +1,104 @@
+"""How a window's vector is compared with a query's: chosen once (``Similarity``, ``Combine``) and applied here.
+
+Every similarity is a dot product of unit vectors after a transform of the raw embedding:
+
+- ``cosine``: the raw vector, L2-normalised;
+- ``centered``: minus the index's mean vector, then normalised;
+- ``standardized``: minus the index's mean and divided by its per-dimension spread, then normalised.
+
+The statistics are the index's own (``VectorStats``), so a query is transformed exactly as the windows were.
+Several positive examples are combined by the ``mean`` of their unit vectors (one query direction) or by the
+``max`` over them (a window close to any example scores high); negatives subtract their combined score.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+from audioclf.fileio import JSONObject
+
+_EPS = 1e-6
+
+
+class Similarity(enum.StrEnum):
+    COSINE = "cosine"
+    CENTERED = "centered"
+    STANDARDIZED = "standardized"
+
+
+class Combine(enum.StrEnum):
+    MEAN = "mean"
+    MAX = "max"
+
+
+@dataclass(frozen=True)
+class VectorStats:
+    """Mean and spread of every dimension over the windows of an index."""
+
+    mean: np.ndarray  # [dim] float32
+    scale: np.ndarray  # [dim] float32, > 0
+
+    @classmethod
+    def of(cls, vectors: np.ndarray) -> VectorStats:
+        x = np.asarray(vectors, dtype=np.float64)
+        if len(x) == 0:
+            raise ValueError("no vectors to take statistics of")
+        std = x.std(axis=0)
+        floor = max(float(np.median(std)) * 1e-3, _EPS)  # a constant dimension must not blow up
+        return cls(x.mean(axis=0).astype(np.float32), np.maximum(std, floor).astype(np.float32))
+
+    def to_dict(self) -> JSONObject:
+        return {"mean": [float(v) for v in self.mean], "scale": [float(v) for v in self.scale]}
+
+    @classmethod
+    def from_dict(cls, data: JSONObject) -> VectorStats:
+        mean, scale = data.get("mean"), data.get("scale")
+        if not isinstance(mean, list) or not isinstance(scale, list) or len(mean) != len(scale):
+            raise ValueError("vector statistics: mean and scale must be lists of the same length")
+        m = np.asarray(mean, dtype=np.float32)
+        s = np.asarray(scale, dtype=np.float32)
+        if not (np.isfinite(m).all() and np.isfinite(s).all() and (s > 0).all()):
+            raise ValueError("vector statistics: not finite, or a scale that is not positive")
+        return cls(m, s)
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, _EPS)
+
+
+def prepare(vectors: np.ndarray, similarity: Similarity, stats: VectorStats | None) -> np.ndarray:
+    """Raw ``[n, dim]`` vectors -> the unit vectors that ``similarity`` compares by dot product."""
+    x = np.asarray(vectors, dtype=np.float32)
+    if similarity is Similarity.COSINE:
+        return unit(x)
+    if stats is None:
+        raise ValueError(f"{similarity} similarity needs the index's vector statistics")
+    if similarity is Similarity.CENTERED:
+        return unit(x - stats.mean)
+    return unit((x - stats.mean) / stats.scale)
+
+
+def combined(prepared_queries: np.ndarray, combine: Combine) -> np.ndarray:
+    """The query directions to search with: one (the normalised mean) or each example (for ``max``)."""
+    q = np.atleast_2d(prepared_queries)
+    return unit(q.mean(axis=0, keepdims=True)) if combine is Combine.MEAN else q
+
+
+def scores(
+    windows: np.ndarray, positives: np.ndarray, negatives: np.ndarray | None = None, combine: Combine = Combine.MEAN
+) -> np.ndarray:
+    """The score of every prepared window against prepared example vectors: [n_windows] float32."""
+    s = _side(windows, positives, combine)
+    if negatives is not None and len(negatives):
+        s = s - _side(windows, negatives, combine)
+    return s
+
+
+def _side(windows: np.ndarray, examples: np.ndarray, combine: Combine) -> np.ndarray:
+    sims = windows @ combined(examples, combine).T  # [n_windows, n_directions]
+    return sims.max(axis=1) if sims.shape[1] > 1 else sims[:, 0]
