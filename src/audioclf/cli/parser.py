@@ -6,27 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from audioclf.cli.arg_groups import common_args, fetch_args, precision_arg, ray_args, window_args
 from audioclf.cli.arg_types import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, int_at_least
+from audioclf.cli.corpus_parser import add_corpus_parsers
 from audioclf.evaluation.segments import DEFAULT_SMOOTH
 from audioclf.fitting import defaults as D
-from audioclf.io.audio import DEFAULT_WINDOW_S
-from audioclf.io.cache import default_cache_dir
 from audioclf.labelling.segment_files import FORMATS
 from audioclf.speech.features import FEATURES
 from audioclf.version import __version__
-
-
-def _fetch_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("downloads (URL rows and inputs, through yt-dlp)")
-    g.add_argument("--jobs", type=POSITIVE_INT, default=4, help="parallel downloads (default %(default)s)")
-    g.add_argument(
-        "--max-per-playlist", type=POSITIVE_INT, default=None, help="videos taken from each playlist/channel"
-    )
-    g.add_argument("--max-filesize", default=None, help="skip downloads larger than this, e.g. 200M")
-    g.add_argument("--rate-limit", default=None, help="download rate limit, e.g. 2M (bytes/s)")
-    g.add_argument("--cookies", type=Path, default=None, help="cookies.txt (Netscape format) for yt-dlp")
-    g.add_argument("--proxy", default=None, help="proxy URL for yt-dlp")
-    g.add_argument("--min-free", default="1G", help="skip a download that would leave less disk free (default 1G)")
 
 
 def _finetune_args(p: argparse.ArgumentParser) -> None:
@@ -40,58 +27,6 @@ def _finetune_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     g.add_argument(
         "--stop-after", type=POSITIVE_INT, default=None, help="stop after this epoch (continue with --resume)"
-    )
-
-
-def _ray_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("Ray (optional extra: pip install 'audioclf[ray]')")
-    g.add_argument(
-        "--ray",
-        nargs="?",
-        const="local",
-        default=None,
-        metavar="ADDRESS",
-        help="download/embed on Ray: a local instance, or the cluster at ADDRESS (the cache dir must be shared)",
-    )
-    g.add_argument(
-        "--ray-workers", type=POSITIVE_INT, default=None, help="actors (default: one per CPU in the cluster)"
-    )
-
-
-def _precision(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--precision",
-        choices=["auto", "bf16", "fp32"],
-        default="auto",
-        help="bf16 autocast where the CPU/GPU supports it (auto), or always bf16 / fp32",
-    )
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cache-dir", type=_folder, default=None, help=f"embedding cache (default {default_cache_dir()})")
-    p.add_argument("--quiet", action="store_true", help="only warnings, errors and results")
-    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-
-
-def _folder(text: str) -> Path:
-    if "://" in text:  # Path("s3://b/x") would silently become a local folder named "s3:"
-        raise argparse.ArgumentTypeError(
-            f"{text}: a URL is not a folder; give a local or shared (NFS, CephFS, Lustre) path, or mount the store"
-        )
-    return Path(text)
-
-
-def _window_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--window",
-        type=POSITIVE,
-        default=None,
-        help=f"window length in seconds (default: the encoder's fixed input length if it has one, else"
-        f" {DEFAULT_WINDOW_S:g})",
-    )
-    p.add_argument("--hop", type=POSITIVE, default=None, help="hop between windows in seconds (default: the window)")
-    p.add_argument(
-        "--max-duration", type=POSITIVE, default=None, help="use at most this many seconds of each recording"
     )
 
 
@@ -179,13 +114,13 @@ def _train_args(p: argparse.ArgumentParser, out_help: str, force_help: str, *, c
         help="probe on cached embeddings (fast, default) or full fine-tuning of an hf: encoder"
         + (" (crossval: probe only)" if crossval else ""),
     )
-    _ray_args(p)
+    ray_args(p)
     if not crossval:
         _finetune_args(p)
-    _precision(p)
-    _window_args(p)
-    _fetch_args(p)
-    _common(p)
+    precision_arg(p)
+    window_args(p)
+    fetch_args(p)
+    common_args(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     _evaluate_predict_parsers(sub)
     _embed_fetch_parsers(sub)
     _serve_parser(sub)
+    add_corpus_parsers(sub)
     return parser
 
 
@@ -244,8 +180,8 @@ def _evaluate_predict_parsers(sub: Any) -> None:
         help="coverage and accuracy at this threshold (default auto)",
     )
     _segment_args(p)  # segment-level scores where the manifest gives start/end per label
-    _fetch_args(p)
-    _common(p)
+    fetch_args(p)
+    common_args(p)
 
     p = sub.add_parser("predict", help="label audio files, folders and URLs")
     p.add_argument("--model", type=Path, required=True)
@@ -264,8 +200,8 @@ def _evaluate_predict_parsers(sub: Any) -> None:
     g.add_argument("--format", default=None, help=f"segment file format: {', '.join(FORMATS)} (default csv)")
     g.add_argument("--out", type=Path, default=None, help="folder for one segment file per input and segments.csv")
     g.add_argument("--plot", action="store_true", help="also write a timeline PNG per input into --out")
-    _fetch_args(p)
-    _common(p)
+    fetch_args(p)
+    common_args(p)
 
 
 def _segment_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -282,7 +218,8 @@ def _segment_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
 
 def _serve_parser(sub: Any) -> None:
     p = sub.add_parser("serve", help="an HTTP API and a web page for a trained model")
-    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--model", type=Path, default=None, help="a trained model folder (give it, --index, or both)")
+    p.add_argument("--index", type=Path, default=None, help="also search this corpus index (POST /v1/search)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
@@ -296,7 +233,7 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--cors-origin", default=None, help="allow browser calls from this origin (default: none)")
     p.add_argument("--allow-private-urls", action="store_true", help="let URL inputs reach private addresses")
     p.add_argument("--max-filesize", default=None, help="skip URL downloads larger than this, e.g. 200M")
-    _common(p)
+    common_args(p)
 
 
 def _embed_fetch_parsers(sub: Any) -> None:
@@ -308,15 +245,15 @@ def _embed_fetch_parsers(sub: Any) -> None:
         default=None,
         help="builtin | hf:<hub id or local dir> | whisper:<size or dir> (default: wav2vec2-base-960h)",
     )
-    _ray_args(p)
-    _precision(p)
-    _window_args(p)
-    _fetch_args(p)
-    _common(p)
+    ray_args(p)
+    precision_arg(p)
+    window_args(p)
+    fetch_args(p)
+    common_args(p)
     p = sub.add_parser("fetch", help="download the URL rows of a manifest into the cache (no embedding)")
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--max-duration", type=POSITIVE, default=None, help="download at most this many seconds of each")
     p.add_argument("--failures", type=Path, default=None, help="write failed URLs to this CSV")
-    _ray_args(p)
-    _fetch_args(p)
-    _common(p)
+    ray_args(p)
+    fetch_args(p)
+    common_args(p)

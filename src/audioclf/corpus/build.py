@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from audioclf.corpus.ann import update_ann
 from audioclf.corpus.card import CARD_NAME, CorpusError, IndexCard, write_card
@@ -123,9 +124,12 @@ def build_index(items: Sequence[Item], out: Path, plan: BuildPlan) -> BuildSumma
         known = store.known_keys()
         todo = [item for item in items if recording_key(item.source, item.start_s, item.end_s) not in known]
         summary.n_known = len(items) - len(todo)
+        store.relabel([(recording_key(i.source, i.start_s, i.end_s), i.label) for i in items if i.label is not None])
         cache = EmbeddingCache(plan.cache_dir, plan.encoder.identity, plan.windows)
-        for start in range(0, len(todo), BATCH_RECORDINGS):
-            _batch(todo[start : start + BATCH_RECORDINGS], store, plan, cache, summary)
+        with tqdm(total=len(todo), desc="indexing", unit="file", disable=not plan.progress, leave=False) as bar:
+            for start in range(0, len(todo), BATCH_RECORDINGS):
+                _batch(todo[start : start + BATCH_RECORDINGS], store, plan, cache, summary)
+                bar.update(min(BATCH_RECORDINGS, len(todo) - start))
         t = time.perf_counter()
         vectors_stats = _stats(store, card) if card.similarity is not Similarity.COSINE else None
         summary.ann = update_ann(out, store, card.dim, card.similarity, vectors_stats)
@@ -144,9 +148,7 @@ def _stats(store: Store, card: IndexCard) -> VectorStats | None:
 
 def _batch(items: list[Item], store: Store, plan: BuildPlan, cache: EmbeddingCache, summary: BuildSummary) -> None:
     t = time.perf_counter()
-    result = embed_items(
-        items, plan.encoder, cache, plan.windows, fetch=plan.fetch, progress=plan.progress, stop=plan.stop
-    )
+    result = embed_items(items, plan.encoder, cache, plan.windows, fetch=plan.fetch, progress=False, stop=plan.stop)
     origin = {item.where: item for item in items}
     new = [_recording(origin, item, emb, plan) for item, emb in result.embedded]
     summary.embed_s += time.perf_counter() - t

@@ -23,7 +23,7 @@ from audioclf.corpus.similarity import VectorStats, prepare, unit
 from audioclf.corpus.store import Store
 from audioclf.corpus.text import embed_texts, sentence_encoder
 from audioclf.encoders.loader import Encoder, load_encoder, precision_for, same_weights
-from audioclf.encoders.spec import ModelSpec, parse_spec
+from audioclf.encoders.spec import TEXT_ENCODERS, parse_spec
 from audioclf.extraction.embed import embed_items
 from audioclf.io.cache import EmbeddingCache, default_cache_dir
 from audioclf.io.download import FetchOptions
@@ -111,7 +111,7 @@ class Index:
     def text_encoder(self) -> SentenceEncoder:
         if self.card.text is None:
             raise CorpusError(f"{self.folder}: has no transcripts to search by words; rebuild it with transcripts")
-        return sentence_encoder(ModelSpec.parse(self.card.text.text_encoder, what="text encoder"))
+        return sentence_encoder(parse_spec(self.card.text.text_encoder, TEXT_ENCODERS, "text encoder"))
 
     def search(self, query: Query, options: SearchOptions = DEFAULT_SEARCH) -> list[Hit]:
         if query.text is not None:

@@ -130,6 +130,11 @@ class Store:
                 added += len(rec.vectors)
         return added
 
+    def relabel(self, labels: Sequence[tuple[str, str]]) -> None:
+        """Give recordings already stored the labels a later manifest gives them (keys not stored are ignored)."""
+        with self._transaction() as db:
+            db.executemany("UPDATE recordings SET label = ? WHERE key = ?", [(label, key) for key, label in labels])
+
     def fail(self, failures: Sequence[tuple[str, FailureRow]]) -> None:
         with self._transaction() as db:
             db.executemany(
