@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -122,8 +122,9 @@ def build_index(items: Sequence[Item], out: Path, plan: BuildPlan) -> BuildSumma
     summary = BuildSummary(out)
     try:
         known = store.known_keys()
-        todo = [item for item in items if recording_key(item.source, item.start_s, item.end_s) not in known]
-        summary.n_known = len(items) - len(todo)
+        unique = _unique(items)
+        todo = [item for item in unique if recording_key(item.source, item.start_s, item.end_s) not in known]
+        summary.n_known = len(unique) - len(todo)
         store.relabel([(recording_key(i.source, i.start_s, i.end_s), i.label) for i in items if i.label is not None])
         cache = EmbeddingCache(plan.cache_dir, plan.encoder.identity, plan.windows)
         with tqdm(total=len(todo), desc="indexing", unit="file", disable=not plan.progress, leave=False) as bar:
@@ -153,16 +154,28 @@ def _batch(items: list[Item], store: Store, plan: BuildPlan, cache: EmbeddingCac
     new = [_recording(origin, item, emb, plan) for item, emb in result.embedded]
     summary.embed_s += time.perf_counter() - t
     t = time.perf_counter()
-    summary.n_windows_added += store.add(new)
+    n_recordings, n_windows = store.add(new)
+    summary.n_windows_added += n_windows
     store.fail([(_failure_key(origin, f), _failure_row(f)) for f in result.failures])
     summary.store_s += time.perf_counter() - t
-    _count(summary, result, len(new))
+    _count(summary, result, n_recordings)
 
 
 def _count(summary: BuildSummary, result: EmbedResult, n_new: int) -> None:
     summary.n_new += n_new
     summary.n_cached += result.n_cached
     summary.failures += result.failures
+
+
+def _unique(items: Sequence[Item]) -> list[Item]:
+    """One item per recording key (a source named twice, by a manifest and a folder, is indexed once; the first
+    label given is kept)."""
+    first: dict[str, Item] = {}
+    for item in items:
+        key = recording_key(item.source, item.start_s, item.end_s)
+        if key not in first or (first[key].label is None and item.label is not None):
+            first[key] = item if key not in first else replace(first[key], label=item.label)
+    return list(first.values())
 
 
 def _origin(origin: dict[str, Item], item: Item) -> Item:

@@ -108,9 +108,10 @@ class Store:
     def known_keys(self) -> set[str]:
         return {k for (k,) in self._db.execute("SELECT key FROM recordings")}
 
-    def add(self, recordings: Sequence[NewRecording]) -> int:
-        """Store recordings (one transaction); ones already stored are left as they are. Returns windows added."""
-        added = 0
+    def add(self, recordings: Sequence[NewRecording]) -> tuple[int, int]:
+        """Store recordings (one transaction); ones already stored are left as they are. Returns how many
+        recordings and windows were added."""
+        added = n_recordings = 0
         now = time.time()
         with self._transaction() as db:
             for rec in recordings:
@@ -128,7 +129,8 @@ class Store:
                     _window_rows(cur.lastrowid, rec),
                 )
                 added += len(rec.vectors)
-        return added
+                n_recordings += 1
+        return n_recordings, added
 
     def relabel(self, labels: Sequence[tuple[str, str]]) -> None:
         """Give recordings already stored the labels a later manifest gives them (keys not stored are ignored)."""

@@ -1,0 +1,258 @@
+"""The corpus index through the path users take: real SQLite store, real usearch graph, real encoders (built-in and
+tiny wav2vec2), real audio files written by PyAV, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import cli_args, tone, write_audio
+
+from audioclf.cli.main import main
+from audioclf.corpus import ann as ann_module
+from audioclf.corpus.card import CorpusError
+from audioclf.corpus.index import Example, Index, Query
+from audioclf.corpus.plan import IndexOptions, build, source_items
+from audioclf.corpus.search import SearchOptions
+from audioclf.corpus.similarity import Similarity
+from audioclf.encoders.spec import parse_spec
+from audioclf.io.audio import WindowOptions
+
+BUILTIN = parse_spec("builtin")
+WINDOWS = WindowOptions(1.0, 0.5)
+FREQS = (220.0, 330.0, 495.0, 740.0, 1110.0, 1660.0)
+
+
+def corpus(folder: Path, n_per_freq: int = 3, seconds: float = 2.0) -> list[Path]:
+    """Recordings of six tones, a few takes each (different noise), named by their tone."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for f in FREQS:
+        for k in range(n_per_freq):
+            wave = tone(f * (1 + 0.004 * k), seconds, noise=0.05, seed=int(f) + k)
+            files.append(write_audio(folder / f"tone{int(f)}_{k}.wav", wave, 16_000))
+    return files
+
+
+def options(cache: Path, **kw: object) -> IndexOptions:
+    base: dict[str, object] = {"encoder": BUILTIN, "windows": WINDOWS, "cache_dir": cache, "progress": False}
+    return IndexOptions(**(base | kw))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path], Path]:
+    root = tmp_path_factory.mktemp("corpus")
+    files = corpus(root / "audio")
+    summary = build(source_items([str(root / "audio")]), root / "idx", options(root / "cache"))
+    assert summary.n_new == len(files) and not summary.failures
+    return root / "idx", files, root / "cache"
+
+
+def freq_of(source: str) -> str:
+    return Path(source).stem.split("_")[0]
+
+
+def test_search_by_example_finds_the_same_sound_in_other_recordings(built: tuple[Path, list[Path], Path]) -> None:
+    folder, files, cache = built
+    index = Index.open(folder, cache_dir=cache)
+    query = files[4]  # a take of the second tone
+    hits = index.search(Query.by_example(query), SearchOptions(top_k=2, per_recording=True, exclude_source=True))
+    assert len(hits) == 2 and {freq_of(h.source) for h in hits} == {freq_of(str(query))}
+    assert all(h.source != str(query) for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    # without per-recording, every window of the query's own recording may come first
+    hits = index.search(Query.by_example(query), SearchOptions(top_k=3))
+    assert hits[0].source == str(query) and hits[0].score == pytest.approx(1.0, abs=1e-3)
+
+
+def test_per_recording_gives_one_window_per_recording(built: tuple[Path, list[Path], Path]) -> None:
+    folder, files, cache = built
+    index = Index.open(folder, cache_dir=cache)
+    hits = index.search(Query.by_example(files[0]), SearchOptions(top_k=len(files), per_recording=True))
+    assert len(hits) == len(files) and len({h.source for h in hits}) == len(files)
+    windows = index.search(Query.by_example(files[0]), SearchOptions(top_k=len(files)))
+    assert len({h.source for h in windows}) < len(files)  # several windows of the nearest recordings
+
+
+def test_search_by_time_range_finds_what_is_in_that_range(tmp_path: Path) -> None:
+    audio = tmp_path / "audio"
+    files = corpus(audio, n_per_freq=2)
+    # one recording: 2 s of the lowest tone, then 2 s of the highest
+    both = np.concatenate([tone(FREQS[0], 2.0, noise=0.05, seed=1), tone(FREQS[-1], 2.0, noise=0.05, seed=2)])
+    mixed = write_audio(tmp_path / "mixed.wav", both, 16_000)
+    build(source_items([str(audio)]), tmp_path / "idx", options(tmp_path / "cache"))
+    index = Index.open(tmp_path / "idx", cache_dir=tmp_path / "cache")
+    top = SearchOptions(top_k=2, per_recording=True)
+    early = index.search(Query.by_example(mixed, 0.0, 2.0), top)
+    late = index.search(Query.by_example(mixed, 2.0, 4.0), top)
+    assert {freq_of(h.source) for h in early} == {freq_of(str(files[0]))}
+    assert {freq_of(h.source) for h in late} == {freq_of(str(files[-1]))}
+
+
+def test_negative_examples_push_their_sound_down(built: tuple[Path, list[Path], Path]) -> None:
+    folder, files, cache = built
+    index = Index.open(folder, cache_dir=cache)
+    both = SearchOptions(top_k=len(files), per_recording=True)
+    plain = index.search(Query(examples=(Example(str(files[0])),)), both)
+    pushed = index.search(Query(examples=(Example(str(files[0])),), negatives=(Example(str(files[3])),)), both)
+    rank = {h.source: n for n, h in enumerate(plain)}
+    rank_pushed = {h.source: n for n, h in enumerate(pushed)}
+    second = [str(f) for f in files if freq_of(str(f)) == freq_of(str(files[3]))]
+    assert sum(rank_pushed[s] for s in second) > sum(rank[s] for s in second)
+
+
+def test_a_second_build_embeds_nothing_and_new_sources_only_are_added(tmp_path: Path) -> None:
+    files = corpus(tmp_path / "audio", n_per_freq=1)
+    first = build(source_items([str(f) for f in files[:4]]), tmp_path / "idx", options(tmp_path / "cache"))
+    assert (first.n_new, first.n_known) == (4, 0)
+    again = build(source_items([str(f) for f in files]), tmp_path / "idx", options(tmp_path / "cache"))
+    assert (again.n_new, again.n_known, again.n_cached) == (2, 4, 0)
+    last = build(source_items([str(f) for f in files]), tmp_path / "idx", options(tmp_path / "cache"))
+    assert (last.n_new, last.n_known, last.n_windows_added) == (0, 6, 0)
+    assert last.n_recordings == 6 and last.n_windows == first.n_windows + again.n_windows_added
+
+
+def test_failures_are_listed_and_kept_out(tmp_path: Path) -> None:
+    files = corpus(tmp_path / "audio", n_per_freq=1)
+    bad = tmp_path / "audio" / "broken.wav"
+    bad.write_bytes(b"RIFF not really")
+    summary = build(source_items([str(tmp_path / "audio")]), tmp_path / "idx", options(tmp_path / "cache"))
+    assert summary.n_new == len(files) and [f.item.source for f in summary.failures] == [str(bad.resolve())]
+    index = Index.open(tmp_path / "idx", cache_dir=tmp_path / "cache")
+    assert [f.source for f in index.store.failures()] == [str(bad.resolve())]
+
+
+def test_another_encoder_cannot_add_to_an_index(built: tuple[Path, list[Path], Path], tiny_wav2vec2: Path) -> None:
+    folder, files, cache = built
+    with pytest.raises(CorpusError, match="built with builtin"):
+        build(source_items([str(files[0])]), folder, options(cache, encoder=parse_spec(f"hf:{tiny_wav2vec2}")))
+
+
+def test_exact_and_ann_search_agree_on_a_small_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = corpus(tmp_path / "audio", n_per_freq=4)
+    monkeypatch.setattr(ann_module, "ANN_FROM_WINDOWS", 10)
+    opts = options(tmp_path / "cache", similarity=Similarity.STANDARDIZED)
+    summary = build(source_items([str(tmp_path / "audio")]), tmp_path / "idx", opts)
+    assert summary.ann and (tmp_path / "idx" / ann_module.ANN_NAME).is_file()
+    with_ann = Index.open(tmp_path / "idx", cache_dir=tmp_path / "cache")
+    assert with_ann._ann() is not None
+    (tmp_path / "idx" / ann_module.STATE_NAME).unlink()  # no ANN state: exact search
+    exact = Index.open(tmp_path / "idx", cache_dir=tmp_path / "cache")
+    assert exact._ann() is None
+    for query in files[::5]:
+        for per_recording in (False, True):
+            top = SearchOptions(top_k=5, per_recording=per_recording)
+            a = [(h.source, h.start_s) for h in with_ann.search(Query.by_example(query), top)]
+            b = [(h.source, h.start_s) for h in exact.search(Query.by_example(query), top)]
+            assert a == b
+
+
+def test_an_ann_index_behind_the_store_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = corpus(tmp_path / "audio", n_per_freq=2)
+    monkeypatch.setattr(ann_module, "ANN_FROM_WINDOWS", 10)
+    build(source_items([str(f) for f in files[:6]]), tmp_path / "idx", options(tmp_path / "cache"))
+    monkeypatch.setattr(ann_module, "ANN_FROM_WINDOWS", 10**9)  # the next build leaves the graph as it was
+    build(source_items([str(f) for f in files]), tmp_path / "idx", options(tmp_path / "cache"))
+    index = Index.open(tmp_path / "idx", cache_dir=tmp_path / "cache")
+    assert index._ann() is None  # it covers fewer windows than the store holds: exact search answers
+    hits = index.search(Query.by_example(files[-1]), SearchOptions(top_k=1))
+    assert hits[0].source == str(files[-1])
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+from pathlib import Path
+from audioclf.corpus import build as build_module
+from audioclf.corpus.plan import IndexOptions, make_plan, source_items
+from audioclf.corpus.build import build_index
+from audioclf.encoders.spec import parse_spec
+from audioclf.io.audio import WindowOptions
+
+build_module.BATCH_RECORDINGS = 4
+calls = [0]
+def stop():
+    calls[0] += 1
+    if calls[0] == int(sys.argv[3]):
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9, between two encoder calls of a batch
+    return False
+options = IndexOptions(encoder=parse_spec("builtin"), windows=WindowOptions(1.0, 0.5), cache_dir=Path(sys.argv[2]),
+                       progress=False)
+build_index(source_items([sys.argv[1]]), Path(sys.argv[4]), make_plan(options, stop=stop))
+"""
+
+
+def test_a_killed_build_keeps_what_it_committed_and_resumes(tmp_path: Path) -> None:
+    files = corpus(tmp_path / "audio", n_per_freq=2)  # 12 recordings: 3 batches of 4
+    args = [str(tmp_path / "audio"), str(tmp_path / "cache"), "8", str(tmp_path / "idx")]
+    done = subprocess.run([sys.executable, "-c", KILL_SCRIPT, *args], capture_output=True, timeout=120)
+    assert done.returncode == -9, done.stderr.decode()[-2000:]
+    with sqlite3.connect(tmp_path / "idx" / "windows.sqlite") as db:
+        (n_rec,) = db.execute("SELECT count(*) FROM recordings").fetchone()
+        (n_win,) = db.execute("SELECT count(*) FROM windows").fetchone()
+    assert 0 < n_rec < len(files) and n_rec % 4 == 0 and n_win == n_rec * 3  # whole batches, 3 windows each
+    summary = build(source_items([str(tmp_path / "audio")]), tmp_path / "idx", options(tmp_path / "cache"))
+    assert summary.n_known == n_rec and summary.n_new == len(files) - n_rec
+    assert summary.n_recordings == len(files) and summary.n_windows == 3 * len(files)
+
+
+def test_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files = corpus(tmp_path / "audio", n_per_freq=1)
+    cache = str(tmp_path / "cache")
+    assert main(["search", str(tmp_path / "nothing"), "--text", "hi", "--cache-dir", cache]) == 2
+    assert "no index here" in capsys.readouterr().err
+    idx = tmp_path / "idx"
+    assert main(cli_args("index", str(files[0]), out=idx, encoder="builtin", cache_dir=cache, quiet=True)) == 0
+    capsys.readouterr()
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("hello")
+    assert main(["search", str(idx), "--example", str(not_audio), "--cache-dir", cache, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: query example 1") and "cannot decode" in err[-1]
+    assert main(["search", str(idx), "--text", "hello", "--cache-dir", cache]) == 2
+    assert "has no transcripts" in capsys.readouterr().err
+    (idx / "windows.sqlite").write_bytes(b"garbage" * 100)
+    assert main(["search", str(idx), "--example", str(files[0]), "--cache-dir", cache]) == 2
+    assert "not a readable index" in capsys.readouterr().err
+    (idx / "index.json").write_text("{")
+    assert main(["search", str(idx), "--example", str(files[0]), "--cache-dir", cache]) == 2
+    assert "not a readable index card" in capsys.readouterr().err
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    assert main(cli_args("index", str(files[0]), out=other, encoder="builtin", cache_dir=cache)) == 2
+    assert "is not an index" in capsys.readouterr().err
+
+
+def test_cli_index_and_search_with_a_file_of_queries(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files = corpus(tmp_path / "audio", n_per_freq=2)
+    cache, idx = str(tmp_path / "cache"), tmp_path / "idx"
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\n" + "".join(f"{f},{freq_of(str(f))}\n" for f in files[:4]))
+    args = cli_args("index", str(tmp_path / "audio"), out=idx, encoder="builtin", cache_dir=cache, window=1, hop=0.5)
+    assert main([*args, "--manifest", str(manifest), "--quiet"]) == 0
+    assert "added 12 recordings (36 windows" in capsys.readouterr().out
+    queries = tmp_path / "q.csv"
+    queries.write_text(f"example,start,end\n{files[0]},0,1\n{files[-1]},,\n")
+    hits_csv = tmp_path / "hits.csv"
+    argv = ["search", str(idx), "--queries", str(queries), "--top-k", "2", "--per-recording", "--exclude-source"]
+    assert main([*argv, "--json", "--out", str(hits_csv), "--cache-dir", cache, "--quiet"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [h["query"] for h in lines] == [str(files[0])] * 2 + [str(files[-1])] * 2
+    assert lines[0]["label"] == freq_of(str(files[0]))  # labels given by the manifest are kept
+    assert all(set(h) >= {"source", "start_s", "end_s", "score"} for h in lines)
+    from audioclf.io.manifest import load_manifest
+
+    rows = load_manifest(hits_csv, require_labels=False)  # the hits are a manifest train/evaluate read
+    assert len(rows) == 4 and all(r.start_s is not None and r.end_s is not None for r in rows)
+
+
+def test_the_library_never_prints(built: tuple[Path, list[Path], Path], capfd: pytest.CaptureFixture[str]) -> None:
+    folder, files, cache = built
+    Index.open(folder, cache_dir=cache).search(Query.by_example(files[0]))
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
