@@ -7,6 +7,8 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,8 @@ from audioclf.corpus.search import SearchOptions
 from audioclf.corpus.similarity import Similarity
 from audioclf.encoders.spec import parse_spec
 from audioclf.io.audio import WindowOptions
+from audioclf.io.download import FetchOptions
+from audioclf.io.manifest import load_manifest
 
 BUILTIN = parse_spec("builtin")
 WINDOWS = WindowOptions(1.0, 0.5)
@@ -172,6 +176,8 @@ from audioclf.corpus.plan import IndexOptions, make_plan, source_items
 from audioclf.corpus.build import build_index
 from audioclf.encoders.spec import parse_spec
 from audioclf.io.audio import WindowOptions
+from audioclf.io.download import FetchOptions
+from audioclf.io.manifest import load_manifest
 
 build_module.BATCH_RECORDINGS = 4
 calls = [0]
@@ -245,8 +251,6 @@ def test_cli_index_and_search_with_a_file_of_queries(tmp_path: Path, capsys: pyt
     assert [h["query"] for h in lines] == [str(files[0])] * 2 + [str(files[-1])] * 2
     assert lines[0]["label"] == freq_of(str(files[0]))  # labels given by the manifest are kept
     assert all(set(h) >= {"source", "start_s", "end_s", "score"} for h in lines)
-    from audioclf.io.manifest import load_manifest
-
     rows = load_manifest(hits_csv, require_labels=False)  # the hits are a manifest train/evaluate read
     assert len(rows) == 4 and all(r.start_s is not None and r.end_s is not None for r in rows)
 
@@ -256,3 +260,63 @@ def test_the_library_never_prints(built: tuple[Path, list[Path], Path], capfd: p
     Index.open(folder, cache_dir=cache).search(Query.by_example(files[0]))
     out, err = capfd.readouterr()
     assert out == "" and err == ""
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "fsdd-sample" / "recordings"
+
+
+def test_search_by_words_in_the_transcripts(tmp_path: Path, whisper_base: Path) -> None:
+    clips = [SAMPLE / f"{d}_jackson_1.wav" for d in (1, 3, 7, 9)]
+    opts = options(
+        tmp_path / "cache",
+        windows=WindowOptions(),
+        transcripts=True,
+        transcriber=parse_spec(f"whisper:{whisper_base}"),
+    )
+    summary = build(source_items([str(c) for c in clips]), tmp_path / "idx", opts)
+    assert summary.n_new == 4
+    index = Index.open(tmp_path / "idx", cache_dir=tmp_path / "cache")
+    said = {Path(h.source).name: h.transcript for h in index.search(Query.by_text("7"), SearchOptions(top_k=4))}
+    assert said["7_jackson_1.wav"] == "7", said  # Whisper writes digits as numerals
+    hits = index.search(Query.by_text("7"), SearchOptions(top_k=2))
+    assert Path(hits[0].source).name == "7_jackson_1.wav", hits
+    assert hits[0].score > hits[1].score + 0.5  # the words themselves are said there: above mere likeness
+    for words, clip in (("seven", "7_jackson_1.wav"), ("the number nine", "9_jackson_1.wav")):
+        semantic = index.search(Query.by_text(words), SearchOptions(top_k=1))
+        assert Path(semantic[0].source).name == clip, (words, semantic)
+
+
+def test_url_sources_are_indexed_with_their_times_in_the_video(tmp_path: Path) -> None:
+
+    from test_sources import TYPES, Server, _handler  # noqa: F401 - the same local yt-dlp server
+
+    media = {
+        "/low.wav": write_audio(tmp_path / "low.wav", tone(220, 3.0), 16_000).read_bytes(),
+        "/high.wav": write_audio(tmp_path / "high.wav", tone(1660, 3.0), 16_000).read_bytes(),
+    }
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    state = Server(f"http://127.0.0.1:{httpd.server_address[1]}", media)
+    httpd.RequestHandlerClass = _handler(state)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        manifest = tmp_path / "urls.csv"
+        manifest.write_text(f"url,start,end\n{state.url('/low.wav')},1,3\n{state.url('/high.wav')},,\n")
+        # the whole file, cut here: ffmpeg's cut of an HTTP WAV lands only near the asked time (test_sources.py)
+        fetch = FetchOptions(cache_dir=tmp_path / "cache", partial_downloads=False)
+        summary = build(
+            load_manifest(manifest, require_labels=False), tmp_path / "idx", options(tmp_path / "cache", fetch=fetch)
+        )
+        assert summary.n_new == 2 and not summary.failures
+        index = Index.open(tmp_path / "idx", cache_dir=tmp_path / "cache")
+        hits = index.search(Query.by_example(tmp_path / "low.wav"), SearchOptions(top_k=10))
+        low = [h for h in hits if h.source.endswith("/low.wav")]
+        assert hits[0].source == state.url("/low.wav")
+        assert min(h.start_s for h in low) == pytest.approx(1.0) and max(h.end_s for h in low) == pytest.approx(3.0)
+        again = build(
+            load_manifest(manifest, require_labels=False), tmp_path / "idx", options(tmp_path / "cache", fetch=fetch)
+        )
+        assert (again.n_new, again.n_known) == (0, 2)
+        assert sum(state.hits.values()) > 0
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
