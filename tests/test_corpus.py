@@ -320,3 +320,24 @@ def test_url_sources_are_indexed_with_their_times_in_the_video(tmp_path: Path) -
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_the_python_api(tmp_path: Path) -> None:
+    import audioclf
+
+    files = corpus(tmp_path / "audio", n_per_freq=2)
+    cache = tmp_path / "cache"
+    index = audioclf.Index.build(tmp_path / "idx", [tmp_path / "audio"], encoder="builtin", window_s=1, cache_dir=cache)
+    assert index.last_build is not None and index.last_build.n_new == len(files)
+    assert len(index) == 2 * len(files)  # 2 s recordings in 1 s windows
+    hits = index.search(files[0], top_k=1, per_recording=True, exclude_source=True)
+    assert isinstance(hits[0], audioclf.Hit) and freq_of(hits[0].source) == freq_of(str(files[0]))
+    assert hits[0].to_dict()["source"] == hits[0].source
+    with pytest.raises(audioclf.AudioclfError, match="top k 0"):
+        index.search(files[0], top_k=0)
+    with pytest.raises(audioclf.AudioclfError, match="either examples"):
+        index.search()
+    with pytest.raises(audioclf.AudioclfError, match="no transcripts"):
+        index.search(text="hello")
+    again = audioclf.Index.open(tmp_path / "idx", cache_dir=cache)
+    assert "12 recordings, 24 windows" in repr(again)

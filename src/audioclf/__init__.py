@@ -1,7 +1,8 @@
 """audioclf: labelled audio sources in, a trained, honestly evaluated audio classifier out.
 
 The API (see ``audioclf.api``): ``train``, ``load``, ``evaluate`` and ``Model.predict``; ``crossval`` for a whole
-cross-validation. Names are imported on first use, so ``import audioclf`` stays light.
+cross-validation; ``Index`` to index a corpus and search it by example or by words. Names are imported on first
+use, so ``import audioclf`` stays light.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ _EXPORTS = {
     "CrossvalResult": "audioclf.crossvalidation.run",
     "FoldResult": "audioclf.crossvalidation.run",
     "AudioclfError": "audioclf.errors",
+    "Index": "audioclf.corpus.index",
+    "Hit": "audioclf.corpus.search",
 }
 
 __all__ = [
@@ -34,6 +37,8 @@ __all__ = [
     "CrossvalResult",
     "Failed",
     "FoldResult",
+    "Hit",
+    "Index",
     "Model",
     "Prediction",
     "Report",
@@ -51,6 +56,8 @@ logging.getLogger("audioclf").addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from audioclf.api import Model, Report, evaluate, load, train
+    from audioclf.corpus.index import Index
+    from audioclf.corpus.search import Hit
     from audioclf.crossvalidation.run import CrossvalOptions, CrossvalResult, FoldResult, crossval
     from audioclf.errors import AudioclfError
     from audioclf.evaluation.segments import Segment

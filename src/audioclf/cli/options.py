@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING
 
 from audioclf.errors import AudioclfError
-from audioclf.io.audio import DEFAULT_WINDOW_S, WindowOptions
+from audioclf.io.audio import WindowOptions
 from audioclf.io.download import FetchOptions
 
 if TYPE_CHECKING:
@@ -54,10 +54,7 @@ def size_bytes(flag: str, text: str) -> int:
 
 def window_options(args: argparse.Namespace) -> WindowOptions:
     try:
-        if args.window is None and args.hop is None:
-            return WindowOptions.encoder_native(args.max_duration)
-        window = DEFAULT_WINDOW_S if args.window is None else args.window
-        return WindowOptions(window, window if args.hop is None else args.hop, args.max_duration)
+        return WindowOptions.chosen(args.window, args.hop, args.max_duration)
     except ValueError as exc:
         raise AudioclfError(f"--window/--hop/--max-duration: {exc}") from None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,18 +17,20 @@ from pathlib import Path
 import numpy as np
 
 from audioclf.corpus.ann import Ann, read_state
-from audioclf.corpus.build import read_card
+from audioclf.corpus.build import BuildSummary, read_card
 from audioclf.corpus.card import CorpusError, IndexCard
+from audioclf.corpus.plan import DEFAULT_LAYER, DEFAULT_SIMILARITY, IndexOptions, build, source_items
 from audioclf.corpus.search import Hit, Ranked, SearchOptions, rank_ann, rank_exact, top_hits
-from audioclf.corpus.similarity import VectorStats, prepare, unit
+from audioclf.corpus.similarity import Combine, Similarity, VectorStats, prepare, unit
 from audioclf.corpus.store import Store
 from audioclf.corpus.text import embed_texts, sentence_encoder
 from audioclf.encoders.loader import Encoder, load_encoder, precision_for, same_weights
-from audioclf.encoders.spec import TEXT_ENCODERS, parse_spec
+from audioclf.encoders.spec import TEXT_ENCODERS, TRANSCRIBERS, Precision, parse_spec
 from audioclf.extraction.embed import embed_items
+from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import EmbeddingCache, default_cache_dir
 from audioclf.io.download import FetchOptions
-from audioclf.io.manifest import Item, check_url, is_http_url
+from audioclf.io.manifest import Item, check_url, is_http_url, load_manifest
 from audioclf.speech.text import SentenceEncoder
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,18 @@ class Query:
         return cls(text=text)
 
 
+def _query(
+    example: str | os.PathLike[str] | None,
+    text: str | None,
+    start_s: float | None,
+    end_s: float | None,
+    negatives: Sequence[str | os.PathLike[str]],
+) -> Query:
+    cut = (start_s, end_s)
+    examples = () if example is None else (Example(os.fspath(example), *cut),)
+    return Query(examples=examples, negatives=tuple(Example(os.fspath(n)) for n in negatives), text=text)
+
+
 class Index:
     def __init__(self, folder: Path, cache_dir: Path | None = None, fetch: FetchOptions | None = None) -> None:
         self.folder = Path(folder)
@@ -81,6 +96,53 @@ class Index:
         self.store = Store(self.folder)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.fetch = fetch
+        self.last_build: BuildSummary | None = None
+
+    @classmethod
+    def build(
+        cls,
+        out: str | os.PathLike[str],
+        sources: Sequence[str | os.PathLike[str]] = (),
+        *,
+        manifest: str | os.PathLike[str] | None = None,
+        encoder: str | None = None,
+        window_s: float | None = None,
+        hop_s: float | None = None,
+        max_duration_s: float | None = None,
+        layer: str | int = DEFAULT_LAYER,
+        similarity: str = DEFAULT_SIMILARITY,
+        transcripts: bool = False,
+        transcriber: str | None = None,
+        text_encoder: str = "minilm",
+        precision: str = "auto",
+        cache_dir: str | os.PathLike[str] | None = None,
+        progress: bool = False,
+    ) -> Index:
+        """Build (or extend) the index at ``out`` from files, folders and URLs and/or a manifest, and open it;
+        ``last_build`` says what this build added and what failed."""
+        items = load_manifest(Path(manifest), require_labels=False) if manifest is not None else []
+        items += source_items([os.fspath(s) for s in sources])
+        try:
+            windows = WindowOptions.chosen(window_s, hop_s, max_duration_s)
+            sim = Similarity(similarity)
+        except ValueError as exc:
+            raise CorpusError(str(exc), option="window") from None
+        options = IndexOptions(
+            encoder=None if encoder is None else parse_spec(encoder),
+            precision=Precision.parse(precision),
+            windows=windows,
+            layer=layer,
+            similarity=sim,
+            transcripts=transcripts,
+            transcriber=None if transcriber is None else parse_spec(transcriber, TRANSCRIBERS, "transcriber"),
+            text_encoder=parse_spec(text_encoder, TEXT_ENCODERS, "text encoder"),
+            cache_dir=None if cache_dir is None else Path(cache_dir),
+            progress=progress,
+        )
+        summary = build(items, Path(out), options)
+        index = cls(Path(out), options.cache_dir)
+        index.last_build = summary
+        return index
 
     @classmethod
     def open(cls, folder: str | Path, *, cache_dir: str | Path | None = None) -> Index:
@@ -113,7 +175,32 @@ class Index:
             raise CorpusError(f"{self.folder}: has no transcripts to search by words; rebuild it with transcripts")
         return sentence_encoder(parse_spec(self.card.text.text_encoder, TEXT_ENCODERS, "text encoder"))
 
-    def search(self, query: Query, options: SearchOptions = DEFAULT_SEARCH) -> list[Hit]:
+    def search(
+        self,
+        query: Query | str | os.PathLike[str] | None = None,
+        options: SearchOptions | None = None,
+        *,
+        text: str | None = None,
+        start_s: float | None = None,
+        end_s: float | None = None,
+        negatives: Sequence[str | os.PathLike[str]] = (),
+        top_k: int = DEFAULT_SEARCH.top_k,
+        per_recording: bool = False,
+        exclude_source: bool = False,
+        combine: str | Combine = DEFAULT_SEARCH.combine,
+    ) -> list[Hit]:
+        """The best windows for ``query``: a ``Query``, or an example file / URL (``start_s``/``end_s`` cut it),
+        or ``text=`` words; ``negatives`` push hits away. Options come as a ``SearchOptions`` or as keywords."""
+        if not isinstance(query, Query):
+            query = _query(query, text, start_s, end_s, negatives)
+        if options is None:
+            try:
+                options = SearchOptions(top_k, per_recording, exclude_source, Combine(combine))
+            except ValueError as exc:
+                raise CorpusError(str(exc), option="top_k") from None
+        return self._search(query, options)
+
+    def _search(self, query: Query, options: SearchOptions) -> list[Hit]:
         if query.text is not None:
             ranked = self._search_text(query.text, options)
         else:
@@ -123,7 +210,7 @@ class Index:
         return [Hit.of(rows[int(i)], float(s), query.name) for i, s in found]
 
     def search_many(self, queries: Sequence[Query], options: SearchOptions = DEFAULT_SEARCH) -> list[Hit]:
-        return [hit for query in queries for hit in self.search(query, options)]
+        return [hit for query in queries for hit in self._search(query, options)]
 
     def _search_examples(self, query: Query, options: SearchOptions) -> Ranked:
         ann = self._ann()

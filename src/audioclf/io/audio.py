@@ -58,6 +58,15 @@ class WindowOptions:
         """The encoder's native windows where it has one, else the defaults."""
         return cls(max_duration_s=max_duration_s, from_encoder=True)
 
+    @classmethod
+    def chosen(cls, window_s: float | None, hop_s: float | None, max_duration_s: float | None) -> WindowOptions:
+        """The windows a user chose for a run: none given, the encoder's native ones (or the defaults); a window
+        alone, hopped by itself. Raises ValueError when out of range."""
+        if window_s is None and hop_s is None:
+            return cls.encoder_native(max_duration_s)
+        window = DEFAULT_WINDOW_S if window_s is None else float(window_s)
+        return cls(window, window if hop_s is None else float(hop_s), max_duration_s)
+
     def asked(self, window: float | None, hop: float | None, named: str) -> WindowOptions | None:
         """The windows asked for when a model cut into these ones predicts (None: neither given). A missing
         window is this one, a missing hop the window; the duration limit stays. Out of range: an error that
