@@ -341,3 +341,18 @@ def test_the_python_api(tmp_path: Path) -> None:
         index.search(text="hello")
     again = audioclf.Index.open(tmp_path / "idx", cache_dir=cache)
     assert "12 recordings, 24 windows" in repr(again)
+
+
+def test_an_encoder_whose_weights_changed_cannot_query_the_index(tmp_path: Path) -> None:
+    from conftest import save_tiny_wav2vec2
+
+    model = save_tiny_wav2vec2(tmp_path / "model", seed=0)
+    files = corpus(tmp_path / "audio", n_per_freq=1)
+    spec = parse_spec(f"hf:{model}")
+    build(source_items([str(f) for f in files]), tmp_path / "idx", options(tmp_path / "cache", encoder=spec))
+    assert Index.open(tmp_path / "idx", cache_dir=tmp_path / "cache").search(files[0], top_k=1)[0].source == str(
+        files[0]
+    )
+    save_tiny_wav2vec2(tmp_path / "model", seed=1)  # the same folder, other weights
+    with pytest.raises(CorpusError, match="now has other weights"):
+        Index.open(tmp_path / "idx", cache_dir=tmp_path / "cache").search(files[0])

@@ -278,3 +278,16 @@ def test_train_on_ray_transcribes_on_the_workers(local_ray: object, tiny_ctc: Pa
     )
     assert re.search(r"^ray +embedded 12 recordings \(12 from cache\)", out, re.M), out  # nothing left to do
     assert (tmp_path / "m" / "transcripts.csv").is_file()
+
+
+def test_index_on_ray_embeds_there_and_writes_the_store_here(local_ray: object, tmp_path: Path) -> None:
+    manifest = make_tone_dataset(tmp_path / "tones")
+    (tmp_path / "tones" / "broken.wav").write_bytes(b"RIFF but not really")
+    with open(manifest, "a", newline="") as fh:
+        csv.writer(fh).writerow(["broken.wav", "low", "", "spk0"])
+    args = ["index", "--manifest", str(manifest), "--out", str(tmp_path / "idx"), "--encoder", "builtin"]
+    out = _run(*args, "--cache-dir", str(tmp_path / "cache"), "--ray", "--quiet")
+    # every window was embedded on Ray: this process only read the cache and wrote the store
+    assert "added 36 recordings (36 windows; 0 already indexed, 36 from the embedding cache), 1 failed" in out, out
+    again = _run(*args, "--cache-dir", str(tmp_path / "cache"), "--quiet")
+    assert "added 0 recordings (0 windows; 36 already indexed" in again, again
