@@ -21,6 +21,7 @@ import numpy as np
 from audioclf.fileio import JSONObject
 
 _EPS = 1e-6
+_CHUNK = 65_536
 
 
 class Similarity(enum.StrEnum):
@@ -43,12 +44,16 @@ class VectorStats:
 
     @classmethod
     def of(cls, vectors: np.ndarray) -> VectorStats:
-        x = np.asarray(vectors, dtype=np.float64)
+        x = np.asarray(vectors, dtype=np.float32)
         if len(x) == 0:
             raise ValueError("no vectors to take statistics of")
-        std = x.std(axis=0)
+        mean = x.mean(axis=0, dtype=np.float64)
+        var = np.zeros_like(mean)
+        for start in range(0, len(x), _CHUNK):  # bounded memory: a million windows are never copied at once
+            var += ((x[start : start + _CHUNK] - mean) ** 2).sum(axis=0)
+        std = np.sqrt(var / len(x))
         floor = max(float(np.median(std)) * 1e-3, _EPS)  # a constant dimension must not blow up
-        return cls(x.mean(axis=0).astype(np.float32), np.maximum(std, floor).astype(np.float32))
+        return cls(mean.astype(np.float32), np.maximum(std, floor).astype(np.float32))
 
     def to_dict(self) -> JSONObject:
         return {"mean": [float(v) for v in self.mean], "scale": [float(v) for v in self.scale]}
