@@ -31,6 +31,7 @@ FLAGS = {
     "force": "--force",
     "include_training": "--include-training",
     "layer": "--layer",
+    "manifest": "--manifest",
     "format": "--format",
     "min_confidence": "--min-confidence",
     "min_duration": "--min-duration",
@@ -44,6 +45,7 @@ FLAGS = {
     "test_size": "--test-size",
     "token": "--token",
     "top_k": "--top-k",
+    "text_encoder": "--text-encoder",
     "transcriber": "--transcriber",
     "window": "--window",
 }

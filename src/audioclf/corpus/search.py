@@ -3,7 +3,6 @@ ANN index with an exact re-score of its candidates; optionally one hit per recor
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
@@ -15,11 +14,6 @@ from audioclf.corpus.store import WindowRow
 from audioclf.fileio import JSONObject
 
 MAX_CANDIDATES = 20_000  # ANN candidates re-scored for one query, at most
-
-
-class Kind(enum.StrEnum):
-    EXAMPLE = "example"
-    TEXT = "text"
 
 
 @dataclass(frozen=True)
