@@ -159,15 +159,22 @@ class Store:
         return int(last)
 
     def vectors(self, dim: int, after_id: int = 0, column: str = "vector") -> tuple[np.ndarray, np.ndarray]:
-        """(window ids, [n, dim] float32) of every window after ``after_id``, in id order."""
+        """(window ids, [n, dim] float32) of every window after ``after_id``, in id order; read in chunks into
+        one preallocated array (a million windows take their 2 GB once, not twice)."""
         if column not in ("vector", "text_vector"):
             raise ValueError(column)
-        rows = self._db.execute(f"SELECT id, {column} FROM windows WHERE id > ? ORDER BY id", (after_id,)).fetchall()
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        if not rows:
-            return ids, np.zeros((0, dim), np.float32)
-        blob = b"".join(r[1] or bytes(4 * dim) for r in rows)
-        return ids, np.frombuffer(blob, dtype=np.float32).reshape(len(rows), dim)
+        (n,) = self._db.execute("SELECT count(*) FROM windows WHERE id > ?", (after_id,)).fetchone()
+        ids = np.empty(n, dtype=np.int64)
+        out = np.zeros((n, dim), dtype=np.float32)
+        cursor = self._db.execute(f"SELECT id, {column} FROM windows WHERE id > ? ORDER BY id", (after_id,))
+        k = 0
+        while k < n and (rows := cursor.fetchmany(4096)):
+            rows = rows[: n - k]  # windows added by another process since the count are left for the next read
+            ids[k : k + len(rows)] = [r[0] for r in rows]
+            blob = b"".join(r[1] or bytes(4 * dim) for r in rows)  # a window without text: a zero text vector
+            out[k : k + len(rows)] = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), dim)
+            k += len(rows)
+        return ids[:k], out[:k]
 
     def window_recordings(self) -> tuple[np.ndarray, np.ndarray]:
         """(window ids, their recording ids), in id order."""
