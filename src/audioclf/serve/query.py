@@ -55,20 +55,20 @@ def options_from_query(query: Mapping[str, str], model: TrainedModel) -> Predict
     unknown = sorted(set(query) - set(KNOWN))
     if unknown:
         raise AudioclfError(f"unknown query option(s) {unknown}; accepted: {', '.join(KNOWN)}")
-    segments = SegmentOptions.parse(query.get("smooth", DEFAULT_SMOOTH), _number(query, "min_duration", 0.0))
+    segments = SegmentOptions.parse(query.get("smooth", DEFAULT_SMOOTH), read_number(query, "min_duration", 0.0))
     if segments.smooth_frames > MAX_SMOOTH_FRAMES:  # median:999999999 made scipy allocate GBs, then fail
         raise AudioclfError(f"smooth={query['smooth']!r}: smooth over at most {MAX_SMOOTH_FRAMES} windows")
     return PredictOptions(
-        top_k=_whole(query, "top_k", 3),
-        timeline=_flag(query, "timeline"),
-        segments=segments if _flag(query, "segments") else None,
+        top_k=read_whole(query, "top_k", 3),
+        timeline=read_flag(query, "timeline"),
+        segments=segments if read_flag(query, "segments") else None,
         windows=model.windows.asked(_given(query, "window"), _given(query, "hop"), "window/hop"),
         min_confidence=chosen_confidence(query.get("min_confidence"), lambda: model.min_confidence),
         refuse_unsegmentable=False,  # a clip shorter than a window is one segment here, not a failed request
     )
 
 
-def _number(query: Mapping[str, str], key: str, default: float) -> float:
+def read_number(query: Mapping[str, str], key: str, default: float) -> float:
     text = query.get(key)
     if text is None:
         return default
@@ -82,10 +82,10 @@ def _number(query: Mapping[str, str], key: str, default: float) -> float:
 
 
 def _given(query: Mapping[str, str], key: str) -> float | None:
-    return _number(query, key, 0.0) if key in query else None
+    return read_number(query, key, 0.0) if key in query else None
 
 
-def _whole(query: Mapping[str, str], key: str, default: int) -> int:
+def read_whole(query: Mapping[str, str], key: str, default: int) -> int:
     text = query.get(key)
     if text is None:
         return default
@@ -94,7 +94,7 @@ def _whole(query: Mapping[str, str], key: str, default: int) -> int:
     return int(text)
 
 
-def _flag(query: Mapping[str, str], key: str) -> bool:
+def read_flag(query: Mapping[str, str], key: str) -> bool:
     text = query.get(key, "false").lower()
     if text not in ("true", "false", "1", "0", "yes", "no"):
         raise AudioclfError(f"{key}={text!r}: use true or false")

@@ -4,7 +4,8 @@ Starlette's ``request.form()`` first spools every upload into the system temp di
 shares it, and left there if the process dies); here python-multipart's streaming parser writes each ``files``
 part directly as ``upload-<n><known ext>`` under the per-request 0700 folder, counting bytes as they arrive,
 so a body over the limit is refused while it streams (also when it has no Content-Length). Other form fields
-are read and dropped; the client's file name is kept only as the name its answer is reported under.
+are read and dropped, or for ``/v1/search`` kept as short text (``start``, ``top_k``, …: at most ``MAX_FIELDS``
+of ``MAX_FIELD_BYTES`` each); the client's file name is kept only as the name its answer is reported under.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from audioclf.errors import AudioclfError
 from audioclf.io.manifest import AUDIO_EXTENSIONS
 
 FILES_FIELD = "files"
+MAX_FIELDS = 16
+MAX_FIELD_BYTES = 256
 
 
 class TooLarge(AudioclfError):
@@ -43,7 +46,11 @@ class _Receiver:
 
     folder: Path
     max_files: int
+    file_field: str = FILES_FIELD
+    keep_fields: bool = False  # other fields: kept as short text (receive_form), or dropped (receive_uploads)
     uploads: list[Upload] = field(default_factory=list)
+    fields: dict[str, str] = field(default_factory=dict)  # the other form fields, as text
+    _field: tuple[str, bytearray] | None = None  # the text field being read
     _header: list[bytes] = field(default_factory=lambda: [b"", b""])
     _headers: dict[bytes, bytes] = field(default_factory=dict)
     _out: IO[bytes] | None = None
@@ -74,8 +81,9 @@ class _Receiver:
     def _open(self) -> None:
         _, params = parse_options_header(self._headers.get(b"content-disposition"))
         name, filename = params.get(b"name"), params.get(b"filename")
-        if name != FILES_FIELD.encode() or filename is None:
-            return  # another field: its data is dropped
+        if name != self.file_field.encode() or filename is None:
+            self._text_field(name, filename)
+            return
         if len(self.uploads) >= self.max_files:
             raise AudioclfError(f"more than {self.max_files} files in one request; send them in several")
         client_name = Path(filename.decode("utf-8", "replace")).name or f"upload-{len(self.uploads)}"
@@ -84,27 +92,59 @@ class _Receiver:
         self.uploads.append(Upload(path, client_name))
         self._out = open(path, "wb")  # noqa: SIM115 - closed at the part's end, or when the body stops
 
+    def _text_field(self, name: bytes | None, filename: bytes | None) -> None:
+        """A form field that is not the upload: kept as text when asked (and not a file), else dropped."""
+        if name is None or filename is not None or not self.keep_fields:
+            return
+        if len(self.fields) >= MAX_FIELDS:
+            raise AudioclfError(f"more than {MAX_FIELDS} form fields; send the file and the search options only")
+        self._field = (name.decode("utf-8", "replace"), bytearray())
+
     def _write(self, data: bytes, start: int, end: int) -> None:
         if self._out is not None:
             self._out.write(data[start:end])
             self.uploads[-1].size += end - start
+        elif self._field is not None:
+            self._field[1].extend(data[start:end])
+            if len(self._field[1]) > MAX_FIELD_BYTES:
+                raise AudioclfError(f"form field {self._field[0]!r} over {MAX_FIELD_BYTES} bytes; send a short value")
 
     def close(self) -> None:
-        """Close the file being written (a part ended, or the body stopped)."""
+        """Close the file being written (a part ended, or the body stopped), or keep the text field read."""
         if self._out is not None:
             self._out.close()
             self._out = None
+        if self._field is not None:
+            name, value = self._field
+            self.fields[name[:64]] = value.decode("utf-8", "replace")
+            self._field = None
 
 
 async def receive_uploads(
     content_type: str, chunks: AsyncIterator[bytes], folder: Path, limit: int, max_files: int
 ) -> list[Upload]:
     """Every ``files`` part of a multipart body, written into ``folder``; refused past ``limit`` bytes in all."""
+    uploads, _ = await receive_form(content_type, chunks, folder, limit, max_files, keep_fields=False)
+    return uploads
+
+
+async def receive_form(
+    content_type: str,
+    chunks: AsyncIterator[bytes],
+    folder: Path,
+    limit: int,
+    max_files: int,
+    file_field: str = FILES_FIELD,
+    *,
+    keep_fields: bool = True,
+) -> tuple[list[Upload], dict[str, str]]:
+    """The ``file_field`` parts of a multipart body, written into ``folder``, and its other (short) fields as
+    text; refused past ``limit`` bytes in all."""
     _, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if not boundary:
         raise AudioclfError("multipart body without a boundary; let the HTTP client build the form")
-    receiver = _Receiver(folder, max_files)
+    receiver = _Receiver(folder, max_files, file_field, keep_fields)
     parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
     received = 0
     try:
@@ -123,8 +163,8 @@ async def receive_uploads(
             "the multipart body ended before its closing boundary (a cut-off upload); send the whole request"
         )
     if not receiver.uploads:
-        raise AudioclfError(f"no files: send the audio as multipart form field '{FILES_FIELD}'")
+        raise AudioclfError(f"no files: send the audio as multipart form field '{file_field}'")
     empty = next((u for u in receiver.uploads if u.size == 0), None)
     if empty is not None:
         raise AudioclfError(f"{empty.client_name}: the file is empty; send an audio file")
-    return receiver.uploads
+    return receiver.uploads, receiver.fields

@@ -1,6 +1,6 @@
 "use strict";
-// The page talks to the same API as curl: GET /v1/model, POST /v1/predict. No libraries, no network beyond
-// this server.
+// The page talks to the same API as curl: GET /v1/model, POST /v1/predict (and search.js: GET /v1/index,
+// POST /v1/search). No libraries, no network beyond this server.
 const $ = (id) => document.getElementById(id);
 const COLOURS = ["#0a63c9", "#e8710a", "#1e8e3e", "#d93025", "#9334e6", "#12b5cb", "#f9ab00", "#5f6368", "#e52592", "#7cb342"];
 let labels = [];
@@ -20,10 +20,16 @@ async function loadModel() {
   const response = await fetch("/v1/model", { headers: headers() });
   if (response.status === 401) {
     $("token-row").hidden = false;
-    $("model").textContent = "this server needs a token: enter it under Options";
+    $("model").textContent = "this server needs a token: enter it below";
     return;
   }
   const model = await response.json();
+  const hasModel = response.ok;
+  document.querySelectorAll(".predict-part").forEach((part) => { part.hidden = !hasModel; });
+  if (!hasModel) {  // a server started with only an index: the page is its search box
+    $("model").textContent = "no model loaded: this server searches an index";
+    return;
+  }
   labels = model.labels;
   const metrics = Object.entries(model.metrics || {})
     .filter(([, v]) => typeof v === "number")
@@ -164,5 +170,9 @@ $("drop").addEventListener("dragleave", () => $("drop").classList.remove("over")
 $("drop").addEventListener("drop", (e) => { e.preventDefault(); $("drop").classList.remove("over"); sendFiles([...e.dataTransfer.files]); });
 $("url-form").addEventListener("submit", (e) => { e.preventDefault(); if ($("url").value) send(JSON.stringify({ url: $("url").value }), $("url").value); });
 $("record").addEventListener("click", toggleRecording);
-$("token").addEventListener("change", () => { sessionStorage.setItem("audioclf-token", $("token").value); loadModel(); });
+$("token").addEventListener("change", () => {
+  sessionStorage.setItem("audioclf-token", $("token").value);
+  loadModel();
+  if (typeof loadIndex === "function") loadIndex();
+});
 loadModel();
