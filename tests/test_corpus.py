@@ -312,6 +312,10 @@ def test_url_sources_are_indexed_with_their_times_in_the_video(tmp_path: Path) -
         low = [h for h in hits if h.source.endswith("/low.wav")]
         assert hits[0].source == state.url("/low.wav")
         assert min(h.start_s for h in low) == pytest.approx(1.0) and max(h.end_s for h in low) == pytest.approx(3.0)
+        where = index.window_audio(hits[0].window_id)  # the downloaded file, for playing the hit
+        assert where is not None and Path(where.file).is_file() and where.file != hits[0].source
+        assert (where.start_s, where.end_s) == (hits[0].start_s, hits[0].end_s)
+        assert index.window_audio(10**9) is None
         again = build(
             load_manifest(manifest, require_labels=False), tmp_path / "idx", options(tmp_path / "cache", fetch=fetch)
         )

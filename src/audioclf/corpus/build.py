@@ -199,6 +199,8 @@ def _recording(origin: dict[str, Item], item: Item, emb: Embedded, plan: BuildPl
         vectors=np.ascontiguousarray(emb.embeddings[:, plan.layer, :], dtype=np.float32),
         transcripts=texts,
         text_vectors=vectors,
+        local=item.local,
+        offset_s=item.offset_s,
     )
 
 

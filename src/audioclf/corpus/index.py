@@ -22,7 +22,7 @@ from audioclf.corpus.card import CorpusError, IndexCard
 from audioclf.corpus.plan import DEFAULT_LAYER, DEFAULT_SIMILARITY, IndexOptions, build, source_items
 from audioclf.corpus.search import Hit, Ranked, SearchOptions, rank_ann, rank_exact, top_hits
 from audioclf.corpus.similarity import Combine, Similarity, VectorStats, prepare, unit
-from audioclf.corpus.store import Store
+from audioclf.corpus.store import Store, WindowAudio
 from audioclf.corpus.text import embed_texts, sentence_encoder
 from audioclf.encoders.loader import Encoder, load_encoder, precision_for, same_weights
 from audioclf.encoders.spec import TEXT_ENCODERS, TRANSCRIBERS, Precision, parse_spec
@@ -208,6 +208,10 @@ class Index:
         rows = self.store.rows([int(i) for i in ranked.window_ids])
         found = zip(ranked.window_ids, ranked.scores, strict=True)
         return [Hit.of(rows[int(i)], float(s), query.name) for i, s in found]
+
+    def window_audio(self, window_id: int) -> WindowAudio | None:
+        """Where one window's audio is on this machine (None: no such window)."""
+        return self.store.window_audio(window_id)
 
     def search_many(self, queries: Sequence[Query], options: SearchOptions = DEFAULT_SEARCH) -> list[Hit]:
         return [hit for query in queries for hit in self._search(query, options)]

@@ -35,6 +35,7 @@ class Hit:
     end_s: float
     score: float
     group: str
+    window_id: int  # the window's id in the index (stable: ids are never reused)
     label: str | None = None
     transcript: str | None = None
     query: str | None = None
@@ -57,7 +58,7 @@ class Hit:
 
     @classmethod
     def of(cls, row: WindowRow, score: float, query: str | None) -> Hit:
-        return cls(row.source, row.start_s, row.end_s, score, row.group, row.label, row.transcript, query)
+        return cls(row.source, row.start_s, row.end_s, score, row.group, row.id, row.label, row.transcript, query)
 
 
 @dataclass(frozen=True)

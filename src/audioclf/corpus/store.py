@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS recordings(
     source TEXT NOT NULL,
     grp TEXT NOT NULL,
     label TEXT,
+    local TEXT,
+    offset_s REAL NOT NULL,
     duration_s REAL NOT NULL,
     added_at REAL NOT NULL
 );
@@ -61,6 +63,8 @@ class NewRecording:
     vectors: np.ndarray  # [n, dim] float32
     transcripts: Sequence[str] | None = None
     text_vectors: np.ndarray | None = None  # [n, text dim]
+    local: str | None = None  # for a URL: the downloaded file the windows were cut from
+    offset_s: float = 0.0  # seconds of the source before that file's first sample (a range download)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,16 @@ class WindowRow:
     start_s: float
     end_s: float
     transcript: str | None
+
+
+@dataclass(frozen=True)
+class WindowAudio:
+    """Where a window's audio can be decoded on this machine: a file, and the window's times in that file."""
+
+    file: str
+    start_s: float
+    end_s: float
+    offset_s: float  # seconds of the source before the file's first sample
 
 
 @dataclass(frozen=True)
@@ -116,9 +130,18 @@ class Store:
         with self._transaction() as db:
             for rec in recordings:
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO recordings(key, source, grp, label, duration_s, added_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (rec.key, rec.source, rec.group, rec.label, float(rec.ends_s.max() - rec.starts_s.min()), now),
+                    "INSERT OR IGNORE INTO recordings(key, source, grp, label, local, offset_s, duration_s, added_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        rec.key,
+                        rec.source,
+                        rec.group,
+                        rec.label,
+                        rec.local,
+                        rec.offset_s,
+                        float(rec.ends_s.max() - rec.starts_s.min()),
+                        now,
+                    ),
                 )
                 if cur.rowcount == 0:
                     continue
@@ -197,6 +220,18 @@ class Store:
             marks = ",".join("?" * len(chunk))
             out.update(self._db.execute(f"SELECT id, recording FROM windows WHERE id IN ({marks})", chunk).fetchall())
         return out
+
+    def window_audio(self, window_id: int) -> WindowAudio | None:
+        """The file to decode for one window (a URL's downloaded file), or None for an id the store lacks."""
+        row = self._db.execute(
+            "SELECT r.source, r.local, r.offset_s, w.start_s, w.end_s FROM windows w "
+            "JOIN recordings r ON r.id = w.recording WHERE w.id = ?",
+            (int(window_id),),
+        ).fetchone()
+        if row is None:
+            return None
+        source, local, offset, start, end = row
+        return WindowAudio(local or source, start - offset, end - offset, offset)
 
     def rows(self, window_ids: Sequence[int]) -> dict[int, WindowRow]:
         out: dict[int, WindowRow] = {}

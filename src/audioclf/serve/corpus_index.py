@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import threading
 import wave
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +26,6 @@ from audioclf.corpus.store import Store
 from audioclf.errors import AudioclfError, DecodeError
 from audioclf.fileio import JSONObject
 from audioclf.io.audio import SAMPLE_RATE_HZ, iter_samples, load_audio
-from audioclf.io.download import Fetcher, FetchOptions
-from audioclf.io.manifest import Item, is_http_url
 from audioclf.serve.batcher import QueueFull
 
 T = TypeVar("T")
@@ -89,7 +87,6 @@ def clip_start(start_s: float) -> float:
 class CorpusIndex:
     def __init__(self, index: Index) -> None:
         self.index = index
-        self._windows: tuple[np.ndarray, np.ndarray] | None = None  # (window ids, recordings): search thread only
         self._reader = Store(index.folder)  # the audio lane's own connection
         self._reader_lock = threading.Lock()
 
@@ -129,52 +126,23 @@ class CorpusIndex:
         return self._search(Query(examples=(Example(str(path), start_s, end_s),)), options)
 
     def _search(self, query: Query, options: SearchOptions) -> list[ServedHit]:
-        hits = self.index.search(query, options)
-        ids = self._window_ids(hits)
-        if any(i is None for i in ids):  # windows added since the ids were read (a build running beside us)
-            self._windows = None
-            ids = self._window_ids(hits)
-        return [ServedHit(i, h) for i, h in zip(ids, hits, strict=True) if i is not None]
-
-    def _window_ids(self, hits: Sequence[Hit]) -> list[int | None]:
-        """Each hit's window id, found by its source and time range (``Hit`` does not carry it)."""
-        store = self.index.store
-        if self._windows is None:
-            self._windows = store.window_recordings()
-        ids, recordings = self._windows
-        found: dict[tuple[str, float, float], int] = {}
-        for source in {h.source for h in hits}:
-            mine = ids[np.isin(recordings, np.fromiter(store.recordings_of(source), dtype=np.int64))]
-            for row in sorted(store.rows([int(i) for i in mine]).values(), key=lambda r: -r.id):
-                found[(source, row.start_s, row.end_s)] = row.id  # the lowest id wins a tie
-        return [found.get((h.source, h.start_s, h.end_s)) for h in hits]
+        return [ServedHit(h.window_id, h) for h in self.index.search(query, options)]
 
     def clip(self, window_id: int) -> bytes:
         """The window and ``CONTEXT_S`` on either side, as a 16-bit WAV."""
         with self._reader_lock:
-            row = self._reader.rows([window_id]).get(window_id)
-        if row is None:
+            where = self._reader.window_audio(window_id)
+        if where is None:
             raise NoSuchWindow(f"window {window_id}: not in this index; use the ids /v1/search answers with")
-        file, offset_s = self._readable(row.source, window_id)
-        start = max(0.0, clip_start(row.start_s) - offset_s)
+        if not Path(where.file).is_file():
+            name = Path(where.file).name
+            raise NoSuchWindow(f"window {window_id}: its recording {name} is no longer where it was indexed")
+        start = max(0.0, clip_start(where.start_s + where.offset_s) - where.offset_s)
         try:
-            samples = load_audio(file, start_s=start, end_s=row.end_s + CONTEXT_S - offset_s)
+            samples = load_audio(where.file, start_s=start, end_s=where.end_s + CONTEXT_S)
         except DecodeError as exc:
             raise NoSuchWindow(f"window {window_id}: its recording cannot be decoded here ({exc})") from None
         return wav_bytes(samples)
-
-    def _readable(self, source: str, window_id: int) -> tuple[Path, float]:
-        """The file that holds ``source`` here, and the seconds of the recording before its first sample."""
-        if not is_http_url(source):
-            path = Path(source)
-            if not path.is_file():
-                raise NoSuchWindow(f"window {window_id}: its recording {path.name} is no longer where it was indexed")
-            return path, 0.0
-        fetch = FetchOptions(cache_dir=self.index.cache_dir, max_duration_s=self.index.card.windows.max_duration_s)
-        cached = Fetcher(fetch).cached(Item(source, None, None, "", source))
-        if cached is None or cached.local is None:
-            raise NoSuchWindow(f"window {window_id}: the download of {source} is not in this server's cache")
-        return Path(cached.local), cached.offset_s
 
 
 def wav_bytes(samples: np.ndarray) -> bytes:
