@@ -218,7 +218,7 @@ class Index:
 
     def _search_examples(self, query: Query, options: SearchOptions) -> Ranked:
         ann = self._ann()
-        stats = ann.state.stats if ann is not None else self._exact_stats
+        stats = ann.state.stats if ann is not None else self._exact[3]
         positives = prepare(self.embed_examples(query.examples), self.card.similarity, stats)
         negatives = None
         if query.negatives:
@@ -229,7 +229,7 @@ class Index:
                 excluded |= self.store.recordings_of(example.item(n).source)
         if ann is not None:
             return rank_ann(ann, self._recordings_of, positives, negatives, options, excluded)
-        ids, recordings, prepared = self._exact
+        ids, recordings, prepared, _ = self._exact
         return rank_exact(ids, recordings, prepared, positives, negatives, options, excluded)
 
     def _search_text(self, text: str, options: SearchOptions) -> Ranked:
@@ -264,22 +264,16 @@ class Index:
         return np.asarray([found[int(i)] for i in window_ids], dtype=np.int64)
 
     @functools.cached_property
-    def _raw(self) -> tuple[np.ndarray, np.ndarray]:
+    def _exact(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, VectorStats]:
+        """(window ids, their recordings, prepared vectors, the index's statistics), held for exact search; the
+        raw vectors are let go once prepared."""
         ids, vectors = self.store.vectors(self.card.dim)
         if not len(ids):
             raise CorpusError(f"{self.folder}: the index is empty; add recordings to it first")
-        return ids, vectors
-
-    @functools.cached_property
-    def _exact_stats(self) -> VectorStats:
-        return VectorStats.of(self._raw[1])
-
-    @functools.cached_property
-    def _exact(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        ids, vectors = self._raw
+        stats = VectorStats.of(vectors)
         _, recordings = self.store.window_recordings()
-        stats = self._exact_stats if self.card.similarity.value != "cosine" else None
-        return ids, recordings, prepare(vectors, self.card.similarity, stats)
+        prepared = prepare(vectors, self.card.similarity, stats)
+        return ids, recordings[: len(ids)], prepared, stats
 
     @functools.cached_property
     def _texts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

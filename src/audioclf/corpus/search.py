@@ -106,14 +106,21 @@ def rank_ann(
 def top_hits(
     ids: np.ndarray, recordings: np.ndarray, s: np.ndarray, options: SearchOptions, excluded: Collection[int] = ()
 ) -> Ranked:
-    """The ``top_k`` best windows by score ``s`` (per recording: the best window of each)."""
-    keep = np.ones(len(ids), dtype=bool)
+    """The ``top_k`` best windows by score ``s`` (per recording: the best window of each; ties: the earlier
+    window). Only the best few are sorted (``argpartition``), widened until ``top_k`` survive the rules."""
+    s = np.asarray(s, dtype=np.float32)
     if excluded:
-        keep &= ~np.isin(recordings, np.fromiter(excluded, dtype=np.int64))
-    idx = np.flatnonzero(keep)
-    order = idx[np.argsort(-s[idx], kind="stable")]
-    if options.per_recording:
-        _, first = np.unique(recordings[order], return_index=True)
-        order = order[np.sort(first)]
-    order = order[: options.top_k]
-    return Ranked(ids[order], s[order])
+        s = np.where(np.isin(recordings, np.fromiter(excluded, dtype=np.int64)), -np.inf, s)
+    n, want = len(s), options.top_k
+    m = min(n, want * 4 if options.per_recording else want)
+    while True:
+        cand = np.argpartition(-s, m - 1)[:m] if m < n else np.arange(n)
+        order = cand[np.lexsort((cand, -s[cand]))]
+        order = order[np.isfinite(s[order])]
+        if options.per_recording:
+            _, first = np.unique(recordings[order], return_index=True)
+            order = order[np.sort(first)]
+        if len(order) >= want or m >= n:
+            order = order[:want]
+            return Ranked(ids[order], s[order])
+        m = min(n, m * 4)
