@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import io
 import shutil
-import socket
 import threading
-import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import chromium, needs_chromium, serving
 from conftest import tone, write_audio
 
 pytest.importorskip("fastapi")
-import uvicorn
 from fastapi.testclient import TestClient
 
 from audioclf.cli.main import main
@@ -33,8 +31,6 @@ from audioclf.serve.batcher import QueueFull
 from audioclf.serve.corpus_index import Lane
 from audioclf.serve.options import ServeOptions
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
 RATE = 16_000
 
 
@@ -233,50 +229,22 @@ def test_the_command_line_needs_a_model_or_an_index(tmp_path: Path, capsys: pyte
     assert "not a readable index card" in err and "\n" not in err
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture()
 def live_index_server(corpus: tuple[Path, Path, Path]) -> Iterator[str]:
     folder, cache, _ = corpus
-    port = free_port()
-    app = create_app(None, ServeOptions(port=port, cache_dir=cache), Index.open(folder, cache_dir=cache))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serving(create_app(None, ServeOptions(cache_dir=cache), Index.open(folder, cache_dir=cache))) as url:
+        yield url
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None or DRIVER is None,
-    reason="no Chromium here: apt-get install chromium chromium-driver (.ci/run does) for the browser test",
-)
+@needs_chromium
 def test_the_page_searches_by_a_clip_and_plays_the_hits(
     live_index_server: str, corpus: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,1400"):
-        options.add_argument(flag)
-    options.add_argument("--autoplay-policy=no-user-gesture-required")
-    driver = webdriver.Chrome(service=Service(executable_path=str(DRIVER)), options=options)
-    try:
+    with chromium("--autoplay-policy=no-user-gesture-required", size="1000,1400") as driver:
         driver.get(live_index_server + "/")
         wait = WebDriverWait(driver, 20)
         wait.until(expected_conditions.visibility_of_element_located((By.ID, "search-section")))
@@ -296,5 +264,3 @@ def test_the_page_searches_by_a_clip_and_plays_the_hits(
         assert abs(state[2] - 1.0) < 0.05, state  # the player starts at the hit, a second into its audio
         assert "10 hits for query.wav" in driver.find_element(By.ID, "search-status").text
         assert driver.save_screenshot(str(tmp_path / "search.png"))
-    finally:
-        driver.quit()

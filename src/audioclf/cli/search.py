@@ -13,7 +13,7 @@ from audioclf.corpus.index import Example, Index, Query
 from audioclf.corpus.search import Hit, SearchOptions
 from audioclf.corpus.similarity import Combine
 from audioclf.fileio import write_csv_atomic
-from audioclf.io.manifest import read_text
+from audioclf.io.manifest import read_text, seconds_field
 
 MANIFEST_COLUMNS = ["path", "label", "start", "end", "group", "score", "query"]
 
@@ -69,24 +69,12 @@ def _query_file(path: Path, negatives: tuple[Example, ...]) -> list[Query]:
         if text:
             queries.append(Query(text=text, name=name))
             continue
-        start, end = _seconds(row, "start", path, line), _seconds(row, "end", path, line)
+        where = f"{path}:{line}"
+        start, end = seconds_field(row, "start", where), seconds_field(row, "end", where)
         base = path.parent
         source = example if "://" in example or Path(example).is_absolute() else str(base / example)
         queries.append(Query(examples=(Example(source, start, end),), negatives=negatives, name=name))
     return queries
-
-
-def _seconds(row: dict[str, str], key: str, path: Path, line: int) -> float | None:
-    text = (row.get(key) or "").strip()
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise CorpusError(f"{path}:{line}: {key} {text!r} is not a number of seconds") from None
-    if not value >= 0:
-        raise CorpusError(f"{path}:{line}: {key} must be >= 0 seconds")
-    return value
 
 
 def _manifest_row(hit: Hit) -> dict[str, object]:

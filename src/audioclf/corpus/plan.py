@@ -92,16 +92,8 @@ def build(items: Sequence[Item], out: Path, options: IndexOptions = IndexOptions
     if options.ray is not None:
         from audioclf.extraction.ray import embed_on_ray
 
-        run = embed_on_ray(
-            items,
-            plan.encoder.spec,
-            options.precision,
-            plan.cache_dir,
-            plan.windows,
-            fetch=plan.fetch,
-            options=options.ray,
-            progress=options.progress,
-        )
+        what = (plan.encoder.spec, options.precision, plan.cache_dir, plan.windows)
+        run = embed_on_ray(items, *what, fetch=plan.fetch, options=options.ray, progress=options.progress)
         log.info("on Ray: %s", run.result.summary())
     return build_index(items, out, plan)
 

@@ -189,7 +189,7 @@ def _row_to_item(row: dict[str, str], base: Path, where: str, require_labels: bo
     split = (row.get("split") or "").lower() or None
     if split is not None and split not in SPLITS:
         raise ManifestError(f"{where}: unknown split {split!r}; use one of {', '.join(SPLITS)} or leave it empty")
-    start, end = _seconds(row, "start", where), _seconds(row, "end", where)
+    start, end = seconds_field(row, "start", where), seconds_field(row, "end", where)
     if start is not None and end is not None and end <= start:
         raise ManifestError(f"{where}: end ({end}) must be after start ({start})")
     # A URL's group is filled with its video id once known; a file is its own group.
@@ -207,7 +207,8 @@ def _local_source(raw: str, base: Path, where: str) -> str:
     return str(source.resolve())
 
 
-def _seconds(row: dict[str, str], key: str, where: str) -> float | None:
+def seconds_field(row: dict[str, str], key: str, where: str) -> float | None:
+    """An optional time column (``start``, ``end``): seconds >= 0, or None when empty."""
     text = row.get(key) or ""
     if not text:
         return None
