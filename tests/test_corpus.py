@@ -71,7 +71,9 @@ def test_search_by_example_finds_the_same_sound_in_other_recordings(built: tuple
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     # without per-recording, every window of the query's own recording may come first
     hits = index.search(Query.by_example(query), SearchOptions(top_k=3))
-    assert hits[0].source == str(query) and hits[0].score == pytest.approx(1.0, abs=1e-3)
+    assert hits[0].source == str(query)
+    window = index.search(Query.by_example(query, 0.0, 1.0), SearchOptions(top_k=1))[0]  # exactly one window
+    assert (window.source, window.start_s, window.score) == (str(query), 0.0, pytest.approx(1.0, abs=1e-4))
 
 
 def test_per_recording_gives_one_window_per_recording(built: tuple[Path, list[Path], Path]) -> None:

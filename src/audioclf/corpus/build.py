@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from audioclf.corpus.ann import update_ann
 from audioclf.corpus.card import CARD_NAME, CorpusError, IndexCard, write_card
-from audioclf.corpus.similarity import Similarity, VectorStats
+from audioclf.corpus.similarity import DEFAULT_SIMILARITY, Similarity, VectorStats
 from audioclf.corpus.store import FailureRow, NewRecording, Store, recording_key
 from audioclf.corpus.text import WindowTexts
 from audioclf.encoders.loader import Encoder
@@ -42,7 +42,7 @@ class BuildPlan:
     windows: WindowOptions
     layer: int
     cache_dir: Path
-    similarity: Similarity = Similarity.COSINE
+    similarity: Similarity = DEFAULT_SIMILARITY
     texts: WindowTexts | None = None
     fetch: FetchOptions | None = None
     progress: bool = True

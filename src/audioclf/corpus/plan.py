@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from audioclf.corpus.build import BuildPlan, BuildSummary, build_index
 from audioclf.corpus.card import CorpusError
-from audioclf.corpus.similarity import Similarity
+from audioclf.corpus.similarity import DEFAULT_SIMILARITY, Similarity
 from audioclf.corpus.text import WindowTexts
 from audioclf.encoders.loader import fit_windows, load_encoder
 from audioclf.encoders.spec import ModelSpec, Precision
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SIMILARITY = Similarity.COSINE
 DEFAULT_LAYER = "last"
 
 
