@@ -21,7 +21,7 @@ from audioclf.corpus.build import BuildSummary, read_card
 from audioclf.corpus.card import CorpusError, IndexCard
 from audioclf.corpus.plan import DEFAULT_LAYER, DEFAULT_SIMILARITY, IndexOptions, build, source_items
 from audioclf.corpus.search import Hit, Ranked, SearchOptions, rank_ann, rank_exact, top_hits
-from audioclf.corpus.similarity import Combine, Similarity, VectorStats, prepare, unit
+from audioclf.corpus.similarity import Combine, Similarity, VectorStats, example_direction, prepare, unit
 from audioclf.corpus.store import Store, WindowAudio
 from audioclf.corpus.text import embed_texts, sentence_encoder
 from audioclf.encoders.loader import Encoder, load_encoder, precision_for, same_weights
@@ -219,10 +219,8 @@ class Index:
     def _search_examples(self, query: Query, options: SearchOptions) -> Ranked:
         ann = self._ann()
         stats = ann.state.stats if ann is not None else self._exact[3]
-        positives = prepare(self.embed_examples(query.examples), self.card.similarity, stats)
-        negatives = None
-        if query.negatives:
-            negatives = prepare(self.embed_examples(query.negatives), self.card.similarity, stats)
+        positives = self._directions(query.examples, stats)
+        negatives = self._directions(query.negatives, stats) if query.negatives else None
         excluded: set[int] = set()
         if options.exclude_source:
             for n, example in enumerate(query.examples):
@@ -239,8 +237,13 @@ class Index:
         literal = np.isin(ids, np.fromiter(said, dtype=np.int64)).astype(np.float32)
         return top_hits(ids, recordings, vectors @ query[0] + literal, options)
 
-    def embed_examples(self, examples: Sequence[Example]) -> np.ndarray:
-        """The raw vectors (at the index's layer) of every window of every example: [n, dim]."""
+    def _directions(self, examples: Sequence[Example], stats: VectorStats | None) -> np.ndarray:
+        """One unit direction per example: the mean of its prepared windows ([n_examples, dim])."""
+        prepared = [prepare(v, self.card.similarity, stats) for v in self.embed_examples(examples)]
+        return np.stack([example_direction(p) for p in prepared])
+
+    def embed_examples(self, examples: Sequence[Example]) -> list[np.ndarray]:
+        """The raw vectors (at the index's layer) of every window of each example: one [n, dim] each."""
         items = [example.item(n) for n, example in enumerate(examples)]
         windows = self.card.windows
         cache = EmbeddingCache(self.cache_dir, self.encoder.identity, windows)
@@ -249,7 +252,7 @@ class Index:
         if result.failures:
             f = result.failures[0]
             raise CorpusError(f"query {f.item.where}: {f.reason}")
-        return np.concatenate([emb.embeddings[:, self.card.layer, :] for _, emb in result.embedded])
+        return [emb.embeddings[:, self.card.layer, :] for _, emb in result.embedded]
 
     def _ann(self) -> Ann | None:
         state = read_state(self.folder)
