@@ -362,3 +362,23 @@ def test_an_encoder_whose_weights_changed_cannot_query_the_index(tmp_path: Path)
     save_tiny_wav2vec2(tmp_path / "model", seed=1)  # the same folder, other weights
     with pytest.raises(CorpusError, match="now has other weights"):
         Index.open(tmp_path / "idx", cache_dir=tmp_path / "cache").search(files[0])
+
+
+def test_similarity_reads_plain_strings_and_refuses_no_examples() -> None:
+    from audioclf.corpus.similarity import Combine, VectorStats, combined, prepare, scores
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 8)).astype(np.float32) * np.arange(1, 9) + 3.0
+    stats = VectorStats.of(x)
+    for name in ("cosine", "centered", "standardized"):
+        np.testing.assert_array_equal(prepare(x, name, stats), prepare(x, Similarity(name), stats))  # type: ignore[arg-type]
+    np.testing.assert_allclose(prepare(x, Similarity.STANDARDIZED, stats).mean(axis=0), 0.0, atol=0.1)
+    directions = prepare(x[:3], Similarity.STANDARDIZED, stats)
+    np.testing.assert_array_equal(combined(directions, "mean"), combined(directions, Combine.MEAN))
+    assert combined(directions, Combine.MAX).shape == (3, 8)
+    with pytest.raises(ValueError, match="no examples"):
+        scores(prepare(x, Similarity.COSINE, None), np.zeros((0, 8), np.float32))
+    windows = prepare(x, Similarity.STANDARDIZED, stats)
+    plain = scores(windows, directions[:1])
+    pushed = scores(windows, directions[:1], directions[1:2], negative_weight=0.25)
+    np.testing.assert_allclose(pushed, plain - 0.25 * (windows @ directions[1]), rtol=1e-5, atol=1e-6)
