@@ -226,7 +226,9 @@ class Index:
             for n, example in enumerate(query.examples):
                 excluded |= self.store.recordings_of(example.item(n).source)
         if ann is not None:
-            return rank_ann(ann, self._recordings_of, positives, negatives, options, excluded)
+            n_recordings, n_windows = self.store.counts()
+            per = n_windows / max(1, n_recordings)
+            return rank_ann(ann, self._recordings_of, positives, negatives, options, excluded, per)
         ids, recordings, prepared, _ = self._exact
         return rank_exact(ids, recordings, prepared, positives, negatives, options, excluded)
 

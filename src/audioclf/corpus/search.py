@@ -87,10 +87,14 @@ def rank_ann(
     negatives: np.ndarray | None,
     options: SearchOptions,
     excluded: Collection[int] = (),
+    windows_per_recording: float = 1.0,
 ) -> Ranked:
     """Candidates from the HNSW graph (for each query direction), re-scored exactly with every example and
-    negative; widened until ``top_k`` survive the per-recording and exclusion rules (or the cap is reached)."""
-    want = options.top_k * (8 if options.per_recording or excluded else 2)
+    negative; widened until ``top_k`` survive the per-recording and exclusion rules (or the cap is reached).
+    One hit per recording asks for every window of twice ``top_k`` recordings: the ``top_k``-th recording's best
+    window ranks about ``top_k * windows_per_recording`` among windows, below the windows of better recordings."""
+    per = max(1.0, windows_per_recording) if options.per_recording else 1.0
+    want = min(MAX_CANDIDATES, int(options.top_k * per * 2) + (8 * options.top_k if excluded else 0))
     while True:
         directions = combined(positives, options.combine)
         cand = np.unique(np.concatenate([ann.search(d, want) for d in directions]))
