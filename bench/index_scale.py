@@ -1,8 +1,8 @@
 """How the corpus index (issue 29) scales: the real store, ANN index and search code, 10k to 1M windows, and the
 index's own overhead when building from real audio.
 
-    python bench/index_scale.py --sizes 10000 100000 --tune --audio   # about 10 minutes on 2 cores
-    python bench/index_scale.py --sizes 1000000                       # the ANN build alone takes 15-20 minutes
+    python bench/index_scale.py --sizes 10000 100000 200000 --tune --audio   # 5-10 minutes on 2 shared cores
+    python bench/index_scale.py --sizes 1000000   # 15-20 minutes; the ANN build 6-10 of them (f16, expansion 64)
 
 1. **Scale** (``--sizes``): synthetic 512-d window vectors (``bench/index_store.py``'s generator: about 20
    windows per recording, queries are fresh windows of the same recordings) are committed to a real ``Store`` as
@@ -59,8 +59,8 @@ WINDOW_S = 10.0  # the synthetic windows' length and hop
 CHUNK = 100_000  # synthetic vectors generated at once (bounded memory at 1M)
 QUERY_SEED = 3  # index_store's query seed; the windows use 2, 12, 22, ...
 OPTIONS = {"plain": SearchOptions(top_k=K), "per recording": SearchOptions(top_k=K, per_recording=True)}
-TUNE = [("f32", 128), ("f16", 128), ("f32", 64), ("f16", 64)]  # dtype, expansion_add; ann.py today: f32, 128
-SEARCH_EXPANSIONS = (64, 256)  # ann.py's EXPANSION_SEARCH today: 64 (a search uses at least twice the hits wanted)
+TUNE = [("f32", 128), ("f16", 128), ("f32", 64), ("f16", 64)]  # dtype, expansion_add (ann.py: DTYPE, EXPANSION_ADD)
+SEARCH_EXPANSIONS = (64, 256)  # ann.py's EXPANSION_SEARCH (a search uses at least twice the hits wanted)
 PROBE_QUERIES = 50
 WARMUP = 5
 Search = Callable[[np.ndarray], Ranked]
@@ -243,12 +243,6 @@ def prepared_queries(n_queries: int, dim: int, n_recordings: int, similarity: Si
     return [prepare(q[None], similarity, stats) for q in vectors(n_queries, dim, QUERY_SEED, n_recordings)]
 
 
-def open_exact(index: Index) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], VectorStats | None]:
-    """What ``Index`` loads for its first exact search (the vectors from SQLite, prepared) and its statistics."""
-    exact = index._exact
-    return exact, None if index.card.similarity is Similarity.COSINE else index._exact_stats
-
-
 def open_ann(index: Index) -> Ann:
     ann = index._ann()
     if ann is None:
@@ -260,7 +254,7 @@ def search_size(result: SizeResult, folder: Path, n_queries: int, dim: int, tune
     index = Index(folder)
     try:
         t0 = time.perf_counter()
-        (ids, recordings, prepared), stats = open_exact(index)
+        ids, recordings, prepared, stats = index._exact  # what Index loads for its first exact search
         result.load_s = time.perf_counter() - t0
         ann = open_ann(index)
         queries = prepared_queries(n_queries, dim, max(50, result.n // 20), index.card.similarity, stats)
@@ -328,7 +322,7 @@ def probe(folder: Path, mode: str, dim: int) -> dict[str, float]:
     t0 = time.perf_counter()
     plain = OPTIONS["plain"]
     if mode == "exact":
-        (ids, recordings, prepared), stats = open_exact(index)
+        ids, recordings, prepared, stats = index._exact  # what Index loads for its first exact search
         search = by_exact(ids, recordings, prepared, plain)
     else:
         ann = open_ann(index)
@@ -340,8 +334,11 @@ def probe(folder: Path, mode: str, dim: int) -> dict[str, float]:
 
 def run_probe(folder: Path, mode: str, dim: int) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--probe", mode, str(folder), "--dim", str(dim)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        log(f"the fresh {mode} process failed:\n{done.stderr[-3000:]}")
+        return {"rss_mb": float("nan"), "load_s": float("nan"), "p50_ms": float("nan")}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def scale(args: argparse.Namespace, workdir: Path) -> list[SizeResult]:
@@ -456,7 +453,9 @@ def scale_tables(results: list[SizeResult], similarity: str) -> str:
     for r in results:
         if r.tune:
             parts += [
-                f"ANN settings at {r.n:,} windows (connectivity {ann_module.CONNECTIVITY}; usearch built directly on "
+                f"ANN settings at {r.n:,} windows (ann.py: {ann_module.DTYPE}, expansion_add "
+                f"{ann_module.EXPANSION_ADD}, expansion_search {ann_module.EXPANSION_SEARCH}; connectivity "
+                f"{ann_module.CONNECTIVITY}; usearch built directly on "
                 "the prepared vectors, searched with rank_ann; expansion_search is ann.py's EXPANSION_SEARCH: a "
                 "search uses max(it, 2 x the candidates wanted))",
                 table(
