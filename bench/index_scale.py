@@ -218,7 +218,9 @@ def by_exact(ids: np.ndarray, recordings: np.ndarray, prepared: np.ndarray, opti
 
 
 def by_ann(ann: Ann, index: Index, options: SearchOptions) -> Search:
-    return lambda q: rank_ann(ann, index._recordings_of, q, None, options)
+    n_recordings, n_windows = index.store.counts()  # as Index passes them: how deep one hit per recording looks
+    per = n_windows / max(1, n_recordings)
+    return lambda q: rank_ann(ann, index._recordings_of, q, None, options, (), per)
 
 
 def ranking_times(
