@@ -318,6 +318,10 @@ def test_url_sources_are_indexed_with_their_times_in_the_video(tmp_path: Path) -
         assert where is not None and Path(where.file).is_file() and where.file != hits[0].source
         assert (where.start_s, where.end_s) == (hits[0].start_s, hits[0].end_s)
         assert index.window_audio(10**9) is None
+        index.fetch = fetch
+        by_url = index.search(state.url("/high.wav"), top_k=1, exclude_source=True)  # an example by URL
+        assert by_url and by_url[0].source != state.url("/high.wav")
+        assert index.search(state.url("/high.wav"), top_k=1)[0].source == state.url("/high.wav")
         again = build(
             load_manifest(manifest, require_labels=False), tmp_path / "idx", options(tmp_path / "cache", fetch=fetch)
         )
