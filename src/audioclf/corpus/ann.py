@@ -1,7 +1,8 @@
 """The approximate (HNSW) index of a large corpus: usearch, over the prepared unit vectors, saved beside the store.
 
-Below ``ANN_FROM_WINDOWS`` windows exact search is both exact and fast (a matrix product: about 8 ms per query at
-100k windows on two cores; ``bench/index_scale.py``), so no ANN index is built. Above it the HNSW index is built
+Below ``ANN_FROM_WINDOWS`` windows exact search is both exact and fast (a matrix product and a partial sort: 7 ms
+per query at 100k windows and 15 ms at 200k on two cores, 94 ms at 1M; ``bench/index_scale.py``), so no ANN
+index is built. Above it the HNSW index is built
 from the store, extended by later builds and rebuilt when the statistics it was prepared with drift (the corpus
 has doubled since). Its state (``ann.json``) says which windows it covers: a search uses it only when it covers
 every window in the store, and otherwise searches exactly (never a silent partial answer).
@@ -87,7 +88,8 @@ def update_ann(folder: Path, store: Store, dim: int, similarity: Similarity, sta
         state is None
         or not (folder / ANN_NAME).is_file()
         or state.similarity is not similarity
-        or n_windows > 2 * state.stats_n  # the statistics it was prepared with no longer describe the corpus
+        # the statistics it was prepared with no longer describe the corpus (cosine uses none)
+        or (similarity is not Similarity.COSINE and n_windows > 2 * state.stats_n)
     )
     if not fresh and state is not None and state.covered_to >= store.last_window_id():
         return True
@@ -102,10 +104,9 @@ def update_ann(folder: Path, store: Store, dim: int, similarity: Similarity, sta
         after, use_stats, stats_n = state.covered_to, state.stats, state.stats_n
     covered = after
     while True:
-        ids, vectors = store.vectors(dim, after_id=covered)
+        ids, vectors = store.vectors(dim, after_id=covered, limit=BATCH)
         if not len(ids):
             break
-        ids, vectors = ids[:BATCH], vectors[:BATCH]
         index.add(ids, prepare(vectors, similarity, use_stats), threads=os.cpu_count() or 1)
         covered = int(ids[-1])
     with atomic_path(folder / ANN_NAME) as tmp:

@@ -35,6 +35,7 @@ from audioclf.speech.text import SentenceEncoder
 
 log = logging.getLogger(__name__)
 DEFAULT_SEARCH = SearchOptions()
+PREPARE_CHUNK = 65_536
 
 
 @dataclass(frozen=True)
@@ -269,16 +270,18 @@ class Index:
         return np.asarray([found[int(i)] for i in window_ids], dtype=np.int64)
 
     @functools.cached_property
-    def _exact(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, VectorStats]:
+    def _exact(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, VectorStats | None]:
         """(window ids, their recordings, prepared vectors, the index's statistics), held for exact search; the
         raw vectors are let go once prepared."""
         ids, vectors = self.store.vectors(self.card.dim)
         if not len(ids):
             raise CorpusError(f"{self.folder}: the index is empty; add recordings to it first")
-        stats = VectorStats.of(vectors)
+        similarity = self.card.similarity
+        stats = None if similarity is Similarity.COSINE else VectorStats.of(vectors)
+        for start in range(0, len(vectors), PREPARE_CHUNK):  # in place: the vectors are held once
+            vectors[start : start + PREPARE_CHUNK] = prepare(vectors[start : start + PREPARE_CHUNK], similarity, stats)
         _, recordings = self.store.window_recordings()
-        prepared = prepare(vectors, self.card.similarity, stats)
-        return ids, recordings[: len(ids)], prepared, stats
+        return ids, recordings[: len(ids)], vectors, stats
 
     @functools.cached_property
     def _texts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

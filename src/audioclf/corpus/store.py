@@ -20,6 +20,7 @@ import numpy as np
 from audioclf.corpus.card import CorpusError
 
 DB_NAME = "windows.sqlite"
+PAGE_BYTES = 16_384  # the file is 1.15x its vectors at this size, 2x at SQLite's default 4 kB (bench/index_scale.py)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS recordings(
@@ -101,8 +102,11 @@ class Store:
         self.path = Path(folder) / DB_NAME
         if not create and not self.path.is_file():
             raise CorpusError(f"{folder}: no index here ({DB_NAME} is missing); build one first")
+        new = not self.path.exists()
         try:
             self._db = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False)
+            if new:  # before the first table: a 512-value window (2 kB) fits 7 to a page, not 1 to a 4 kB one
+                self._db.execute(f"PRAGMA page_size={PAGE_BYTES}")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             if create:
@@ -181,15 +185,19 @@ class Store:
         (last,) = self._db.execute("SELECT coalesce(max(id), 0) FROM windows").fetchone()
         return int(last)
 
-    def vectors(self, dim: int, after_id: int = 0, column: str = "vector") -> tuple[np.ndarray, np.ndarray]:
-        """(window ids, [n, dim] float32) of every window after ``after_id``, in id order; read in chunks into
-        one preallocated array (a million windows take their 2 GB once, not twice)."""
+    def vectors(
+        self, dim: int, after_id: int = 0, column: str = "vector", limit: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(window ids, [n, dim] float32) of the windows after ``after_id`` (at most ``limit``), in id order; read
+        in chunks into one preallocated array (a million windows take their 2 GB once, not twice)."""
         if column not in ("vector", "text_vector"):
             raise ValueError(column)
         (n,) = self._db.execute("SELECT count(*) FROM windows WHERE id > ?", (after_id,)).fetchone()
+        n = n if limit is None else min(n, limit)
         ids = np.empty(n, dtype=np.int64)
         out = np.zeros((n, dim), dtype=np.float32)
-        cursor = self._db.execute(f"SELECT id, {column} FROM windows WHERE id > ? ORDER BY id", (after_id,))
+        query = f"SELECT id, {column} FROM windows WHERE id > ? ORDER BY id LIMIT ?"
+        cursor = self._db.execute(query, (after_id, n))
         k = 0
         while k < n and (rows := cursor.fetchmany(4096)):
             rows = rows[: n - k]  # windows added by another process since the count are left for the next read
