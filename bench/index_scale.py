@@ -188,9 +188,8 @@ def build_store(folder: Path, n: int, dim: int, similarity: Similarity) -> SizeR
         del base, batch
         log(f"{n:,} windows: inserted in {insert_s:.1f} s; building the ANN index")
         t0 = time.perf_counter()
-        stats = None if similarity is Similarity.COSINE else VectorStats.of(store.vectors(dim)[1])
-        with patched("ANN_FROM_WINDOWS", 0):
-            if not update_ann(folder, store, dim, similarity, stats):
+        with patched("ANN_FROM_WINDOWS", 0):  # a fresh graph: update_ann takes the statistics it needs itself
+            if not update_ann(folder, store, dim, similarity):
                 raise SystemExit("update_ann built no index")
         ann_s = time.perf_counter() - t0
     finally:

@@ -78,8 +78,9 @@ def read_state(folder: Path) -> AnnState | None:
         return None
 
 
-def update_ann(folder: Path, store: Store, dim: int, similarity: Similarity, stats: VectorStats | None) -> bool:
-    """Bring the ANN index up to date with the store when the store is large enough; True when one exists."""
+def update_ann(folder: Path, store: Store, dim: int, similarity: Similarity) -> bool:
+    """Bring the ANN index up to date with the store when the store is large enough; True when one exists. The
+    statistics a fresh graph is prepared with are taken from the whole store then (and only then)."""
     _, n_windows = store.counts()
     if n_windows < ANN_FROM_WINDOWS:
         return False
@@ -98,6 +99,7 @@ def update_ann(folder: Path, store: Store, dim: int, similarity: Similarity, sta
     index: Any
     if fresh or state is None:
         index = Index(ndim=dim, metric="ip", dtype=DTYPE, connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD)
+        stats = None if similarity is Similarity.COSINE else VectorStats.of(store.vectors(dim)[1])
         after, use_stats, stats_n = 0, stats, n_windows
     else:
         index = Index.restore(str(folder / ANN_NAME))

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from audioclf.corpus.ann import update_ann
 from audioclf.corpus.card import CARD_NAME, CorpusError, IndexCard, write_card
-from audioclf.corpus.similarity import DEFAULT_SIMILARITY, Similarity, VectorStats
+from audioclf.corpus.similarity import DEFAULT_SIMILARITY, Similarity
 from audioclf.corpus.store import FailureRow, NewRecording, Store, recording_key
 from audioclf.corpus.text import WindowTexts
 from audioclf.encoders.loader import Encoder
@@ -132,19 +132,13 @@ def build_index(items: Sequence[Item], out: Path, plan: BuildPlan) -> BuildSumma
                 _batch(todo[start : start + BATCH_RECORDINGS], store, plan, cache, summary)
                 bar.update(min(BATCH_RECORDINGS, len(todo) - start))
         t = time.perf_counter()
-        vectors_stats = _stats(store, card) if card.similarity is not Similarity.COSINE else None
-        summary.ann = update_ann(out, store, card.dim, card.similarity, vectors_stats)
+        summary.ann = update_ann(out, store, card.dim, card.similarity)
         summary.store_s += time.perf_counter() - t
         summary.n_recordings, summary.n_windows = store.counts()
     finally:
         store.close()
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def _stats(store: Store, card: IndexCard) -> VectorStats | None:
-    _, vectors = store.vectors(card.dim)
-    return VectorStats.of(vectors) if len(vectors) else None
 
 
 def _batch(items: list[Item], store: Store, plan: BuildPlan, cache: EmbeddingCache, summary: BuildSummary) -> None:
