@@ -3,7 +3,8 @@ search checks against it, so vectors of two encoders (or two window settings) ne
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ class IndexCard:
     windows: WindowOptions
     similarity: Similarity
     text: TextSide | None = None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)  # labels made on this index name it
     format: int = INDEX_FORMAT
     version: str = __version__
 
@@ -68,6 +70,7 @@ class IndexCard:
         return {
             "format": self.format,
             "version": self.version,
+            "id": self.id,
             "encoder": self.encoder,
             "encoder_identity": self.encoder_identity,
             "layer": self.layer,
@@ -94,6 +97,7 @@ class IndexCard:
             windows=WindowOptions(float(w["window_s"]), float(w["hop_s"]), data.get("max_duration_s")),
             similarity=Similarity(data["similarity"]),
             text=None if text is None else TextSide.from_dict(text),
+            id=str(data.get("id") or ""),
             format=int(data["format"]),
             version=str(data.get("version", "")),
         )

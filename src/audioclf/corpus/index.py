@@ -210,6 +210,11 @@ class Index:
         found = zip(ranked.window_ids, ranked.scores, strict=True)
         return [Hit.of(rows[int(i)], float(s), query.name) for i, s in found]
 
+    def exact_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, VectorStats | None]:
+        """Every window's id, recording and prepared vector (held in memory), and the statistics they were
+        prepared with: what exact search ranks, and what a quick model is fitted on."""
+        return self._exact
+
     def window_audio(self, window_id: int) -> WindowAudio | None:
         """Where one window's audio is on this machine (None: no such window)."""
         return self.store.window_audio(window_id)

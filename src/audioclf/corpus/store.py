@@ -219,6 +219,9 @@ class Store:
         query = "SELECT id FROM windows WHERE transcript LIKE ? ESCAPE '\\'"
         return {i for (i,) in self._db.execute(query, (f"%{escaped}%",))}
 
+    def groups_of_recordings(self) -> dict[int, str]:
+        return dict(self._db.execute("SELECT id, grp FROM recordings").fetchall())
+
     def recordings_of(self, source: str) -> set[int]:
         return {r for (r,) in self._db.execute("SELECT id FROM recordings WHERE source = ?", (source,))}
 

@@ -1,0 +1,228 @@
+"""What to label next: a quick model fitted on the labelled windows' stored vectors, and the strategies that
+pick from the unlabelled ones (``margin``, ``entropy``, ``top:LABEL``, ``diverse``, ``random``), spread over
+groups and recordings so ten suggestions are not ten windows of one video."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from audioclf.annotation.labels import Kind, Labels
+from audioclf.corpus.card import CorpusError
+from audioclf.corpus.index import Index
+from audioclf.corpus.similarity import example_direction
+from audioclf.fileio import JSONObject
+
+log = logging.getLogger(__name__)
+
+NONE_CLASS = "none"  # windows answered "none of them": a class of the quick model
+MAX_CANDIDATES = 200_000  # unlabelled windows scored per call, drawn at random beyond this
+DIVERSE_POOL = 20_000  # windows the greedy farthest-first walk of ``diverse`` chooses among
+
+
+class StrategyKind(enum.StrEnum):
+    MARGIN = "margin"
+    ENTROPY = "entropy"
+    TOP = "top"
+    DIVERSE = "diverse"
+    RANDOM = "random"
+
+
+@dataclass(frozen=True)
+class Strategy:
+    kind: StrategyKind
+    label: str | None = None  # for top:LABEL
+
+    @classmethod
+    def parse(cls, text: str) -> Strategy:
+        name, _, label = text.partition(":")
+        try:
+            kind = StrategyKind(name.strip())
+        except ValueError:
+            forms = "margin, entropy, top:LABEL, diverse or random"
+            raise CorpusError(f"strategy {text!r}: use {forms}", option="strategy") from None
+        if (kind is StrategyKind.TOP) != bool(label.strip()):
+            raise CorpusError(f"strategy {text!r}: top takes a label (top:LABEL), the others none", option="strategy")
+        return cls(kind, label.strip() or None)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.label}" if self.label else str(self.kind)
+
+
+DEFAULT_STRATEGY = Strategy(StrategyKind.MARGIN)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    window_id: int
+    source: str
+    start_s: float
+    end_s: float
+    group: str
+    guess: str | None  # the quick model's most likely label (None without a model)
+    score: float | None  # its probability
+    strategy: str
+
+    def to_dict(self) -> JSONObject:
+        return {
+            "id": self.window_id,
+            "source": self.source,
+            "start_s": round(self.start_s, 3),
+            "end_s": round(self.end_s, 3),
+            "group": self.group,
+            "guess": self.guess,
+            "score": None if self.score is None else round(self.score, 4),
+            "strategy": self.strategy,
+        }
+
+
+@dataclass(frozen=True)
+class Suggested:
+    suggestions: list[Suggestion]
+    strategy: Strategy  # the one used (``diverse`` when the one asked needs labels there are not yet)
+    note: str | None = None  # why another strategy was used
+
+
+class QuickModel:
+    """A class-balanced logistic regression on prepared vectors: fitted in about a second."""
+
+    def __init__(self, x: np.ndarray, y: Sequence[str]) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        self._model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000)
+        self._model.fit(x, list(y))
+        self.classes = [str(c) for c in self._model.classes_]
+
+    def proba(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self._model.predict_proba(x), dtype=np.float64)
+
+
+def suggest(
+    index: Index, labels: Labels, n: int, strategy: Strategy = DEFAULT_STRATEGY, *, annotator: str = "", seed: int = 0
+) -> Suggested:
+    ids, recordings, prepared, _ = index.exact_arrays()
+    taken = labels.seen() | labels.leased_by_others(annotator)
+    rng = np.random.default_rng(seed)
+    pool = np.flatnonzero(~np.isin(ids, np.fromiter(taken, dtype=np.int64)))
+    if len(pool) > MAX_CANDIDATES:
+        pool = np.sort(rng.choice(pool, MAX_CANDIDATES, replace=False))
+    x, y = _training_set(ids, prepared, labels)
+    used, note = strategy, None
+    model = QuickModel(x, y) if len(set(y)) >= 2 else None
+    if model is None and strategy.kind in (StrategyKind.MARGIN, StrategyKind.ENTROPY):
+        used = Strategy(StrategyKind.DIVERSE)
+        note = f"{strategy} needs windows of two labels (there are {len(set(y))}): suggesting diverse windows"
+        log.warning("%s", note)
+    proba = model.proba(prepared[pool]) if model is not None and len(pool) else None
+    order = _ranked(used, pool, prepared, proba, model, x, y, rng)
+    chosen = _spread(order, recordings, index, n)
+    return Suggested(_suggestions(index, ids, chosen, pool, proba, model, used), used, note)
+
+
+def _training_set(ids: np.ndarray, prepared: np.ndarray, labels: Labels) -> tuple[np.ndarray, list[str]]:
+    answered = [a for a in labels.current().values() if a.kind in (Kind.LABEL, Kind.NONE)]
+    rows = np.searchsorted(ids, [a.window for a in answered])
+    ok = [k for k, r in enumerate(rows) if r < len(ids) and ids[r] == answered[k].window]
+    x = prepared[rows[ok]] if ok else np.zeros((0, prepared.shape[1]), np.float32)
+    return x, [answered[k].label or NONE_CLASS for k in ok]
+
+
+def _ranked(
+    strategy: Strategy,
+    pool: np.ndarray,
+    prepared: np.ndarray,
+    proba: np.ndarray | None,
+    model: QuickModel | None,
+    x: np.ndarray,
+    y: list[str],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Positions in the index's arrays, best first."""
+    if strategy.kind is StrategyKind.RANDOM or not len(pool):
+        return rng.permutation(pool)
+    if strategy.kind is StrategyKind.DIVERSE:
+        return _farthest_first(pool, prepared, x, rng)
+    if strategy.kind is StrategyKind.TOP:
+        return pool[np.argsort(-_likely(strategy.label or "", prepared[pool], proba, model, x, y), kind="stable")]
+    assert proba is not None
+    if strategy.kind is StrategyKind.MARGIN:
+        top2 = np.sort(proba, axis=1)[:, -2:]
+        return pool[np.argsort(top2[:, 1] - top2[:, 0], kind="stable")]
+    entropy = -(proba * np.log(np.clip(proba, 1e-12, 1.0))).sum(axis=1)
+    return pool[np.argsort(-entropy, kind="stable")]
+
+
+def _likely(
+    label: str, candidates: np.ndarray, proba: np.ndarray | None, model: QuickModel | None, x: np.ndarray, y: list[str]
+) -> np.ndarray:
+    """How likely each candidate is ``label``: the quick model's probability, or (with one label only) the
+    similarity to that label's examples."""
+    if label not in y:
+        raise CorpusError(f"top:{label}: no window is labelled {label} yet; label one (search for it) first")
+    if model is not None and proba is not None:
+        return proba[:, model.classes.index(label)]
+    mine = x[[k for k, v in enumerate(y) if v == label]]
+    return candidates @ example_direction(mine)
+
+
+def _farthest_first(pool: np.ndarray, prepared: np.ndarray, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Greedy k-centre order over a random sample of the pool: each next window is the one farthest from
+    every labelled window and every window already ordered."""
+    sample = rng.choice(pool, min(len(pool), DIVERSE_POOL), replace=False)
+    v = prepared[sample]
+    near = np.full(len(sample), np.inf) if not len(x) else 1.0 - (v @ x.T).max(axis=1)
+    order = []
+    for _ in range(min(len(sample), 200)):  # enough to spread ``n`` over recordings and groups
+        k = int(np.argmax(near)) if np.isfinite(near).any() else int(rng.integers(len(sample)))
+        order.append(k)
+        near = np.minimum(near, 1.0 - v @ v[k])
+        near[k] = -np.inf
+    return sample[order]
+
+
+def _spread(order: np.ndarray, recordings: np.ndarray, index: Index, n: int) -> list[int]:
+    """``n`` positions from ``order``: first one per group, then one per recording, then any."""
+    groups = index.store.groups_of_recordings()
+    chosen: list[int] = []
+    seen_groups: set[str] = set()
+    seen_recordings: set[int] = set()
+    for rule in ("group", "recording", "any"):
+        for pos in order:
+            if len(chosen) >= n:
+                return chosen
+            rec = int(recordings[pos])
+            group = groups.get(rec, "")
+            if int(pos) in chosen or (rule == "group" and group in seen_groups):
+                continue
+            if rule != "any" and rec in seen_recordings:
+                continue
+            chosen.append(int(pos))
+            seen_groups.add(group)
+            seen_recordings.add(rec)
+    return chosen
+
+
+def _suggestions(
+    index: Index,
+    ids: np.ndarray,
+    chosen: list[int],
+    pool: np.ndarray,
+    proba: np.ndarray | None,
+    model: QuickModel | None,
+    strategy: Strategy,
+) -> list[Suggestion]:
+    rows = index.store.rows([int(ids[p]) for p in chosen])
+    where = {int(p): k for k, p in enumerate(pool)}
+    out = []
+    for p in chosen:
+        row = rows[int(ids[p])]
+        guess = score = None
+        if model is not None and proba is not None:
+            probs = proba[where[p]]
+            guess, score = model.classes[int(np.argmax(probs))], float(np.max(probs))
+        out.append(Suggestion(row.id, row.source, row.start_s, row.end_s, row.group, guess, score, str(strategy)))
+    return out

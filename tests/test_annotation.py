@@ -1,0 +1,104 @@
+"""Labels as data and suggestions (issue 30's first step): a real index of the built-in encoder, a real SQLite
+log, real kill -9."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_corpus import corpus, freq_of, options
+
+from audioclf.annotation.labels import Kind, Labels, Origin
+from audioclf.annotation.suggest import Strategy, StrategyKind, suggest
+from audioclf.corpus.card import CorpusError
+from audioclf.corpus.index import Index
+from audioclf.corpus.plan import build, source_items
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> tuple[Index, Path]:
+    corpus(tmp_path / "audio", n_per_freq=3)
+    build(source_items([str(tmp_path / "audio")]), tmp_path / "idx", options(tmp_path / "cache"))
+    return Index.open(tmp_path / "idx", cache_dir=tmp_path / "cache"), tmp_path / "labels.csv"
+
+
+def label_truly(index: Index, labels: Labels, window_ids: list[int], annotator: str = "a") -> None:
+    rows = index.store.rows(window_ids)
+    for w in window_ids:
+        labels.add(rows[w], Kind.LABEL, freq_of(rows[w].source), annotator=annotator, origin=Origin.SUGGESTION)
+
+
+def test_suggest_never_returns_a_labelled_window_and_spreads_over_recordings(project: tuple[Index, Path]) -> None:
+    index, manifest = project
+    labels = Labels(manifest, index.card.id)
+    first = suggest(index, labels, 4, Strategy.parse("margin"))
+    assert first.strategy.kind is StrategyKind.DIVERSE and first.note and "two labels" in first.note
+    assert len({s.source for s in first.suggestions}) == 4  # four recordings, not four windows of one
+    for _ in range(4):
+        for strategy in ("margin", "entropy", "random", "diverse", "top:tone220"):
+            got = suggest(index, labels, 3, Strategy.parse(strategy)) if labels.labels() else first
+            assert not {s.window_id for s in got.suggestions} & labels.seen()
+        before = labels.seen()
+        label_truly(index, labels, [s.window_id for s in suggest(index, labels, 3).suggestions])
+        assert len(labels.seen()) == len(before) + 3
+    rows = [line.split(",") for line in manifest.read_text().splitlines()[1:]]
+    assert len(rows) == len(labels.seen()) and all(r[1] == freq_of(r[0]) for r in rows)
+
+
+def test_undo_not_and_none_answers(project: tuple[Index, Path]) -> None:
+    index, manifest = project
+    labels = Labels(manifest, index.card.id)
+    rows = index.store.rows([1, 2, 3, 4])
+    labels.add(rows[1], Kind.LABEL, "tone220", annotator="a")
+    labels.add(rows[2], Kind.NONE, annotator="a")
+    labels.add(rows[3], Kind.NOT, "tone220", annotator="b")
+    labels.add(rows[4], Kind.LABEL, "tone330", annotator="a")
+    assert labels.undo("a") is not None  # takes back the tone330 answer, not b's
+    assert labels.counts() == {"tone220": 1, "none": 1}
+    assert labels.negatives() == {3: {"tone220"}}
+    assert manifest.read_text().count("\n") == 2  # the header and the one label standing
+    with pytest.raises(CorpusError, match="needs a label"):
+        labels.add(rows[4], Kind.LABEL, " ")
+
+
+def test_labels_of_another_index_are_refused(project: tuple[Index, Path]) -> None:
+    index, manifest = project
+    Labels(manifest, index.card.id).close()
+    with pytest.raises(CorpusError, match="labels are of another index"):
+        Labels(manifest, "0" * 32)
+
+
+def test_leases_hand_a_window_to_one_reviewer(project: tuple[Index, Path]) -> None:
+    index, manifest = project
+    alice, bob = Labels(manifest, index.card.id), Labels(manifest, index.card.id)
+    mine = alice.lease([1, 2, 3], "alice")
+    assert mine == [1, 2, 3] and bob.lease([2, 3, 4], "bob") == [4]
+    got = suggest(index, bob, 50, Strategy.parse("random"), annotator="bob")
+    assert not {s.window_id for s in got.suggestions} & {1, 2, 3}
+
+
+KILL = """
+import os, signal, sys
+from audioclf.annotation.labels import Kind, Labels
+from audioclf.corpus.index import Index
+index = Index.open(sys.argv[1], cache_dir=sys.argv[2])
+labels = Labels(sys.argv[3], index.card.id)
+rows = index.store.rows(list(range(1, 11)))
+for w in range(1, 6):
+    labels.add(rows[w], Kind.LABEL, "x", annotator="k")
+    print(w, flush=True)  # acknowledged
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_kill_9_loses_no_acknowledged_answer(project: tuple[Index, Path], tmp_path: Path) -> None:
+    index, manifest = project
+    args = [str(index.folder), str(index.cache_dir), str(manifest)]
+    done = subprocess.run([sys.executable, "-c", KILL, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr[-2000:]
+    acknowledged = [int(w) for w in done.stdout.split()]
+    labels = Labels(manifest, index.card.id)
+    assert sorted(labels.seen()) == acknowledged == [1, 2, 3, 4, 5]
+    assert manifest.read_text().count("\n") == 6
