@@ -102,3 +102,25 @@ def test_kill_9_loses_no_acknowledged_answer(project: tuple[Index, Path], tmp_pa
     labels = Labels(manifest, index.card.id)
     assert sorted(labels.seen()) == acknowledged == [1, 2, 3, 4, 5]
     assert manifest.read_text().count("\n") == 6
+
+
+def test_cli_suggest(project: tuple[Index, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from audioclf.cli.main import main
+
+    index, manifest = project
+    argv = ["suggest", str(index.folder), "--labels", str(manifest), "--cache-dir", str(index.cache_dir)]
+    assert main([*argv, "--n", "2", "--json"]) == 0
+    out, err = capsys.readouterr()
+    got = [json.loads(line) for line in out.splitlines()]
+    assert len(got) == 2 and all(g["strategy"] == "diverse" and g["guess"] is None for g in got)
+    assert "needs windows of two labels" in err
+    labels = Labels(manifest, index.card.id)
+    label_truly(index, labels, [g["id"] for g in got] + [int(i) for i in index.exact_arrays()[0][[0, -1]]])
+    assert main([*argv, "--n", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("3 suggestions (margin); labelled so far:")
+    assert all(line.split()[-2].startswith("tone") for line in out[:-1])  # each with the quick model's guess
+    assert main([*argv, "--strategy", "top:nothing"]) == 2
+    assert "no window is labelled nothing" in capsys.readouterr().err

@@ -15,6 +15,8 @@ ENCODER_HELP = "builtin | hf:<hub id or local dir> | whisper:<size or dir> (defa
 def add_corpus_parsers(sub: Any) -> None:
     _index_parser(sub)
     _search_parser(sub)
+    _suggest_parser(sub)
+    _review_parser(sub)
 
 
 def _index_parser(sub: Any) -> None:
@@ -64,4 +66,33 @@ def _search_parser(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per hit")
     p.add_argument("--out", type=Path, default=None, help="write the hits as a manifest (path,label,start,end,…)")
     fetch_args(p)
+    common_args(p)
+
+
+def _suggest_parser(sub: Any) -> None:
+    p = sub.add_parser("suggest", help="the next windows of an index worth labelling (none already labelled)")
+    p.add_argument("index", type=Path, help="an index folder built by the index command")
+    p.add_argument("--labels", type=Path, required=True, help="the labels file (labels.csv; its log sits beside it)")
+    p.add_argument("--n", type=POSITIVE_INT, default=10, help="how many (default %(default)s)")
+    p.add_argument(
+        "--strategy",
+        default=None,
+        help="margin | entropy | top:LABEL | diverse | random (default: the best measured; see the README)",
+    )
+    p.add_argument("--annotator", default="", help="who will label them (their windows are leased to them)")
+    p.add_argument("--seed", type=int, default=0, help="for random and diverse (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="one JSON object per suggestion")
+    common_args(p)
+
+
+def _review_parser(sub: Any) -> None:
+    p = sub.add_parser("review", help="a web page to listen to and label an index's windows (keyboard first)")
+    p.add_argument("index", type=Path, help="an index folder built by the index command")
+    p.add_argument("--labels", type=Path, required=True, help="the labels file (created when missing)")
+    p.add_argument("--annotator", default="", help="the name answers are logged under (default: none)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--token", default=None, help="bearer token for every API route (or AUDIOCLF_TOKEN); required off loopback"
+    )
     common_args(p)

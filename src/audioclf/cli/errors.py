@@ -42,6 +42,7 @@ FLAGS = {
     "ray": "--ray",
     "resume": "--resume",
     "smooth": "--smooth",
+    "strategy": "--strategy",
     "test_size": "--test-size",
     "token": "--token",
     "top_k": "--top-k",
