@@ -40,6 +40,7 @@ from audioclf.serve.metrics import ServeMetrics
 from audioclf.serve.options import ServeOptions
 from audioclf.serve.query import PREDICT_OPENAPI, options_from_query
 from audioclf.serve.responses import JsonHints, error_response, read_json
+from audioclf.serve.review import REVIEW_ROUTE, SPECTROGRAM_ROUTE, NoLabels, Review, add_review_routes
 from audioclf.serve.search import TooSlow, add_search_routes
 from audioclf.serve.uploads import TooLarge, receive_uploads
 from audioclf.version import __version__
@@ -47,7 +48,18 @@ from audioclf.version import __version__
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
 API_PREFIXES = ("/v1/", "/metrics")
-ROUTES = ("/", "/healthz", "/metrics", "/v1/model", "/v1/predict", "/v1/index", "/v1/search")
+ROUTES = (
+    "/",
+    "/healthz",
+    "/metrics",
+    "/v1/model",
+    "/v1/predict",
+    "/v1/index",
+    "/v1/search",
+    REVIEW_ROUTE + "/queue",
+    REVIEW_ROUTE + "/answer",
+    REVIEW_ROUTE + "/undo",
+)
 NO_MODEL = "no model loaded; start serve with a model (--model) to label audio"
 AUDIO_WORKERS = 2
 RETRY_AFTER_S = 1
@@ -64,13 +76,23 @@ class NoModel(AudioclfError):
     """A model route on a server started with only an index."""
 
 
-def create_app(model: TrainedModel | None, options: ServeOptions, index: Index | None = None) -> FastAPI:
-    """The app for a model, a corpus index (searched at ``/v1/search``), or both; the app closes the index."""
+def create_app(
+    model: TrainedModel | None,
+    options: ServeOptions,
+    index: Index | None = None,
+    labels_path: Path | None = None,
+    annotator: str = "",
+) -> FastAPI:
+    """The app for a model, a corpus index (searched at ``/v1/search``), or both; with an index and a labels
+    file, the review routes (``/v1/review``) too. The app closes the index and the labels."""
     if model is None and index is None:
         raise AudioclfError("serve needs a trained model, a corpus index or both: give --model and/or --index")
+    if labels_path is not None and index is None:
+        raise AudioclfError("reviewing labels needs the index they are made on: give --index", option="labels")
     metrics = ServeMetrics()
     runner = None if model is None else _ModelRunner(model, options)
     corpus = None if index is None else CorpusIndex(index)
+    review = None if index is None or labels_path is None else Review.open(index, labels_path, annotator)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -92,6 +114,8 @@ def create_app(model: TrainedModel | None, options: ServeOptions, index: Index |
         if corpus is not None:
             await run_in_threadpool(app.state.search_lane.close)
             await run_in_threadpool(app.state.audio_lane.close)
+            if review is not None:
+                review.close()
             corpus.close()
 
     # /docs and /redoc from files inside fastapi-offline: like the page, they work without a CDN
@@ -102,6 +126,7 @@ def create_app(model: TrainedModel | None, options: ServeOptions, index: Index |
     _routes(app, model, options, metrics)
     if corpus is not None:
         add_search_routes(app, corpus, options)
+        add_review_routes(app, corpus, review, options)
     return app
 
 
@@ -132,7 +157,11 @@ def _middleware(app: FastAPI, options: ServeOptions, metrics: ServeMetrics) -> N
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started, path = time.perf_counter(), request.url.path
-        route = path if path in ROUTES else AUDIO_ROUTE if path.startswith(AUDIO_ROUTE + "/") else "other"
+        route = (
+            path
+            if path in ROUTES
+            else next((p for p in (AUDIO_ROUTE, SPECTROGRAM_ROUTE) if path.startswith(p + "/")), "other")
+        )
         if path.startswith(API_PREFIXES) and not token_ok(request.headers.get("authorization"), options.token):
             response: Response = error_response(401, "missing or wrong token: send Authorization: Bearer <token>")
         elif int(request.headers.get("content-length") or 0) > options.max_upload_bytes:
@@ -155,6 +184,7 @@ def _error_handlers(app: FastAPI) -> None:
         (TooLarge, 413),
         (Unauthorized, 401),
         (NoModel, 404),
+        (NoLabels, 404),
         (NoSuchWindow, 404),
         (NotAudio, 415),
         (NoTranscripts, 409),

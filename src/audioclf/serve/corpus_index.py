@@ -130,6 +130,10 @@ class CorpusIndex:
 
     def clip(self, window_id: int) -> bytes:
         """The window and ``CONTEXT_S`` on either side, as a 16-bit WAV."""
+        return wav_bytes(self.clip_samples(window_id).samples)
+
+    def clip_samples(self, window_id: int) -> Clip:
+        """The window and ``CONTEXT_S`` on either side, decoded, and where the window lies in them."""
         with self._reader_lock:
             where = self._reader.window_audio(window_id)
         if where is None:
@@ -142,7 +146,16 @@ class CorpusIndex:
             samples = load_audio(where.file, start_s=start, end_s=where.end_s + CONTEXT_S)
         except DecodeError as exc:
             raise NoSuchWindow(f"window {window_id}: its recording cannot be decoded here ({exc})") from None
-        return wav_bytes(samples)
+        return Clip(samples, where.start_s - start, where.end_s - start)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A window's audio with its context: the window is ``[window_from_s, window_to_s)`` of ``samples``."""
+
+    samples: np.ndarray
+    window_from_s: float
+    window_to_s: float
 
 
 def wav_bytes(samples: np.ndarray) -> bytes:

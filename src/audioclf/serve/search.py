@@ -84,7 +84,9 @@ def add_search_routes(app: FastAPI, corpus: CorpusIndex, options: ServeOptions) 
         kind = request.headers.get("content-type", "")
         if not kind.startswith("multipart/form-data"):
             text, chosen = words_request(await read_json(request, JSON_LIMIT_BYTES, JSON_HINTS))
-            hits = await _answer(request.app.state.search_lane.submit(corpus.search_words, text, chosen), options)
+            hits = await answer_in_time(
+                request.app.state.search_lane.submit(corpus.search_words, text, chosen), options
+            )
             return _hits(hits)
         with tempfile.TemporaryDirectory(prefix="audioclf-upload-") as tmp:  # private (0700), removed after
             uploads, fields = await receive_form(
@@ -94,7 +96,7 @@ def add_search_routes(app: FastAPI, corpus: CorpusIndex, options: ServeOptions) 
             clip = uploads[0]
             job = request.app.state.search_lane.submit(corpus.search_clip, clip.path, start, end, chosen)
             try:
-                hits = await _answer(job, options)
+                hits = await answer_in_time(job, options)
             except AudioclfError as exc:  # the upload named as the client named it, never by our temp path
                 raise _renamed(exc, (str(clip.path.resolve()), str(clip.path)), clip.client_name) from None
         return _hits(hits)
@@ -103,7 +105,7 @@ def add_search_routes(app: FastAPI, corpus: CorpusIndex, options: ServeOptions) 
     async def hit_audio(request: Request, window_id: str) -> Response:
         if not re.fullmatch(r"\d{1,18}", window_id, re.ASCII):
             raise NoSuchWindow(f"window {window_id[:40]!r}: not in this index; use the ids /v1/search answers with")
-        wav = await _answer(request.app.state.audio_lane.submit(corpus.clip, int(window_id)), options)
+        wav = await answer_in_time(request.app.state.audio_lane.submit(corpus.clip, int(window_id)), options)
         return Response(wav, media_type="audio/wav", headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -153,7 +155,7 @@ def _options(top_k: int, per_recording: bool, exclude_source: bool) -> SearchOpt
     return SearchOptions(top_k=top_k, per_recording=per_recording, exclude_source=exclude_source)
 
 
-async def _answer(future: Future[T], options: ServeOptions) -> T:
+async def answer_in_time(future: Future[T], options: ServeOptions) -> T:
     """The lane's answer, or a 504 error once the request's time is up (a job not yet started never runs)."""
     try:
         return await asyncio.wait_for(asyncio.wrap_future(future), options.timeout_s)
