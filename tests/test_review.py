@@ -164,3 +164,18 @@ def test_the_review_routes_take_the_token_and_need_a_labels_file(corpus: tuple[P
     with TestClient(create_app(None, ServeOptions(cache_dir=cache), Index.open(folder, cache_dir=cache))) as c:
         got = c.get("/v1/review/queue")
         assert got.status_code == 404 and "no labels file" in got.json()["error"]
+
+
+def test_review_refuses_labels_of_another_index_in_one_line(
+    corpus: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from audioclf.annotation.labels import Labels
+    from audioclf.cli.main import main
+
+    Labels(tmp_path / "labels.csv", "an-index-that-is-not-this-one").close()
+    folder, cache = corpus
+    code = main(
+        ["review", str(folder), "--labels", str(tmp_path / "labels.csv"), "--port", "0", "--cache-dir", str(cache)]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and "labels are of another index" in err and len(err.splitlines()) == 1, err

@@ -19,6 +19,17 @@ TOKEN_ENV = "AUDIOCLF_TOKEN"
 def cmd_serve(args: argparse.Namespace) -> int:
     if args.model is None and args.index is None:
         raise AudioclfError("serve what? give a trained model (--model DIR), a corpus index (--index IDX) or both")
+    labels = getattr(args, "labels", None)
+    if labels is not None and args.index is None:
+        raise AudioclfError("--labels are made on an index: give --index IDX too", option="labels")
+    return run_server(args, args.model, args.index, labels, getattr(args, "annotator", None) or "")
+
+
+def run_server(
+    args: argparse.Namespace, model_dir: Path | None, index_dir: Path | None, labels: Path | None, annotator: str
+) -> int:
+    """Load what is served, bind, and serve until interrupted: ``serve`` and ``review`` both end here. Reads the
+    server's options from ``args``, each with serve's default when the command has no such flag."""
     try:
         from audioclf.serve.app import create_app
         from audioclf.serve.options import ServeOptions, http_url
@@ -27,24 +38,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise AudioclfError(
             f"serving needs the serve extra ({exc.name} is missing): pip install 'audioclf[serve]'"
         ) from None
+    defaults = ServeOptions()
+    max_upload = getattr(args, "max_upload", None)
+    max_filesize = getattr(args, "max_filesize", None)
+    cache_dir = getattr(args, "cache_dir", None)
     options = ServeOptions(
         host=args.host,
         port=args.port,
-        token=args.token or os.environ.get(TOKEN_ENV) or None,
-        max_upload_bytes=size_bytes("--max-upload", args.max_upload),
-        max_queue=args.max_queue,
-        timeout_s=args.timeout,
-        cors_origin=args.cors_origin,
-        allow_private_urls=args.allow_private_urls,
-        max_filesize_bytes=size_bytes("--max-filesize", args.max_filesize) if args.max_filesize else None,
-        cache_dir=args.cache_dir,
+        token=getattr(args, "token", None) or os.environ.get(TOKEN_ENV) or None,
+        max_upload_bytes=size_bytes("--max-upload", max_upload) if max_upload else defaults.max_upload_bytes,
+        max_queue=getattr(args, "max_queue", defaults.max_queue),
+        timeout_s=getattr(args, "timeout", defaults.timeout_s),
+        cors_origin=getattr(args, "cors_origin", None),
+        allow_private_urls=getattr(args, "allow_private_urls", False),
+        max_filesize_bytes=size_bytes("--max-filesize", max_filesize) if max_filesize else None,
+        cache_dir=cache_dir,
     )
-    model = None if args.model is None else load_model(args.model)
-    index = None if args.index is None else open_index(args.index, args.cache_dir)
+    model = None if model_dir is None else load_model(model_dir)
+    index = None if index_dir is None else open_index(index_dir, cache_dir)
     try:
         sock = bind(options.host, options.port)  # before saying "serving": a port in use is one line, exit 2
         try:
-            app = create_app(model, options, index)
+            app = create_app(model, options, index, labels_path=labels, annotator=annotator)
         except BaseException:
             sock.close()
             raise
@@ -53,7 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             index.close()
         raise
     port = sock.getsockname()[1]  # the one given, or the free one picked for port 0
-    log.info("serving %s on %s", _what(args, model, index), http_url(options.host, port))
+    log.info("serving %s on %s", _what(model_dir, index_dir, labels, model, index), http_url(options.host, port))
     serve(app, sock, options)  # the app closes the index when it stops
     return EXIT_OK
 
@@ -73,11 +88,15 @@ def open_index(folder: Path, cache_dir: Path | None) -> Index:
     return index
 
 
-def _what(args: argparse.Namespace, model: TrainedModel | None, index: Index | None) -> str:
+def _what(
+    model_dir: Path | None, index_dir: Path | None, labels: Path | None, model: TrainedModel | None, index: Index | None
+) -> str:
     parts = []
     if model is not None:
-        parts.append(f"{args.model} ({len(model.labels)} labels)")
+        parts.append(f"{model_dir} ({len(model.labels)} labels)")
     if index is not None:
         n_recordings, n_windows = index.store.counts()
-        parts.append(f"index {args.index} ({n_recordings} recordings, {n_windows} windows)")
+        parts.append(f"index {index_dir} ({n_recordings} recordings, {n_windows} windows)")
+    if labels is not None:
+        parts.append(f"the review of {labels} (the page's Review tab)")
     return " and ".join(parts)
