@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import chromium, needs_chromium, serving
 from conftest import tone, write_audio
 
 pytest.importorskip("fastapi")
@@ -179,3 +180,42 @@ def test_review_refuses_labels_of_another_index_in_one_line(
     )
     err = capsys.readouterr().err.strip()
     assert code != 0 and "labels are of another index" in err and len(err.splitlines()) == 1, err
+
+
+@needs_chromium
+def test_the_review_tab_labels_from_the_keyboard_and_undo_survives_a_reload(
+    corpus: tuple[Path, Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    labels = tmp_path / "labels.csv"
+    with serving(review_app(corpus, labels)) as url, chromium() as driver:
+        wait = WebDriverWait(driver, 30)
+        driver.get(url + "/")
+        wait.until(ec.element_to_be_clickable((By.ID, "tab-review"))).click()
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#review-item h3")))
+        assert "no labels yet" in driver.find_element(By.ID, "review-keys").text
+        driver.find_element(By.ID, "review-new-label").send_keys("alpha", Keys.ENTER)
+        wait.until(ec.text_to_be_present_in_element((By.ID, "review-keys"), "1alpha"))
+        body = driver.find_element(By.TAG_NAME, "body")
+        shown = []
+        for n in range(1, 4):
+            shown.append(driver.find_element(By.ID, "review-item").get_attribute("data-id"))
+            body.send_keys("1")
+            wait.until(ec.text_to_be_present_in_element((By.ID, "review-progress"), f"alpha {n} —"))
+        assert len(set(shown)) == 3
+        body.send_keys("u")
+        wait.until(ec.text_to_be_present_in_element((By.ID, "review-progress"), "alpha 2 —"))
+        assert driver.find_element(By.ID, "review-item").get_attribute("data-id") == shown[2]  # back on screen
+        picture = driver.find_element(By.CSS_SELECTOR, "#review-item img")
+        wait.until(lambda _: (picture.get_attribute("src") or "").startswith("blob:"))
+        driver.refresh()
+        wait.until(ec.element_to_be_clickable((By.ID, "tab-review"))).click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "review-progress"), "alpha 2 —"))
+        assert driver.find_element(By.ID, "review-keys").text.startswith("1alpha")
+    rows = manifest(labels)
+    assert len(rows) == 2 and {r["label"] for r in rows} == {"alpha"}

@@ -174,5 +174,6 @@ $("token").addEventListener("change", () => {
   sessionStorage.setItem("audioclf-token", $("token").value);
   loadModel();
   if (typeof loadIndex === "function") loadIndex();
+  if (typeof startReview === "function") startReview();
 });
 loadModel();
