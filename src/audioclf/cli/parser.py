@@ -220,6 +220,8 @@ def _serve_parser(sub: Any) -> None:
     p = sub.add_parser("serve", help="an HTTP API and a web page for a trained model")
     p.add_argument("--model", type=Path, default=None, help="a trained model folder (give it, --index, or both)")
     p.add_argument("--index", type=Path, default=None, help="also search this corpus index (POST /v1/search)")
+    p.add_argument("--labels", type=Path, default=None, help="with --index: a labels file for the review tab")
+    p.add_argument("--annotator", default="", help="the reviewer name answers are logged under by default")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
