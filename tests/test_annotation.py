@@ -111,7 +111,7 @@ def test_cli_suggest(project: tuple[Index, Path], capsys: pytest.CaptureFixture[
 
     index, manifest = project
     argv = ["suggest", str(index.folder), "--labels", str(manifest), "--cache-dir", str(index.cache_dir)]
-    assert main([*argv, "--n", "2", "--json"]) == 0
+    assert main([*argv, "--n", "2", "--json", "--strategy", "margin"]) == 0
     out, err = capsys.readouterr()
     got = [json.loads(line) for line in out.splitlines()]
     assert len(got) == 2 and all(g["strategy"] == "diverse" and g["guess"] is None for g in got)
@@ -120,7 +120,7 @@ def test_cli_suggest(project: tuple[Index, Path], capsys: pytest.CaptureFixture[
     label_truly(index, labels, [g["id"] for g in got] + [int(i) for i in index.exact_arrays()[0][[0, -1]]])
     assert main([*argv, "--n", "3"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[-1].startswith("3 suggestions (margin); labelled so far:")
+    assert out[-1].startswith("3 suggestions (diverse); labelled so far:")  # the default
     assert all(line.split()[-2].startswith("tone") for line in out[:-1])  # each with the quick model's guess
     assert main([*argv, "--strategy", "top:nothing"]) == 2
     assert "no window is labelled nothing" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from audioclf.annotation.labels import Answer, Kind, Labels, Origin
-from audioclf.annotation.suggest import NONE_CLASS, Strategy, suggest
+from audioclf.annotation.suggest import DEFAULT_STRATEGY, NONE_CLASS, Strategy, suggest
 from audioclf.corpus.index import Index
 from audioclf.errors import AudioclfError
 from audioclf.fileio import JSON, JSONObject
@@ -120,7 +120,8 @@ def add_review_routes(app: FastAPI, corpus: CorpusIndex, review: Review | None, 
         n = read_whole(query, "n", 10)
         if not 1 <= n <= MAX_QUEUE:
             raise AudioclfError(f"n={n}: ask for 1 to {MAX_QUEUE} items")
-        strategy = Strategy.parse(query.get("strategy", "margin"))
+        asked = query.get("strategy")
+        strategy = Strategy.parse(asked) if asked else DEFAULT_STRATEGY
         who = _name(query.get("annotator"), "annotator") or chosen.annotator
         return await answer_in_time(request.app.state.search_lane.submit(chosen.queue, n, strategy, who), options)
 
