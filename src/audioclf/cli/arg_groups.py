@@ -73,3 +73,12 @@ def window_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-duration", type=POSITIVE, default=None, help="use at most this many seconds of each recording"
     )
+
+
+def server_args(p: argparse.ArgumentParser) -> None:
+    """Where a server listens and the token it asks for (serve, review)."""
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--token", default=None, help="bearer token for every API route (or AUDIOCLF_TOKEN); required off loopback"
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from audioclf.cli.arg_groups import common_args, fetch_args, precision_arg, ray_args, window_args
+from audioclf.cli.arg_groups import common_args, fetch_args, precision_arg, ray_args, server_args, window_args
 from audioclf.cli.arg_types import NON_NEGATIVE, POSITIVE_INT
 from audioclf.corpus.similarity import Combine, Similarity
 
@@ -13,10 +13,8 @@ ENCODER_HELP = "builtin | hf:<hub id or local dir> | whisper:<size or dir> (defa
 
 
 def add_corpus_parsers(sub: Any) -> None:
-    _index_parser(sub)
-    _search_parser(sub)
-    _suggest_parser(sub)
-    _review_parser(sub)
+    for add in (_index_parser, _search_parser, _suggest_parser, _review_parser):
+        add(sub)
 
 
 def _index_parser(sub: Any) -> None:
@@ -90,9 +88,5 @@ def _review_parser(sub: Any) -> None:
     p.add_argument("index", type=Path, help="an index folder built by the index command")
     p.add_argument("--labels", type=Path, required=True, help="the labels file (created when missing)")
     p.add_argument("--annotator", default="", help="the name answers are logged under (default: none)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument(
-        "--token", default=None, help="bearer token for every API route (or AUDIOCLF_TOKEN); required off loopback"
-    )
+    server_args(p)
     common_args(p)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from audioclf.cli.arg_groups import common_args, fetch_args, precision_arg, ray_args, window_args
+from audioclf.cli.arg_groups import common_args, fetch_args, precision_arg, ray_args, server_args, window_args
 from audioclf.cli.arg_types import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, int_at_least
 from audioclf.cli.corpus_parser import add_corpus_parsers
 from audioclf.evaluation.segments import DEFAULT_SMOOTH
@@ -222,11 +222,7 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--index", type=Path, default=None, help="also search this corpus index (POST /v1/search)")
     p.add_argument("--labels", type=Path, default=None, help="with --index: a labels file for the review tab")
     p.add_argument("--annotator", default="", help="the reviewer name answers are logged under by default")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument(
-        "--token", default=None, help="bearer token for every API route (or AUDIOCLF_TOKEN); required off loopback"
-    )
+    server_args(p)
     p.add_argument("--max-upload", default="200M", help="largest request body (default %(default)s)")
     p.add_argument(
         "--max-queue", type=POSITIVE_INT, default=64, help="requests waiting before 503 (default %(default)s)"

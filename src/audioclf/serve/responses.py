@@ -38,3 +38,13 @@ async def read_json(request: Request, limit: int, hints: JsonHints) -> object:
         raise AudioclfError(f"JSON body nested too deeply; {hints.nested}") from None
     except ValueError:
         raise AudioclfError(hints.invalid) from None
+
+
+def json_object(body: object, accepted: tuple[str, ...], hints: JsonHints) -> dict[str, object]:
+    """``body`` as a JSON object with only ``accepted`` keys, or the one-line reason it is not."""
+    if not isinstance(body, dict):
+        raise AudioclfError(hints.invalid)
+    unknown = sorted(set(body) - set(accepted))
+    if unknown:
+        raise AudioclfError(f"unknown field(s) {unknown}; accepted: {', '.join(accepted)}")
+    return body

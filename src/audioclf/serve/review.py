@@ -25,7 +25,7 @@ from audioclf.fileio import JSON, JSONObject
 from audioclf.serve.corpus_index import AUDIO_ROUTE, CorpusIndex, NoSuchWindow, clip_start
 from audioclf.serve.options import ServeOptions
 from audioclf.serve.query import read_whole
-from audioclf.serve.responses import JsonHints, read_json
+from audioclf.serve.responses import JsonHints, json_object, read_json
 from audioclf.serve.search import answer_in_time
 from audioclf.serve.spectrogram import spectrogram_png
 
@@ -158,11 +158,7 @@ def _png(corpus: CorpusIndex, window_id: int) -> bytes:
 
 def answer_request(body: object) -> tuple[int, Kind, str | None, str, Origin]:
     """``{"id": …, "kind": …, "label": …, "annotator": …, "origin": …}``, checked."""
-    if not isinstance(body, dict):
-        raise AudioclfError(JSON_HINTS.invalid)
-    unknown = sorted(set(body) - set(ANSWER_KEYS))
-    if unknown:
-        raise AudioclfError(f"unknown field(s) {unknown}; accepted: {', '.join(ANSWER_KEYS)}")
+    body = json_object(body, tuple(ANSWER_KEYS), JSON_HINTS)
     window_id = body.get("id")
     if isinstance(window_id, bool) or not isinstance(window_id, int) or not 0 <= window_id < 1 << 62:
         raise AudioclfError(f"id={window_id!r}: give the window id the queue answered with (a whole number)")
@@ -179,7 +175,7 @@ def answer_request(body: object) -> tuple[int, Kind, str | None, str, Origin]:
     if label == NONE_CLASS:
         raise AudioclfError(f'label={label!r}: "none of them" is an answer of its own: send kind none')
     try:
-        origin = Origin(body.get("origin", Origin.SUGGESTION))
+        origin = Origin(str(body.get("origin", Origin.SUGGESTION)))
     except ValueError:
         origins = ", ".join(str(o) for o in Origin)
         raise AudioclfError(f"origin={body.get('origin')!r}: use one of {origins}") from None

@@ -24,7 +24,7 @@ from audioclf.fileio import JSONObject
 from audioclf.serve.corpus_index import AUDIO_ROUTE, CorpusIndex, NoSuchWindow, ServedHit
 from audioclf.serve.options import ServeOptions
 from audioclf.serve.query import read_flag, read_number, read_whole
-from audioclf.serve.responses import JsonHints, read_json
+from audioclf.serve.responses import JsonHints, json_object, read_json
 from audioclf.serve.uploads import receive_form
 
 T = TypeVar("T")
@@ -111,11 +111,7 @@ def add_search_routes(app: FastAPI, corpus: CorpusIndex, options: ServeOptions) 
 
 def words_request(body: object) -> tuple[str, SearchOptions]:
     """``{"text": …, "top_k": …, "per_recording": …, "exclude_source": …}``, checked."""
-    if not isinstance(body, dict):
-        raise AudioclfError(JSON_HINTS.invalid)
-    unknown = sorted(set(body) - set(JSON_KEYS))
-    if unknown:
-        raise AudioclfError(f"unknown field(s) {unknown}; accepted: {', '.join(JSON_KEYS)}")
+    body = json_object(body, tuple(JSON_KEYS), JSON_HINTS)
     text = body.get("text")
     if not isinstance(text, str) or not text.strip():
         raise AudioclfError('text: give the words to search for, e.g. {"text": "a train arriving"}')
