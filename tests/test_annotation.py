@@ -124,3 +124,15 @@ def test_cli_suggest(project: tuple[Index, Path], capsys: pytest.CaptureFixture[
     assert all(line.split()[-2].startswith("tone") for line in out[:-1])  # each with the quick model's guess
     assert main([*argv, "--strategy", "top:nothing"]) == 2
     assert "no window is labelled nothing" in capsys.readouterr().err
+
+
+def test_the_python_api_drives_the_loop(project: tuple[Index, Path]) -> None:
+    import audioclf
+
+    index, manifest = project
+    labels = audioclf.Labels(manifest, index.card.id)
+    first = audioclf.suggest(index, labels, 3)
+    label_truly(index, labels, [s.window_id for s in first.suggestions])
+    again = audioclf.suggest(index, labels, 3)
+    assert not {s.window_id for s in again.suggestions} & labels.seen()
+    assert sum(labels.counts().values()) == 3 and len(manifest.read_text().splitlines()) == 4

@@ -1,8 +1,8 @@
 """audioclf: labelled audio sources in, a trained, honestly evaluated audio classifier out.
 
 The API (see ``audioclf.api``): ``train``, ``load``, ``evaluate`` and ``Model.predict``; ``crossval`` for a whole
-cross-validation; ``Index`` to index a corpus and search it by example or by words. Names are imported on first
-use, so ``import audioclf`` stays light.
+cross-validation; ``Index`` to index a corpus and search it by example or by words; ``Labels`` and
+``suggest`` to label it. Names are imported on first use, so ``import audioclf`` stays light.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ _EXPORTS = {
     "FoldResult": "audioclf.crossvalidation.run",
     "AudioclfError": "audioclf.errors",
     "Index": "audioclf.corpus.index",
+    "Labels": "audioclf.annotation.labels",
+    "suggest": "audioclf.annotation.suggest",
     "Hit": "audioclf.corpus.search",
 }
 
@@ -39,6 +41,7 @@ __all__ = [
     "FoldResult",
     "Hit",
     "Index",
+    "Labels",
     "Model",
     "Prediction",
     "Report",
@@ -47,6 +50,7 @@ __all__ = [
     "crossval",
     "evaluate",
     "load",
+    "suggest",
     "train",
 ]
 
@@ -55,6 +59,8 @@ __all__ = [
 logging.getLogger("audioclf").addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
+    from audioclf.annotation.labels import Labels
+    from audioclf.annotation.suggest import suggest
     from audioclf.api import Model, Report, evaluate, load, train
     from audioclf.corpus.index import Index
     from audioclf.corpus.search import Hit
