@@ -41,6 +41,7 @@ FLAGS = {
     "rate_limit": "--rate-limit",
     "ray": "--ray",
     "resume": "--resume",
+    "similarity": "--similarity",
     "smooth": "--smooth",
     "strategy": "--strategy",
     "test_size": "--test-size",

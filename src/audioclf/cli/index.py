@@ -6,9 +6,7 @@ import argparse
 
 from audioclf.cli.options import emit, fetch_options, ray_options, window_options
 from audioclf.corpus.card import CorpusError
-from audioclf.corpus.plan import DEFAULT_LAYER, DEFAULT_SIMILARITY, IndexOptions, build, source_items
-from audioclf.corpus.similarity import Similarity
-from audioclf.encoders.spec import TEXT_ENCODERS, TRANSCRIBERS, Precision, parse_spec
+from audioclf.corpus.plan import IndexOptions, build, source_items
 from audioclf.extraction.embed import write_failures
 from audioclf.io.manifest import load_manifest
 
@@ -19,15 +17,15 @@ def cmd_index(args: argparse.Namespace) -> int:
     items = load_manifest(args.manifest, require_labels=False) if args.manifest is not None else []
     items += source_items(args.sources)
     windows = window_options(args)
-    options = IndexOptions(
-        encoder=None if args.encoder is None else parse_spec(args.encoder),
-        precision=Precision(args.precision),
+    options = IndexOptions.parse(
+        encoder=args.encoder,
+        precision=args.precision,
         windows=windows,
-        layer=args.layer or DEFAULT_LAYER,
-        similarity=Similarity(args.similarity) if args.similarity else DEFAULT_SIMILARITY,
+        layer=args.layer,
+        similarity=args.similarity,
         transcripts=args.transcripts,
-        transcriber=None if args.transcriber is None else parse_spec(args.transcriber, TRANSCRIBERS, "transcriber"),
-        text_encoder=parse_spec(args.text_encoder, TEXT_ENCODERS, "text encoder"),
+        transcriber=args.transcriber,
+        text_encoder=args.text_encoder,
         cache_dir=args.cache_dir,
         fetch=fetch_options(args, windows.max_duration_s),
         ray=ray_options(args),

@@ -1,8 +1,9 @@
 """``Index``: an index folder opened for searching (and extending), with its encoders loaded on first use.
 
 idx = Index.open("corpus.idx")
-hits = idx.search(Query.by_example("clip.wav", start_s=3.0, end_s=4.0), SearchOptions(top_k=10))
-hits = idx.search(Query.by_text("a train arriving"))
+hits = idx.search("clip.wav", start_s=3.0, end_s=4.0, top_k=10, per_recording=True)
+hits = idx.search(text="a train arriving")
+hits = idx.search(Query.by_example("clip.wav"), SearchOptions(top_k=10))  # the same, as types
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import numpy as np
 from audioclf.corpus.ann import Ann, read_state
 from audioclf.corpus.build import BuildSummary, read_card
 from audioclf.corpus.card import CorpusError, IndexCard
-from audioclf.corpus.plan import DEFAULT_LAYER, DEFAULT_SIMILARITY, IndexOptions, build, source_items
+from audioclf.corpus.plan import IndexOptions, build, source_items
 from audioclf.corpus.search import Hit, Ranked, SearchOptions, rank_ann, rank_exact, top_hits
 from audioclf.corpus.similarity import Combine, Similarity, VectorStats, example_direction, prepare, unit
 from audioclf.corpus.store import Store, WindowAudio
 from audioclf.corpus.text import embed_texts, sentence_encoder
 from audioclf.encoders.loader import Encoder, load_encoder, precision_for, same_weights
-from audioclf.encoders.spec import TEXT_ENCODERS, TRANSCRIBERS, Precision, parse_spec
+from audioclf.encoders.spec import TEXT_ENCODERS, parse_spec
 from audioclf.extraction.embed import embed_items
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import EmbeddingCache, default_cache_dir
@@ -110,8 +111,8 @@ class Index:
         window_s: float | None = None,
         hop_s: float | None = None,
         max_duration_s: float | None = None,
-        layer: str | int = DEFAULT_LAYER,
-        similarity: str = DEFAULT_SIMILARITY,
+        layer: str | int | None = None,
+        similarity: str | None = None,
         transcripts: bool = False,
         transcriber: str | None = None,
         text_encoder: str = "minilm",
@@ -125,18 +126,17 @@ class Index:
         items += source_items([os.fspath(s) for s in sources])
         try:
             windows = WindowOptions.chosen(window_s, hop_s, max_duration_s)
-            sim = Similarity(similarity)
         except ValueError as exc:
             raise CorpusError(str(exc), option="window") from None
-        options = IndexOptions(
-            encoder=None if encoder is None else parse_spec(encoder),
-            precision=Precision.parse(precision),
+        options = IndexOptions.parse(
+            encoder=encoder,
+            precision=precision,
             windows=windows,
             layer=layer,
-            similarity=sim,
+            similarity=similarity,
             transcripts=transcripts,
-            transcriber=None if transcriber is None else parse_spec(transcriber, TRANSCRIBERS, "transcriber"),
-            text_encoder=parse_spec(text_encoder, TEXT_ENCODERS, "text encoder"),
+            transcriber=transcriber,
+            text_encoder=text_encoder,
             cache_dir=None if cache_dir is None else Path(cache_dir),
             progress=progress,
         )

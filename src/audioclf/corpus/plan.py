@@ -14,7 +14,7 @@ from audioclf.corpus.card import CorpusError
 from audioclf.corpus.similarity import DEFAULT_SIMILARITY, Similarity
 from audioclf.corpus.text import WindowTexts
 from audioclf.encoders.loader import fit_windows, load_encoder
-from audioclf.encoders.spec import ModelSpec, Precision
+from audioclf.encoders.spec import TEXT_ENCODERS, TRANSCRIBERS, ModelSpec, Precision, parse_spec
 from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import default_cache_dir
 from audioclf.io.download import FetchOptions
@@ -43,6 +43,44 @@ class IndexOptions:
     fetch: FetchOptions | None = None
     ray: RayOptions | None = None
     progress: bool = True
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        encoder: str | None,
+        precision: str,
+        windows: WindowOptions,
+        layer: str | int | None,
+        similarity: str | None,
+        transcripts: bool,
+        transcriber: str | None,
+        text_encoder: str,
+        cache_dir: Path | None,
+        fetch: FetchOptions | None = None,
+        ray: RayOptions | None = None,
+        progress: bool = True,
+    ) -> IndexOptions:
+        """The boundary (the command line, the Python API): every spec and choice given as text parsed once."""
+        try:
+            chosen = DEFAULT_SIMILARITY if similarity is None else Similarity(similarity)
+        except ValueError:
+            names = ", ".join(s.value for s in Similarity)
+            raise CorpusError(f"similarity {similarity!r}: use {names}", option="similarity") from None
+        return cls(
+            encoder=None if encoder is None else parse_spec(encoder),
+            precision=Precision.parse(precision),
+            windows=windows,
+            layer=DEFAULT_LAYER if layer is None else layer,
+            similarity=chosen,
+            transcripts=transcripts,
+            transcriber=None if transcriber is None else parse_spec(transcriber, TRANSCRIBERS, "transcriber"),
+            text_encoder=parse_spec(text_encoder, TEXT_ENCODERS, "text encoder"),
+            cache_dir=cache_dir,
+            fetch=fetch,
+            ray=ray,
+            progress=progress,
+        )
 
 
 def index_layer(choice: str | int, n_layers: int, encoder: ModelSpec) -> int:
