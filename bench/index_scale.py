@@ -245,10 +245,10 @@ def prepared_queries(n_queries: int, dim: int, n_recordings: int, similarity: Si
 
 
 def open_ann(index: Index) -> Ann:
-    ann = index._ann()
-    if ann is None:
+    opened = index._ann()
+    if opened is None:
         raise SystemExit(f"{index.folder}: the ANN index does not cover the store")
-    return ann
+    return opened[0]
 
 
 def search_size(result: SizeResult, folder: Path, n_queries: int, dim: int, tune: bool) -> None:

@@ -146,7 +146,8 @@ def test_exact_and_ann_search_agree_on_a_small_index(tmp_path: Path, monkeypatch
     summary = build(source_items([str(tmp_path / "audio")]), tmp_path / "idx", opts)
     assert summary.ann and (tmp_path / "idx" / ann_module.ANN_NAME).is_file()
     with_ann = Index.open(tmp_path / "idx", cache_dir=tmp_path / "cache")
-    assert with_ann._ann() is not None
+    opened = with_ann._ann()
+    assert opened is not None and with_ann._ann()[0] is opened[0]  # type: ignore[index]  # opened once, reused
     (tmp_path / "idx" / ann_module.STATE_NAME).unlink()  # no ANN state: exact search
     exact = Index.open(tmp_path / "idx", cache_dir=tmp_path / "cache")
     assert exact._ann() is None

@@ -99,6 +99,7 @@ class Index:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.fetch = fetch
         self.last_build: BuildSummary | None = None
+        self._ann_open: tuple[tuple[int, int, int], Ann, float] | None = None
 
     @classmethod
     def build(
@@ -223,17 +224,16 @@ class Index:
         return [hit for query in queries for hit in self._search(query, options)]
 
     def _search_examples(self, query: Query, options: SearchOptions) -> Ranked:
-        ann = self._ann()
-        stats = ann.state.stats if ann is not None else self._exact[3]
+        opened = self._ann()
+        stats = opened[0].state.stats if opened is not None else self._exact[3]
         positives = self._directions(query.examples, stats)
         negatives = self._directions(query.negatives, stats) if query.negatives else None
         excluded: set[int] = set()
         if options.exclude_source:
             for n, example in enumerate(query.examples):
                 excluded |= self.store.recordings_of(example.item(n).source)
-        if ann is not None:
-            n_recordings, n_windows = self.store.counts()
-            per = n_windows / max(1, n_recordings)
+        if opened is not None:
+            ann, per = opened
             return rank_ann(ann, self._recordings_of, positives, negatives, options, excluded, per)
         ids, recordings, prepared, _ = self._exact
         return rank_exact(ids, recordings, prepared, positives, negatives, options, excluded)
@@ -262,13 +262,19 @@ class Index:
             raise CorpusError(f"query {f.item.where}: {f.reason}")
         return [emb.embeddings[:, self.card.layer, :] for _, emb in result.embedded]
 
-    def _ann(self) -> Ann | None:
+    def _ann(self) -> tuple[Ann, float] | None:
+        """The ANN graph (and the windows per recording it was opened with) when it covers every window; opened
+        once per state of the graph, not per query (opening maps the file and counts the store)."""
         state = read_state(self.folder)
         if state is None or state.covered_to < self.store.last_window_id():
             return None
         if state.similarity is not self.card.similarity:
             return None
-        return Ann(self.folder, state)
+        key = (state.covered_to, state.n, state.stats_n)
+        if self._ann_open is None or self._ann_open[0] != key:
+            n_recordings, n_windows = self.store.counts()
+            self._ann_open = (key, Ann(self.folder, state), n_windows / max(1, n_recordings))
+        return self._ann_open[1], self._ann_open[2]
 
     def _recordings_of(self, window_ids: np.ndarray) -> np.ndarray:
         found = self.store.recording_of([int(i) for i in window_ids])
