@@ -10,6 +10,7 @@ every window in the store, and otherwise searches exactly (never a silent partia
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -67,8 +68,6 @@ class AnnState:
 
 
 def read_state(folder: Path) -> AnnState | None:
-    import json
-
     try:
         return AnnState.from_dict(json.loads((folder / STATE_NAME).read_text(encoding="utf-8")))
     except FileNotFoundError:

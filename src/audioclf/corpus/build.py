@@ -8,6 +8,7 @@ batch in flight comes back from the embedding cache.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -104,8 +105,6 @@ def open_for_build(out: Path, card: IndexCard) -> Store:
 
 
 def read_card(folder: Path) -> IndexCard:
-    import json
-
     path = folder / CARD_NAME
     try:
         return IndexCard.from_dict(json.loads(path.read_text(encoding="utf-8")))
@@ -123,9 +122,9 @@ def build_index(items: Sequence[Item], out: Path, plan: BuildPlan) -> BuildSumma
     try:
         known = store.known_keys()
         unique = _unique(items)
-        todo = [item for item in unique if recording_key(item.source, item.start_s, item.end_s) not in known]
+        todo = [item for key, item in unique.items() if key not in known]
         summary.n_known = len(unique) - len(todo)
-        store.relabel([(recording_key(i.source, i.start_s, i.end_s), i.label) for i in items if i.label is not None])
+        store.relabel([(key, item.label) for key, item in unique.items() if item.label is not None])
         cache = EmbeddingCache(plan.cache_dir, plan.encoder.identity, plan.windows)
         with tqdm(total=len(todo), desc="indexing", unit="file", disable=not plan.progress, leave=False) as bar:
             for start in range(0, len(todo), BATCH_RECORDINGS):
@@ -161,15 +160,15 @@ def _count(summary: BuildSummary, result: EmbedResult, n_new: int) -> None:
     summary.failures += result.failures
 
 
-def _unique(items: Sequence[Item]) -> list[Item]:
+def _unique(items: Sequence[Item]) -> dict[str, Item]:
     """One item per recording key (a source named twice, by a manifest and a folder, is indexed once; the first
-    label given is kept)."""
+    label given is kept), by key."""
     first: dict[str, Item] = {}
     for item in items:
         key = recording_key(item.source, item.start_s, item.end_s)
         if key not in first or (first[key].label is None and item.label is not None):
             first[key] = item if key not in first else replace(first[key], label=item.label)
-    return list(first.values())
+    return first
 
 
 def _origin(origin: dict[str, Item], item: Item) -> Item:
