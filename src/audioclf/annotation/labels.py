@@ -6,6 +6,10 @@ closed tab, a refresh or kill -9 loses none, and two reviewers write without los
 is a label, "not this label", "none of them" or a skip; an undo is appended too (it names the answer it takes
 back). The manifest (``path,label,start,end,group``, what ``train`` and ``evaluate`` read) is rewritten
 atomically from the log after every answer. Leases hand each window to one reviewer at a time.
+
+A labels file is single-label (a window's latest label replaces the one before) or multi-label (a window holds
+every label answered for it until a "not" or "none" takes it away; its manifest cell is ``a;b``), chosen when the
+file is created and kept in the log.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 from audioclf.corpus.card import CorpusError
 from audioclf.corpus.store import WindowRow
 from audioclf.fileio import write_csv_atomic
+from audioclf.io.label_sets import join_labels
 
 MANIFEST_COLUMNS = ["path", "label", "start", "end", "group"]
 LEASE_S = 600.0  # a window handed to a reviewer is not handed to another for this long
@@ -76,12 +81,35 @@ class Answer:
     origin: Origin
 
 
+class Mode(enum.StrEnum):
+    SINGLE = "single"  # one label per window: the latest answer stands
+    MULTI = "multi"  # a set of labels per window
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What a window is, once every standing answer about it is replayed in order."""
+
+    window: int
+    labels: frozenset[str]  # the labels it is (at most one in a single-label file)
+    nots: frozenset[str]  # the labels it was said not to be
+    none: bool  # answered "none of them" (and no label since)
+    last: Answer  # the latest standing answer about it (where it is: source, times, group)
+
+    @property
+    def answered(self) -> bool:
+        """Labelled or "none": a training example for the quick model (a skip is not)."""
+        return bool(self.labels) or self.none
+
+
 def log_path(manifest: Path) -> Path:
     return manifest.with_name(manifest.stem + ".answers.sqlite")
 
 
 class Labels:
-    def __init__(self, manifest: str | Path, index_id: str) -> None:
+    def __init__(self, manifest: str | Path, index_id: str, mode: Mode | str | None = None) -> None:
+        """Open (or create) the labels of the index ``index_id``; ``mode`` is fixed when the file is created
+        (single-label when not given) and checked when given later."""
         self.manifest = Path(manifest)
         self.path = log_path(self.manifest)
         try:
@@ -89,25 +117,30 @@ class Labels:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-            self._bind(index_id)
+            self.mode = self._bind(index_id, None if mode is None else Mode(mode))
         except sqlite3.DatabaseError as exc:
             raise CorpusError(f"{self.path}: not a readable labels log ({exc}); move it away or use another") from exc
 
-    def _bind(self, index_id: str) -> None:
+    def _bind(self, index_id: str, mode: Mode | None) -> Mode:
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            row = self._db.execute("SELECT value FROM meta WHERE key = 'index'").fetchone()
-            if row is None:
+            meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+            if "index" not in meta:
                 self._db.execute("INSERT INTO meta VALUES ('index', ?)", (index_id,))
-            elif row[0] != index_id:
+            elif meta["index"] != index_id:
                 raise CorpusError(
-                    f"{self.manifest}: these labels are of another index (id {row[0][:12]}, not {index_id[:12]}); "
-                    "give the index they were made on, or a new labels file"
+                    f"{self.manifest}: these labels are of another index (id {meta['index'][:12]}, not "
+                    f"{index_id[:12]}); give the index they were made on, or a new labels file"
                 )
+            kept = Mode(meta.get("mode", Mode.SINGLE)) if "index" in meta else (mode or Mode.SINGLE)
+            if mode is not None and mode is not kept:
+                raise CorpusError(f"{self.manifest}: these labels are {kept}-label, not {mode}; use a new labels file")
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('mode', ?)", (str(kept),))
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        return kept
 
     def close(self) -> None:
         self._db.close()
@@ -158,6 +191,23 @@ class Labels:
         ).fetchall()
         return [Answer(r[0], r[1], r[2], Kind(r[3]), r[4], r[5], r[6], r[7], r[8], r[9], Origin(r[10])) for r in rows]
 
+    def standing(self) -> dict[int, Standing]:
+        """Every answered window, its answers replayed in order: a label adds to the window's labels (replaces
+        them in a single-label file), "not" takes one away, "none" clears them; a skip alone changes nothing."""
+        out: dict[int, Standing] = {}
+        for a in self.answers():
+            was = out.get(a.window)
+            labels, nots, none = (was.labels, was.nots, was.none) if was else (frozenset(), frozenset(), False)
+            if a.kind is Kind.LABEL and a.label:
+                labels = frozenset({a.label}) | (labels if self.mode is Mode.MULTI else frozenset())
+                nots, none = nots - {a.label}, False
+            elif a.kind is Kind.NOT and a.label:
+                labels, nots = labels - {a.label}, nots | {a.label}
+            elif a.kind is Kind.NONE:
+                labels, none = frozenset(), True
+            out[a.window] = Standing(a.window, labels, nots, none, a)
+        return out
+
     def current(self) -> dict[int, Answer]:
         """Each window's latest standing label, "none" or skip answer (its "not" answers are in ``negatives``)."""
         out: dict[int, Answer] = {}
@@ -180,17 +230,17 @@ class Labels:
 
     def counts(self) -> Counter[str]:
         """Windows per label (and ``none``), as the manifest and the quick model see them."""
-        return Counter(a.label or str(Kind.NONE) for a in self.current().values() if a.kind is not Kind.SKIP)
+        counts: Counter[str] = Counter()
+        for s in self.standing().values():
+            counts.update(s.labels)
+            counts.update([str(Kind.NONE)] if s.none else [])
+        return counts
 
     def labels(self) -> list[str]:
-        return sorted({a.label for a in self.current().values() if a.kind is Kind.LABEL and a.label})
+        return sorted({label for s in self.standing().values() for label in s.labels})
 
     def write_manifest(self) -> None:
-        rows = [
-            {"path": a.source, "label": a.label, "start": f"{a.start_s:.3f}", "end": f"{a.end_s:.3f}", "group": a.group}
-            for a in sorted(self.current().values(), key=lambda a: a.id)
-            if a.kind is Kind.LABEL
-        ]
+        rows = [_manifest_row(s) for s in sorted(self.standing().values(), key=lambda s: s.last.id) if s.labels]
         write_csv_atomic(self.manifest, MANIFEST_COLUMNS, rows)
 
     def lease(self, windows: Iterable[int], annotator: str, seconds: float = LEASE_S) -> list[int]:
@@ -214,6 +264,12 @@ class Labels:
             "SELECT window FROM leases WHERE annotator != ? AND until >= ?", (annotator, time.time())
         )
         return {w for (w,) in rows}
+
+
+def _manifest_row(window: Standing) -> dict[str, str]:
+    a = window.last
+    where = {"path": a.source, "start": f"{a.start_s:.3f}", "end": f"{a.end_s:.3f}", "group": a.group}
+    return {**where, "label": join_labels(window.labels)}
 
 
 def _where(row: WindowRow) -> tuple[str, float, float, str]:

@@ -6,20 +6,21 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from audioclf.annotation.labels import Kind, Labels
+from audioclf.annotation.labels import Labels, Standing
+from audioclf.annotation.scorers import NONE_CLASS, Probabilities, QuickModel, Scorer, answered_windows, fit_quick
 from audioclf.corpus.card import CorpusError
 from audioclf.corpus.index import Index
 from audioclf.corpus.similarity import example_direction
 from audioclf.fileio import JSONObject
 
+__all__ = ["NONE_CLASS", "QuickModel", "Strategy", "Suggested", "Suggestion", "suggest"]
+
 log = logging.getLogger(__name__)
 
-NONE_CLASS = "none"  # windows answered "none of them": a class of the quick model
 MAX_CANDIDATES = 200_000  # unlabelled windows scored per call, drawn at random beyond this
 DIVERSE_POOL = 20_000  # windows the greedy farthest-first walk of ``diverse`` chooses among
 
@@ -90,58 +91,52 @@ class Suggested:
     note: str | None = None  # why another strategy was used
 
 
-class QuickModel:
-    """A class-balanced logistic regression on prepared vectors: fitted in about a second."""
-
-    def __init__(self, x: np.ndarray, y: Sequence[str]) -> None:
-        from sklearn.linear_model import LogisticRegression
-
-        self._model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000)
-        self._model.fit(x, list(y))
-        self.classes = [str(c) for c in self._model.classes_]
-
-    def proba(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self._model.predict_proba(x), dtype=np.float64)
-
-
 def suggest(
-    index: Index, labels: Labels, n: int, strategy: Strategy = DEFAULT_STRATEGY, *, annotator: str = "", seed: int = 0
+    index: Index,
+    labels: Labels,
+    n: int,
+    strategy: Strategy = DEFAULT_STRATEGY,
+    *,
+    scorer: Scorer | None = None,
+    annotator: str = "",
+    seed: int = 0,
 ) -> Suggested:
+    """The next ``n`` windows to label: none answered, none leased to another reviewer, spread over groups and
+    recordings. ``scorer``: a trained model's (``TrainedScorer``); by default the quick model of the labels."""
     ids, recordings, prepared, _ = index.exact_arrays()
     taken = labels.seen() | labels.leased_by_others(annotator)
     rng = np.random.default_rng(seed)
     pool = np.flatnonzero(~np.isin(ids, np.fromiter(taken, dtype=np.int64)))
     if len(pool) > MAX_CANDIDATES:
         pool = np.sort(rng.choice(pool, MAX_CANDIDATES, replace=False))
-    x, y = _training_set(ids, prepared, labels)
     used, note = strategy, None
-    model = QuickModel(x, y) if len(set(y)) >= 2 else None
-    if model is None and strategy.kind in (StrategyKind.MARGIN, StrategyKind.ENTROPY):
+    rows, answered = answered_windows(ids, labels.standing())
+    if scorer is None:  # its guesses go with every suggestion, whatever the strategy
+        scorer = fit_quick(prepared, rows, answered, labels.mode)
+    if scorer is None and strategy.kind in (StrategyKind.MARGIN, StrategyKind.ENTROPY):
         used = Strategy(StrategyKind.DIVERSE)
-        note = f"{strategy} needs windows of two labels (there are {len(set(y))}): suggesting diverse windows"
+        note = f"{strategy} needs windows of two labels (there are {len(labels.counts())}): suggesting diverse windows"
         log.warning("%s", note)
-    proba = model.proba(prepared[pool]) if model is not None and len(pool) else None
-    order = _ranked(used, pool, prepared, proba, model, x, y, rng)
+    proba = scorer.probabilities(pool) if scorer is not None and len(pool) else None
+    order = _ranked(used, pool, prepared, proba, prepared[rows], answered, rng)
     chosen = _spread(order, recordings, index, n)
-    return Suggested(_suggestions(index, ids, chosen, pool, proba, model, used), used, note)
-
-
-def _training_set(ids: np.ndarray, prepared: np.ndarray, labels: Labels) -> tuple[np.ndarray, list[str]]:
-    answered = [a for a in labels.current().values() if a.kind in (Kind.LABEL, Kind.NONE)]
-    rows = np.searchsorted(ids, [a.window for a in answered])
-    ok = [k for k, r in enumerate(rows) if r < len(ids) and ids[r] == answered[k].window]
-    x = prepared[rows[ok]] if ok else np.zeros((0, prepared.shape[1]), np.float32)
-    return x, [answered[k].label or NONE_CLASS for k in ok]
+    where = {int(p): k for k, p in enumerate(pool)}
+    rows_of = index.store.rows([int(ids[p]) for p in chosen])
+    out = []
+    for p in chosen:
+        row = rows_of[int(ids[p])]
+        guess, score = proba.guess(where[p]) if proba is not None else (None, None)
+        out.append(Suggestion(row.id, row.source, row.start_s, row.end_s, row.group, guess, score, str(used)))
+    return Suggested(out, used, note)
 
 
 def _ranked(
     strategy: Strategy,
     pool: np.ndarray,
     prepared: np.ndarray,
-    proba: np.ndarray | None,
-    model: QuickModel | None,
+    proba: Probabilities | None,
     x: np.ndarray,
-    y: list[str],
+    answered: list[Standing],
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Positions in the index's arrays, best first."""
@@ -150,26 +145,24 @@ def _ranked(
     if strategy.kind is StrategyKind.DIVERSE:
         return _farthest_first(pool, prepared, x, rng)
     if strategy.kind is StrategyKind.TOP:
-        return pool[np.argsort(-_likely(strategy.label or "", prepared[pool], proba, model, x, y), kind="stable")]
+        return pool[np.argsort(-_likely(strategy.label or "", prepared[pool], proba, x, answered), kind="stable")]
     assert proba is not None
     if strategy.kind is StrategyKind.MARGIN:
-        top2 = np.sort(proba, axis=1)[:, -2:]
-        return pool[np.argsort(top2[:, 1] - top2[:, 0], kind="stable")]
-    entropy = -(proba * np.log(np.clip(proba, 1e-12, 1.0))).sum(axis=1)
-    return pool[np.argsort(-entropy, kind="stable")]
+        return pool[np.argsort(proba.margin(), kind="stable")]
+    return pool[np.argsort(-proba.entropy(), kind="stable")]
 
 
 def _likely(
-    label: str, candidates: np.ndarray, proba: np.ndarray | None, model: QuickModel | None, x: np.ndarray, y: list[str]
+    label: str, candidates: np.ndarray, proba: Probabilities | None, x: np.ndarray, answered: list[Standing]
 ) -> np.ndarray:
-    """How likely each candidate is ``label``: the quick model's probability, or (with one label only) the
-    similarity to that label's examples."""
-    if label not in y:
+    """How likely each candidate is ``label``: the model's probability, or (before the quick model can tell
+    two labels apart) the similarity to that label's examples."""
+    if proba is not None and (p := proba.of(label)) is not None:
+        return p
+    mine = [k for k, s in enumerate(answered) if label in s.labels]
+    if not mine:
         raise CorpusError(f"top:{label}: no window is labelled {label} yet; label one (search for it) first")
-    if model is not None and proba is not None:
-        return proba[:, model.classes.index(label)]
-    mine = x[[k for k, v in enumerate(y) if v == label]]
-    return candidates @ example_direction(mine)
+    return candidates @ example_direction(x[mine])
 
 
 def _farthest_first(pool: np.ndarray, prepared: np.ndarray, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -207,25 +200,3 @@ def _spread(order: np.ndarray, recordings: np.ndarray, index: Index, n: int) -> 
             seen_groups.add(group)
             seen_recordings.add(rec)
     return chosen
-
-
-def _suggestions(
-    index: Index,
-    ids: np.ndarray,
-    chosen: list[int],
-    pool: np.ndarray,
-    proba: np.ndarray | None,
-    model: QuickModel | None,
-    strategy: Strategy,
-) -> list[Suggestion]:
-    rows = index.store.rows([int(ids[p]) for p in chosen])
-    where = {int(p): k for k, p in enumerate(pool)}
-    out = []
-    for p in chosen:
-        row = rows[int(ids[p])]
-        guess = score = None
-        if model is not None and proba is not None:
-            probs = proba[where[p]]
-            guess, score = model.classes[int(np.argmax(probs))], float(np.max(probs))
-        out.append(Suggestion(row.id, row.source, row.start_s, row.end_s, row.group, guess, score, str(strategy)))
-    return out

@@ -67,12 +67,15 @@ class HeadArrays:
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """[n, n_layers, dim] -> [n, n_classes] (dropout is off, as in evaluation)."""
-        h = self.pool(x)
+        return self.classify(self.pool(x))
+
+    def classify(self, h: np.ndarray) -> np.ndarray:
+        """[n, dim] probe input (z-scored, one layer or their mix) -> [n, n_classes]."""
         for i, (weight, bias) in enumerate(self.linears):
             h = h @ weight.T + bias
             if i < len(self.linears) - 1:
                 h = np.maximum(h, 0.0)
-        return np.asarray(h, dtype=np.float32).reshape(len(x), self.n_classes)
+        return np.asarray(h, dtype=np.float32).reshape(len(h), self.n_classes)
 
     def state(self) -> dict[str, np.ndarray]:
         """The arrays under ``ProbeHead``'s state-dict names."""
