@@ -136,3 +136,38 @@ def test_the_python_api_drives_the_loop(project: tuple[Index, Path]) -> None:
     again = audioclf.suggest(index, labels, 3)
     assert not {s.window_id for s in again.suggestions} & labels.seen()
     assert sum(labels.counts().values()) == 3 and len(manifest.read_text().splitlines()) == 4
+
+
+def test_a_trained_model_suggests_from_the_cli_and_the_python_api(
+    project: tuple[Index, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import csv
+    import json
+
+    import audioclf
+    from audioclf.cli.main import main
+
+    index, manifest = project
+    files = sorted({r.source for r in index.store.rows([int(i) for i in index.exact_arrays()[0]]).values()})
+    with (tmp_path / "train.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "group"])
+        writer.writerows([s, freq_of(s), Path(s).stem] for s in files)
+    model = audioclf.train(
+        tmp_path / "train.csv", tmp_path / "model", encoder="builtin", cache_dir=index.cache_dir, folds=2
+    )
+    argv = ["suggest", str(index.folder), "--labels", str(manifest), "--cache-dir", str(index.cache_dir), "--json"]
+    assert main([*argv, "--n", "4", "--strategy", "top:tone495", "--model", str(model.path)]) == 0
+    got = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(got) == 4 and all(g["guess"] in model.labels for g in got)  # the trained model's labels
+    assert sum(freq_of(g["source"]) == "tone495" for g in got) >= 3  # its likely tone495 windows first
+    opened = audioclf.Index.open(index.folder, cache_dir=index.cache_dir)
+    labels = opened.labels(tmp_path / "api.csv", multi_label=True)
+    first = opened.suggest(labels, 3)
+    assert first.strategy is not None and str(first.strategy) == "diverse" and len(first.suggestions) == 3
+    unsure = opened.suggest(labels, 3, "margin", model=model.path)
+    assert str(unsure.strategy) == "margin" and all(s.guess for s in unsure.suggestions)
+    assert main([*argv, "--model", str(tmp_path)]) == 2  # not a model folder: one line
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main([*argv, "--strategy", "top:tone440", "--model", str(model.path)]) == 2
+    assert "knows the labels tone1110, " in capsys.readouterr().err

@@ -346,7 +346,7 @@ def test_the_python_api(tmp_path: Path) -> None:
     assert hits[0].to_dict()["source"] == hits[0].source
     with pytest.raises(audioclf.AudioclfError, match="top k 0"):
         index.search(files[0], top_k=0)
-    with pytest.raises(audioclf.AudioclfError, match="either examples"):
+    with pytest.raises(audioclf.AudioclfError, match="one of: examples"):
         index.search()
     with pytest.raises(audioclf.AudioclfError, match="no transcripts"):
         index.search(text="hello")

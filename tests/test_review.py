@@ -18,6 +18,9 @@ from conftest import tone, write_audio
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 
+from audioclf.annotation.labels import Kind, Labels, Mode, Origin
+from audioclf.annotation.suggest import Strategy, StrategyKind, suggest
+from audioclf.corpus.card import CorpusError
 from audioclf.corpus.index import Index
 from audioclf.corpus.plan import IndexOptions, build, source_items
 from audioclf.encoders.spec import parse_spec
@@ -217,5 +220,131 @@ def test_the_review_tab_labels_from_the_keyboard_and_undo_survives_a_reload(
         wait.until(ec.element_to_be_clickable((By.ID, "tab-review"))).click()
         wait.until(ec.text_to_be_present_in_element((By.ID, "review-progress"), "alpha 2 —"))
         assert driver.find_element(By.ID, "review-keys").text.startswith("1alpha")
-    rows = manifest(labels)
-    assert len(rows) == 2 and {r["label"] for r in rows} == {"alpha"}
+        rows = manifest(labels)
+        assert len(rows) == 2 and {r["label"] for r in rows} == {"alpha"}
+        # a search by clip on the main tab, then "label more like this" on its best hit: a search queue
+        driver.find_element(By.ID, "tab-main").click()
+        driver.find_element(By.ID, "search-file").send_keys(str(corpus[0].parent / "audio" / "t1.wav"))
+        more = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#hits li button")))
+        assert more.text == "label more like this"
+        more.click()
+        wait.until(lambda d: d.find_element(By.ID, "review-strategy").get_attribute("value") == "search")
+        wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "#review-item .guess"), "similarity"))
+        driver.find_element(By.TAG_NAME, "body").send_keys("1")  # the page was reloaded: a new body
+        wait.until(ec.text_to_be_present_in_element((By.ID, "review-progress"), "alpha 3 —"))
+    log = Labels(labels, Index.open(corpus[0], cache_dir=corpus[1]).card.id)
+    assert [a.origin for a in log.answers()] == [Origin.SUGGESTION] * 2 + [Origin.SEARCH]
+    assert len(manifest(labels)) == 3
+
+
+@pytest.fixture(scope="module")
+def tones_model(corpus: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A probe trained (built-in encoder, the index's cache) on the corpus's recordings: tone or noise."""
+    import audioclf
+
+    folder, cache = corpus
+    root = tmp_path_factory.mktemp("tones-model")
+    rows = [{"path": str(p), "label": p.stem[0], "group": p.stem} for p in sorted((folder.parent / "audio").iterdir())]
+    with (root / "train.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "label", "group"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return audioclf.train(root / "train.csv", root / "model", encoder="builtin", cache_dir=cache, folds=2)
+
+
+def test_a_trained_probe_scores_the_index_windows_as_it_predicts_them(
+    corpus: tuple[Path, Path],
+    tones_model,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    from dataclasses import replace
+
+    from audioclf.annotation.scorers import TrainedScorer
+    from audioclf.io.manifest import Item
+    from audioclf.labelling.apply import apply_model
+
+    folder, cache = corpus
+    index = Index.open(folder, cache_dir=cache)
+    scorer = TrainedScorer(tones_model.trained, index)
+    ids, _, _, _ = index.exact_arrays()
+    got = scorer.probabilities(np.arange(len(ids)))
+    rows = index.store.rows([int(i) for i in ids])
+    sources = sorted({r.source for r in rows.values()})
+    items = [Item(s, None, None, s, s) for s in sources]
+    preds, _ = apply_model(tones_model.trained, items, cache, windows=index.card.windows, progress=False)
+    logits = preds.window_logits - preds.window_logits.max(axis=1, keepdims=True)
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    where = {
+        (sources[r], round(float(s), 3)): k
+        for k, (r, s) in enumerate(zip(preds.window_recording, preds.window_starts_s, strict=True))
+    }
+    order = [where[(rows[int(i)].source, round(rows[int(i)].start_s, 3))] for i in ids]
+    assert got.classes == preds.labels == ["n", "t"]
+    np.testing.assert_allclose(got.values, expected[order], atol=2e-4)
+    tone = np.array([Path(rows[int(i)].source).stem[0] == "t" for i in ids])
+    assert got.values[tone, 1].mean() > got.values[~tone, 1].mean() + 0.05  # it ranks tones above noise
+    index.card = replace(index.card, encoder_identity="builtin:another")
+    with pytest.raises(CorpusError, match=r"trained on encoder builtin.*build an index with the model's encoder"):
+        TrainedScorer(tones_model.trained, index)
+    index.card = replace(index.card, encoder_identity=tones_model.trained.encoder_identity, layer=3, n_layers=4)
+    with pytest.raises(CorpusError, match="reads layer last of 1, the index holds layer 3 of 4"):
+        TrainedScorer(tones_model.trained, index)
+    index.close()
+
+
+def test_queues_from_the_trained_model_and_from_a_search(
+    corpus: tuple[Path, Path],
+    tones_model,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    folder, cache = corpus
+    labels = tmp_path / "labels.csv"
+    app = create_app(
+        tones_model.trained, ServeOptions(cache_dir=cache), Index.open(folder, cache_dir=cache), labels_path=labels
+    )
+    with TestClient(app) as client:
+        queue = client.get("/v1/review/queue", params={"n": 6, "from": "model"}).json()
+        assert queue["from"] == "model" and queue["strategy"] == "margin" and queue["has_model"]
+        assert queue["scored_by"] == "the model model" and len(queue["items"]) == 6
+        assert {i["origin"] for i in queue["items"]} == {"model"} and {i["guess"] for i in queue["items"]} <= {"n", "t"}
+        first = queue["items"][0]
+        answer = {"id": first["id"], "kind": "label", "label": "t", "origin": first["origin"]}
+        assert client.post("/v1/review/answer", json=answer).status_code == 200
+        like = client.get("/v1/review/queue", params={"n": 5, "from": "search", "like": first["id"]}).json()
+        found = [i["id"] for i in like["items"]]
+        assert like["from"] == "search" and like["strategy"] is None and len(found) == 5
+        assert first["id"] not in found and {i["origin"] for i in like["items"]} == {"search"}
+        scores = [i["score"] for i in like["items"]]
+        assert scores[0] == max(scores)  # the best hit first (then one per recording before the rest)
+        bad = client.get("/v1/review/queue", params={"from": "search"})
+        assert bad.status_code == 400 and "words or the ids of windows" in bad.json()["error"]
+        bad = client.get("/v1/review/queue", params={"from": "model", "text": "x"})
+        assert bad.status_code == 400 and "go with a search queue" in bad.json()["error"]
+    log = Labels(labels, Index.open(folder, cache_dir=cache).card.id)
+    assert [(a.origin, a.label) for a in log.answers()] == [(Origin.MODEL, "t")]
+    with TestClient(review_app(corpus, tmp_path / "other.csv")) as client:
+        got = client.get("/v1/review/queue", params={"from": "model"})
+        assert got.status_code == 400 and "no trained model" in got.json()["error"]
+        assert client.get("/v1/review/queue").json()["has_model"] is False
+
+
+def test_a_multi_label_file_keeps_every_label_of_a_window(corpus: tuple[Path, Path], tmp_path: Path) -> None:
+    folder, cache = corpus
+    index = Index.open(folder, cache_dir=cache)
+    labels = Labels(tmp_path / "labels.csv", index.card.id, Mode.MULTI)
+    rows = index.store.rows(list(range(1, 9)))
+    for w, said in ((1, "tone"), (1, "low"), (2, "tone"), (3, "noise"), (4, "noise"), (4, "loud"), (5, "tone")):
+        labels.add(rows[w], Kind.LABEL, said)
+    labels.add(rows[5], Kind.NOT, "tone")  # taken away again
+    labels.add(rows[6], Kind.NONE)
+    got = {r["path"].split("/")[-1] + r["start"]: r["label"] for r in manifest(tmp_path / "labels.csv")}
+    assert sorted(got.values()) == ["loud;noise", "low;tone", "noise", "tone"]
+    assert labels.counts() == {"tone": 2, "noise": 2, "low": 1, "loud": 1, "none": 1}
+    suggested = suggest(index, labels, 4, Strategy.parse("margin"))
+    assert suggested.strategy is not None and suggested.strategy.kind is StrategyKind.MARGIN
+    assert all(s.guess for s in suggested.suggestions) and not {s.window_id for s in suggested.suggestions} & set(rows)
+    labels.close()
+    with pytest.raises(CorpusError, match="multi-label, not single"):
+        Labels(tmp_path / "labels.csv", index.card.id, Mode.SINGLE)
+    assert Labels(tmp_path / "labels.csv", index.card.id).mode is Mode.MULTI  # kept without asking
+    index.close()

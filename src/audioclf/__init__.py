@@ -27,7 +27,7 @@ _EXPORTS = {
     "CrossvalResult": "audioclf.crossvalidation.run",
     "FoldResult": "audioclf.crossvalidation.run",
     "AudioclfError": "audioclf.errors",
-    "Index": "audioclf.corpus.index",
+    "Index": "audioclf.index_api",
     "Labels": "audioclf.annotation.labels",
     "suggest": "audioclf.annotation.suggest",
     "Hit": "audioclf.corpus.search",
@@ -62,11 +62,11 @@ if TYPE_CHECKING:
     from audioclf.annotation.labels import Labels
     from audioclf.annotation.suggest import suggest
     from audioclf.api import Model, Report, evaluate, load, train
-    from audioclf.corpus.index import Index
     from audioclf.corpus.search import Hit
     from audioclf.crossvalidation.run import CrossvalOptions, CrossvalResult, FoldResult, crossval
     from audioclf.errors import AudioclfError
     from audioclf.evaluation.segments import Segment
+    from audioclf.index_api import Index
     from audioclf.labelling.prediction import Failed, Prediction
 
 

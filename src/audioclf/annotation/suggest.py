@@ -87,7 +87,8 @@ class Suggestion:
 @dataclass(frozen=True)
 class Suggested:
     suggestions: list[Suggestion]
-    strategy: Strategy  # the one used (``diverse`` when the one asked needs labels there are not yet)
+    strategy: Strategy | None  # the one used (``diverse`` when the one asked needs labels there are not yet; None:
+    # the hits of a search, in their order)
     note: str | None = None  # why another strategy was used
 
 
@@ -110,6 +111,9 @@ def suggest(
     if len(pool) > MAX_CANDIDATES:
         pool = np.sort(rng.choice(pool, MAX_CANDIDATES, replace=False))
     used, note = strategy, None
+    if scorer is not None and strategy.kind is StrategyKind.TOP and strategy.label not in scorer.classes:
+        known = ", ".join(scorer.classes)
+        raise CorpusError(f"{strategy}: {scorer.source} knows the labels {known}; give one of them", option="strategy")
     rows, answered = answered_windows(ids, labels.standing())
     if scorer is None:  # its guesses go with every suggestion, whatever the strategy
         scorer = fit_quick(prepared, rows, answered, labels.mode)

@@ -9,4 +9,4 @@ from audioclf.cli.serve import run_server
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    return run_server(args, None, args.index, args.labels, args.annotator or "")
+    return run_server(args, args.model, args.index, args.labels, args.annotator or "")

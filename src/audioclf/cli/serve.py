@@ -7,6 +7,7 @@ import logging
 import os
 from pathlib import Path
 
+from audioclf.annotation.labels import Mode
 from audioclf.cli.options import EXIT_OK, size_bytes
 from audioclf.corpus.index import Index
 from audioclf.errors import AudioclfError
@@ -59,7 +60,8 @@ def run_server(
     try:
         sock = bind(options.host, options.port)  # before saying "serving": a port in use is one line, exit 2
         try:
-            app = create_app(model, options, index, labels_path=labels, annotator=annotator)
+            mode = Mode.MULTI if getattr(args, "multi_label", False) else None
+            app = create_app(model, options, index, labels_path=labels, annotator=annotator, labels_mode=mode)
         except BaseException:
             sock.close()
             raise

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from audioclf.annotation.labels import Labels
+from audioclf.annotation.labels import Labels, Mode
+from audioclf.annotation.scorers import TrainedScorer
 from audioclf.annotation.suggest import DEFAULT_STRATEGY, Strategy, suggest
 from audioclf.cli.options import emit, emit_json
 from audioclf.corpus.index import Index
+from audioclf.model.folder import load_model
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:
     index = Index.open(args.index, cache_dir=args.cache_dir)
-    labels = Labels(args.labels, index.card.id)
+    labels = Labels(args.labels, index.card.id, Mode.MULTI if args.multi_label else None)
     strategy = Strategy.parse(args.strategy) if args.strategy else DEFAULT_STRATEGY
-    done = suggest(index, labels, args.n, strategy, annotator=args.annotator, seed=args.seed)
+    scorer = None if args.model is None else TrainedScorer(load_model(args.model), index)
+    done = suggest(index, labels, args.n, strategy, scorer=scorer, annotator=args.annotator, seed=args.seed)
     if done.suggestions:
         labels.lease([s.window_id for s in done.suggestions], args.annotator)
     for s in done.suggestions:

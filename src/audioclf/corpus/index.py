@@ -63,12 +63,19 @@ class Query:
     negatives: tuple[Example, ...] = ()
     text: str | None = None
     name: str | None = None  # reported with each hit when several queries run at once
+    windows: tuple[int, ...] = ()  # windows of the index as the examples ("more like these": one direction)
 
     def __post_init__(self) -> None:
-        if bool(self.examples) == bool(self.text and self.text.strip()):
-            raise CorpusError("a query is either examples (files, URLs, time ranges) or words, and not empty")
+        kinds = [bool(self.examples), bool(self.text and self.text.strip()), bool(self.windows)]
+        if sum(kinds) != 1:
+            raise CorpusError("a query is one of: examples (files, URLs, time ranges), words or indexed windows")
         if self.text and self.negatives:
             raise CorpusError("negative examples go with example queries, not with words")
+
+    @classmethod
+    def like(cls, window_ids: Sequence[int]) -> Query:
+        """Windows like these windows of the index (their mean direction)."""
+        return cls(windows=tuple(int(w) for w in window_ids))
 
     @classmethod
     def by_example(cls, source: str | Path, start_s: float | None = None, end_s: float | None = None) -> Query:
@@ -226,7 +233,10 @@ class Index:
     def _search_examples(self, query: Query, options: SearchOptions) -> Ranked:
         opened = self._ann()
         stats = opened[0].state.stats if opened is not None else self._exact[3]
-        positives = self._directions(query.examples, stats)
+        if query.windows:
+            positives = self._window_direction(query.windows, stats)
+        else:
+            positives = self._directions(query.examples, stats)
         negatives = self._directions(query.negatives, stats) if query.negatives else None
         excluded: set[int] = set()
         if options.exclude_source:
@@ -249,6 +259,15 @@ class Index:
         """One unit direction per example: the mean of its prepared windows ([n_examples, dim])."""
         prepared = [prepare(v, self.card.similarity, stats) for v in self.embed_examples(examples)]
         return np.stack([example_direction(p) for p in prepared])
+
+    def _window_direction(self, window_ids: Sequence[int], stats: VectorStats | None) -> np.ndarray:
+        """One unit direction ([1, dim]): the mean of the named windows' prepared vectors."""
+        found = self.store.vectors_of(window_ids, self.card.dim)
+        missing = [w for w in window_ids if w not in found]
+        if missing:
+            raise CorpusError(f"window {missing[0]}: not in this index; give ids of its windows (from a search)")
+        raw = np.stack([found[w] for w in window_ids])
+        return example_direction(prepare(raw, self.card.similarity, stats))[None, :]
 
     def embed_examples(self, examples: Sequence[Example]) -> list[np.ndarray]:
         """The raw vectors (at the index's layer) of every window of each example: one [n, dim] each."""

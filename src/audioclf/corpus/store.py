@@ -207,6 +207,15 @@ class Store:
             k += len(rows)
         return ids[:k], out[:k]
 
+    def vectors_of(self, window_ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
+        """The stored vectors of the windows named (those the store has)."""
+        out: dict[int, np.ndarray] = {}
+        for chunk in _chunks(list(window_ids)):
+            marks = ",".join("?" * len(chunk))
+            for i, blob in self._db.execute(f"SELECT id, vector FROM windows WHERE id IN ({marks})", chunk):
+                out[int(i)] = np.frombuffer(blob, dtype=np.float32).reshape(dim)
+        return out
+
     def window_recordings(self) -> tuple[np.ndarray, np.ndarray]:
         """(window ids, their recording ids), in id order."""
         rows = self._db.execute("SELECT id, recording FROM windows ORDER BY id").fetchall()

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from audioclf.annotation.labels import Mode
 from audioclf.corpus.index import Index
 from audioclf.errors import AudioclfError
 from audioclf.fileio import JSONObject
@@ -82,6 +83,7 @@ def create_app(
     index: Index | None = None,
     labels_path: Path | None = None,
     annotator: str = "",
+    labels_mode: Mode | None = None,
 ) -> FastAPI:
     """The app for a model, a corpus index (searched at ``/v1/search``), or both; with an index and a labels
     file, the review routes (``/v1/review``) too. The app closes the index and the labels."""
@@ -92,7 +94,9 @@ def create_app(
     metrics = ServeMetrics()
     runner = None if model is None else _ModelRunner(model, options)
     corpus = None if index is None else CorpusIndex(index)
-    review = None if index is None or labels_path is None else Review.open(index, labels_path, annotator)
+    review = (
+        None if index is None or labels_path is None else Review.open(index, labels_path, annotator, model, labels_mode)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

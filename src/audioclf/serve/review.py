@@ -17,11 +17,14 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from audioclf.annotation.labels import Answer, Kind, Labels, Origin
-from audioclf.annotation.suggest import DEFAULT_STRATEGY, NONE_CLASS, Strategy, suggest
+from audioclf.annotation.labels import Answer, Kind, Labels, Mode, Origin
+from audioclf.annotation.queue import QueueFrom, QueueSource, fill_queue
+from audioclf.annotation.scorers import NONE_CLASS, TrainedScorer
+from audioclf.corpus.card import CorpusError
 from audioclf.corpus.index import Index
 from audioclf.errors import AudioclfError
 from audioclf.fileio import JSON, JSONObject
+from audioclf.model.folder import TrainedModel
 from audioclf.serve.corpus_index import AUDIO_ROUTE, CorpusIndex, NoSuchWindow, clip_start
 from audioclf.serve.options import ServeOptions
 from audioclf.serve.query import read_whole
@@ -57,16 +60,38 @@ class Review:
     index: Index
     labels: Labels
     annotator: str = ""  # the server's default reviewer
+    model: TrainedModel | None = None  # the server's model: its predictions on the index make a queue
+    _scorer: TrainedScorer | CorpusError | None = None
 
     @classmethod
-    def open(cls, index: Index, labels_path: str | Path, annotator: str = "") -> Review:
-        return cls(index, Labels(labels_path, index.card.id), annotator)
+    def open(
+        cls,
+        index: Index,
+        labels_path: str | Path,
+        annotator: str = "",
+        model: TrainedModel | None = None,
+        mode: Mode | None = None,
+    ) -> Review:
+        return cls(index, Labels(labels_path, index.card.id, mode), annotator, model)
 
     def close(self) -> None:
         self.labels.close()
 
-    def queue(self, n: int, strategy: Strategy, annotator: str) -> JSONObject:
-        suggested = suggest(self.index, self.labels, n, strategy, annotator=annotator)
+    def scorer(self) -> TrainedScorer | None:
+        """The trained model over the index's stored vectors, made on first use (None without a model); a model
+        that cannot score this index raises the same one-line reason each time."""
+        if self.model is not None and self._scorer is None:
+            try:
+                self._scorer = TrainedScorer(self.model, self.index)
+            except CorpusError as exc:
+                self._scorer = exc
+        if isinstance(self._scorer, CorpusError):
+            raise self._scorer
+        return self._scorer
+
+    def queue(self, n: int, source: QueueSource, annotator: str) -> JSONObject:
+        scorer = self.scorer() if source.kind is QueueFrom.MODEL else None
+        suggested = fill_queue(self.index, self.labels, n, source, model=scorer, annotator=annotator)
         held = set(self.labels.lease([s.window_id for s in suggested.suggestions], annotator))
         mine = [s for s in suggested.suggestions if s.window_id in held]
         transcripts = {i: r.transcript for i, r in self.index.store.rows([s.window_id for s in mine]).items()}
@@ -77,12 +102,15 @@ class Review:
                 "audio": f"{AUDIO_ROUTE}/{s.window_id}",
                 "audio_from_s": round(clip_start(s.start_s), 3),
                 "spectrogram": f"{SPECTROGRAM_ROUTE}/{s.window_id}",
+                "origin": str(source.origin),
             }
             for s in mine
         ]
         return {
             "items": items,
-            "strategy": str(suggested.strategy),
+            "from": str(source.kind),
+            "scored_by": _scored_by(source, scorer),
+            "strategy": None if suggested.strategy is None else str(suggested.strategy),
             "note": suggested.note,
             "annotator": annotator,
             **self.progress(),
@@ -104,7 +132,18 @@ class Review:
     def progress(self) -> JSONObject:
         counts = self.labels.counts()
         labels: list[JSON] = list(self.labels.labels())
-        return {"labels": labels, "counts": dict(sorted(counts.items()))}
+        return {
+            "labels": labels,
+            "counts": dict(sorted(counts.items())),
+            "mode": str(self.labels.mode),
+            "has_model": self.model is not None,
+        }
+
+
+def _scored_by(source: QueueSource, scorer: TrainedScorer | None) -> str | None:
+    if source.kind is QueueFrom.SEARCH:
+        return "similarity"
+    return "the quick model" if scorer is None else f"the model {Path(scorer.source).name}"
 
 
 def add_review_routes(app: FastAPI, corpus: CorpusIndex, review: Review | None, options: ServeOptions) -> None:
@@ -120,10 +159,9 @@ def add_review_routes(app: FastAPI, corpus: CorpusIndex, review: Review | None, 
         n = read_whole(query, "n", 10)
         if not 1 <= n <= MAX_QUEUE:
             raise AudioclfError(f"n={n}: ask for 1 to {MAX_QUEUE} items")
-        asked = query.get("strategy")
-        strategy = Strategy.parse(asked) if asked else DEFAULT_STRATEGY
+        source = QueueSource.parse(query.get("from"), query.get("strategy"), query.get("text"), query.get("like"))
         who = _name(query.get("annotator"), "annotator") or chosen.annotator
-        return await answer_in_time(request.app.state.search_lane.submit(chosen.queue, n, strategy, who), options)
+        return await answer_in_time(request.app.state.search_lane.submit(chosen.queue, n, source, who), options)
 
     @app.post(REVIEW_ROUTE + "/answer", response_model=dict[str, object])
     async def answer(request: Request) -> JSONObject:

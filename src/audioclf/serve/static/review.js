@@ -16,6 +16,7 @@
     urls: [],        // object URLs of the item shown
     chain: Promise.resolve(),  // the requests, in order
     pending: 0,
+    like: null,      // a search queue of windows like this one (from a hit's button), instead of words
   };
 
   function annotator() {
@@ -42,8 +43,22 @@
     return { ok: response.ok, status: response.status, data };
   }
 
+  function queueParams() {  // the select's "from:strategy", and for a search its words or the window
+    const [from, strategy] = $("review-strategy").value.split(":");
+    const params = new URLSearchParams({ n: "10", from });
+    if (strategy) params.set("strategy", strategy);
+    $("review-query").hidden = from !== "search";
+    if (from === "search" && review.like !== null) params.set("like", String(review.like));
+    else if (from === "search") params.set("text", $("review-query").value.trim());
+    return params;
+  }
+
   async function loadQueue(replace) {
-    const params = new URLSearchParams({ n: "10", strategy: $("review-strategy").value });
+    const params = queueParams();
+    if (params.get("from") === "search" && !params.get("like") && !params.get("text")) {
+      $("review-status").textContent = "type words to search for, or press “label more like this” on a hit";
+      return false;
+    }
     if (annotator()) params.set("annotator", annotator());
     const { ok, status, data } = await call("GET", "/v1/review/queue?" + params);
     if (!ok) {
@@ -51,6 +66,7 @@
       return false;
     }
     if (!annotator() && data.annotator) $("review-annotator").value = data.annotator;
+    review.scoredBy = data.scored_by || "the quick model";
     $("review-note").hidden = !data.note;
     $("review-note").textContent = data.note || "";
     progress(data);
@@ -69,6 +85,7 @@
   }
 
   function progress(data) {
+    $("review-strategy").querySelector('option[value^="model"]').hidden = !data.has_model;
     for (const label of data.labels) if (!review.labels.includes(label)) review.labels.push(label);
     review.counts = data.counts;
     const per = Object.entries(data.counts).map(([k, v]) => `${k} ${v}`).join(" · ") || "nothing yet";
@@ -112,7 +129,8 @@
     name.title = item.source;
     card.append(name);
     card.append(el("p", "meta", `${seconds(item.start_s)}–${seconds(item.end_s)}` + (item.group && item.group !== item.source ? ` · group ${item.group}` : "")));
-    if (item.guess) card.append(el("p", "guess", `the quick model: ${item.guess} (${item.score.toFixed(2)})`));
+    if (item.guess) card.append(el("p", "guess", `${review.scoredBy}: ${item.guess} (${item.score.toFixed(2)})`));
+    else if (item.score !== null) card.append(el("p", "guess", `similarity ${item.score.toFixed(3)}`));
     if (item.transcript) card.append(el("p", "transcript", `“${item.transcript}”`));
     const picture = el("img", "");
     picture.alt = `spectrogram of ${name.textContent} from ${seconds(item.start_s)}, a second either side dimmed`;
@@ -153,7 +171,7 @@
     review.done.push(item);
     review.answers += 1;
     next();
-    const body = { id: item.id, kind, annotator: annotator(), origin: "suggestion" };
+    const body = { id: item.id, kind, annotator: annotator(), origin: item.origin || "suggestion" };
     if (label) body.label = label;
     later(async () => {
       const { ok, status, data } = await call("POST", "/v1/review/answer", body);
@@ -246,7 +264,14 @@
   $("review-skip").addEventListener("click", () => answer("skip"));
   $("review-undo").addEventListener("click", undo);
   $("review-retrain").addEventListener("click", () => later(() => loadQueue(true)));
-  $("review-strategy").addEventListener("change", () => later(() => loadQueue(true)));
+  $("review-strategy").addEventListener("change", () => {
+    review.like = null;
+    later(() => loadQueue(true));
+  });
+  $("review-query").addEventListener("change", () => {
+    review.like = null;
+    later(() => loadQueue(true));
+  });
   $("review-annotator").addEventListener("change", () => {
     localStorage.setItem("audioclf-annotator", annotator());
     later(() => loadQueue(true));
@@ -259,5 +284,11 @@
   });
   document.addEventListener("keydown", onKey);
   window.startReview = startReview;  // app.js calls it again once a token is entered
+  window.reviewLike = (id) => {  // search.js: a hit's "label more like this"
+    review.like = id;
+    $("review-strategy").value = "search";
+    selectTab("review");
+    later(() => loadQueue(true));
+  };
   startReview();
 })();

@@ -94,6 +94,12 @@ function showHits(hits) {
     player.dataset.at = String(Math.max(0, hit.start_s - hit.audio_from_s));
     player.setAttribute("aria-label", `${name.textContent} from ${seconds(hit.start_s)}`);
     item.append(player);
+    if (window.reviewLike && !$("review-section").hidden) {  // with a labels file: label windows like this one
+      const more = el("button", "", "label more like this");
+      more.type = "button";
+      more.addEventListener("click", () => window.reviewLike(hit.id));
+      item.append(more);
+    }
     list.append(item);
     seen.observe(player);
   }
