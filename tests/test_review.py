@@ -348,3 +348,23 @@ def test_a_multi_label_file_keeps_every_label_of_a_window(corpus: tuple[Path, Pa
         Labels(tmp_path / "labels.csv", index.card.id, Mode.SINGLE)
     assert Labels(tmp_path / "labels.csv", index.card.id).mode is Mode.MULTI  # kept without asking
     index.close()
+
+
+def test_a_window_whose_recording_vanished_is_one_line_and_the_queue_goes_on(tmp_path: Path) -> None:
+    audio, cache = tmp_path / "audio", tmp_path / "cache"
+    audio.mkdir()
+    for n in range(2):
+        write_audio(audio / f"t{n}.wav", tone(300 + 500 * n, 2.0, noise=0.05, seed=n), RATE)
+    options = IndexOptions(
+        encoder=parse_spec("builtin"), windows=WindowOptions(1.0, 1.0), cache_dir=cache, progress=False
+    )
+    build(source_items([str(audio)]), tmp_path / "idx", options)
+    (audio / "t0.wav").unlink()
+    with TestClient(review_app((tmp_path / "idx", cache), tmp_path / "labels.csv")) as client:
+        items = client.get("/v1/review/queue", params={"n": 4}).json()["items"]
+        gone = next(i for i in items if i["source"].endswith("t0.wav"))
+        for url in (gone["audio"], gone["spectrogram"]):
+            got = client.get(url)
+            assert got.status_code == 404 and got.json()["error"].endswith("is no longer where it was indexed")
+        answer = {"id": gone["id"], "kind": "skip"}
+        assert client.post("/v1/review/answer", json=answer).status_code == 200  # the reviewer skips it
