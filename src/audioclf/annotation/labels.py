@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS answers(
     origin TEXT,
     undoes INTEGER
 );
+CREATE INDEX IF NOT EXISTS answers_undone ON answers(undoes) WHERE undoes IS NOT NULL;
 CREATE TABLE IF NOT EXISTS leases(window INTEGER PRIMARY KEY, annotator TEXT NOT NULL, until REAL NOT NULL);
 """
 
@@ -118,6 +119,8 @@ class Labels:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
             self.mode = self._bind(index_id, None if mode is None else Mode(mode))
+            self._standing: dict[int, Standing] = {}
+            self._upto = 0  # the last answer ``_standing`` has replayed
         except sqlite3.DatabaseError as exc:
             raise CorpusError(f"{self.path}: not a readable labels log ({exc}); move it away or use another") from exc
 
@@ -185,28 +188,43 @@ class Labels:
 
     def answers(self) -> list[Answer]:
         """Every answer still standing (undone ones left out), oldest first."""
+        return self._answers("kind != 'undo' AND NOT EXISTS (SELECT 1 FROM answers u WHERE u.undoes = a.id)")
+
+    def _answers(self, where: str, after: int = 0) -> list[Answer]:
         rows = self._db.execute(
             "SELECT id, at, annotator, kind, window, label, source, start_s, end_s, grp, origin FROM answers a "
-            "WHERE kind != 'undo' AND NOT EXISTS (SELECT 1 FROM answers u WHERE u.undoes = a.id) ORDER BY id"
+            f"WHERE id > ? AND {where} ORDER BY id",
+            (after,),
         ).fetchall()
         return [Answer(r[0], r[1], r[2], Kind(r[3]), r[4], r[5], r[6], r[7], r[8], r[9], Origin(r[10])) for r in rows]
 
     def standing(self) -> dict[int, Standing]:
         """Every answered window, its answers replayed in order: a label adds to the window's labels (replaces
-        them in a single-label file), "not" takes one away, "none" clears them; a skip alone changes nothing."""
-        out: dict[int, Standing] = {}
-        for a in self.answers():
-            was = out.get(a.window)
-            labels, nots, none = (was.labels, was.nots, was.none) if was else (frozenset(), frozenset(), False)
-            if a.kind is Kind.LABEL and a.label:
-                labels = frozenset({a.label}) | (labels if self.mode is Mode.MULTI else frozenset())
-                nots, none = nots - {a.label}, False
-            elif a.kind is Kind.NOT and a.label:
-                labels, nots = labels - {a.label}, nots | {a.label}
-            elif a.kind is Kind.NONE:
-                labels, none = frozenset(), True
-            out[a.window] = Standing(a.window, labels, nots, none, a)
-        return out
+        them in a single-label file), "not" takes one away, "none" clears them; a skip alone changes nothing.
+        Kept between calls and brought up to date with the answers appended since (by anyone); an undo since
+        replays everything."""
+        (last,) = self._db.execute("SELECT coalesce(max(id), 0) FROM answers").fetchone()
+        if last == self._upto:
+            return self._standing
+        undo = "SELECT count(*) FROM answers WHERE id > ? AND kind = 'undo'"
+        if self._db.execute(undo, (self._upto,)).fetchone()[0]:
+            self._standing, self._upto = {}, 0
+        fresh = self.answers() if not self._upto else self._answers("kind != 'undo'", self._upto)
+        for a in fresh:
+            self._standing[a.window] = self._replay(self._standing.get(a.window), a)
+        self._upto = last
+        return self._standing
+
+    def _replay(self, was: Standing | None, a: Answer) -> Standing:
+        labels, nots, none = (was.labels, was.nots, was.none) if was else (frozenset(), frozenset(), False)
+        if a.kind is Kind.LABEL and a.label:
+            labels = frozenset({a.label}) | (labels if self.mode is Mode.MULTI else frozenset())
+            nots, none = nots - {a.label}, False
+        elif a.kind is Kind.NOT and a.label:
+            labels, nots = labels - {a.label}, nots | {a.label}
+        elif a.kind is Kind.NONE:
+            labels, none = frozenset(), True
+        return Standing(a.window, labels, nots, none, a)
 
     def current(self) -> dict[int, Answer]:
         """Each window's latest standing label, "none" or skip answer (its "not" answers are in ``negatives``)."""
@@ -226,7 +244,7 @@ class Labels:
 
     def seen(self) -> set[int]:
         """Windows with any standing answer: never suggested again."""
-        return {a.window for a in self.answers()}
+        return set(self.standing())
 
     def counts(self) -> Counter[str]:
         """Windows per label (and ``none``), as the manifest and the quick model see them."""
