@@ -333,6 +333,9 @@ def test_a_multi_label_file_keeps_every_label_of_a_window(corpus: tuple[Path, Pa
     index = Index.open(folder, cache_dir=cache)
     labels = Labels(tmp_path / "labels.csv", index.card.id, Mode.MULTI)
     rows = index.store.rows(list(range(1, 9)))
+    labels.add(rows[1], Kind.LABEL, "tone")
+    early = suggest(index, labels, 2, Strategy.parse("margin"))
+    assert early.note is not None and "a label on some answered windows and not on others" in early.note
     for w, said in ((1, "tone"), (1, "low"), (2, "tone"), (3, "noise"), (4, "noise"), (4, "loud"), (5, "tone")):
         labels.add(rows[w], Kind.LABEL, said)
     labels.add(rows[5], Kind.NOT, "tone")  # taken away again

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from audioclf.annotation.labels import Labels, Standing
+from audioclf.annotation.labels import Labels, Mode, Standing
 from audioclf.annotation.scorers import NONE_CLASS, Probabilities, QuickModel, Scorer, answered_windows, fit_quick
 from audioclf.corpus.card import CorpusError
 from audioclf.corpus.index import Index
@@ -119,7 +119,12 @@ def suggest(
         scorer = fit_quick(prepared, rows, answered, labels.mode)
     if scorer is None and strategy.kind in (StrategyKind.MARGIN, StrategyKind.ENTROPY):
         used = Strategy(StrategyKind.DIVERSE)
-        note = f"{strategy} needs windows of two labels (there are {len(labels.counts())}): suggesting diverse windows"
+        need = (
+            "a label on some answered windows and not on others"
+            if labels.mode is Mode.MULTI
+            else f"windows of two labels (there are {len(labels.counts())})"
+        )
+        note = f"{strategy} needs {need}: suggesting diverse windows"
         log.warning("%s", note)
     proba = scorer.probabilities(pool) if scorer is not None and len(pool) else None
     order = _ranked(used, pool, prepared, proba, prepared[rows], answered, rng)
