@@ -22,7 +22,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         out=args.out,
         fetch=fetch,
         windows=predict_windows(args, model),
-        segments=SegmentOptions.parse(args.smooth, args.min_duration),
+        segments=SegmentOptions.parse(args.smooth, args.min_duration, args.segmenter),
         min_confidence=min_confidence(args.min_confidence, model),
         include_training=args.include_training,
         progress=not args.quiet,

@@ -97,6 +97,13 @@ def _train_args(p: argparse.ArgumentParser, out_help: str, force_help: str, *, c
     _feature_args(p)
     _fit_args(p, crossval)
     p.add_argument("--class-weight", choices=["none", "balanced"], default="none")
+    p.add_argument(
+        "--context",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="also train short clips with background around them, as regions of long recordings hold them "
+        "(auto: when the clips fill less than 0.8 of a window; background rows give the background)",
+    )
     p.add_argument("--seed", type=int, default=0)
     if crossval:
         p.set_defaults(test_size=None)  # the held-out folds are the test sets
@@ -213,6 +220,12 @@ def _segment_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     g = p.add_argument_group("segments: where in each recording each label occurs")
     g.add_argument("--smooth", default=DEFAULT_SMOOTH, help="median:N, mean:N (windows) or none (default %(default)s)")
     g.add_argument("--min-duration", type=NON_NEGATIVE, default=0.0, help="drop segments shorter than this (seconds)")
+    g.add_argument(
+        "--segmenter",
+        default="auto",
+        help="events (find where something happens, classify each region as a clip), windows (label every frame "
+        "from its windows) or auto: the model's choice, events when it was trained on short clips (default auto)",
+    )
     return g
 
 

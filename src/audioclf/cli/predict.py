@@ -64,7 +64,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def predict_options(args: argparse.Namespace, model: TrainedModel) -> PredictOptions:
     wanted = args.segments or args.format is not None or args.out is not None
-    segments = SegmentOptions.parse(args.smooth, args.min_duration)  # checked even when not used
+    segments = SegmentOptions.parse(args.smooth, args.min_duration, args.segmenter)  # checked even when not used
     return PredictOptions(
         top_k=args.top_k,
         timeline=args.timeline,

@@ -10,6 +10,7 @@ from audioclf.encoders.spec import TEXT_ENCODERS, TRANSCRIBERS, ModelSpec, Preci
 from audioclf.errors import TrainingError
 from audioclf.evaluation.report import summary_lines
 from audioclf.fitting import defaults as D
+from audioclf.fitting.context import Context
 from audioclf.fitting.finetune import FinetuneOptions
 from audioclf.fitting.probe import EpochStats, FitOptions
 from audioclf.fitting.summary import TrainSummary
@@ -76,6 +77,7 @@ def train_options(args: argparse.Namespace) -> TrainOptions:
         precision=Precision(args.precision),
         features=features,
         ray=ray_options(args),
+        context=Context(args.context),
     )
 
 

@@ -3,6 +3,7 @@ neighbouring frames, one label per frame, runs merged, blips shorter than a mini
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,6 +14,18 @@ from audioclf.errors import AudioclfError
 SMOOTHERS = ("median", "mean", "none")
 DEFAULT_SMOOTH = "median:3"
 UNKNOWN = "unknown"  # the label of an answer below the confidence threshold
+BACKGROUND = "background"  # a class that means "none of the others": its segments are not events
+
+
+class Segmenter(enum.StrEnum):
+    """How a recording is cut into segments: ``windows`` labels every frame from the sliding windows that cover
+    it (continuous audio, a model trained on windows like these); ``events`` finds where something happens
+    (the recording's own activity) and classifies each region as the model's training clips were (a model
+    trained on short isolated clips, run over long recordings with gaps); ``auto`` takes the model's choice."""
+
+    AUTO = "auto"
+    WINDOWS = "windows"
+    EVENTS = "events"
 
 
 @dataclass(frozen=True)
@@ -23,6 +36,7 @@ class SegmentOptions:
     smooth: str = "median"
     smooth_frames: int = 3
     min_duration_s: float = 0.0
+    segmenter: Segmenter = Segmenter.AUTO
 
     def __post_init__(self) -> None:
         if self.smooth not in SMOOTHERS:
@@ -33,8 +47,14 @@ class SegmentOptions:
             raise AudioclfError("the minimum segment duration must be 0 or more seconds", option="min_duration")
 
     @classmethod
-    def parse(cls, smooth: str = DEFAULT_SMOOTH, min_duration_s: float = 0.0) -> SegmentOptions:
-        """``median:3``, ``mean:5``, ``median`` (3 frames) or ``none``."""
+    def parse(
+        cls, smooth: str = DEFAULT_SMOOTH, min_duration_s: float = 0.0, segmenter: str = "auto"
+    ) -> SegmentOptions:
+        """``median:3``, ``mean:5``, ``median`` (3 frames) or ``none``; ``auto``, ``windows`` or ``events``."""
+        try:
+            chosen = Segmenter(segmenter.strip().lower())
+        except ValueError:
+            raise AudioclfError(f"segmenter {segmenter!r}: use auto, windows or events", option="segmenter") from None
         kind, _, count = smooth.strip().lower().partition(":")
         try:
             frames = int(count) if count else (1 if kind == "none" else 3)
@@ -42,7 +62,7 @@ class SegmentOptions:
             raise AudioclfError(
                 f"smoothing {smooth!r}: use KIND[:FRAMES] such as median:3, mean:5 or none", option="smooth"
             ) from None
-        return cls(kind, frames, min_duration_s)
+        return cls(kind, frames, min_duration_s, chosen)
 
 
 @dataclass(frozen=True)

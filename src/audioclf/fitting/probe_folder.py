@@ -77,4 +77,5 @@ def probe_card(manifest: Path, s: ProbeRun, encoder_identity: str, head: ProbeHe
             "cv_macro_f1_std": float(chosen.f1.std()),
             "cv_log_loss": float(chosen.log_loss.mean()),
         },
+        segmenting=s.segmenting,
     )

@@ -14,7 +14,7 @@ from audioclf.fitting.export import export_probe
 from audioclf.fitting.multilabel import MultiLabelFit, fit_multilabel
 from audioclf.io.audio import WindowOptions
 from audioclf.io.label_sets import multi_hot
-from audioclf.model.card import EncoderRef, HeadShape, ModelCard, ModelKind, Training
+from audioclf.model.card import EncoderRef, HeadShape, ModelCard, ModelKind, Segmenting, Training
 from audioclf.model.folder import TrainedModel, save_model
 from audioclf.model.probe import HeadArrays
 from audioclf.model.training_set import TrainingSet
@@ -91,4 +91,5 @@ def _card(job: MultiLabelJob, s: MultiLabelRun) -> ModelCard:
         head=HeadShape(int(fit.head.mean.shape[0]), int(fit.head.mean.shape[1]), fit.head.config),
         metrics={"cv_map": float(max(c["cv_map"] for c in fit.search))},
         thresholds=tuple(float(t) for t in fit.thresholds),
+        segmenting=Segmenting.of([e.duration_s for _, e in s.embed.embedded], job.windows.window_s),
     )

@@ -19,6 +19,7 @@ from audioclf.evaluation.report import write_report
 from audioclf.evaluation.report_types import ClassificationReport
 from audioclf.evaluation.window_logits import WindowLogits
 from audioclf.extraction.embed import EmbedResult, embed_items, write_failures
+from audioclf.fitting.context import Context, plan_context, with_context
 from audioclf.fitting.data import Dataset, hold_out_test, stack
 from audioclf.fitting.defaults import LAYER
 from audioclf.fitting.fusion import calibrate, temperature
@@ -28,11 +29,11 @@ from audioclf.fitting.selection import DEFAULT_FOLDS, Candidate, Selection, Sele
 from audioclf.fitting.summary import TrainSummary
 from audioclf.fitting.train_multilabel import MultiLabelJob, MultiLabelRun, train_multilabel
 from audioclf.io.audio import WindowOptions
-from audioclf.io.cache import Embedded, EmbeddingCache, default_cache_dir
+from audioclf.io.cache import AudioCache, Embedded, EmbeddingCache, default_cache_dir
 from audioclf.io.download import FetchOptions
 from audioclf.io.label_sets import is_multi_label
 from audioclf.io.manifest import Item, check_two_labels, labels_of, usable_labels
-from audioclf.model.card import Calibration, ModelKind
+from audioclf.model.card import Calibration, ModelKind, Segmenting
 from audioclf.model.folder import prepare_out_dir
 from audioclf.model.fusion import Fusion
 from audioclf.model.probe_config import ProbeConfig, check_layer
@@ -63,6 +64,7 @@ class TrainOptions:
     precision: Precision = Precision.AUTO  # of HF encoders' embeddings: auto (bf16 where supported) | bf16 | fp32
     features: FeatureOptions = field(default_factory=FeatureOptions)  # acoustic | transcript | fused
     ray: RayOptions | None = None  # download and embed on Ray first (the probe search stays on this machine)
+    context: Context = Context.AUTO  # short clips also trained with background around them (fitting.context)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class ProbeRun:
     fit: FitResult
     seconds: float
     test_report: ClassificationReport | None = None  # with --test-size: the held-out groups' evaluation
+    segmenting: Segmenting | None = None  # how its segments are made by default (from the clips, before context)
     fusion: str | None = None  # --features fused: each view's and the fusion's validation scores
     ray: RayRun | None = None  # with TrainOptions.ray: the Ray embedding run that filled the cache
     features: FeatureMode = FeatureMode.ACOUSTIC  # what the probe read
@@ -192,6 +195,7 @@ def _train(
     options = replace(options, windows=fit_windows(options.windows, encoder))
     view = _text_view(options, encoder)  # before embedding: a CTC encoder transcribes in the same pass
     embedded, ray_run = _embed(items, encoder, view, options)
+    embedded, segmenting = _in_context(embedded, encoder, view, options)
     if embedded.failures:
         write_failures(embedded.failures, out / "failures.csv")
     if not embedded.embedded:
@@ -224,6 +228,7 @@ def _train(
         fusion=fusion_note,
         ray=ray_run,
         features=options.features.mode,
+        segmenting=segmenting,
     )
     save_probe(manifest, out, summary, (main, fusion, cal), (encoder, view), options)
     return replace(summary, seconds=time.perf_counter() - started)  # the novelty fit and the saving count too
@@ -245,6 +250,20 @@ def _multilabel_job(
         seed=options.fit.seed,
         test_size=options.test_size,
     )
+
+
+def _in_context(
+    embedded: EmbedResult, encoder: Encoder, view: TextView | None, options: TrainOptions
+) -> tuple[EmbedResult, Segmenting | None]:
+    """The clips' default segmenter (from their durations), and the acoustic probe's context copies of short
+    clips (``fitting.context``)."""
+    durations = [e.duration_s for _, e in embedded.embedded]
+    segmenting = Segmenting.of(durations, options.windows.window_s)
+    plan = plan_context(options.context, durations, options.windows.window_s, options.fit.seed)
+    if plan is None or view is not None or not embedded.embedded:
+        return embedded, segmenting
+    audio = AudioCache(options.cache_dir, options.windows.max_duration_s)
+    return with_context(embedded, encoder, audio, plan), segmenting
 
 
 def _embed(

@@ -61,6 +61,11 @@ class Embedded:
             raise ValueError("inconsistent embedding entry")
 
     @property
+    def duration_s(self) -> float:
+        """From the first window's start to the last window's end."""
+        return float(self.starts_s[-1] + self.durations_s[-1] - self.starts_s[0])
+
+    @property
     def finite(self) -> bool:
         return bool(np.isfinite(self.embeddings).all() and np.isfinite(self.starts_s).all())
 

@@ -8,11 +8,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from audioclf.errors import ManifestError, ModelError
+from audioclf.evaluation.segments import Segmenter
 from audioclf.extraction.embed import EmbedResult, Failure
 from audioclf.io.audio import WindowOptions
 from audioclf.io.download import FetchOptions
 from audioclf.io.manifest import Item, audio_files, check_url, looks_like_url
 from audioclf.labelling.apply import apply_model
+from audioclf.labelling.events import EventRun, segmenter_for, with_events
 from audioclf.labelling.prediction import Failed, Prediction, PredictOptions, Result, predictions_for
 from audioclf.model.card import ModelKind
 from audioclf.model.folder import TrainedModel
@@ -57,7 +59,7 @@ def predict_all(
         options = replace(options, timeline=False, segments=None)
     windows = options.windows
     if options.segments is not None and windows is None:
-        windows = segment_windows(model.windows)
+        windows = segment_windows(model)
     if not items:
         return Predicted([Failed(f.item.source, f.reason) for f in missing], EmbedResult(failures=missing))
     preds, result = apply_model(model, items, cache_dir, fetch=fetch, windows=windows, progress=progress, stop=stop)
@@ -66,7 +68,11 @@ def predict_all(
     if options.segments is not None:
         _check_segmentable(result, use, options.refuse_unsegmentable)
     result.failures = [*missing, *result.failures]
+    events = options.segments is not None and segmenter_for(model, options.segments) is Segmenter.EVENTS
     done = predictions_for(preds, durations, options, use.hop_s)
+    if events:
+        run = EventRun(cache_dir, options.min_confidence, fetch=fetch, progress=progress)
+        done = with_events(done, [item for item, _ in result.embedded], model, run)
     return Predicted(_in_input_order(entries, result, done), result)
 
 
@@ -129,9 +135,17 @@ def _check_segmentable(result: EmbedResult, windows: WindowOptions, refuse: bool
     log.warning("%s (%d input(s) like it)", what, len(short))
 
 
-def segment_windows(trained: WindowOptions) -> WindowOptions:
-    """Segments want a hop finer than the window: half the model's window unless its hop is finer already."""
-    hop = min(trained.hop_s, trained.window_s / 2)
-    if hop < trained.hop_s:
-        log.info("segments from windows of %g s every %g s (give a window and hop to change it)", trained.window_s, hop)
-    return replace(trained, hop_s=hop)
+def segment_windows(model: TrainedModel) -> WindowOptions:
+    """The windows segments are made of: the model's segmentation windows (``Segmenting``: about two training
+    clips for a model of short clips) every quarter window; else its own windows, every half window unless its
+    hop is finer already."""
+    trained, chosen = model.windows, model.card.segmenting
+    if chosen is not None and chosen.window_s < trained.window_s:
+        use = replace(trained, window_s=chosen.window_s, hop_s=chosen.window_s / 4)
+    else:
+        use = replace(trained, hop_s=min(trained.hop_s, trained.window_s / 2))
+    if use != trained:
+        log.info(
+            "segments from windows of %g s every %g s (give a window and hop to change it)", use.window_s, use.hop_s
+        )
+    return use

@@ -6,12 +6,15 @@ The kind of model is decided here, once, at load: ``ModelKind``."""
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from audioclf.encoders.spec import ENCODERS, TEXT_ENCODERS, ModelSpec
+from audioclf.evaluation.segments import Segmenter
 from audioclf.fileio import JSONObject
 from audioclf.io.audio import WindowOptions
 from audioclf.model.probe_config import ProbeConfig
@@ -19,6 +22,8 @@ from audioclf.speech.features import FeatureMode, Features, feature_mode
 from audioclf.version import __version__
 
 MODEL_FORMAT = 1
+SHORT_CLIP_FRACTION = 0.8  # training clips shorter than this share of a window: isolated events
+MIN_SEGMENT_WINDOW_S = 0.5
 
 
 class ModelKind(enum.Enum):
@@ -172,6 +177,41 @@ class Training:
 
 
 @dataclass(frozen=True)
+class Segmenting:
+    """How segments are made by default with this model, chosen from its training audio. Clips that fill less
+    than ``SHORT_CLIP_FRACTION`` of a window (isolated events: spoken digits, cut-out calls, 5 s sound clips in
+    10 s windows) are found as events, and a stretch of activity longer than an event is labelled from windows
+    of about two clips (``window_s``, every quarter of it); otherwise every frame is labelled from the model's
+    own windows."""
+
+    segmenter: Segmenter  # WINDOWS or EVENTS, never AUTO
+    clip_s: float  # the median duration of the training recordings
+    window_s: float  # the windows segments are made of by default
+
+    @classmethod
+    def of(cls, durations_s: Sequence[float], window_s: float) -> Segmenting | None:
+        if not len(durations_s):
+            return None
+        clip = float(np.median(durations_s))
+        if clip >= SHORT_CLIP_FRACTION * window_s:
+            return cls(Segmenter.WINDOWS, round(clip, 3), window_s)
+        segment_window = min(window_s, max(MIN_SEGMENT_WINDOW_S, round(2 * clip, 1)))
+        return cls(Segmenter.EVENTS, round(clip, 3), segment_window)
+
+    def to_dict(self) -> JSONObject:
+        return {"segmenter": str(self.segmenter), "clip_s": self.clip_s, "window_s": self.window_s}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Segmenting | None:
+        if not data:
+            return None
+        chosen = Segmenter(str(data["segmenter"]))
+        if chosen is Segmenter.AUTO:
+            raise ValueError("a model's segmenter is windows or events")
+        return cls(chosen, float(data["clip_s"]), float(data["window_s"]))
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """``audioclf.json``: what a model folder holds and how it was made."""
 
@@ -187,6 +227,7 @@ class ModelCard:
     abstain: Abstain | None = None
     fusion: FusionCard | None = None
     thresholds: tuple[float, ...] | None = None  # multi-label: one per label, on its sigmoid probability
+    segmenting: Segmenting | None = None  # None: from before segmenters (windows)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     audioclf_version: str = __version__
 
@@ -230,7 +271,13 @@ class ModelCard:
             out["recording_pooling"] = "max over windows"
         if self.kind is not ModelKind.FINETUNED:
             out["features"] = self.features.to_dict()
-        for key, part in (("calibration", self.calibration), ("abstain", self.abstain), ("fusion", self.fusion)):
+        parts = (
+            ("calibration", self.calibration),
+            ("abstain", self.abstain),
+            ("fusion", self.fusion),
+            ("segmenting", self.segmenting),
+        )
+        for key, part in parts:
             if part is not None:
                 out[key] = part.to_dict()
         return out
@@ -255,6 +302,7 @@ class ModelCard:
             abstain=Abstain.from_dict(data.get("abstain")),
             fusion=FusionCard.from_dict(data["fusion"]) if "fusion" in data else None,
             thresholds=None if thresholds is None else tuple(float(thresholds[label]) for label in labels),
+            segmenting=Segmenting.from_dict(data.get("segmenting")),
             created=str(data.get("created", "")),
             audioclf_version=str(data.get("audioclf_version", "")),
         )

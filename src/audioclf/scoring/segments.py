@@ -9,10 +9,11 @@ from pathlib import Path
 
 from audioclf.evaluation.report_types import SegmentReport
 from audioclf.evaluation.segment_metrics import segment_report
-from audioclf.evaluation.segments import Segment, SegmentOptions
+from audioclf.evaluation.segments import Segment, Segmenter, SegmentOptions
 from audioclf.io.download import FetchOptions
 from audioclf.io.manifest import Item
 from audioclf.labelling.apply import apply_model
+from audioclf.labelling.events import EventRun, segmenter_for, with_events
 from audioclf.labelling.inputs import segment_windows
 from audioclf.labelling.prediction import PredictOptions, predictions_for
 from audioclf.model.card import ModelKind
@@ -52,12 +53,18 @@ def evaluate_segments(
         log.warning("no segment-level scores: a transcript-features model labels whole recordings")
         return None
     whole = [Item(source, None, None, rows[0].group, rows[0].where) for source, rows in annotated.items()]
-    windows = options.windows or segment_windows(model.windows)
+    windows = options.windows or segment_windows(model)
     preds, result = apply_model(model, whole, cache_dir, fetch=fetch, windows=windows, progress=progress)
     durations = [e.durations_s for _, e in result.embedded]
-    chosen = PredictOptions(segments=options.segments or SegmentOptions())
+    segments = options.segments or SegmentOptions()
+    events = segmenter_for(model, segments) is Segmenter.EVENTS
+    chosen = PredictOptions(segments=segments, min_confidence=options.min_confidence)
+    done = predictions_for(preds, durations, chosen, windows.hop_s)
+    if events:
+        run = EventRun(cache_dir, options.min_confidence, fetch=fetch, progress=progress)
+        done = with_events(done, [item for item, _ in result.embedded], model, run)
     pairs = []
-    for pred in predictions_for(preds, durations, chosen, windows.hop_s):
+    for pred in done:
         end = pred.segments[-1].end_s if pred.segments else 0.0
         reference = [_reference(row, end) for row in annotated[pred.source]]
         pairs.append((reference, pred.segments))

@@ -1,0 +1,103 @@
+"""Training clips shown in context: a model trained on short isolated clips (spoken digits trimmed to the word,
+cut-out calls) has never heard the quiet before and after an event, yet that is what a region found in a long
+recording holds. Each short clip is also embedded with a random stretch of background on either side, and
+under it, so the probe learns the clip, not the clip's exact edges.
+
+The background is the manifest's ``background`` rows where there are some (real background the user has),
+otherwise digital silence or low noise at a random level under the clip (what a quiet gap sounds like). The
+copies are windows of the clip's own recording: they stay on its side of every grouped split."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from audioclf.encoders.loader import Encoder
+from audioclf.evaluation.segments import BACKGROUND
+from audioclf.extraction.embed import EmbedResult
+from audioclf.io.audio import SAMPLE_RATE_HZ
+from audioclf.io.cache import AudioCache, Embedded
+from audioclf.io.manifest import Item
+
+log = logging.getLogger(__name__)
+
+COPIES = 2  # context copies of each short clip
+MAX_PAD_S = 0.3  # background on either side, at most
+SHORT_FRACTION = 0.8  # clips shorter than this share of a window get copies
+BATCH = 64
+
+
+class Context(enum.StrEnum):
+    AUTO = "auto"  # copies when the training clips are short against the window
+    ON = "on"
+    OFF = "off"
+
+
+@dataclass(frozen=True)
+class ContextPlan:
+    copies: int
+    window_s: float
+    seed: int = 0
+
+
+def plan_context(choice: Context, durations_s: Sequence[float], window_s: float, seed: int) -> ContextPlan | None:
+    """Whether (and how) to add context copies: ``auto`` when the median clip fills less than
+    ``SHORT_FRACTION`` of a window."""
+    if choice is Context.OFF or not len(durations_s):
+        return None
+    short = float(np.median(durations_s)) < SHORT_FRACTION * window_s
+    return ContextPlan(COPIES, window_s, seed) if choice is Context.ON or short else None
+
+
+def with_context(embedded: EmbedResult, encoder: Encoder, audio: AudioCache, plan: ContextPlan) -> EmbedResult:
+    """``embedded`` with ``plan.copies`` context copies appended to the windows of each short clip."""
+    rng = np.random.default_rng(plan.seed)
+    backgrounds = [audio.load(item) for item, _ in embedded.embedded if item.label == BACKGROUND]
+    out: list[tuple[Item, Embedded]] = []
+    todo: list[tuple[int, np.ndarray]] = []
+    for n, (item, emb) in enumerate(embedded.embedded):
+        out.append((item, emb))
+        if item.label == BACKGROUND or emb.duration_s >= SHORT_FRACTION * plan.window_s:
+            continue
+        clip = np.asarray(audio.load(item), dtype=np.float32)
+        todo.extend((n, _in_context(clip, backgrounds, plan.window_s, rng)) for _ in range(plan.copies))
+    for start in range(0, len(todo), BATCH):
+        batch = todo[start : start + BATCH]
+        vectors = encoder.embed([w for _, w in batch])
+        for (n, window), vector in zip(batch, vectors, strict=True):
+            item, emb = out[n]
+            out[n] = (item, _appended(emb, vector, len(window) / SAMPLE_RATE_HZ))
+    log.info("trained with %d context copies of %d short clips", len(todo), len(todo) // max(1, plan.copies))
+    embedded.embedded = out
+    return embedded
+
+
+def _in_context(
+    clip: np.ndarray, backgrounds: list[np.ndarray], window_s: float, rng: np.random.Generator
+) -> np.ndarray:
+    """The clip with up to ``MAX_PAD_S`` of background on either side (within the window) and under it."""
+    room = max(0.0, window_s * SAMPLE_RATE_HZ - len(clip)) / 2
+    before, after = (int(rng.uniform(0, min(MAX_PAD_S * SAMPLE_RATE_HZ, room))) for _ in range(2))
+    canvas = np.zeros(before + len(clip) + after, dtype=np.float32)
+    canvas[before : before + len(clip)] = clip
+    peak = float(np.sqrt(np.mean(clip**2))) or 1e-4
+    if backgrounds:
+        bg = backgrounds[int(rng.integers(len(backgrounds)))]
+        piece = np.resize(bg[int(rng.integers(max(1, len(bg) - len(canvas)))) :], len(canvas))
+        level = float(np.sqrt(np.mean(piece**2))) or 1.0
+        canvas += piece * (peak * 10 ** (-rng.uniform(10, 30) / 20) / level)
+    elif rng.random() < 0.5:  # a quiet gap: low noise (else digital silence)
+        canvas += rng.standard_normal(len(canvas)).astype(np.float32) * peak * 10 ** (-rng.uniform(30, 60) / 20)
+    return canvas
+
+
+def _appended(emb: Embedded, vector: np.ndarray, duration_s: float) -> Embedded:
+    return Embedded(
+        np.concatenate([emb.embeddings, vector[None]]),
+        np.concatenate([emb.starts_s, [0.0]]),
+        np.concatenate([emb.durations_s, [duration_s]]),
+    )

@@ -1,0 +1,125 @@
+"""The ``events`` segmenter: where something happens in a long recording (its own activity, ``activity``), each
+such region classified as the model's training clips were (the region's audio through the model's encoder,
+windows and probe), so a model trained on short isolated clips (spoken digits, cut-out calls, 5 s sound clips)
+labels a long recording with gaps between events. A region whose best class is ``background`` is not an
+event; one below the minimum confidence, or unlike the training audio, is ``unknown``. A region longer than a
+segmentation window (about two training clips: a stretch of continuous sound) keeps the segments the sliding
+windows give inside it; nothing is labelled outside the regions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from audioclf.evaluation.calibration import sigmoid, softmax
+from audioclf.evaluation.segments import BACKGROUND, UNKNOWN, Segment, Segmenter, SegmentOptions
+from audioclf.evaluation.window_logits import recording_logits
+from audioclf.io.audio import SAMPLE_RATE_HZ, load_audio
+from audioclf.io.download import FetchOptions
+from audioclf.io.manifest import Item
+from audioclf.labelling.activity import ActivityOptions, Region, active_regions
+from audioclf.labelling.apply import apply_model
+from audioclf.labelling.prediction import Prediction
+from audioclf.model.folder import TrainedModel
+
+log = logging.getLogger(__name__)
+DEFAULT_ACTIVITY = ActivityOptions()
+
+
+@dataclass(frozen=True)
+class EventRun:
+    """What the events segmenter needs besides the model: the cache, how to fetch, the threshold."""
+
+    cache_dir: Path
+    min_confidence: float | None = None
+    activity: ActivityOptions = DEFAULT_ACTIVITY
+    fetch: FetchOptions | None = None
+    progress: bool = False
+
+
+def segmenter_for(model: TrainedModel, options: SegmentOptions) -> Segmenter:
+    """The segmenter asked for, or (``auto``) the model's own: events for a model trained on short clips."""
+    if options.segmenter is not Segmenter.AUTO:
+        return options.segmenter
+    chosen = model.card.segmenting
+    return chosen.segmenter if chosen is not None else Segmenter.WINDOWS
+
+
+def with_events(
+    predictions: Sequence[Prediction], recordings: Sequence[Item], model: TrainedModel, run: EventRun
+) -> list[Prediction]:
+    """``predictions`` (one per recording, in order, their segments from sliding windows) with the events
+    segmenter's segments: short regions classified as clips, long ones keeping the windows' segments."""
+    longest = model.card.segmenting.window_s if model.card.segmenting is not None else model.windows.window_s
+    regions = [_regions(item, run.activity) for item in recordings]
+    short = [[r for r in found if r.duration_s <= longest] for found in regions]
+    classified = event_segments(model, recordings, short, run)
+    out = []
+    for pred, found, mine in zip(predictions, regions, classified, strict=True):
+        long = [r for r in found if r.duration_s > longest]
+        inside = [clipped for r in long for s in pred.segments if (clipped := _within(s, r)) is not None]
+        out.append(replace(pred, segments=sorted([*mine, *inside], key=lambda s: (s.start_s, s.label))))
+    return out
+
+
+def event_segments(
+    model: TrainedModel, recordings: Sequence[Item], regions: Sequence[Sequence[Region]], run: EventRun
+) -> list[list[Segment]]:
+    """Each recording's ``regions`` classified as clips (a fetched URL is read from its downloaded file)."""
+    parts: list[Item] = []
+    owner: dict[str, tuple[int, Region]] = {}
+    for n, (item, found) in enumerate(zip(recordings, regions, strict=True)):
+        for region in found:
+            where = f"{item.where} {region.start_s:.2f}-{region.end_s:.2f} s"
+            file = item.local or item.source
+            parts.append(Item(file, None, None, item.group, where, start_s=region.start_s, end_s=region.end_s))
+            owner[where] = (n, region)
+    out: list[list[Segment]] = [[] for _ in recordings]
+    if not parts:
+        return out
+    preds, result = apply_model(model, parts, run.cache_dir, fetch=run.fetch, progress=run.progress)
+    logits = recording_logits(preds)
+    probs = sigmoid(logits) if model.thresholds is not None else softmax(logits)
+    novelty = preds.recording_novelty
+    for k, (item, _) in enumerate(result.embedded):
+        n, region = owner[item.where]
+        surprise = None if novelty is None else float(novelty[k])
+        out[n].extend(_labelled(region, probs[k], list(model.labels), model.thresholds, run.min_confidence, surprise))
+    return out
+
+
+def _within(segment: Segment, region: Region) -> Segment | None:
+    start, end = max(segment.start_s, region.start_s), min(segment.end_s, region.end_s)
+    if end - start <= 1e-6 or segment.label == BACKGROUND:
+        return None
+    return replace(segment, start_s=start, end_s=end)
+
+
+def _regions(item: Item, options: ActivityOptions) -> list[Region]:
+    samples = load_audio(item.local or item.source)
+    return active_regions(samples, SAMPLE_RATE_HZ, options)
+
+
+def _labelled(
+    region: Region,
+    probs: np.ndarray,
+    labels: list[str],
+    thresholds: np.ndarray | None,
+    min_confidence: float | None,
+    novelty: float | None,
+) -> list[Segment]:
+    """The segment(s) of one classified region: none for background; ``unknown`` below the threshold or
+    unlike the training audio; a multi-label model's every label over its threshold."""
+    if thresholds is not None:
+        on = [k for k in range(len(labels)) if probs[k] >= thresholds[k] and labels[k] != BACKGROUND]
+        return [Segment(region.start_s, region.end_s, labels[k], float(probs[k]), float(probs[k])) for k in on]
+    k = int(np.argmax(probs))
+    p = float(probs[k])
+    if labels[k] == BACKGROUND:
+        return []
+    unsure = min_confidence is not None and (p < min_confidence or (novelty is not None and novelty > 1.0))
+    return [Segment(region.start_s, region.end_s, UNKNOWN if unsure else labels[k], p, p)]
