@@ -97,6 +97,7 @@ class Model:
         segments: bool = False,
         smooth: str = DEFAULT_SMOOTH,
         min_duration: float = 0.0,
+        segmenter: str = "auto",
         window: float | None = None,
         hop: float | None = None,
         min_confidence: float | str | None = None,
@@ -111,12 +112,13 @@ class Model:
 
         ``segments``: labelled time segments (``smooth`` over neighbouring windows, none shorter than
         ``min_duration`` seconds), from windows of ``window`` s every ``hop`` s (default: the model's, with half a
-        window's hop for segments). ``min_confidence``: a probability, or ``"auto"`` for the model's own
+        window's hop for segments); ``segmenter``: ``events`` (where something happens, each region classified as
+        a clip), ``windows`` (every frame from its windows) or ``auto`` (the model's choice). ``min_confidence``: a probability, or ``"auto"`` for the model's own
         threshold; below it the label is ``"unknown"`` (``best_guess`` keeps the top class)."""
         options = PredictOptions(
             top_k=top_k,
             timeline=timeline,
-            segments=SegmentOptions.parse(smooth, min_duration) if segments else None,
+            segments=SegmentOptions.parse(smooth, min_duration, segmenter) if segments else None,
             windows=self.trained.windows.asked(window, hop, "window={window}, hop={hop}"),
             min_confidence=chosen_confidence(min_confidence, lambda: self.trained.min_confidence),
         )
