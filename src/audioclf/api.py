@@ -113,8 +113,9 @@ class Model:
         ``segments``: labelled time segments (``smooth`` over neighbouring windows, none shorter than
         ``min_duration`` seconds), from windows of ``window`` s every ``hop`` s (default: the model's, with half a
         window's hop for segments); ``segmenter``: ``events`` (where something happens, each region classified as
-        a clip), ``windows`` (every frame from its windows) or ``auto`` (the model's choice). ``min_confidence``: a probability, or ``"auto"`` for the model's own
-        threshold; below it the label is ``"unknown"`` (``best_guess`` keeps the top class)."""
+        a clip), ``windows`` (every frame from its windows) or ``auto`` (the model's choice). ``min_confidence``:
+        a probability, or ``"auto"`` for the model's own threshold; below it the label is ``"unknown"``
+        (``best_guess`` keeps the top class)."""
         options = PredictOptions(
             top_k=top_k,
             timeline=timeline,
