@@ -100,4 +100,5 @@ def _appended(emb: Embedded, vector: np.ndarray, duration_s: float) -> Embedded:
         np.concatenate([emb.embeddings, vector[None]]),
         np.concatenate([emb.starts_s, [0.0]]),
         np.concatenate([emb.durations_s, [duration_s]]),
+        emb.n_copies + 1,
     )

@@ -128,6 +128,7 @@ class Dataset:
     y: np.ndarray  # [n_windows] class ids
     recording: np.ndarray  # [n_windows] recording index
     items: list[Item]  # one per recording
+    copies: np.ndarray | None = None  # [n_windows] True for training copies (fitting.context); None: none
 
     def recording_labels(self) -> np.ndarray:
         """The class id of each recording (its windows share it)."""
@@ -140,7 +141,17 @@ class Dataset:
         remap = np.full(len(self.items), -1)
         remap[recordings] = np.arange(len(recordings))
         mask = remap[self.recording] >= 0
-        return Dataset(self.x[mask], self.y[mask], remap[self.recording[mask]], [self.items[i] for i in recordings])
+        copies = None if self.copies is None else self.copies[mask]
+        items = [self.items[i] for i in recordings]
+        return Dataset(self.x[mask], self.y[mask], remap[self.recording[mask]], items, copies)
+
+    def clean(self) -> Dataset:
+        """The recordings' own windows, without training copies: what validation, tests and the novelty
+        detector measure (every recording keeps its own windows)."""
+        if self.copies is None or not self.copies.any():
+            return self
+        own = ~self.copies
+        return Dataset(self.x[own], self.y[own], self.recording[own], self.items, None)
 
 
 def stack(embedded: Sequence[tuple[Item, Embedded]], labels: Sequence[str]) -> Dataset:
@@ -148,7 +159,8 @@ def stack(embedded: Sequence[tuple[Item, Embedded]], labels: Sequence[str]) -> D
     x = np.concatenate([e.embeddings for _, e in embedded])
     y = np.concatenate([np.full(len(e.embeddings), index.get(item.label or "", -1)) for item, e in embedded])
     rec = np.concatenate([np.full(len(e.embeddings), i) for i, (_, e) in enumerate(embedded)])
-    return Dataset(torch.from_numpy(x), y, rec, [item for item, _ in embedded])
+    copies = np.concatenate([np.arange(len(e.embeddings)) >= len(e.embeddings) - e.n_copies for _, e in embedded])
+    return Dataset(torch.from_numpy(x), y, rec, [item for item, _ in embedded], copies if copies.any() else None)
 
 
 def hold_out_test(
@@ -168,7 +180,7 @@ def hold_out_test(
             f"a test set of {test_size:g} groups: there are only {n_groups} groups; hold out fewer", option="test_size"
         )
     keep, held = grouped_split([item.label or "" for item in data.items], groups, fraction, seed)
-    test = data.subset(held)
+    test = data.subset(held).clean()
     if out is not None:
         rows = [{"path": i.source, "label": i.label, "split": "test", "group": i.group} for i in test.items]
         write_csv_atomic(out / "test_split.csv", ["path", "label", "split", "group"], rows)

@@ -195,7 +195,7 @@ def _train(
     options = replace(options, windows=fit_windows(options.windows, encoder))
     view = _text_view(options, encoder)  # before embedding: a CTC encoder transcribes in the same pass
     embedded, ray_run = _embed(items, encoder, view, options)
-    embedded, segmenting = _in_context(embedded, encoder, view, options)
+    embedded, segmenting = _in_context(embedded, encoder, None if multi else view, options, multi)
     if embedded.failures:
         write_failures(embedded.failures, out / "failures.csv")
     if not embedded.embedded:
@@ -253,14 +253,14 @@ def _multilabel_job(
 
 
 def _in_context(
-    embedded: EmbedResult, encoder: Encoder, view: TextView | None, options: TrainOptions
+    embedded: EmbedResult, encoder: Encoder, view: TextView | None, options: TrainOptions, multi: bool
 ) -> tuple[EmbedResult, Segmenting | None]:
-    """The clips' default segmenter (from their durations), and the acoustic probe's context copies of short
-    clips (``fitting.context``)."""
+    """The clips' default segmenter (from their durations), and the single-label acoustic probe's context
+    copies of short clips (``fitting.context``)."""
     durations = [e.duration_s for _, e in embedded.embedded]
     segmenting = Segmenting.of(durations, options.windows.window_s)
     plan = plan_context(options.context, durations, options.windows.window_s, options.fit.seed)
-    if plan is None or view is not None or not embedded.embedded:
+    if plan is None or view is not None or multi or not embedded.embedded:
         return embedded, segmenting
     audio = AudioCache(options.cache_dir, options.windows.max_duration_s)
     return with_context(embedded, encoder, audio, plan), segmenting

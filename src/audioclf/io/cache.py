@@ -54,6 +54,7 @@ class Embedded:
     embeddings: np.ndarray  # [n_windows, n_layers, dim] float32
     starts_s: np.ndarray  # [n_windows] float64
     durations_s: np.ndarray  # [n_windows] float64
+    n_copies: int = 0  # the last windows that are training copies (fitting.context), not the recording's own
 
     def __post_init__(self) -> None:
         n = len(self.embeddings)
@@ -62,8 +63,9 @@ class Embedded:
 
     @property
     def duration_s(self) -> float:
-        """From the first window's start to the last window's end."""
-        return float(self.starts_s[-1] + self.durations_s[-1] - self.starts_s[0])
+        """From the first window's start to the last window's end (of the recording's own windows)."""
+        own = len(self.starts_s) - self.n_copies
+        return float(self.starts_s[own - 1] + self.durations_s[own - 1] - self.starts_s[0])
 
     @property
     def finite(self) -> bool:
