@@ -21,7 +21,7 @@ FLOOR_PERCENTILE = 10.0
 LOUD_PERCENTILE = 99.0
 FLOOR_RANGE_DB = 60.0  # the floor is never more than this below the loud frames
 EPS = 1e-10
-QUIET_DB = -60.0  # a recording whose loud frames stay below this is silence
+QUIET_DB = -50.0  # a steady recording below this level (room tone, a quiet hiss) holds nothing
 
 
 @dataclass(frozen=True)

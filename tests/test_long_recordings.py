@@ -1,0 +1,120 @@
+"""Segments of long recordings with a model trained on short isolated clips (issue 31): the activity gate on
+its own, then calls of three kinds trained as isolated clips and found in a long recording of other takes
+separated by quiet gaps, through the command line; scored with the field's event metrics."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tone, write_audio
+
+from audioclf.cli.main import main
+from audioclf.errors import AudioclfError
+from audioclf.evaluation.event_metrics import event_based
+from audioclf.evaluation.segments import Segment
+from audioclf.labelling.activity import ActivityOptions, active_regions
+
+RATE = 16_000
+QUIET = 0.001  # the gaps' noise: about -60 dBFS
+
+
+def call(kind: str, seed: int) -> np.ndarray:
+    """One take of a call: an up-sweep, a down-sweep or a warble, 0.3-0.5 s, its pitch and length jittered."""
+    rng = np.random.default_rng(seed)
+    seconds = rng.uniform(0.3, 0.5)
+    t = np.arange(int(seconds * RATE)) / RATE
+    shift = rng.uniform(0.9, 1.1)
+    if kind == "up":
+        phase = 2 * np.pi * shift * (500 * t + 1000 * t**2 / seconds / 2)
+    elif kind == "down":
+        phase = 2 * np.pi * shift * (2000 * t - 1200 * t**2 / seconds / 2)
+    else:
+        phase = 2 * np.pi * shift * (1000 * t + 20 * np.sin(2 * np.pi * 12 * t))
+    fade = np.minimum(1.0, np.minimum(t, seconds - t) / 0.01)
+    wave = 0.4 * rng.uniform(0.5, 1.0) * np.sin(phase) * fade + 0.01 * rng.standard_normal(len(t))
+    return wave.astype(np.float32)
+
+
+KINDS = ("up", "down", "warble")
+
+
+def quiet(seconds: float, seed: int) -> np.ndarray:
+    return (QUIET * np.random.default_rng(seed).standard_normal(int(seconds * RATE))).astype(np.float32)
+
+
+def long_recording(path: Path, n_events: int, seed: int) -> list[Segment]:
+    """Takes never trained on, with quiet gaps of 0.6-1.5 s; returns the truth."""
+    rng = np.random.default_rng(seed)
+    parts, truth, t = [quiet(1.0, seed)], [], 1.0
+    for k in range(n_events):
+        kind = KINDS[k % 3]
+        wave = call(kind, 10_000 + seed * 100 + k)
+        truth.append(Segment(t, t + len(wave) / RATE, kind, 1.0, 1.0))
+        gap = rng.uniform(0.6, 1.5)
+        parts += [wave, quiet(gap, seed + k + 1)]
+        t += len(wave) / RATE + gap
+    write_audio(path, np.concatenate(parts), RATE)
+    return truth
+
+
+@pytest.fixture(scope="module")
+def calls_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A probe (built-in encoder) trained on isolated takes only: 8 takes of each call, each its own group."""
+    root = tmp_path_factory.mktemp("calls")
+    rows = []
+    for kind in KINDS:
+        for take in range(8):
+            path = write_audio(root / f"{kind}_{take}.wav", call(kind, take * 7 + len(kind)), RATE)
+            rows.append({"path": str(path), "label": kind, "group": f"take{take}"})
+    with (root / "train.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "label", "group"])
+        writer.writeheader()
+        writer.writerows(rows)
+    args = ["train", "--manifest", str(root / "train.csv"), "--out", str(root / "model"), "--encoder", "builtin"]
+    assert main([*args, "--folds", "2", "--cache-dir", str(root / "cache"), "--quiet"]) == 0
+    return root / "model", root / "cache"
+
+
+def test_the_activity_gate_finds_bursts_in_quiet_and_in_noise() -> None:
+    bursts = [(1.0, 1.4), (2.4, 2.7), (3.9, 4.5)]
+    x = quiet(5.5, 0)
+    for a, b in bursts:
+        first, last = round(a * RATE), round(b * RATE)
+        x[first:last] += tone(900, 1.0)[: last - first]
+    found = active_regions(x, RATE)
+    assert len(found) == 3
+    for r, (a, b) in zip(found, bursts, strict=True):
+        assert abs(r.start_s - a) <= 0.08 and abs(r.end_s - b) <= 0.1  # at the hop, padded 50 ms
+    noisy = x + (0.035 * np.random.default_rng(1).standard_normal(len(x))).astype(np.float32)  # about 20 dB SNR
+    in_noise = active_regions(noisy, RATE)
+    assert len(in_noise) == 3 and all(abs(r.start_s - a) <= 0.1 for r, (a, _) in zip(in_noise, bursts, strict=True))
+    assert active_regions(tone(440, 3.0), RATE)[0].duration_s == pytest.approx(3.0)  # one steady sound
+    assert active_regions(np.zeros(RATE, np.float32), RATE) == []  # silence: nothing happens
+    with pytest.raises(AudioclfError, match="0 < low <= high < 1"):
+        ActivityOptions(high=0.1, low=0.2)
+
+
+def test_events_of_a_long_recording_are_found_by_a_model_of_isolated_clips(
+    calls_model: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, cache = calls_model
+    card = json.loads((model / "audioclf.json").read_text())["segmenting"]
+    assert card["segmenter"] == "events" and 0.3 < card["clip_s"] < 0.5 and card["window_s"] < 1.5
+    truth = long_recording(tmp_path / "long.wav", 15, seed=1)
+    silent = tmp_path / "quiet.wav"
+    write_audio(silent, quiet(60.0, 5), RATE)
+    args = ["predict", "--model", str(model), str(tmp_path / "long.wav"), str(silent), "--segments", "--json"]
+    assert main([*args, "--cache-dir", str(cache), "--quiet"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    found = [Segment(s["start_s"], s["end_s"], s["label"], 1.0, 1.0) for s in lines[0]["segments"]]
+    scores = event_based(truth, found, t_collar=0.5, evaluate_offset=False)
+    assert scores.recall >= 0.9 and scores.precision >= 0.9, (scores.to_dict(), found)
+    assert lines[1]["source"].endswith("quiet.wav") and not lines[1].get("segments")  # quiet audio: no events
+    windows = [*args, "--segmenter", "windows", "--cache-dir", str(cache), "--quiet"]
+    assert main(windows) == 0  # the other segmenter stays at hand; it labels the gaps too
+    slid = json.loads(capsys.readouterr().out.splitlines()[0])["segments"]
+    assert sum(s["end_s"] - s["start_s"] for s in slid) > sum(s.end_s - s.start_s for s in found)
