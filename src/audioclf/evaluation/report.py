@@ -212,7 +212,8 @@ def summary_lines(report: Report) -> list[str]:
         lines.append(
             f"{'segments:':<12}{seg['n_recordings']} recordings  frame accuracy {_fmt(frame['accuracy'])}  "
             f"frame macro-F1 {_fmt(frame['macro_f1'])}  event F1 {_fmt(event['f1'])} "
-            f"(onset within {event['onset_collar_s']:g} s)"
+            f"(onset within {event['onset_collar_s']:g} s)  DCASE event F1 {_fmt(seg['dcase']['event_f1'])}  "
+            f"segment F1 {_fmt(seg['dcase']['segment_f1'])} (1 s)"
         )
     if report.get("n_recordings_excluded"):
         lines.append(f"excluded:   {report['n_recordings_excluded']} recordings (unknown label or no windows)")
@@ -264,7 +265,9 @@ def _segment_markdown(seg: SegmentReport | None) -> list[str]:
         f"({frame['frame_s']:g} s frames, {frame['seconds']:.1f} s annotated): accuracy {_fmt(frame['accuracy'])}, "
         f"macro-F1 {_fmt(frame['macro_f1'])}. Event level (label and onset within {event['onset_collar_s']:g} s): "
         f"precision {_fmt(event['precision'])}, recall {_fmt(event['recall'])}, F1 {_fmt(event['f1'])} "
-        f"({event['n_reference']} annotated, {event['n_predicted']} predicted)."
+        f"({event['n_reference']} annotated, {event['n_predicted']} predicted). DCASE definitions: event-based F1 "
+        f"{_fmt(seg['dcase']['event_f1'])} (onset within 200 ms, offset within 200 ms or 20 %), segment-based F1 "
+        f"{_fmt(seg['dcase']['segment_f1'])} (1 s segments)."
     )
     rows = [[label, _fmt(f1)] for label, f1 in event["per_class_f1"].items()]
     return [*lines, "", *_md_table(["class", "event F1"], rows)]

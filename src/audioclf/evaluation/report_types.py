@@ -97,10 +97,21 @@ class EventScores(TypedDict):
     per_class_f1: dict[str, float]
 
 
+class DcaseScores(TypedDict):
+    """The DCASE definitions (sed_eval's): event-based with a 200 ms onset collar and an offset collar of
+    200 ms or 20 % of the event, and segment-based over 1 s segments."""
+
+    event_f1: float
+    event_error_rate: float | None
+    segment_f1: float
+    segment_error_rate: float | None
+
+
 class SegmentScores(TypedDict):
     n_recordings: int
     frame: FrameScores
     event: EventScores
+    dcase: DcaseScores
 
 
 class SegmentReport(SegmentScores):

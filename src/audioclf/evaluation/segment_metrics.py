@@ -1,5 +1,6 @@
-"""Predicted segments against annotated ones: frame-level accuracy and F1 over the annotated time, and
-event-based F1 (a predicted segment counts when its label matches and its onset lies within a collar)."""
+"""Predicted segments against annotated ones: frame-level accuracy and F1 over the annotated time, event-based
+F1 (a predicted segment counts when its label matches and its onset lies within a collar, pairs matched one to
+one), and the DCASE event- and segment-based scores (``event_metrics``)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from audioclf.evaluation.report_types import SegmentScores
+from audioclf.evaluation.event_metrics import EventScores, SegmentScores, event_based, segment_based
+from audioclf.evaluation.report_types import SegmentScores as SegmentReportScores
 from audioclf.evaluation.segments import UNKNOWN, Segment
 
 FRAME_S = 0.1  # resolution of the frame-level comparison
-ONSET_COLLAR_S = 1.0  # how far a predicted onset may be from the annotated one
+ONSET_COLLAR_S = 0.5  # how far a predicted onset may be from the annotated one
 
 
 def frame_labels(segments: Sequence[Segment], n_frames: int, labels: Sequence[str]) -> np.ndarray:
@@ -25,33 +27,14 @@ def frame_labels(segments: Sequence[Segment], n_frames: int, labels: Sequence[st
     return out
 
 
-def matched_events(reference: Sequence[Segment], predicted: Sequence[Segment], collar_s: float) -> int:
-    """Reference and predicted segments paired one to one (same label, onsets within ``collar_s``), nearest
-    onsets first."""
-    pairs = sorted(
-        (abs(r.start_s - p.start_s), i, j)
-        for i, r in enumerate(reference)
-        for j, p in enumerate(predicted)
-        if r.label == p.label and abs(r.start_s - p.start_s) <= collar_s
-    )
-    used_r: set[int] = set()
-    used_p: set[int] = set()
-    for _, i, j in pairs:
-        if i not in used_r and j not in used_p:
-            used_r.add(i)
-            used_p.add(j)
-    return len(used_r)
-
-
 def segment_report(
     recordings: Sequence[tuple[Sequence[Segment], Sequence[Segment]]],
     labels: Sequence[str],
     collar_s: float = ONSET_COLLAR_S,
-) -> SegmentScores:
+) -> SegmentReportScores:
     """Scores over (reference, predicted) segment lists of several recordings."""
     true_frames, pred_frames = [], []
-    hits = n_ref = n_pred = 0
-    per_class = {label: [0, 0, 0] for label in labels}  # hits, reference, predicted
+    onsets, events, segments = [], [], []
     for reference, predicted in recordings:
         end = max([s.end_s for s in [*reference, *predicted]], default=0.0)
         n = int(np.ceil(end / FRAME_S))
@@ -60,16 +43,12 @@ def segment_report(
         true_frames.append(t[annotated])
         pred_frames.append(p[annotated])
         shown = [s for s in predicted if s.label != UNKNOWN]
-        hits += matched_events(reference, shown, collar_s)
-        n_ref, n_pred = n_ref + len(reference), n_pred + len(shown)
-        for label, counts in per_class.items():
-            ref = [s for s in reference if s.label == label]
-            pred = [s for s in shown if s.label == label]
-            counts[0] += matched_events(ref, pred, collar_s)
-            counts[1] += len(ref)
-            counts[2] += len(pred)
+        onsets.append(event_based(reference, shown, t_collar=collar_s, evaluate_offset=False))
+        events.append(event_based(reference, shown))
+        segments.append(segment_based(reference, shown, duration_s=max(end, 1e-3)))
     t, p = np.concatenate(true_frames), np.concatenate(pred_frames)
-    event_f1 = {label: _f1(*counts) for label, counts in per_class.items() if counts[1] or counts[2]}
+    onset, event, segment = EventScores.combine(onsets), EventScores.combine(events), SegmentScores.combine(segments)
+    per_class = {label: c.f1 for label, c in onset.per_class.items() if c.n_reference or c.n_estimated}
     return {
         "n_recordings": len(recordings),
         "frame": {
@@ -82,16 +61,18 @@ def segment_report(
         },
         "event": {
             "onset_collar_s": collar_s,
-            "n_reference": n_ref,
-            "n_predicted": n_pred,
-            "precision": hits / n_pred if n_pred else 0.0,
-            "recall": hits / n_ref if n_ref else 0.0,
-            "f1": _f1(hits, n_ref, n_pred),
-            "macro_f1": float(np.mean(list(event_f1.values()))) if event_f1 else 0.0,
-            "per_class_f1": event_f1,
+            "n_reference": onset.tp + onset.fn,
+            "n_predicted": onset.tp + onset.fp,
+            "precision": onset.precision,
+            "recall": onset.recall,
+            "f1": onset.f1,
+            "macro_f1": onset.macro_f1,
+            "per_class_f1": per_class,
+        },
+        "dcase": {
+            "event_f1": event.f1,
+            "event_error_rate": event.error_rate,
+            "segment_f1": segment.f1,
+            "segment_error_rate": segment.error_rate,
         },
     }
-
-
-def _f1(hits: int, n_ref: int, n_pred: int) -> float:
-    return 2 * hits / (n_ref + n_pred) if n_ref + n_pred else 0.0
