@@ -171,3 +171,18 @@ def test_a_trained_model_suggests_from_the_cli_and_the_python_api(
     assert capsys.readouterr().err.count("\n") == 1
     assert main([*argv, "--strategy", "top:tone440", "--model", str(model.path)]) == 2
     assert "knows the labels tone1110, " in capsys.readouterr().err
+
+
+def test_auto_turns_from_diverse_to_margin_once_each_label_has_a_few_windows(project: tuple[Index, Path]) -> None:
+    from audioclf.annotation.suggest import AUTO_PER_LABEL, auto_strategy
+
+    assert str(auto_strategy(0, 0)) == str(auto_strategy(9, 2)) == "diverse"
+    assert str(auto_strategy(AUTO_PER_LABEL * 2, 2)) == "margin"
+    index, manifest = project
+    labels = Labels(manifest, index.card.id)
+    assert str(suggest(index, labels, 2).strategy) == "diverse"  # the default is auto
+    ids = [int(i) for i in index.exact_arrays()[0][: AUTO_PER_LABEL * 2]]
+    rows = index.store.rows(ids)
+    for n, w in enumerate(ids):  # two labels, five windows each
+        labels.add(rows[w], Kind.LABEL, "a" if n % 2 else "b")
+    assert str(suggest(index, labels, 2).strategy) == "margin"
