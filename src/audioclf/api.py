@@ -25,6 +25,7 @@ from audioclf.encoders.spec import ModelSpec, Precision, parse_spec
 from audioclf.errors import AudioclfError
 from audioclf.evaluation import report_types
 from audioclf.evaluation.segments import DEFAULT_SMOOTH, SegmentOptions
+from audioclf.fitting.context import Context
 from audioclf.fitting.finetune import FinetuneOptions
 from audioclf.fitting.train import Options
 from audioclf.fitting.train import train as train_model
@@ -175,6 +176,11 @@ def train(
     common = _Common(encoder=spec, cache_dir=cache, progress=progress)
     if "precision" in options:
         options["precision"] = Precision.parse(options["precision"])
+    if "context" in options:
+        try:
+            options["context"] = Context(options["context"])
+        except ValueError:
+            raise AudioclfError(f"context={options['context']!r}: use auto, on or off", option="context") from None
     try:
         reads = feature_mode(features)
     except ValueError as exc:
