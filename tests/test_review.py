@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from audioclf.annotation.labels import Kind, Labels, Mode, Origin
 from audioclf.annotation.suggest import Strategy, StrategyKind, suggest
+from audioclf.api import Model
 from audioclf.corpus.card import CorpusError
 from audioclf.corpus.index import Index
 from audioclf.corpus.plan import IndexOptions, build, source_items
@@ -238,7 +239,7 @@ def test_the_review_tab_labels_from_the_keyboard_and_undo_survives_a_reload(
 
 
 @pytest.fixture(scope="module")
-def tones_model(corpus: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def tones_model(corpus: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Model:
     """A probe trained (built-in encoder, the index's cache) on the corpus's recordings: tone or noise."""
     import audioclf
 
@@ -253,9 +254,7 @@ def tones_model(corpus: tuple[Path, Path], tmp_path_factory: pytest.TempPathFact
 
 
 def test_a_trained_probe_scores_the_index_windows_as_it_predicts_them(
-    corpus: tuple[Path, Path],
-    tones_model,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    corpus: tuple[Path, Path], tones_model: Model
 ) -> None:
     from dataclasses import replace
 
@@ -293,9 +292,7 @@ def test_a_trained_probe_scores_the_index_windows_as_it_predicts_them(
 
 
 def test_queues_from_the_trained_model_and_from_a_search(
-    corpus: tuple[Path, Path],
-    tones_model,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    corpus: tuple[Path, Path], tones_model: Model, tmp_path: Path
 ) -> None:
     folder, cache = corpus
     labels = tmp_path / "labels.csv"

@@ -79,13 +79,7 @@ def _suggest_parser(sub: Any) -> None:
         help="margin | entropy | top:LABEL | diverse | random (default: the best measured; see the README)",
     )
     p.add_argument("--annotator", default="", help="who will label them (their windows are leased to them)")
-    p.add_argument(
-        "--model",
-        type=Path,
-        default=None,
-        help="score with a trained model (a probe on the index's encoder and layer) instead of the quick model",
-    )
-    _mode_arg(p)
+    _labelling_args(p, "score with a trained model (a probe on the index's encoder and layer), not the quick model")
     p.add_argument("--seed", type=int, default=0, help="for random and diverse (default %(default)s)")
     p.add_argument("--json", action="store_true", help="one JSON object per suggestion")
     common_args(p)
@@ -96,18 +90,13 @@ def _review_parser(sub: Any) -> None:
     p.add_argument("index", type=Path, help="an index folder built by the index command")
     p.add_argument("--labels", type=Path, required=True, help="the labels file (created when missing)")
     p.add_argument("--annotator", default="", help="the name answers are logged under (default: none)")
-    p.add_argument(
-        "--model",
-        type=Path,
-        default=None,
-        help="a trained model: its predictions on the index become a queue to check (and it serves /v1/predict)",
-    )
-    _mode_arg(p)
+    _labelling_args(p, "a trained model: its predictions on the index become a queue to check (it serves predict too)")
     server_args(p)
     common_args(p)
 
 
-def _mode_arg(p: argparse.ArgumentParser) -> None:
+def _labelling_args(p: argparse.ArgumentParser, model_help: str) -> None:
+    p.add_argument("--model", type=Path, default=None, help=model_help)
     p.add_argument(
         "--multi-label",
         action="store_true",

@@ -81,16 +81,12 @@ def train_options(args: argparse.Namespace) -> TrainOptions:
     )
 
 
+# flags whose default is FinetuneOptions' own (left out when not given)
+FINETUNE_FLAGS = ("epochs", "batch_size", "accum", "lr", "freeze_layers", "patience", "val_fraction")
+
+
 def finetune_options(args: argparse.Namespace) -> FinetuneOptions:
-    given = _given(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        accum=args.accum,
-        lr=args.lr,
-        freeze_layers=args.freeze_layers,
-        patience=args.patience,
-        val_fraction=args.val_fraction,
-    )
+    given = _given(**{name: getattr(args, name) for name in FINETUNE_FLAGS})
     return FinetuneOptions(
         encoder=_encoder(args),
         windows=window_options(args),
