@@ -4,7 +4,7 @@ search checks against it, so vectors of two encoders (or two window settings) ne
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,23 +33,12 @@ class TextSide:
     dim: int
 
     def to_dict(self) -> JSONObject:
-        return {
-            "transcriber": self.transcriber,
-            "transcriber_identity": self.transcriber_identity,
-            "text_encoder": self.text_encoder,
-            "text_encoder_identity": self.text_encoder_identity,
-            "dim": self.dim,
-        }
+        return dict(asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TextSide:
-        return cls(
-            str(data["transcriber"]),
-            str(data["transcriber_identity"]),
-            str(data["text_encoder"]),
-            str(data["text_encoder_identity"]),
-            int(data["dim"]),
-        )
+        text = {f.name: str(data[f.name]) for f in fields(cls) if f.name != "dim"}
+        return cls(**text, dim=int(data["dim"]))
 
 
 @dataclass(frozen=True)
