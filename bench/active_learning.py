@@ -64,10 +64,11 @@ AP and rare F1 against labels); the tables are printed and written to ``--out``.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ from probe_vs_logreg import fsdd_items, topic_items
 from search_quality import esc_items
 
 from audioclf.annotation.labels import Kind, Labels, Origin
-from audioclf.annotation.suggest import QuickModel, Strategy, suggest
+from audioclf.annotation.suggest import QuickModel, Strategy, Suggested, suggest
 from audioclf.corpus.index import Index
 from audioclf.corpus.plan import IndexOptions, build
 from audioclf.corpus.store import WindowRow
@@ -240,10 +241,7 @@ def simulate(
         run.add(len(labelled), score(corpus, np.asarray(labelled), held, rare))
         if len(labelled) >= budget:
             break
-        n = min(ROUND - len(labelled) % ROUND, budget - len(labelled))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            got = suggest(corpus.index, labels, n, asked, annotator=SIMULATED, seed=seed * 1000 + step)
+        got = next_round(corpus.index, labels, len(labelled), budget, asked, seed * 1000 + step)
         step += 1
         chosen = [where[s.window_id] for s in got.suggestions]
         if not chosen:
@@ -262,6 +260,35 @@ def simulate(
 def at(run: Run, n: int, measure: str) -> float | None:
     """The measure with exactly ``n`` labels (None when the run started above ``n`` or stopped short of it)."""
     return next((v for k, v in zip(run.n_labels, run.values[measure], strict=True) if k == n), None)
+
+
+def next_round(index: Index, labels: Labels, n_labelled: int, budget: int, asked: Strategy, seed: int) -> Suggested:
+    """The simulated labeller's next round: up to the next multiple of ``ROUND`` labels, within the budget."""
+    n = min(ROUND - n_labelled % ROUND, budget - n_labelled)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return suggest(index, labels, n, asked, annotator=SIMULATED, seed=seed)
+
+
+def delta_cell(
+    these: Sequence[Any],
+    randoms: dict[tuple[str, int], Any],
+    value: Callable[[Any, int], float | None],
+    n: int,
+    digits: int = 3,
+) -> str:
+    """The mean paired difference to ``random`` at ``n`` labels (same fold, same seed) ± 1.96 standard errors."""
+    pairs = [
+        a - b
+        for r in these
+        if (a := value(r, n)) is not None
+        and (rr := randoms.get((r.fold, r.seed))) is not None
+        and (b := value(rr, n)) is not None
+    ]
+    if not pairs:
+        return "–"
+    half = 1.96 * np.std(pairs, ddof=1) / np.sqrt(len(pairs)) if len(pairs) > 1 else float("nan")
+    return f"{np.mean(pairs):+.{digits}f} ± {half:.{digits}f}"
 
 
 def cell(values: list[float], digits: int = 3) -> str:
@@ -288,18 +315,8 @@ def table(runs: list[Run], ceilings: Ceilings, budget: int, measure: str, name: 
             values, deltas = [], []
             for n in points:
                 values.append(cell([v for r in these if (v := at(r, n, measure)) is not None], digits))
-                pairs = [
-                    a - b
-                    for r in these
-                    if (a := at(r, n, measure)) is not None
-                    and (rr := randoms.get((r.fold, r.seed))) is not None
-                    and (b := at(rr, n, measure)) is not None
-                ]
-                if strategy == "random" or not pairs:
-                    deltas.append("–")
-                else:
-                    half = 1.96 * np.std(pairs, ddof=1) / np.sqrt(len(pairs)) if len(pairs) > 1 else float("nan")
-                    deltas.append(f"{np.mean(pairs):+.{digits}f} ± {half:.{digits}f}")
+                value = functools.partial(at, measure=measure)
+                deltas.append("–" if strategy == "random" else delta_cell(these, randoms, value, n, digits))
             row = [set_name, strategy, start, *values, *deltas]
             if last_measure:
                 ends = {r.n_labels[-1] for r in these}
@@ -314,8 +331,8 @@ def table(runs: list[Run], ceilings: Ceilings, budget: int, measure: str, name: 
     return "\n".join(lines)
 
 
-def curves(ax: Any, runs: list[Run], set_name: str, measure: str) -> None:
-    mine = [r for r in runs if r.set_name == set_name]
+def curves(ax: Any, mine: Sequence[Any], measure: str) -> None:
+    """Mean ``measure`` against labels, one line per strategy, band = ± 1 s.d. over runs."""
     for strategy in dict.fromkeys(r.strategy for r in mine):
         these = [r for r in mine if r.strategy == strategy]
         n = min(len(r.n_labels) for r in these)
@@ -341,7 +358,7 @@ def plot(runs: list[Run], ceilings: Ceilings, path: Path, rare: bool) -> None:
     for j, set_name in enumerate(sets):
         for i, (measure, what) in enumerate(panels):
             ax = axes[i][j]
-            curves(ax, runs, set_name, measure)
+            curves(ax, [r for r in runs if r.set_name == set_name], measure)
             ceiling = float(np.mean([c[measure] for c in ceilings[set_name]]))
             ax.axhline(ceiling, color="k", ls="--", lw=1, label="whole pool labelled")
             kind = "one rare class (~2.5 % of the pool)" if rare else "quick model on held-out groups"

@@ -40,6 +40,7 @@ read a small difference as a tie. Plot: mAP and micro-F1 against labelled window
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import subprocess
@@ -55,11 +56,12 @@ from sklearn.metrics import average_precision_score, f1_score
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from active_learning import curves, delta_cell, next_round
 from speech_and_sounds import SOUNDS, by_speaker, multilabel_set
 
 from audioclf.annotation.labels import Kind, Labels, Mode, Origin
-from audioclf.annotation.scorers import QuickMultiModel, _targets, answered_windows
-from audioclf.annotation.suggest import Strategy, suggest
+from audioclf.annotation.scorers import QuickMultiModel, answered_windows, label_targets
+from audioclf.annotation.suggest import Strategy
 from audioclf.corpus.index import Index
 from audioclf.corpus.plan import IndexOptions, build
 from audioclf.corpus.store import WindowRow
@@ -189,7 +191,7 @@ def log_targets(corpus: Corpus, labels: Labels, positions: list[int]) -> dict[st
     assert sorted(rows.tolist()) == sorted(positions), "the labels log and the simulation disagree on the windows"
     order = np.argsort(rows)
     rows, answered = rows[order], [answered[k] for k in order]
-    targets = _targets(answered)
+    targets = label_targets(answered)
     train = np.sort(np.asarray(positions))
     want = truth_targets(corpus, train)
     assert targets.keys() == want.keys() and all((targets[k] == want[k]).all() for k in want), (
@@ -231,10 +233,7 @@ def simulate(corpus: Corpus, fold: str, strategy: str, seed: int, budget: int, w
         run.add(len(labelled), answers, score(corpus, np.asarray(labelled), targets, held))
         if len(labelled) >= budget:
             break
-        n = min(ROUND - len(labelled) % ROUND, budget - len(labelled))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            got = suggest(corpus.index, labels, n, asked, annotator=SIMULATED, seed=seed * 1000 + step)
+        got = next_round(corpus.index, labels, len(labelled), budget, asked, seed * 1000 + step)
         step += 1
         if got.note:
             print(f"  note ({strategy}, fold {fold}, seed {seed}, {len(labelled)} labelled): {got.note}", flush=True)
@@ -268,19 +267,8 @@ def table(runs: list[Run], ceilings: list[dict[str, float]], budget: int, measur
         these = [r for r in runs if r.strategy == strategy]
         row = [strategy, cell([r.values[measure][0] for r in these])]
         row += [cell([v for r in these if (v := at(r, n, measure)) is not None]) for n in points]
-        for n in points:
-            pairs = [
-                a - b
-                for r in these
-                if (a := at(r, n, measure)) is not None
-                and (rr := randoms.get((r.fold, r.seed))) is not None
-                and (b := at(rr, n, measure)) is not None
-            ]
-            if strategy == "random" or not pairs:
-                row.append("–")
-            else:
-                half = 1.96 * np.std(pairs, ddof=1) / np.sqrt(len(pairs)) if len(pairs) > 1 else float("nan")
-                row.append(f"{np.mean(pairs):+.3f} ± {half:.3f}")
+        value = functools.partial(at, measure=measure)
+        row += ["–" if strategy == "random" else delta_cell(these, randoms, value, n) for n in points]
         lines.append("| " + " | ".join(row) + " |")
     extra = [("ceiling (whole pool)", measure)] + ([("chance (prevalence)", "chance")] if measure == "map" else [])
     for what, key in extra:  # the same at every budget
@@ -297,14 +285,7 @@ def plot(runs: list[Run], ceilings: list[dict[str, float]], path: Path, title: s
 
     fig, axes = plt.subplots(1, len(MEASURES), figsize=(6 * len(MEASURES), 4.2), squeeze=False)
     for ax, (measure, what) in zip(axes[0], MEASURES, strict=True):
-        for strategy in dict.fromkeys(r.strategy for r in runs):
-            these = [r for r in runs if r.strategy == strategy]
-            n = min(len(r.n_labels) for r in these)
-            x = these[0].n_labels[:n]
-            y = np.array([r.values[measure][:n] for r in these])
-            line = ax.plot(x, y.mean(axis=0), marker=".", label=f"{strategy} ({len(these)} runs)")[0]
-            ax.fill_between(x, y.mean(axis=0) - y.std(axis=0), y.mean(axis=0) + y.std(axis=0), alpha=0.12,
-                            color=line.get_color())  # fmt: skip
+        curves(ax, runs, measure)
         ax.axhline(
             float(np.mean([c[measure] for c in ceilings])), color="k", ls="--", lw=1, label="whole pool labelled"
         )

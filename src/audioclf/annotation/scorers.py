@@ -136,14 +136,14 @@ def fit_quick(
 ) -> QuickMultiModel | QuickModel | None:
     """The quick model of the answered windows (None until there are two classes to tell apart)."""
     if mode is Mode.MULTI:
-        targets = _targets(answered)
+        targets = label_targets(answered)
         return QuickMultiModel(prepared[rows], targets, prepared) if targets else None
     single = [k for k, s in enumerate(answered) if s.answered]
     y = [next(iter(answered[k].labels)) if answered[k].labels else NONE_CLASS for k in single]
     return QuickModel(prepared[rows[single]], y, prepared) if len(set(y)) >= 2 else None
 
 
-def _targets(answered: list[Standing]) -> dict[str, np.ndarray]:
+def label_targets(answered: list[Standing]) -> dict[str, np.ndarray]:
     """Per label: 1 for windows with it, 0 for windows answered without it (another label, none, not it),
     -1 where nothing is known; only labels with both."""
     labels = sorted({label for s in answered for label in s.labels | s.nots})
