@@ -48,7 +48,7 @@ def save_probe(
     if novelty is not None:
         novelty.save(out)
     TrainingSet.of(main.data.items).save(out)
-    save_model(out, TrainedModel(card, arrays, fusion=fusion))
+    save_model(out, TrainedModel(card, arrays, fusion=fusion, context_head=summary.context_head))
     if view is None:  # a transformers export classifies audio alone: not possible with text features
         export_probe(encoder.spec, head, summary.labels, out, temperature=cal.temperature)
 

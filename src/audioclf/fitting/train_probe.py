@@ -36,6 +36,7 @@ from audioclf.io.manifest import Item, check_two_labels, labels_of, usable_label
 from audioclf.model.card import Calibration, ModelKind, Segmenting
 from audioclf.model.folder import prepare_out_dir
 from audioclf.model.fusion import Fusion
+from audioclf.model.probe import HeadArrays
 from audioclf.model.probe_config import ProbeConfig, check_layer
 from audioclf.model.training_set import training_rows
 from audioclf.speech.features import FeatureMode
@@ -84,6 +85,7 @@ class ProbeRun:
     seconds: float
     test_report: ClassificationReport | None = None  # with --test-size: the held-out groups' evaluation
     segmenting: Segmenting | None = None  # how its segments are made by default (from the clips, before context)
+    context_head: HeadArrays | None = None  # the chosen probe refitted with the clips' context copies
     fusion: str | None = None  # --features fused: each view's and the fusion's validation scores
     ray: RayRun | None = None  # with TrainOptions.ray: the Ray embedding run that filled the cache
     features: FeatureMode = FeatureMode.ACOUSTIC  # what the probe read
@@ -206,7 +208,8 @@ def _train(
         return train_multilabel(_multilabel_job(manifest, out, labels, loaded, options), embedded, started)
     pairs, text_pairs = _feature_pairs(view, embedded.embedded, out)
     data, test_set = hold_out_test(stack(pairs, labels), options.test_size, options.fit.seed, out)
-    main = fit_view(data, len(labels), options, on_epoch)
+    main = fit_view(data.clean(), len(labels), options, on_epoch)  # the recordings as they are
+    context_head = _context_head(data, main, len(labels), options)
     fusion, text_test, fusion_note = _late_fusion(main, text_pairs, labels, options)
     head, cal = main.head, calibration(main, fusion)
     tested = None
@@ -228,7 +231,8 @@ def _train(
         fusion=fusion_note,
         ray=ray_run,
         features=options.features.mode,
-        segmenting=segmenting,
+        segmenting=segmenting if context_head is None or segmenting is None else replace(segmenting, context_head=True),
+        context_head=context_head,
     )
     save_probe(manifest, out, summary, (main, fusion, cal), (encoder, view), options)
     return replace(summary, seconds=time.perf_counter() - started)  # the novelty fit and the saving count too
@@ -250,6 +254,16 @@ def _multilabel_job(
         seed=options.fit.seed,
         test_size=options.test_size,
     )
+
+
+def _context_head(data: Dataset, main: ViewFit, n_classes: int, options: TrainOptions) -> HeadArrays | None:
+    """The chosen probe refitted on the recordings and their context copies (None without copies): what the
+    events segmenter classifies regions of long recordings with. The main probe never sees the copies, so
+    what a whole clip is called does not change."""
+    if data.copies is None:
+        return None
+    head, _ = refit(data, n_classes, main.selection.chosen, options.fit)
+    return HeadArrays.from_head(head)
 
 
 def _in_context(

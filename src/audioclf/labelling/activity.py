@@ -4,7 +4,7 @@ its own background (no model, no training data), at 10 ms resolution.
 Each 20 ms frame's level (dB) is compared with the recording's floor (a low percentile of its frame levels,
 kept within ``FLOOR_RANGE_DB`` of its loud frames, so digital silence does not set it). A region starts where
 the level rises above the high threshold and ends where it falls below the low one (hysteresis), closer regions
-are joined, shorter ones dropped, and each is padded a little. The thresholds scale with the recording's own
+are joined, shorter ones dropped (and each may be padded). The thresholds scale with the recording's own
 range (floor to loud): a quiet room and a noisy street get thresholds that fit each."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class ActivityOptions:
     min_rise_db: float = 6.0
     min_gap_s: float = 0.3
     min_event_s: float = 0.1
-    pad_s: float = 0.05
+    pad_s: float = 0.0  # measured: padding regions made classifying them worse (12 vs 13 of 15 digits)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.low <= self.high < 1.0:

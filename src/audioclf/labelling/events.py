@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from audioclf.evaluation.calibration import sigmoid, softmax
-from audioclf.evaluation.segments import BACKGROUND, UNKNOWN, Segment, Segmenter, SegmentOptions
+from audioclf.evaluation.segments import BACKGROUND, UNKNOWN, Segment, Segmenter, SegmentOptions, segments_of
 from audioclf.evaluation.window_logits import recording_logits
 from audioclf.io.audio import SAMPLE_RATE_HZ, load_audio
+from audioclf.io.cache import Embedded
 from audioclf.io.download import FetchOptions
 from audioclf.io.manifest import Item
 from audioclf.labelling.activity import ActivityOptions, Region, active_regions
@@ -35,6 +36,8 @@ class EventRun:
     """What the events segmenter needs besides the model: the cache, how to fetch, the threshold."""
 
     cache_dir: Path
+    segments: SegmentOptions  # smoothing and minimum duration of the windows' segments in long regions
+    hop_s: float  # of those windows
     min_confidence: float | None = None
     activity: ActivityOptions = DEFAULT_ACTIVITY
     fetch: FetchOptions | None = None
@@ -50,20 +53,31 @@ def segmenter_for(model: TrainedModel, options: SegmentOptions) -> Segmenter:
 
 
 def with_events(
-    predictions: Sequence[Prediction], recordings: Sequence[Item], model: TrainedModel, run: EventRun
+    predictions: Sequence[Prediction], embedded: Sequence[tuple[Item, Embedded]], model: TrainedModel, run: EventRun
 ) -> list[Prediction]:
-    """``predictions`` (one per recording, in order, their segments from sliding windows) with the events
-    segmenter's segments: short regions classified as clips, long ones keeping the windows' segments."""
+    """``predictions`` (one per recording, in order, with their sliding windows' ``embedded``) with the events
+    segmenter's segments: short regions classified as clips, long ones labelled from the windows in them."""
     longest = model.card.segmenting.window_s if model.card.segmenting is not None else model.windows.window_s
+    recordings = [item for item, _ in embedded]
     regions = [_regions(item, run.activity) for item in recordings]
     short = [[r for r in found if r.duration_s <= longest] for found in regions]
     classified = event_segments(model, recordings, short, run)
     out = []
-    for pred, found, mine in zip(predictions, regions, classified, strict=True):
+    for pred, (_, emb), found, mine in zip(predictions, embedded, regions, classified, strict=True):
         long = [r for r in found if r.duration_s > longest]
-        inside = [clipped for r in long for s in pred.segments if (clipped := _within(s, r)) is not None]
+        windows = _window_segments(pred, emb, model, run) if long else []
+        inside = [clipped for r in long for s in windows if (clipped := _within(s, r)) is not None]
         out.append(replace(pred, segments=sorted([*mine, *inside], key=lambda s: (s.start_s, s.label))))
     return out
+
+
+def _window_segments(pred: Prediction, emb: Embedded, model: TrainedModel, run: EventRun) -> list[Segment]:
+    """The windows' segments, from the probe trained in context where there is one (a single-label model)."""
+    if model.context_head is None or model.thresholds is not None:
+        return pred.segments
+    probs = softmax(model.context_head.logits(emb.embeddings) / model.temperature)
+    labels = list(model.labels)
+    return segments_of(emb.starts_s, emb.durations_s, probs, labels, run.hop_s, run.segments, run.min_confidence)
 
 
 def event_segments(
@@ -83,6 +97,9 @@ def event_segments(
         return out
     preds, result = apply_model(model, parts, run.cache_dir, fetch=run.fetch, progress=run.progress)
     logits = recording_logits(preds)
+    if model.context_head is not None:  # the probe trained with clips in context: regions are clips in context
+        t = model.temperature
+        logits = np.stack([model.context_head.logits(e.embeddings).mean(axis=0) / t for _, e in result.embedded])
     probs = sigmoid(logits) if model.thresholds is not None else softmax(logits)
     novelty = preds.recording_novelty
     for k, (item, _) in enumerate(result.embedded):

@@ -68,11 +68,11 @@ def predict_all(
     if options.segments is not None:
         _check_segmentable(result, use, options.refuse_unsegmentable)
     result.failures = [*missing, *result.failures]
-    events = options.segments is not None and segmenter_for(model, options.segments) is Segmenter.EVENTS
     done = predictions_for(preds, durations, options, use.hop_s)
-    if events:
-        run = EventRun(cache_dir, options.min_confidence, fetch=fetch, progress=progress)
-        done = with_events(done, [item for item, _ in result.embedded], model, run)
+    segments = options.segments
+    if segments is not None and segmenter_for(model, segments) is Segmenter.EVENTS:
+        run = EventRun(cache_dir, segments, use.hop_s, options.min_confidence, fetch=fetch, progress=progress)
+        done = with_events(done, result.embedded, model, run)
     return Predicted(_in_input_order(entries, result, done), result)
 
 

@@ -187,6 +187,7 @@ class Segmenting:
     segmenter: Segmenter  # WINDOWS or EVENTS, never AUTO
     clip_s: float  # the median duration of the training recordings
     window_s: float  # the windows segments are made of by default
+    context_head: bool = False  # the events segmenter classifies regions with the head trained in context
 
     @classmethod
     def of(cls, durations_s: Sequence[float], window_s: float) -> Segmenting | None:
@@ -199,7 +200,8 @@ class Segmenting:
         return cls(Segmenter.EVENTS, round(clip, 3), segment_window)
 
     def to_dict(self) -> JSONObject:
-        return {"segmenter": str(self.segmenter), "clip_s": self.clip_s, "window_s": self.window_s}
+        out: JSONObject = {"segmenter": str(self.segmenter), "clip_s": self.clip_s, "window_s": self.window_s}
+        return out | {"context_head": True} if self.context_head else out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Segmenting | None:
@@ -208,7 +210,7 @@ class Segmenting:
         chosen = Segmenter(str(data["segmenter"]))
         if chosen is Segmenter.AUTO:
             raise ValueError("a model's segmenter is windows or events")
-        return cls(chosen, float(data["clip_s"]), float(data["window_s"]))
+        return cls(chosen, float(data["clip_s"]), float(data["window_s"]), bool(data.get("context_head", False)))
 
 
 @dataclass(frozen=True)

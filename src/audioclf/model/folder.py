@@ -22,6 +22,7 @@ from audioclf.version import __version__
 CONFIG_NAME = "audioclf.json"
 WEIGHTS_NAME = "head.safetensors"
 TEXT_WEIGHTS_NAME = "text_head.safetensors"  # the transcript view's probe of a fused model
+CONTEXT_WEIGHTS_NAME = "context_head.safetensors"  # the probe refitted with short clips in context
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class TrainedModel:
     head: HeadArrays | None  # None for a fine-tuned model: the transformers model in `path` classifies
     path: Path | None = None
     fusion: Fusion | None = None  # a fused model: the transcript view's probe and the calibration
+    context_head: HeadArrays | None = None  # the probe refitted with clips in context: the events segmenter's
 
     @property
     def kind(self) -> ModelKind:
@@ -108,6 +110,8 @@ def save_model(out: Path, model: TrainedModel) -> None:
     """Write the weights, then the config last: a folder with audioclf.json is always complete."""
     assert model.head is not None, "fine-tuned models are saved by finetune_run"
     heads = {WEIGHTS_NAME: model.head, **({TEXT_WEIGHTS_NAME: model.fusion.text_head} if model.fusion else {})}
+    if model.context_head is not None:
+        heads[CONTEXT_WEIGHTS_NAME] = model.context_head
     for name, head in heads.items():
         head.save(out / name)
     write_card(out, model.card)
@@ -154,4 +158,8 @@ def load_model(path: Path) -> TrainedModel:
         text = card.fusion.text_head
         text_head = HeadArrays.load(path / TEXT_WEIGHTS_NAME, text.n_layers, text.dim, n_labels, text.config)
         fusion = Fusion(text_head, card.fusion.temperatures, card.fusion.acoustic_weight)
-    return TrainedModel(card, head, path, fusion)
+    context = None
+    if card.segmenting is not None and card.segmenting.context_head:
+        shape = card.head
+        context = HeadArrays.load(path / CONTEXT_WEIGHTS_NAME, shape.n_layers, shape.dim, n_labels, shape.config)
+    return TrainedModel(card, head, path, fusion, context)

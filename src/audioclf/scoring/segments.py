@@ -61,8 +61,8 @@ def evaluate_segments(
     chosen = PredictOptions(segments=segments, min_confidence=options.min_confidence)
     done = predictions_for(preds, durations, chosen, windows.hop_s)
     if events:
-        run = EventRun(cache_dir, options.min_confidence, fetch=fetch, progress=progress)
-        done = with_events(done, [item for item, _ in result.embedded], model, run)
+        run = EventRun(cache_dir, segments, windows.hop_s, options.min_confidence, fetch=fetch, progress=progress)
+        done = with_events(done, result.embedded, model, run)
     pairs = []
     for pred in done:
         end = pred.segments[-1].end_s if pred.segments else 0.0
