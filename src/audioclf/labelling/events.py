@@ -29,6 +29,7 @@ from audioclf.model.folder import TrainedModel
 
 log = logging.getLogger(__name__)
 DEFAULT_ACTIVITY = ActivityOptions()
+CONTINUOUS_SHARE = 0.8  # regions covering this share of a recording: it is continuous sound, not events
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,14 @@ def _within(segment: Segment, region: Region) -> Segment | None:
 
 
 def _regions(item: Item, options: ActivityOptions) -> list[Region]:
+    """The recording's active regions; one region, the whole recording, when they cover most of it (sound
+    after sound with no gaps between: the sliding windows label it)."""
     samples = load_audio(item.local or item.source)
-    return active_regions(samples, SAMPLE_RATE_HZ, options)
+    found = active_regions(samples, SAMPLE_RATE_HZ, options)
+    duration = len(samples) / SAMPLE_RATE_HZ
+    if found and sum(r.duration_s for r in found) >= CONTINUOUS_SHARE * duration:
+        return [Region(0.0, duration)]
+    return found
 
 
 def _labelled(
