@@ -12,16 +12,23 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from audioclf.encoders.loader import Encoder
 from audioclf.evaluation.segments import BACKGROUND
 from audioclf.extraction.embed import EmbedResult
+from audioclf.fitting.data import Dataset
+from audioclf.fitting.novelty import fit_novelty
+from audioclf.fitting.probe import FitOptions
+from audioclf.fitting.selection import Candidate, refit
 from audioclf.io.audio import SAMPLE_RATE_HZ
 from audioclf.io.cache import AudioCache, Embedded
 from audioclf.io.manifest import Item
+from audioclf.model.card import Segmenting
+from audioclf.model.novelty import Novelty, recording_features
+from audioclf.model.probe import HeadArrays
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +109,31 @@ def _appended(emb: Embedded, vector: np.ndarray, duration_s: float) -> Embedded:
         np.concatenate([emb.durations_s, [duration_s]]),
         emb.n_copies + 1,
     )
+
+
+def refit_in_context(
+    data: Dataset, chosen: Candidate, n_classes: int, fit: FitOptions
+) -> tuple[HeadArrays | None, Novelty | None]:
+    """The chosen probe refitted on the recordings and their context copies (None without copies), what the
+    events segmenter classifies regions of long recordings with, and its novelty detector (each clip and each
+    copy alone: a region is one clip in context). The main probe never sees the copies, so what a whole clip is
+    called does not change."""
+    if data.copies is None:
+        return None, None
+    head = HeadArrays.from_head(refit(data, n_classes, chosen, fit)[0])
+    copy_ids = np.cumsum(data.copies) - 1 + len(data.items)
+    sample = np.where(data.copies, copy_ids, data.recording)
+    features = recording_features(head, data.x.numpy(), sample)
+    n_samples = len(data.items) + int(data.copies.sum())
+    y, groups = np.zeros(n_samples, np.int64), [""] * n_samples
+    for k, (who, label) in enumerate(zip(sample, data.y, strict=True)):
+        y[who], groups[who] = label, data.items[data.recording[k]].group
+    return head, fit_novelty(features, y, groups)
+
+
+def segmenting_in_context(
+    segmenting: Segmenting | None, head: HeadArrays | None, novelty: Novelty | None
+) -> Segmenting | None:
+    if segmenting is None or head is None:
+        return segmenting
+    return replace(segmenting, context_head=True, context_novelty=None if novelty is None else novelty.threshold)

@@ -14,6 +14,7 @@ from audioclf.fitting.probe import ProbeHead
 from audioclf.model.card import Calibration, EncoderRef, HeadShape, ModelCard, ModelKind, Training
 from audioclf.model.folder import TrainedModel, fusion_card, save_model
 from audioclf.model.fusion import Fusion
+from audioclf.model.novelty import CONTEXT_NOVELTY_NAME
 from audioclf.model.probe import HeadArrays
 from audioclf.model.training_set import TrainingSet
 from audioclf.speech.features import FeatureMode, Features
@@ -47,6 +48,8 @@ def save_probe(
         save_tfidf(view, out)
     if novelty is not None:
         novelty.save(out)
+    if summary.context_novelty is not None:
+        summary.context_novelty.save(out, CONTEXT_NOVELTY_NAME)
     TrainingSet.of(main.data.items).save(out)
     save_model(out, TrainedModel(card, arrays, fusion=fusion, context_head=summary.context_head))
     if view is None:  # a transformers export classifies audio alone: not possible with text features

@@ -19,7 +19,7 @@ from audioclf.evaluation.report import write_report
 from audioclf.evaluation.report_types import ClassificationReport
 from audioclf.evaluation.window_logits import WindowLogits
 from audioclf.extraction.embed import EmbedResult, embed_items, write_failures
-from audioclf.fitting.context import Context, plan_context, with_context
+from audioclf.fitting.context import Context, plan_context, refit_in_context, segmenting_in_context, with_context
 from audioclf.fitting.data import Dataset, hold_out_test, stack
 from audioclf.fitting.defaults import LAYER
 from audioclf.fitting.fusion import calibrate, temperature
@@ -36,6 +36,7 @@ from audioclf.io.manifest import Item, check_two_labels, labels_of, usable_label
 from audioclf.model.card import Calibration, ModelKind, Segmenting
 from audioclf.model.folder import prepare_out_dir
 from audioclf.model.fusion import Fusion
+from audioclf.model.novelty import Novelty
 from audioclf.model.probe import HeadArrays
 from audioclf.model.probe_config import ProbeConfig, check_layer
 from audioclf.model.training_set import training_rows
@@ -86,6 +87,7 @@ class ProbeRun:
     test_report: ClassificationReport | None = None  # with --test-size: the held-out groups' evaluation
     segmenting: Segmenting | None = None  # how its segments are made by default (from the clips, before context)
     context_head: HeadArrays | None = None  # the chosen probe refitted with the clips' context copies
+    context_novelty: Novelty | None = None  # its novelty detector (the clips and each copy alone)
     fusion: str | None = None  # --features fused: each view's and the fusion's validation scores
     ray: RayRun | None = None  # with TrainOptions.ray: the Ray embedding run that filled the cache
     features: FeatureMode = FeatureMode.ACOUSTIC  # what the probe read
@@ -209,7 +211,7 @@ def _train(
     pairs, text_pairs = _feature_pairs(view, embedded.embedded, out)
     data, test_set = hold_out_test(stack(pairs, labels), options.test_size, options.fit.seed, out)
     main = fit_view(data.clean(), len(labels), options, on_epoch)  # the recordings as they are
-    context_head = _context_head(data, main, len(labels), options)
+    context_head, context_novelty = refit_in_context(data, main.selection.chosen, len(labels), options.fit)
     fusion, text_test, fusion_note = _late_fusion(main, text_pairs, labels, options)
     head, cal = main.head, calibration(main, fusion)
     tested = None
@@ -231,8 +233,9 @@ def _train(
         fusion=fusion_note,
         ray=ray_run,
         features=options.features.mode,
-        segmenting=segmenting if context_head is None or segmenting is None else replace(segmenting, context_head=True),
+        segmenting=segmenting_in_context(segmenting, context_head, context_novelty),
         context_head=context_head,
+        context_novelty=context_novelty,
     )
     save_probe(manifest, out, summary, (main, fusion, cal), (encoder, view), options)
     return replace(summary, seconds=time.perf_counter() - started)  # the novelty fit and the saving count too
@@ -254,16 +257,6 @@ def _multilabel_job(
         seed=options.fit.seed,
         test_size=options.test_size,
     )
-
-
-def _context_head(data: Dataset, main: ViewFit, n_classes: int, options: TrainOptions) -> HeadArrays | None:
-    """The chosen probe refitted on the recordings and their context copies (None without copies): what the
-    events segmenter classifies regions of long recordings with. The main probe never sees the copies, so
-    what a whole clip is called does not change."""
-    if data.copies is None:
-        return None
-    head, _ = refit(data, n_classes, main.selection.chosen, options.fit)
-    return HeadArrays.from_head(head)
 
 
 def _in_context(

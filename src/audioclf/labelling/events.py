@@ -26,6 +26,8 @@ from audioclf.labelling.activity import ActivityOptions, Region, active_regions
 from audioclf.labelling.apply import apply_model
 from audioclf.labelling.prediction import Prediction
 from audioclf.model.folder import TrainedModel
+from audioclf.model.novelty import recording_features
+from audioclf.model.probe import HeadArrays
 
 log = logging.getLogger(__name__)
 DEFAULT_ACTIVITY = ActivityOptions()
@@ -97,17 +99,28 @@ def event_segments(
     if not parts:
         return out
     preds, result = apply_model(model, parts, run.cache_dir, fetch=run.fetch, progress=run.progress)
-    logits = recording_logits(preds)
+    logits, novelty = recording_logits(preds), preds.recording_novelty
     if model.context_head is not None:  # the probe trained with clips in context: regions are clips in context
-        t = model.temperature
-        logits = np.stack([model.context_head.logits(e.embeddings).mean(axis=0) / t for _, e in result.embedded])
+        logits, novelty = _in_context(model, model.context_head, [e for _, e in result.embedded])
     probs = sigmoid(logits) if model.thresholds is not None else softmax(logits)
-    novelty = preds.recording_novelty
     for k, (item, _) in enumerate(result.embedded):
         n, region = owner[item.where]
         surprise = None if novelty is None else float(novelty[k])
         out[n].extend(_labelled(region, probs[k], list(model.labels), model.thresholds, run.min_confidence, surprise))
     return out
+
+
+def _in_context(model: TrainedModel, head: HeadArrays, regions: list[Embedded]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each region's logits from the head trained in context, and its novelty against that head's own
+    detector (fitted on the clips and their copies in context; the main detector has never heard a clip with
+    its surroundings and finds every region novel)."""
+    x = np.concatenate([e.embeddings for e in regions])
+    region = np.concatenate([np.full(len(e.embeddings), k) for k, e in enumerate(regions)])
+    logits = np.stack([head.logits(e.embeddings).mean(axis=0) / model.temperature for e in regions])
+    detector = model.context_novelty
+    if detector is None:
+        return logits, None
+    return logits, detector.distances(recording_features(head, x, region)) / max(detector.threshold, 1e-9)
 
 
 def _within(segment: Segment, region: Region) -> Segment | None:

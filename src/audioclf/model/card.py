@@ -188,6 +188,7 @@ class Segmenting:
     clip_s: float  # the median duration of the training recordings
     window_s: float  # the windows segments are made of by default
     context_head: bool = False  # the events segmenter classifies regions with the head trained in context
+    context_novelty: float | None = None  # the threshold of that head's novelty detector (None: none)
 
     @classmethod
     def of(cls, durations_s: Sequence[float], window_s: float) -> Segmenting | None:
@@ -201,7 +202,11 @@ class Segmenting:
 
     def to_dict(self) -> JSONObject:
         out: JSONObject = {"segmenter": str(self.segmenter), "clip_s": self.clip_s, "window_s": self.window_s}
-        return out | {"context_head": True} if self.context_head else out
+        if self.context_head:
+            out["context_head"] = True
+        if self.context_novelty is not None:
+            out["context_novelty"] = self.context_novelty
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Segmenting | None:
@@ -210,7 +215,10 @@ class Segmenting:
         chosen = Segmenter(str(data["segmenter"]))
         if chosen is Segmenter.AUTO:
             raise ValueError("a model's segmenter is windows or events")
-        return cls(chosen, float(data["clip_s"]), float(data["window_s"]), bool(data.get("context_head", False)))
+        novelty = data.get("context_novelty")
+        threshold = None if novelty is None else float(novelty)
+        context = bool(data.get("context_head", False))
+        return cls(chosen, float(data["clip_s"]), float(data["window_s"]), context, threshold)
 
 
 @dataclass(frozen=True)

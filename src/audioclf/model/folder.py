@@ -15,7 +15,7 @@ from audioclf.fileio import write_json_atomic
 from audioclf.io.audio import WindowOptions
 from audioclf.model.card import MODEL_FORMAT, FusionCard, HeadShape, ModelCard, ModelKind
 from audioclf.model.fusion import Fusion
-from audioclf.model.novelty import Novelty
+from audioclf.model.novelty import CONTEXT_NOVELTY_NAME, Novelty
 from audioclf.model.probe import HeadArrays
 from audioclf.version import __version__
 
@@ -77,6 +77,14 @@ class TrainedModel:
         if abstain is None or abstain.novelty is None or self.path is None:
             return None
         return Novelty.load(self.path, abstain.novelty.threshold)
+
+    @cached_property
+    def context_novelty(self) -> Novelty | None:
+        """The novelty detector of the head trained with clips in context (what the events segmenter asks)."""
+        chosen = self.card.segmenting
+        if chosen is None or chosen.context_novelty is None or self.path is None:
+            return None
+        return Novelty.load(self.path, chosen.context_novelty, CONTEXT_NOVELTY_NAME)
 
     @property
     def has_min_confidence(self) -> bool:

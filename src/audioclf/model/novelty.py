@@ -23,6 +23,7 @@ from audioclf.model.card import NoveltyCard
 from audioclf.model.probe import HeadArrays
 
 NOVELTY_NAME = "novelty.safetensors"
+CONTEXT_NOVELTY_NAME = "context_novelty.safetensors"  # the detector of the head trained with clips in context
 KEEP_KNOWN = 0.95  # share of held-out training recordings (and of correct answers) a threshold keeps
 
 
@@ -92,7 +93,7 @@ class Novelty:
     def card(self) -> NoveltyCard:
         return NoveltyCard(self.threshold, KEEP_KNOWN)
 
-    def save(self, out: Path) -> None:
+    def save(self, out: Path, name: str = NOVELTY_NAME) -> None:
         p = self.precision
         tensors: dict[str, np.ndarray] = {  # C order: safetensors writes a transposed array's buffer as it lies
             "means": np.ascontiguousarray(self.means, dtype=np.float32),
@@ -100,14 +101,14 @@ class Novelty:
             "weights": np.ascontiguousarray(p.weights, dtype=np.float64),
             "isotropic": np.array([p.isotropic], dtype=np.float64),
         }
-        with atomic_path(out / NOVELTY_NAME) as tmp:
+        with atomic_path(out / name) as tmp:
             save_file(tensors, str(tmp))
 
     @classmethod
-    def load(cls, folder: Path, threshold: float) -> Novelty:
+    def load(cls, folder: Path, threshold: float, name: str = NOVELTY_NAME) -> Novelty:
         """The saved detector: the low-rank form, or the full precision matrix of models saved before it."""
         try:
-            t = load_file(str(folder / NOVELTY_NAME))
+            t = load_file(str(folder / name))
             if "precision" in t:
                 precision = Precision.from_matrix(t["precision"].astype(np.float64))
             else:
@@ -115,4 +116,4 @@ class Novelty:
                 precision = Precision(components, t["weights"].astype(np.float64), float(t["isotropic"][0]))
             return cls(t["means"].astype(np.float64), precision, threshold)
         except (OSError, KeyError, ValueError, IndexError, TypeError, SafetensorError) as exc:
-            raise ModelError(f"{folder / NOVELTY_NAME}: unreadable ({exc}); retrain the model") from None
+            raise ModelError(f"{folder / name}: unreadable ({exc}); retrain the model") from None
