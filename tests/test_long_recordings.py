@@ -118,3 +118,17 @@ def test_events_of_a_long_recording_are_found_by_a_model_of_isolated_clips(
     assert main(windows) == 0  # the other segmenter stays at hand; it labels the gaps too
     slid = json.loads(capsys.readouterr().out.splitlines()[0])["segments"]
     assert sum(s["end_s"] - s["start_s"] for s in slid) > sum(s.end_s - s.start_s for s in found)
+
+
+def test_a_minimum_confidence_leaves_the_events_of_trained_calls_labelled(
+    calls_model: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, cache = calls_model
+    assert (model / "context_head.safetensors").is_file() and (model / "context_novelty.safetensors").is_file()
+    truth = long_recording(tmp_path / "long.wav", 9, seed=2)
+    args = ["predict", "--model", str(model), str(tmp_path / "long.wav"), "--segments", "--json"]
+    assert main([*args, "--min-confidence", "auto", "--cache-dir", str(cache), "--quiet"]) == 0
+    segments = json.loads(capsys.readouterr().out)["segments"]
+    known = [Segment(s["start_s"], s["end_s"], s["label"], 1.0, 1.0) for s in segments if s["label"] != "unknown"]
+    # regions are clips in context: judged against the detector that heard clips in context, not the clean one
+    assert event_based(truth, known, t_collar=0.5, evaluate_offset=False).recall >= 0.8, segments
