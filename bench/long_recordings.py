@@ -76,7 +76,9 @@ from audioclf.encoders.spec import Precision, parse_spec
 from audioclf.evaluation.event_metrics import EventScores, SegmentScores, event_based, segment_based
 from audioclf.io.audio import load_audio
 
-RATE = 16_000
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speech_and_sounds import RATE, write_wav
+
 NOISE_DBFS = -60.0
 EVENT_DBFS = -20.0
 LEVEL_JITTER_DB = 3.0
@@ -314,18 +316,6 @@ def looped(pool: list[np.ndarray], n: int, rng: np.random.Generator) -> np.ndarr
 
 def noise(n: int, rng: np.random.Generator) -> np.ndarray:
     return (rng.standard_normal(n) * 10 ** (NOISE_DBFS / 20)).astype(np.float32)
-
-
-def write_wav(path: Path, wave: np.ndarray) -> str:
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("pcm_s16le", rate=RATE, layout="mono")
-        frame = av.AudioFrame.from_ndarray(np.clip(wave, -1, 1).reshape(1, -1).astype(np.float32), "flt", "mono")
-        frame.sample_rate = RATE
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            container.mux(packet)
-    return str(path)
 
 
 def save(folder: Path, name: str, condition: str, wave: np.ndarray, events: list[Ev], others=()) -> Recording:
