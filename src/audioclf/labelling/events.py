@@ -78,9 +78,12 @@ def _window_segments(pred: Prediction, emb: Embedded, model: TrainedModel, run: 
     """The windows' segments, from the probe trained in context where there is one (a single-label model)."""
     if model.context_head is None or model.thresholds is not None:
         return pred.segments
-    probs = softmax(model.context_head.logits(emb.embeddings) / model.temperature)
-    labels = list(model.labels)
-    return segments_of(emb.starts_s, emb.durations_s, probs, labels, run.hop_s, run.segments, run.min_confidence)
+    logits, novelty = _in_context(model, model.context_head, [emb], per_window=True)
+    labels, floor = list(model.labels), run.min_confidence or 0.0
+    found = segments_of(emb.starts_s, emb.durations_s, softmax(logits), labels, run.hop_s, run.segments, floor, novelty)
+    if run.min_confidence is None:  # frames unlike any clip in context hold no trained class: not an event
+        return [s for s in found if s.label != UNKNOWN]
+    return found
 
 
 def event_segments(
@@ -110,13 +113,18 @@ def event_segments(
     return out
 
 
-def _in_context(model: TrainedModel, head: HeadArrays, regions: list[Embedded]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Each region's logits from the head trained in context, and its novelty against that head's own
-    detector (fitted on the clips and their copies in context; the main detector has never heard a clip with
-    its surroundings and finds every region novel)."""
+def _in_context(
+    model: TrainedModel, head: HeadArrays, regions: list[Embedded], *, per_window: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each region's (``per_window``: each window's) logits from the head trained in context, and its novelty
+    against that head's own detector (fitted on the clips and their copies in context; the main detector has
+    never heard a clip with its surroundings and finds every region novel)."""
     x = np.concatenate([e.embeddings for e in regions])
-    region = np.concatenate([np.full(len(e.embeddings), k) for k, e in enumerate(regions)])
-    logits = np.stack([head.logits(e.embeddings).mean(axis=0) / model.temperature for e in regions])
+    region = None if per_window else np.concatenate([np.full(len(e.embeddings), k) for k, e in enumerate(regions)])
+    if per_window:
+        logits = head.logits(x) / model.temperature
+    else:
+        logits = np.stack([head.logits(e.embeddings).mean(axis=0) / model.temperature for e in regions])
     detector = model.context_novelty
     if detector is None:
         return logits, None
@@ -149,14 +157,15 @@ def _labelled(
     min_confidence: float | None,
     novelty: float | None,
 ) -> list[Segment]:
-    """The segment(s) of one classified region: none for background; ``unknown`` below the threshold or
-    unlike the training audio; a multi-label model's every label over its threshold."""
+    """The segment(s) of one classified region: none for background or for a region unlike any training clip
+    in context (no trained class is there); ``unknown`` below the minimum confidence; a multi-label model's
+    every label over its threshold."""
     if thresholds is not None:
         on = [k for k in range(len(labels)) if probs[k] >= thresholds[k] and labels[k] != BACKGROUND]
         return [Segment(region.start_s, region.end_s, labels[k], float(probs[k]), float(probs[k])) for k in on]
     k = int(np.argmax(probs))
     p = float(probs[k])
-    if labels[k] == BACKGROUND:
+    if labels[k] == BACKGROUND or (novelty is not None and novelty > 1.0):
         return []
-    unsure = min_confidence is not None and (p < min_confidence or (novelty is not None and novelty > 1.0))
+    unsure = min_confidence is not None and p < min_confidence
     return [Segment(region.start_s, region.end_s, UNKNOWN if unsure else labels[k], p, p)]
