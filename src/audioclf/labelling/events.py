@@ -1,10 +1,11 @@
 """The ``events`` segmenter: where something happens in a long recording (its own activity, ``activity``), each
 such region classified as the model's training clips were (the region's audio through the model's encoder,
 windows and probe), so a model trained on short isolated clips (spoken digits, cut-out calls, 5 s sound clips)
-labels a long recording with gaps between events. A region whose best class is ``background`` is not an
-event; one below the minimum confidence, or unlike the training audio, is ``unknown``. A region longer than a
-segmentation window (about two training clips: a stretch of continuous sound) keeps the segments the sliding
-windows give inside it; nothing is labelled outside the regions."""
+labels a long recording with gaps between events. A region whose best class is ``background``, or that is
+unlike every training clip in context, is not an event; one below the minimum confidence is ``unknown``. A
+region longer than a segmentation window (about two training clips: a stretch of continuous sound), or a
+recording whose regions cover most of it, is labelled by the sliding windows in it; nothing is labelled
+outside the regions."""
 
 from __future__ import annotations
 
