@@ -30,11 +30,8 @@ class ActivityOptions:
     at least ``min_rise_db`` / half of it above the floor); ``min_gap_s``: closer regions are one;
     ``min_event_s``: shorter regions are dropped; ``pad_s``: added on both sides."""
 
-    # measured on bench/long_recordings.py (FSDD and ESC-dev, five conditions each): 0.5/0.25 against 0.3/0.15
-    # raised event F1 under real background (FSDD 20 dB 0.36 -> 0.50, ESC-dev 20 dB 0.03 -> 0.44) and lost some in
-    # ESC-dev's quiet gaps (0.71 -> 0.62): the background's own bursts stop opening regions
-    high: float = 0.5
-    low: float = 0.25
+    high: float = 0.3
+    low: float = 0.15
     min_rise_db: float = 6.0
     min_gap_s: float = 0.3
     min_event_s: float = 0.1
