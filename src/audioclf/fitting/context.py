@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from audioclf.encoders.loader import Encoder
-from audioclf.evaluation.segments import BACKGROUND
+from audioclf.evaluation.segments import BACKGROUND, Segmenter
 from audioclf.extraction.embed import EmbedResult
 from audioclf.fitting.data import Dataset
 from audioclf.fitting.novelty import fit_novelty
@@ -26,7 +25,7 @@ from audioclf.fitting.selection import Candidate, refit
 from audioclf.io.audio import SAMPLE_RATE_HZ
 from audioclf.io.cache import AudioCache, Embedded
 from audioclf.io.manifest import Item
-from audioclf.model.card import Segmenting
+from audioclf.model.card import SHORT_CLIP_FRACTION, Segmenting
 from audioclf.model.novelty import Novelty, recording_features
 from audioclf.model.probe import HeadArrays
 
@@ -34,12 +33,11 @@ log = logging.getLogger(__name__)
 
 COPIES = 2  # context copies of each short clip
 MAX_PAD_S = 0.3  # background on either side, at most
-SHORT_FRACTION = 0.8  # clips shorter than this share of a window get copies
 BATCH = 64
 
 
 class Context(enum.StrEnum):
-    AUTO = "auto"  # copies when the training clips are short against the window
+    AUTO = "auto"  # copies when the training clips are short against the window (their Segmenting is events)
     ON = "on"
     OFF = "off"
 
@@ -51,12 +49,12 @@ class ContextPlan:
     seed: int = 0
 
 
-def plan_context(choice: Context, durations_s: Sequence[float], window_s: float, seed: int) -> ContextPlan | None:
-    """Whether (and how) to add context copies: ``auto`` when the median clip fills less than
-    ``SHORT_FRACTION`` of a window."""
-    if choice is Context.OFF or not len(durations_s):
+def plan_context(choice: Context, segmenting: Segmenting | None, window_s: float, seed: int) -> ContextPlan | None:
+    """Whether (and how) to add context copies: ``auto`` when the clips are short against the window, by the
+    same rule that makes their model segment by events (``Segmenting``)."""
+    if choice is Context.OFF or segmenting is None:
         return None
-    short = float(np.median(durations_s)) < SHORT_FRACTION * window_s
+    short = segmenting.segmenter is Segmenter.EVENTS
     return ContextPlan(COPIES, window_s, seed) if choice is Context.ON or short else None
 
 
@@ -68,10 +66,10 @@ def with_context(embedded: EmbedResult, encoder: Encoder, audio: AudioCache, pla
     todo: list[tuple[int, np.ndarray]] = []
     for n, (item, emb) in enumerate(embedded.embedded):
         out.append((item, emb))
-        if item.label == BACKGROUND or emb.duration_s >= SHORT_FRACTION * plan.window_s:
+        if item.label == BACKGROUND or emb.duration_s >= SHORT_CLIP_FRACTION * plan.window_s:
             continue
         clip = np.asarray(audio.load(item), dtype=np.float32)
-        todo.extend((n, _in_context(clip, backgrounds, plan.window_s, rng)) for _ in range(plan.copies))
+        todo.extend((n, _canvas(clip, backgrounds, plan.window_s, rng)) for _ in range(plan.copies))
     for start in range(0, len(todo), BATCH):
         batch = todo[start : start + BATCH]
         vectors = encoder.embed([w for _, w in batch])
@@ -83,9 +81,7 @@ def with_context(embedded: EmbedResult, encoder: Encoder, audio: AudioCache, pla
     return embedded
 
 
-def _in_context(
-    clip: np.ndarray, backgrounds: list[np.ndarray], window_s: float, rng: np.random.Generator
-) -> np.ndarray:
+def _canvas(clip: np.ndarray, backgrounds: list[np.ndarray], window_s: float, rng: np.random.Generator) -> np.ndarray:
     """The clip with up to ``MAX_PAD_S`` of background on either side (within the window) and under it."""
     room = max(0.0, window_s * SAMPLE_RATE_HZ - len(clip)) / 2
     before, after = (int(rng.uniform(0, min(MAX_PAD_S * SAMPLE_RATE_HZ, room))) for _ in range(2))

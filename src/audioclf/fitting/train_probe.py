@@ -266,7 +266,7 @@ def _in_context(
     copies of short clips (``fitting.context``)."""
     durations = [e.duration_s for _, e in embedded.embedded]
     segmenting = Segmenting.of(durations, options.windows.window_s)
-    plan = plan_context(options.context, durations, options.windows.window_s, options.fit.seed)
+    plan = plan_context(options.context, segmenting, options.windows.window_s, options.fit.seed)
     if plan is None or view is not None or multi or not embedded.embedded:
         return embedded, segmenting
     audio = AudioCache(options.cache_dir, options.windows.max_duration_s)
