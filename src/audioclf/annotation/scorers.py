@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from audioclf.annotation.labels import Mode, Standing
 from audioclf.corpus.card import CorpusError
 from audioclf.corpus.index import Index
 from audioclf.encoders.loader import same_weights
+from audioclf.evaluation.calibration import sigmoid, softmax
 from audioclf.io.label_sets import join_labels
 from audioclf.model.card import ModelKind
 from audioclf.model.folder import TrainedModel
@@ -78,16 +79,20 @@ class Scorer(Protocol):
     def probabilities(self, positions: np.ndarray) -> Probabilities: ...
 
 
+def _regression() -> Any:
+    """The quick model's regression (one per label for a multi-label file)."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000)
+
+
 class QuickModel:
     """A class-balanced logistic regression on prepared vectors: fitted in about a second."""
 
     source = "quick model"
 
     def __init__(self, x: np.ndarray, y: Sequence[str], prepared: np.ndarray | None = None) -> None:
-        from sklearn.linear_model import LogisticRegression
-
-        self._model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000)
-        self._model.fit(x, list(y))
+        self._model = _regression().fit(x, list(y))
         self.classes = [str(c) for c in self._model.classes_]
         self._prepared = prepared
 
@@ -106,15 +111,8 @@ class QuickMultiModel:
     source = "quick model"
 
     def __init__(self, x: np.ndarray, targets: dict[str, np.ndarray], prepared: np.ndarray) -> None:
-        from sklearn.linear_model import LogisticRegression
-
         self.classes = sorted(targets)
-        self._models = []
-        for label in self.classes:
-            model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000)
-            known = targets[label] >= 0
-            model.fit(x[known], targets[label][known])
-            self._models.append(model)
+        self._models = [_regression().fit(x[t >= 0], t[t >= 0]) for t in (targets[c] for c in self.classes)]
         self._prepared = prepared
 
     def probabilities(self, positions: np.ndarray) -> Probabilities:
@@ -176,15 +174,9 @@ class TrainedScorer:
         for start in range(0, len(positions), CHUNK):
             chunk = positions[start : start + CHUNK]
             z = (self._raw[chunk] - self._head.mean[self._layer]) / self._head.std[self._layer]
-            out[start : start + len(chunk)] = _activate(self._head.classify(z) / self._temperature, self._thresholds)
+            logits = self._head.classify(z) / self._temperature
+            out[start : start + len(chunk)] = softmax(logits) if self._thresholds is None else sigmoid(logits)
         return Probabilities(self.classes, out, self._thresholds)
-
-
-def _activate(logits: np.ndarray, thresholds: np.ndarray | None) -> np.ndarray:
-    if thresholds is not None:
-        return np.asarray(1.0 / (1.0 + np.exp(-logits)))
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
 def probe_on(model: TrainedModel, index: Index) -> HeadArrays:
