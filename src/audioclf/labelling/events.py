@@ -103,9 +103,10 @@ def event_segments(
     if not parts:
         return out
     preds, result = apply_model(model, parts, run.cache_dir, fetch=run.fetch, progress=run.progress)
-    logits, novelty = recording_logits(preds), preds.recording_novelty
     if model.context_head is not None:  # the probe trained with clips in context: regions are clips in context
         logits, novelty = _in_context(model, model.context_head, [e for _, e in result.embedded])
+    else:
+        logits, novelty = recording_logits(preds), preds.recording_novelty
     probs = sigmoid(logits) if model.thresholds is not None else softmax(logits)
     for k, (item, _) in enumerate(result.embedded):
         n, region = owner[item.where]
