@@ -121,13 +121,14 @@ def suggest(
     pool = np.flatnonzero(~np.isin(ids, np.fromiter(taken, dtype=np.int64)))
     if len(pool) > MAX_CANDIDATES:
         pool = np.sort(rng.choice(pool, MAX_CANDIDATES, replace=False))
+    standing = labels.standing()
     if strategy.kind is StrategyKind.AUTO:
-        strategy = auto_strategy(sum(1 for s in labels.standing().values() if s.answered), len(labels.counts()))
+        strategy = auto_strategy(sum(1 for s in standing.values() if s.answered), len(labels.counts()))
     used, note = strategy, None
     if scorer is not None and strategy.kind is StrategyKind.TOP and strategy.label not in scorer.classes:
         known = ", ".join(scorer.classes)
         raise CorpusError(f"{strategy}: {scorer.source} knows the labels {known}; give one of them", option="strategy")
-    rows, answered = answered_windows(ids, labels.standing())
+    rows, answered = answered_windows(ids, standing)
     if scorer is None:  # its guesses go with every suggestion, whatever the strategy
         scorer = fit_quick(prepared, rows, answered, labels.mode)
     if scorer is None and strategy.kind in (StrategyKind.MARGIN, StrategyKind.ENTROPY):
