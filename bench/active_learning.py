@@ -251,7 +251,7 @@ def simulate(
         for p in chosen:
             labels.add(corpus.rows[p], Kind.LABEL, corpus.labels[p], annotator=SIMULATED, origin=Origin.SUGGESTION)
         labelled += chosen
-    trained = {a.window for a in labels.current().values() if a.kind is Kind.LABEL}
+    trained = {w for w, s in labels.standing().items() if s.labels}
     assert trained == {int(corpus.ids[p]) for p in labelled}, "the labels log and the simulation disagree"
     labels.close()
     return run

@@ -226,21 +226,9 @@ class Labels:
             labels, none = frozenset(), True
         return Standing(a.window, labels, nots, none, a)
 
-    def current(self) -> dict[int, Answer]:
-        """Each window's latest standing label, "none" or skip answer (its "not" answers are in ``negatives``)."""
-        out: dict[int, Answer] = {}
-        for a in self.answers():
-            if a.kind is not Kind.NOT:
-                out[a.window] = a
-        return out
-
     def negatives(self) -> dict[int, set[str]]:
-        """Per window, the labels it was said not to be."""
-        out: dict[int, set[str]] = {}
-        for a in self.answers():
-            if a.kind is Kind.NOT and a.label:
-                out.setdefault(a.window, set()).add(a.label)
-        return out
+        """Per window, the labels it stands said not to be (a later answer with the label takes one back)."""
+        return {w: set(s.nots) for w, s in self.standing().items() if s.nots}
 
     def seen(self) -> set[int]:
         """Windows with any standing answer: never suggested again."""
