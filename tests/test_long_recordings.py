@@ -16,7 +16,10 @@ from audioclf.cli.main import main
 from audioclf.errors import AudioclfError
 from audioclf.evaluation.event_metrics import event_based
 from audioclf.evaluation.segments import Segment
-from audioclf.labelling.activity import ActivityOptions, active_regions
+from audioclf.io.audio import load_audio
+from audioclf.labelling.activity import ActivityOptions, Region, active_regions
+from audioclf.labelling.surroundings import MAX_PIECES, Surroundings, quiet_pieces
+from audioclf.model.novelty import Novelty, Precision
 
 RATE = 16_000
 QUIET = 0.001  # the gaps' noise: about -60 dBFS
@@ -132,3 +135,65 @@ def test_a_minimum_confidence_leaves_the_events_of_trained_calls_labelled(
     known = [Segment(s["start_s"], s["end_s"], s["label"], 1.0, 1.0) for s in segments if s["label"] != "unknown"]
     # regions are clips in context: judged against the detector that heard clips in context, not the clean one
     assert event_based(truth, known, t_collar=0.5, evaluate_offset=False).recall >= 0.8, segments
+
+
+def busy_background(seconds: float, seed: int) -> np.ndarray:
+    """A background that comes and goes (bursts of hiss and rumble, 15-30 dB under the calls), over the quiet
+    floor: what the level gate alone takes for events."""
+    rng = np.random.default_rng(seed)
+    x = quiet(seconds, seed)
+    t = rng.uniform(0.0, 0.3)
+    while t < seconds - 0.1:
+        n = int(rng.uniform(0.1, 0.5) * RATE)
+        first = int(t * RATE)
+        burst = np.cumsum(rng.standard_normal(n)) if rng.random() < 0.5 else rng.standard_normal(n)
+        burst = burst - np.convolve(burst, np.ones(32) / 32, mode="same")  # no slow drift: a rumble or a hiss
+        burst *= rng.uniform(0.01, 0.03) / (np.std(burst) + 1e-9)
+        x[first : first + n] += burst[: len(x) - first].astype(np.float32)
+        t += n / RATE + rng.uniform(0.3, 1.2)
+    return x
+
+
+def test_a_background_the_model_never_heard_is_not_an_event(
+    calls_model: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each recording's own quiet parts teach what its background sounds like: bursts of it are not events, and
+    the calls in it are still found."""
+    model, cache = calls_model
+    truth = long_recording(tmp_path / "calls.wav", 12, seed=3)
+    calls = load_audio(tmp_path / "calls.wav")
+    write_audio(tmp_path / "in-background.wav", calls + busy_background(len(calls) / RATE, 7), RATE)
+    write_audio(tmp_path / "background.wav", busy_background(60.0, 8), RATE)
+    paths = [str(tmp_path / "in-background.wav"), str(tmp_path / "background.wav")]
+    args = ["predict", "--model", str(model), *paths, "--segments", "--json", "--cache-dir", str(cache), "--quiet"]
+    assert main(args) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    found = [Segment(s["start_s"], s["end_s"], s["label"], 1.0, 1.0) for s in lines[0]["segments"]]
+    scores = event_based(truth, found, t_collar=0.5, evaluate_offset=False)
+    # without what the recording's quiet parts teach, bursts of background become calls: precision 0.73, and
+    # two calls in a minute of background alone
+    assert scores.precision >= 0.9 and scores.recall >= 0.6, (scores.to_dict(), found)
+    assert len(lines[1].get("segments") or []) <= 1, lines[1]["segments"]
+
+
+def test_quiet_pieces_and_the_background_rule() -> None:
+    regions = [Region(1.0, 1.5), Region(1.6, 2.0), Region(4.0, 4.4)]
+    pieces = quiet_pieces(regions, 6.0, 0.5)
+    assert all(p.duration_s >= 0.2 for p in pieces)  # the 0.1 s between the first two regions is left out
+    assert all(p.end_s <= r.start_s - 0.05 or p.start_s >= r.end_s + 0.05 for p in pieces for r in regions)
+    assert pieces[0].start_s == 0.0 and pieces[-1].end_s == 6.0
+    assert sum(p.duration_s for p in pieces) == pytest.approx(0.95 + 1.9 + 1.55)  # 50 ms kept from each region
+    assert len(quiet_pieces([], 3600.0, 0.4)) == MAX_PIECES  # an hour of quiet: pieces spread over it
+    classes = np.eye(3)[:2]  # two trained classes along the first two axes
+    early, late = np.array([0.0, 0.0, 1.0]), np.array([0.0, 1.0, 0.0])  # the background changes half way
+    quiet_features = np.stack([early] * 8 + [late] * 8)
+    times = np.arange(16.0)
+    around = Surroundings(quiet_features, times, classes)
+    probe = np.array([[0.6, 0.0, 0.8], [0.6, 0.0, 0.8], [0.8, 0.0, 0.6]])
+    # like the early background at 2 s; later the background is the second class's direction, so it is not
+    assert around.like_background(probe, np.array([2.0, 14.0, 2.0])).tolist() == [True, False, False]
+    assert Surroundings.learn(quiet_features[:1], times[:1], _novelty(classes)) is None  # one piece: no rule
+
+
+def _novelty(means: np.ndarray) -> Novelty:
+    return Novelty(means, Precision(np.zeros((0, means.shape[1])), np.zeros(0), 1.0), 1.0)

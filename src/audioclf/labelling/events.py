@@ -26,6 +26,7 @@ from audioclf.io.manifest import Item
 from audioclf.labelling.activity import ActivityOptions, Region, active_regions
 from audioclf.labelling.apply import apply_model
 from audioclf.labelling.prediction import Prediction
+from audioclf.labelling.surroundings import Surroundings, quiet_pieces
 from audioclf.model.folder import TrainedModel
 from audioclf.model.novelty import recording_features
 from audioclf.model.probe import HeadArrays
@@ -61,76 +62,124 @@ def with_events(
 ) -> list[Prediction]:
     """``predictions`` (one per recording, in order, with their sliding windows' ``embedded``) with the events
     segmenter's segments: short regions classified as clips, long ones labelled from the windows in them."""
-    longest = model.card.segmenting.window_s if model.card.segmenting is not None else model.windows.window_s
+    chosen = model.card.segmenting
+    longest = chosen.window_s if chosen is not None else model.windows.window_s
     recordings = [item for item, _ in embedded]
-    regions = [_regions(item, run.activity) for item in recordings]
-    short = [[r for r in found if r.duration_s <= longest] for found in regions]
-    classified = event_segments(model, recordings, short, run)
+    found = [_regions(item, run.activity, chosen.clip_s if chosen is not None else longest / 2) for item in recordings]
+    short = [[r for r in f.regions if r.duration_s <= longest] for f in found]
+    classified, around = event_segments(model, recordings, short, [f.quiet for f in found], run)
     out = []
-    for pred, (_, emb), found, mine in zip(predictions, embedded, regions, classified, strict=True):
-        long = [r for r in found if r.duration_s > longest]
-        windows = _window_segments(pred, emb, model, run) if long else []
+    for pred, (_, emb), f, mine, surroundings in zip(predictions, embedded, found, classified, around, strict=True):
+        long = [r for r in f.regions if r.duration_s > longest]
+        windows = _window_segments(pred, emb, model, run, surroundings) if long else []
         inside = [clipped for r in long for s in windows if (clipped := _within(s, r)) is not None]
         out.append(replace(pred, segments=sorted([*mine, *inside], key=lambda s: (s.start_s, s.label))))
     return out
 
 
-def _window_segments(pred: Prediction, emb: Embedded, model: TrainedModel, run: EventRun) -> list[Segment]:
-    """The windows' segments, from the probe trained in context where there is one (a single-label model)."""
+def _window_segments(
+    pred: Prediction, emb: Embedded, model: TrainedModel, run: EventRun, surroundings: Surroundings | None
+) -> list[Segment]:
+    """The windows' segments, from the probe trained in context where there is one (a single-label model); a
+    window more like the recording's own background than like any trained class holds no event."""
     if model.context_head is None or model.thresholds is not None:
         return pred.segments
-    logits, novelty = _in_context(model, model.context_head, [emb], per_window=True)
+    scored = _in_context(model, model.context_head, [emb], per_window=True)
+    aside = None
+    if surroundings is not None and scored.features is not None:
+        centres = emb.starts_s + emb.durations_s / 2
+        aside = np.where(surroundings.like_background(scored.features, centres), 2.0, 0.0)
     labels, floor = list(model.labels), run.min_confidence or 0.0
-    found = segments_of(emb.starts_s, emb.durations_s, softmax(logits), labels, run.hop_s, run.segments, floor, novelty)
-    if run.min_confidence is None:  # frames unlike any clip in context hold no trained class: not an event
+    probs = softmax(scored.logits)
+    found = segments_of(emb.starts_s, emb.durations_s, probs, labels, run.hop_s, run.segments, floor, aside)
+    if run.min_confidence is None:  # windows like the recording's background hold no trained class: not events
         return [s for s in found if s.label != UNKNOWN]
     return found
 
 
 def event_segments(
-    model: TrainedModel, recordings: Sequence[Item], regions: Sequence[Sequence[Region]], run: EventRun
-) -> list[list[Segment]]:
-    """Each recording's ``regions`` classified as clips (a fetched URL is read from its downloaded file)."""
+    model: TrainedModel,
+    recordings: Sequence[Item],
+    regions: Sequence[Sequence[Region]],
+    quiet: Sequence[Sequence[Region]],
+    run: EventRun,
+) -> tuple[list[list[Segment]], list[Surroundings | None]]:
+    """Each recording's ``regions`` classified as clips (a fetched URL is read from its downloaded file), and
+    what its ``quiet`` pieces sound like (with a head trained in context), which no event resembles."""
     parts: list[Item] = []
-    owner: dict[str, tuple[int, Region]] = {}
-    for n, (item, found) in enumerate(zip(recordings, regions, strict=True)):
-        for region in found:
-            where = f"{item.where} {region.start_s:.2f}-{region.end_s:.2f} s"
+    owner: dict[str, tuple[int, Region, bool]] = {}
+    for n, item in enumerate(recordings):
+        for region, is_quiet in [*((r, False) for r in regions[n]), *((r, True) for r in quiet[n])]:
+            where = f"{item.where} {region.start_s:.2f}-{region.end_s:.2f} s{' (quiet)' if is_quiet else ''}"
             file = item.local or item.source
             parts.append(Item(file, None, None, item.group, where, start_s=region.start_s, end_s=region.end_s))
-            owner[where] = (n, region)
+            owner[where] = (n, region, is_quiet)
     out: list[list[Segment]] = [[] for _ in recordings]
-    if not parts:
-        return out
+    around: list[Surroundings | None] = [None for _ in recordings]
+    if not any(regions):
+        return out, around
     preds, result = apply_model(model, parts, run.cache_dir, fetch=run.fetch, progress=run.progress)
+    mine = [owner[item.where] for item, _ in result.embedded]
     if model.context_head is not None:  # the probe trained with clips in context: regions are clips in context
-        logits, novelty = _in_context(model, model.context_head, [e for _, e in result.embedded])
+        scored = _in_context(model, model.context_head, [e for _, e in result.embedded])
+        around = _surroundings(model, scored.features, mine, len(recordings))
     else:
-        logits, novelty = recording_logits(preds), preds.recording_novelty
-    probs = sigmoid(logits) if model.thresholds is not None else softmax(logits)
-    for k, (item, _) in enumerate(result.embedded):
-        n, region = owner[item.where]
-        surprise = None if novelty is None else float(novelty[k])
-        out[n].extend(_labelled(region, probs[k], list(model.labels), model.thresholds, run.min_confidence, surprise))
+        scored = Scored(recording_logits(preds), preds.recording_novelty, None)
+    probs = sigmoid(scored.logits) if model.thresholds is not None else softmax(scored.logits)
+    for k, (n, region, is_quiet) in enumerate(mine):
+        if is_quiet:
+            continue
+        aside = _like_background(around[n], scored.features, k, region)
+        surprise = None if scored.novelty is None else float(scored.novelty[k])
+        labels, floor = list(model.labels), run.min_confidence
+        out[n].extend([] if aside else _labelled(region, probs[k], labels, model.thresholds, floor, surprise))
+    return out, around
+
+
+def _like_background(surroundings: Surroundings | None, features: np.ndarray | None, k: int, region: Region) -> bool:
+    """Whether region ``k`` sounds more like its recording's background than like any trained class."""
+    if surroundings is None or features is None:
+        return False
+    centre = np.array([(region.start_s + region.end_s) / 2])
+    return bool(surroundings.like_background(features[k : k + 1], centre)[0])
+
+
+def _surroundings(
+    model: TrainedModel, features: np.ndarray | None, mine: list[tuple[int, Region, bool]], n_recordings: int
+) -> list[Surroundings | None]:
+    """Each recording's background learned from its quiet pieces (with the context head's class means)."""
+    if features is None or model.context_novelty is None:
+        return [None] * n_recordings
+    out: list[Surroundings | None] = []
+    for n in range(n_recordings):
+        rows = [k for k, (who, _, is_quiet) in enumerate(mine) if who == n and is_quiet]
+        times = np.array([(mine[k][1].start_s + mine[k][1].end_s) / 2 for k in rows])
+        out.append(Surroundings.learn(features[rows], times, model.context_novelty))
     return out
 
 
-def _in_context(
-    model: TrainedModel, head: HeadArrays, regions: list[Embedded], *, per_window: bool = False
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Each region's (``per_window``: each window's) logits from the head trained in context, and its novelty
-    against that head's own detector (fitted on the clips and their copies in context; the main detector has
-    never heard a clip with its surroundings and finds every region novel)."""
+@dataclass(frozen=True)
+class Scored:
+    logits: np.ndarray
+    novelty: np.ndarray | None  # above 1: unlike every training clip (in context)
+    features: np.ndarray | None  # the context head's features (what ``Surroundings`` compares)
+
+
+def _in_context(model: TrainedModel, head: HeadArrays, regions: list[Embedded], *, per_window: bool = False) -> Scored:
+    """Each region's (``per_window``: each window's) logits from the head trained in context, its features, and
+    its novelty against that head's own detector (fitted on the clips and their copies in context; the main
+    detector has never heard a clip with its surroundings and finds every region novel)."""
     x = np.concatenate([e.embeddings for e in regions])
     region = None if per_window else np.concatenate([np.full(len(e.embeddings), k) for k, e in enumerate(regions)])
     if per_window:
         logits = head.logits(x) / model.temperature
     else:
         logits = np.stack([head.logits(e.embeddings).mean(axis=0) / model.temperature for e in regions])
+    features = recording_features(head, x, region)
     detector = model.context_novelty
     if detector is None:
-        return logits, None
-    return logits, detector.distances(recording_features(head, x, region)) / max(detector.threshold, 1e-9)
+        return Scored(logits, None, features)
+    return Scored(logits, detector.distances(features) / max(detector.threshold, 1e-9), features)
 
 
 def _within(segment: Segment, region: Region) -> Segment | None:
@@ -140,15 +189,22 @@ def _within(segment: Segment, region: Region) -> Segment | None:
     return replace(segment, start_s=start, end_s=end)
 
 
-def _regions(item: Item, options: ActivityOptions) -> list[Region]:
+@dataclass(frozen=True)
+class Found:
+    regions: list[Region]  # where something happens (one, the whole recording, for sound after sound)
+    quiet: list[Region]  # pieces of what lies between the gate's regions: the recording's own background
+
+
+def _regions(item: Item, options: ActivityOptions, piece_s: float) -> Found:
     """The recording's active regions; one region, the whole recording, when they cover most of it (sound
-    after sound with no gaps between: the sliding windows label it)."""
+    after sound with no gaps between: the sliding windows label it); and its quiet pieces about ``piece_s``."""
     samples = load_audio(item.local or item.source)
     found = active_regions(samples, SAMPLE_RATE_HZ, options)
     duration = len(samples) / SAMPLE_RATE_HZ
+    quiet = quiet_pieces(found, duration, piece_s)
     if found and sum(r.duration_s for r in found) >= CONTINUOUS_SHARE * duration:
-        return [Region(0.0, duration)]
-    return found
+        return Found([Region(0.0, duration)], quiet)
+    return Found(found, quiet)
 
 
 def _labelled(
