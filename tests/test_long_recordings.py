@@ -189,10 +189,20 @@ def test_quiet_pieces_and_the_background_rule() -> None:
     quiet_features = np.stack([early] * 8 + [late] * 8)
     times = np.arange(16.0)
     around = Surroundings(quiet_features, times, classes)
-    probe = np.array([[0.6, 0.0, 0.8], [0.6, 0.0, 0.8], [0.8, 0.0, 0.6]])
+    probe = np.array([[0.6, 0.0, 0.8], [0.6, 0.0, 0.8], [0.8, 0.0, 0.6], [0.6, 0.0, 0.8]])
+    unsure_rows = np.full((4, 2), 0.5)
+    sure_rows = np.tile([1.0, 0.0], (4, 1))
     # like the early background at 2 s; later the background is the second class's direction, so it is not
-    assert around.like_background(probe, np.array([2.0, 14.0, 2.0])).tolist() == [True, False, False]
-    assert Surroundings.learn(quiet_features[:1], times[:1], _novelty(classes)) is None  # one piece: no rule
+    at = np.array([2.0, 14.0, 2.0, 2.0])
+    assert around.like_background(probe, unsure_rows, at).tolist() == [True, False, False, True]
+    # a row the model is sure of and that is typical of its class (0.6 of the class's own spread) is a trained
+    # sound, wherever it is
+    assert around.like_background(probe, sure_rows, at).tolist() == [False, False, False, False]
+    unsure = np.full((16, 2), 0.5)
+    assert Surroundings.learn(quiet_features[:1], times[:1], unsure[:1], _novelty(classes)) is None  # one piece
+    sure = np.tile([0.0, 1.0], (16, 1))  # the late pieces are the second class, heard quietly: not background
+    kept = Surroundings.learn(quiet_features, times, sure, _novelty(classes))
+    assert kept is not None and kept.times_s.tolist() == times[:8].tolist()
 
 
 def _novelty(means: np.ndarray) -> Novelty:

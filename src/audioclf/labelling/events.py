@@ -85,12 +85,12 @@ def _window_segments(
     if model.context_head is None or model.thresholds is not None:
         return pred.segments
     scored = _in_context(model, model.context_head, [emb], per_window=True)
+    probs = softmax(scored.logits)
     aside = None
     if surroundings is not None and scored.features is not None:
         centres = emb.starts_s + emb.durations_s / 2
-        aside = np.where(surroundings.like_background(scored.features, centres), 2.0, 0.0)
+        aside = np.where(surroundings.like_background(scored.features, probs, centres), 2.0, 0.0)
     labels, floor = list(model.labels), run.min_confidence or 0.0
-    probs = softmax(scored.logits)
     found = segments_of(emb.starts_s, emb.durations_s, probs, labels, run.hop_s, run.segments, floor, aside)
     if run.min_confidence is None:  # windows like the recording's background hold no trained class: not events
         return [s for s in found if s.label != UNKNOWN]
@@ -116,36 +116,42 @@ def event_segments(
             owner[where] = (n, region, is_quiet)
     out: list[list[Segment]] = [[] for _ in recordings]
     around: list[Surroundings | None] = [None for _ in recordings]
-    if not any(regions):
+    if not parts:
         return out, around
     preds, result = apply_model(model, parts, run.cache_dir, fetch=run.fetch, progress=run.progress)
     mine = [owner[item.where] for item, _ in result.embedded]
     if model.context_head is not None:  # the probe trained with clips in context: regions are clips in context
         scored = _in_context(model, model.context_head, [e for _, e in result.embedded])
-        around = _surroundings(model, scored.features, mine, len(recordings))
+        around = _surroundings(model, scored.features, mine, len(recordings), softmax(scored.logits))
     else:
         scored = Scored(recording_logits(preds), preds.recording_novelty, None)
     probs = sigmoid(scored.logits) if model.thresholds is not None else softmax(scored.logits)
     for k, (n, region, is_quiet) in enumerate(mine):
         if is_quiet:
             continue
-        aside = _like_background(around[n], scored.features, k, region)
+        aside = _like_background(around[n], scored.features, probs, k, region)
         surprise = None if scored.novelty is None else float(scored.novelty[k])
         labels, floor = list(model.labels), run.min_confidence
         out[n].extend([] if aside else _labelled(region, probs[k], labels, model.thresholds, floor, surprise))
     return out, around
 
 
-def _like_background(surroundings: Surroundings | None, features: np.ndarray | None, k: int, region: Region) -> bool:
+def _like_background(
+    surroundings: Surroundings | None, features: np.ndarray | None, probs: np.ndarray, k: int, region: Region
+) -> bool:
     """Whether region ``k`` sounds more like its recording's background than like any trained class."""
     if surroundings is None or features is None:
         return False
     centre = np.array([(region.start_s + region.end_s) / 2])
-    return bool(surroundings.like_background(features[k : k + 1], centre)[0])
+    return bool(surroundings.like_background(features[k : k + 1], probs[k : k + 1], centre)[0])
 
 
 def _surroundings(
-    model: TrainedModel, features: np.ndarray | None, mine: list[tuple[int, Region, bool]], n_recordings: int
+    model: TrainedModel,
+    features: np.ndarray | None,
+    mine: list[tuple[int, Region, bool]],
+    n_recordings: int,
+    probs: np.ndarray,
 ) -> list[Surroundings | None]:
     """Each recording's background learned from its quiet pieces (with the context head's class means)."""
     if features is None or model.context_novelty is None:
@@ -154,7 +160,7 @@ def _surroundings(
     for n in range(n_recordings):
         rows = [k for k, (who, _, is_quiet) in enumerate(mine) if who == n and is_quiet]
         times = np.array([(mine[k][1].start_s + mine[k][1].end_s) / 2 for k in rows])
-        out.append(Surroundings.learn(features[rows], times, model.context_novelty))
+        out.append(Surroundings.learn(features[rows], times, probs[rows], model.context_novelty))
     return out
 
 

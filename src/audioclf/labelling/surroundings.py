@@ -24,6 +24,8 @@ EDGE_S = 0.05  # kept away from the regions on either side (their onsets and tai
 MIN_PIECES = 2  # fewer quiet pieces than this: no background is learned (the recording is sound throughout)
 MAX_PIECES = 256  # at most this many pieces per recording, spread over it (each is embedded as a clip)
 NEAREST = 8  # a region's background: the mean of this many quiet pieces nearest to it in time
+SURE = 0.9  # a quiet piece answered with this (calibrated) probability,
+TYPICAL = 0.5  # and at least half as typical of that class as its training clips, is a trained sound heard quietly
 
 
 def quiet_pieces(regions: Sequence[Region], duration_s: float, piece_s: float) -> list[Region]:
@@ -51,27 +53,38 @@ class Surroundings:
     classes: np.ndarray  # [n_classes, dim], the class means of the training clips' (unit) features
 
     @classmethod
-    def learn(cls, quiet: np.ndarray, times_s: np.ndarray, novelty: Novelty) -> Surroundings | None:
+    def learn(cls, quiet: np.ndarray, times_s: np.ndarray, probs: np.ndarray, novelty: Novelty) -> Surroundings | None:
         """From the features of a recording's quiet pieces [n, dim] (L2-normalised, as ``recording_features``
-        gives them) at ``times_s``, and the class means of the context head's novelty detector; None without
-        enough pieces."""
-        if len(quiet) < MIN_PIECES:
-            return None
+        gives them) at ``times_s``, their class probabilities, and the class means of the context head's
+        novelty detector; None without enough pieces. A piece that is a trained sound (``trained_sound``:
+        rain at a low level, speech between louder sounds) is not background: it is left out."""
         classes = np.asarray(novelty.means, dtype=np.float64)
-        return cls(np.asarray(quiet, dtype=np.float64), np.asarray(times_s, dtype=np.float64), classes)
+        x = np.asarray(quiet, dtype=np.float64)
+        keep = ~trained_sound(x, probs, classes)
+        if keep.sum() < MIN_PIECES:
+            return None
+        return cls(x[keep], np.asarray(times_s, dtype=np.float64)[keep], classes)
 
-    def like_background(self, features: np.ndarray, times_s: np.ndarray) -> np.ndarray:
-        """Per row of ``features`` (unit rows, at ``times_s``): more like the background around it (the
-        ``NEAREST`` quiet pieces in time: a background that changes over an hour is followed) than like every
-        trained class. "Like" is the row's projection on a mean of unit vectors, in units of that mean's length
-        (how far its own members project on it): a tight background (steady noise) and a spread-out class (many
-        speakers) are judged each by its own spread."""
+    def like_background(self, features: np.ndarray, probs: np.ndarray, times_s: np.ndarray) -> np.ndarray:
+        """Per row of ``features`` (unit rows, at ``times_s``, with class ``probs``): more like the background
+        around it (the ``NEAREST`` quiet pieces in time: a background that changes over an hour is followed)
+        than like every trained class, and not a trained sound. "Like" is the row's projection on a mean of
+        unit vectors, in units of that mean's length (how far its own members project on it): a tight
+        background (steady noise) and a spread-out class (many speakers) are judged each by its own spread."""
         x = np.asarray(features, dtype=np.float64)
         k = min(NEAREST, len(self.quiet))
         near = np.argsort(np.abs(np.asarray(times_s)[:, None] - self.times_s[None, :]), axis=1, kind="stable")[:, :k]
         background = self.quiet[near].mean(axis=1)
-        like_background = (x * background).sum(axis=1) / np.maximum((background * background).sum(axis=1), 1e-12)
-        return np.asarray(like_background > _typical(x, self.classes).max(axis=1))
+        like = (x * background).sum(axis=1) / np.maximum((background * background).sum(axis=1), 1e-12)
+        return np.asarray((like > _typical(x, self.classes).max(axis=1)) & ~trained_sound(x, probs, self.classes))
+
+
+def trained_sound(features: np.ndarray, probs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Per row: the model is ``SURE`` of its class and the row is ``TYPICAL`` of that class."""
+    probs = np.asarray(probs)
+    best = probs.argmax(axis=1)
+    typical = _typical(np.asarray(features, dtype=np.float64), classes)[np.arange(len(best)), best] >= TYPICAL
+    return np.asarray((probs.max(axis=1) >= SURE) & typical)
 
 
 def _typical(x: np.ndarray, means: np.ndarray) -> np.ndarray:
