@@ -18,7 +18,7 @@ from audioclf.evaluation.event_metrics import event_based
 from audioclf.evaluation.segments import Segment
 from audioclf.io.audio import load_audio
 from audioclf.labelling.activity import ActivityOptions, Region, active_regions
-from audioclf.labelling.surroundings import MAX_PIECES, Surroundings, quiet_pieces
+from audioclf.labelling.surroundings import MAX_PIECES, Surroundings, quiet_pieces, unlike_background
 from audioclf.model.novelty import Novelty, Precision
 
 RATE = 16_000
@@ -207,3 +207,14 @@ def test_quiet_pieces_and_the_background_rule() -> None:
 
 def _novelty(means: np.ndarray) -> Novelty:
     return Novelty(means, Precision(np.zeros((0, means.shape[1])), np.zeros(0), 1.0), 1.0)
+
+
+def test_the_stretches_of_a_long_region_that_are_not_background() -> None:
+    starts = np.arange(0.0, 9.5, 0.25)  # 1 s windows every 0.25 s over a 10 s region
+    durations = np.ones_like(starts)
+    centres = starts + 0.5
+    aside = ~(((centres > 2.0) & (centres < 3.0)) | ((centres > 3.6) & (centres < 4.5)) | (centres > 8.0))
+    spans = unlike_background(Region(0.5, 9.0), starts, durations, aside)
+    # windows that overlap are one stretch; the last is clipped to the region
+    assert [(s.start_s, s.end_s) for s in spans] == [(1.75, 4.75), (7.75, 9.0)]
+    assert unlike_background(Region(0.0, 10.0), starts, durations, np.ones_like(aside)) == []

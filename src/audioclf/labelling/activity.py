@@ -67,8 +67,12 @@ def frame_levels_db(samples: np.ndarray, rate: int) -> np.ndarray:
 
 def active_regions(samples: np.ndarray, rate: int, options: ActivityOptions = ActivityOptions()) -> list[Region]:
     """The regions of ``samples`` where the level stands out from the recording's own floor."""
-    db = frame_levels_db(samples, rate)
-    duration = len(samples) / rate
+    return regions_of_levels(frame_levels_db(samples, rate), len(samples) / rate, options)
+
+
+def regions_of_levels(db: np.ndarray, duration: float, options: ActivityOptions = ActivityOptions()) -> list[Region]:
+    """The regions of a stretch of ``duration`` seconds with frame levels ``db`` (``frame_levels_db``) where
+    the level stands out from that stretch's own floor (times from the stretch's start)."""
     loud = float(np.percentile(db, LOUD_PERCENTILE))
     floor = max(float(np.percentile(db, FLOOR_PERCENTILE)), loud - FLOOR_RANGE_DB)
     span = loud - floor

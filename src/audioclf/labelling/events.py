@@ -1,8 +1,9 @@
 """The ``events`` segmenter: where something happens in a long recording (its own activity, ``activity``), each
 such region classified as the model's training clips were (the region's audio through the model's encoder,
 windows and probe), so a model trained on short isolated clips (spoken digits, cut-out calls, 5 s sound clips)
-labels a long recording with gaps between events. A region whose best class is ``background``, or that is
-unlike every training clip in context, is not an event; one below the minimum confidence is ``unknown``. A
+labels a long recording with gaps between events. A region whose best class is ``background``, that is unlike
+every training clip in context, or that is more like the recording's own quiet parts than like any trained
+class (``surroundings``), is not an event; one below the minimum confidence is ``unknown``. A
 region longer than a segmentation window (about two training clips: a stretch of continuous sound), or a
 recording whose regions cover most of it, is labelled by the sliding windows in it; nothing is labelled
 outside the regions."""
@@ -23,16 +24,17 @@ from audioclf.io.audio import SAMPLE_RATE_HZ, load_audio
 from audioclf.io.cache import Embedded
 from audioclf.io.download import FetchOptions
 from audioclf.io.manifest import Item
-from audioclf.labelling.activity import ActivityOptions, Region, active_regions
+from audioclf.labelling.activity import HOP_S, ActivityOptions, Region, frame_levels_db, regions_of_levels
 from audioclf.labelling.apply import apply_model
 from audioclf.labelling.prediction import Prediction
-from audioclf.labelling.surroundings import Surroundings, quiet_pieces
+from audioclf.labelling.surroundings import Surroundings, quiet_pieces, unlike_background
 from audioclf.model.folder import TrainedModel
 from audioclf.model.novelty import recording_features
 from audioclf.model.probe import HeadArrays
 
 log = logging.getLogger(__name__)
 DEFAULT_ACTIVITY = ActivityOptions()
+MOSTLY = 0.5  # a long region whose windows are at least this share background: events in a background
 CONTINUOUS_SHARE = 0.8  # regions covering this share of a recording: it is continuous sound, not events
 
 
@@ -61,37 +63,83 @@ def with_events(
     predictions: Sequence[Prediction], embedded: Sequence[tuple[Item, Embedded]], model: TrainedModel, run: EventRun
 ) -> list[Prediction]:
     """``predictions`` (one per recording, in order, with their sliding windows' ``embedded``) with the events
-    segmenter's segments: short regions classified as clips, long ones labelled from the windows in them."""
+    segmenter's segments: short regions classified as clips; in long ones, the stretches whose windows are not
+    like the recording's background, classified as clips too when short, else labelled from the windows."""
     chosen = model.card.segmenting
     longest = chosen.window_s if chosen is not None else model.windows.window_s
     recordings = [item for item, _ in embedded]
     found = [_regions(item, run.activity, chosen.clip_s if chosen is not None else longest / 2) for item in recordings]
     short = [[r for r in f.regions if r.duration_s <= longest] for f in found]
     classified, around = event_segments(model, recordings, short, [f.quiet for f in found], run)
+    views = [
+        _windows_in_context(model, emb, surroundings) if any(r.duration_s > longest for r in f.regions) else None
+        for (_, emb), f, surroundings in zip(embedded, found, around, strict=True)
+    ]
+    spans = [_spans(f, emb, v, longest, run.activity) for f, (_, emb), v in zip(found, embedded, views, strict=True)]
+    short_spans = [[r for r in stretches if r.duration_s <= longest] for stretches in spans]
+    more, _ = event_segments(model, recordings, short_spans, None, run, around)
     out = []
-    for pred, (_, emb), f, mine, surroundings in zip(predictions, embedded, found, classified, around, strict=True):
-        long = [r for r in f.regions if r.duration_s > longest]
-        windows = _window_segments(pred, emb, model, run, surroundings) if long else []
+    for pred, (_, emb), stretches, mine, extra, view in zip(
+        predictions, embedded, spans, classified, more, views, strict=True
+    ):
+        long = [r for r in stretches if r.duration_s > longest]
+        windows = _window_segments(pred, emb, view, model, run) if long else []
         inside = [clipped for r in long for s in windows if (clipped := _within(s, r)) is not None]
-        out.append(replace(pred, segments=sorted([*mine, *inside], key=lambda s: (s.start_s, s.label))))
+        out.append(replace(pred, segments=sorted([*mine, *extra, *inside], key=lambda s: (s.start_s, s.label))))
+    return out
+
+
+@dataclass(frozen=True)
+class InContext:
+    """One recording's sliding windows through the head trained in context."""
+
+    probs: np.ndarray  # [windows, classes]
+    aside: np.ndarray | None  # [windows]: more like the recording's own background than like any class
+
+
+def _windows_in_context(model: TrainedModel, emb: Embedded, surroundings: Surroundings | None) -> InContext | None:
+    if model.context_head is None or model.thresholds is not None:
+        return None
+    scored = _in_context(model, model.context_head, [emb], per_window=True)
+    probs = softmax(scored.logits)
+    if surroundings is None or scored.features is None:
+        return InContext(probs, None)
+    return InContext(probs, surroundings.like_background(scored.features, probs, emb.starts_s + emb.durations_s / 2))
+
+
+def _spans(
+    found: Found, emb: Embedded, view: InContext | None, longest: float, options: ActivityOptions
+) -> list[Region]:
+    """The recording's long regions. One whose windows are mostly like the recording's background holds events
+    in a background: only where its windows are not background is kept, each such stretch cut again where its
+    level stands out from its own floor (one mostly of trained sounds is continuous sound: kept whole)."""
+    long = [r for r in found.regions if r.duration_s > longest]
+    if view is None or view.aside is None:
+        return long
+    out = []
+    centres = emb.starts_s + emb.durations_s / 2
+    for region in long:
+        inside = (centres >= region.start_s) & (centres <= region.end_s)
+        if not inside.any() or view.aside[inside].mean() < MOSTLY:
+            out.append(region)
+            continue
+        for span in unlike_background(region, emb.starts_s, emb.durations_s, view.aside):
+            first, last = round(span.start_s / HOP_S), round(span.end_s / HOP_S)
+            inner = regions_of_levels(found.levels[first : max(last, first + 1)], span.duration_s, options)
+            out.extend([Region(span.start_s + r.start_s, span.start_s + r.end_s) for r in inner] or [span])
     return out
 
 
 def _window_segments(
-    pred: Prediction, emb: Embedded, model: TrainedModel, run: EventRun, surroundings: Surroundings | None
+    pred: Prediction, emb: Embedded, view: InContext | None, model: TrainedModel, run: EventRun
 ) -> list[Segment]:
     """The windows' segments, from the probe trained in context where there is one (a single-label model); a
     window more like the recording's own background than like any trained class holds no event."""
-    if model.context_head is None or model.thresholds is not None:
+    if view is None:
         return pred.segments
-    scored = _in_context(model, model.context_head, [emb], per_window=True)
-    probs = softmax(scored.logits)
-    aside = None
-    if surroundings is not None and scored.features is not None:
-        centres = emb.starts_s + emb.durations_s / 2
-        aside = np.where(surroundings.like_background(scored.features, probs, centres), 2.0, 0.0)
+    aside = None if view.aside is None else np.where(view.aside, 2.0, 0.0)
     labels, floor = list(model.labels), run.min_confidence or 0.0
-    found = segments_of(emb.starts_s, emb.durations_s, probs, labels, run.hop_s, run.segments, floor, aside)
+    found = segments_of(emb.starts_s, emb.durations_s, view.probs, labels, run.hop_s, run.segments, floor, aside)
     if run.min_confidence is None:  # windows like the recording's background hold no trained class: not events
         return [s for s in found if s.label != UNKNOWN]
     return found
@@ -101,28 +149,32 @@ def event_segments(
     model: TrainedModel,
     recordings: Sequence[Item],
     regions: Sequence[Sequence[Region]],
-    quiet: Sequence[Sequence[Region]],
+    quiet: Sequence[Sequence[Region]] | None,
     run: EventRun,
+    known: Sequence[Surroundings | None] | None = None,
 ) -> tuple[list[list[Segment]], list[Surroundings | None]]:
     """Each recording's ``regions`` classified as clips (a fetched URL is read from its downloaded file), and
-    what its ``quiet`` pieces sound like (with a head trained in context), which no event resembles."""
+    what its ``quiet`` pieces sound like (with a head trained in context), which no event resembles; or the
+    surroundings ``known`` already."""
     parts: list[Item] = []
     owner: dict[str, tuple[int, Region, bool]] = {}
     for n, item in enumerate(recordings):
-        for region, is_quiet in [*((r, False) for r in regions[n]), *((r, True) for r in quiet[n])]:
+        pieces = [] if quiet is None else quiet[n]
+        for region, is_quiet in [*((r, False) for r in regions[n]), *((r, True) for r in pieces)]:
             where = f"{item.where} {region.start_s:.2f}-{region.end_s:.2f} s{' (quiet)' if is_quiet else ''}"
             file = item.local or item.source
             parts.append(Item(file, None, None, item.group, where, start_s=region.start_s, end_s=region.end_s))
             owner[where] = (n, region, is_quiet)
     out: list[list[Segment]] = [[] for _ in recordings]
-    around: list[Surroundings | None] = [None for _ in recordings]
+    around: list[Surroundings | None] = list(known) if known is not None else [None for _ in recordings]
     if not parts:
         return out, around
     preds, result = apply_model(model, parts, run.cache_dir, fetch=run.fetch, progress=run.progress)
     mine = [owner[item.where] for item, _ in result.embedded]
     if model.context_head is not None:  # the probe trained with clips in context: regions are clips in context
         scored = _in_context(model, model.context_head, [e for _, e in result.embedded])
-        around = _surroundings(model, scored.features, mine, len(recordings), softmax(scored.logits))
+        if known is None:
+            around = _surroundings(model, scored.features, mine, len(recordings), softmax(scored.logits))
     else:
         scored = Scored(recording_logits(preds), preds.recording_novelty, None)
     probs = sigmoid(scored.logits) if model.thresholds is not None else softmax(scored.logits)
@@ -199,18 +251,20 @@ def _within(segment: Segment, region: Region) -> Segment | None:
 class Found:
     regions: list[Region]  # where something happens (one, the whole recording, for sound after sound)
     quiet: list[Region]  # pieces of what lies between the gate's regions: the recording's own background
+    levels: np.ndarray  # the recording's frame levels (``frame_levels_db``, every ``HOP_S``)
 
 
 def _regions(item: Item, options: ActivityOptions, piece_s: float) -> Found:
     """The recording's active regions; one region, the whole recording, when they cover most of it (sound
     after sound with no gaps between: the sliding windows label it); and its quiet pieces about ``piece_s``."""
     samples = load_audio(item.local or item.source)
-    found = active_regions(samples, SAMPLE_RATE_HZ, options)
+    levels = frame_levels_db(samples, SAMPLE_RATE_HZ)
     duration = len(samples) / SAMPLE_RATE_HZ
+    found = regions_of_levels(levels, duration, options)
     quiet = quiet_pieces(found, duration, piece_s)
     if found and sum(r.duration_s for r in found) >= CONTINUOUS_SHARE * duration:
-        return Found([Region(0.0, duration)], quiet)
-    return Found(found, quiet)
+        return Found([Region(0.0, duration)], quiet, levels)
+    return Found(found, quiet, levels)
 
 
 def _labelled(

@@ -90,3 +90,18 @@ def trained_sound(features: np.ndarray, probs: np.ndarray, classes: np.ndarray) 
 def _typical(x: np.ndarray, means: np.ndarray) -> np.ndarray:
     """[rows of x, means]: each row's projection on each mean, over that mean's squared length."""
     return np.asarray(x @ means.T / np.maximum((means * means).sum(axis=1), 1e-12))
+
+
+def unlike_background(region: Region, starts_s: np.ndarray, durations_s: np.ndarray, aside: np.ndarray) -> list[Region]:
+    """Within ``region`` (a long stretch of sound): where its sliding windows are not like the background,
+    as spans of the windows that cover them (windows closer than a window apart are one span), clipped to it."""
+    centres = np.asarray(starts_s) + np.asarray(durations_s) / 2
+    pick = np.flatnonzero((centres >= region.start_s) & (centres <= region.end_s) & ~np.asarray(aside, dtype=bool))
+    spans: list[Region] = []
+    for k in pick[np.argsort(starts_s[pick], kind="stable")]:
+        start, end = max(float(starts_s[k]), region.start_s), min(float(starts_s[k] + durations_s[k]), region.end_s)
+        if spans and start <= spans[-1].end_s:
+            spans[-1] = Region(spans[-1].start_s, max(spans[-1].end_s, end))
+        else:
+            spans.append(Region(start, end))
+    return spans
