@@ -170,9 +170,10 @@ def test_a_background_the_model_never_heard_is_not_an_event(
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     found = [Segment(s["start_s"], s["end_s"], s["label"], 1.0, 1.0) for s in lines[0]["segments"]]
     scores = event_based(truth, found, t_collar=0.5, evaluate_offset=False)
-    # without what the recording's quiet parts teach, bursts of background become calls: precision 0.73, and
-    # two calls in a minute of background alone
-    assert scores.precision >= 0.9 and scores.recall >= 0.6, (scores.to_dict(), found)
+    # without what the recording's quiet parts teach, bursts of background become calls (precision 0.73, and
+    # two calls in a minute of background alone); without "a sure, typical call is a call", calls inside
+    # bursts were refused as novel (recall 0.50)
+    assert scores.precision >= 0.9 and scores.recall >= 0.8, (scores.to_dict(), found)
     assert len(lines[1].get("segments") or []) <= 1, lines[1]["segments"]
 
 
@@ -218,3 +219,6 @@ def test_the_stretches_of_a_long_region_that_are_not_background() -> None:
     # windows that overlap are one stretch; the last is clipped to the region
     assert [(s.start_s, s.end_s) for s in spans] == [(1.75, 4.75), (7.75, 9.0)]
     assert unlike_background(Region(0.0, 10.0), starts, durations, np.ones_like(aside)) == []
+    lone = np.ones_like(aside)
+    lone[10] = False  # one window alone is not a stretch of sound
+    assert unlike_background(Region(0.0, 10.0), starts, durations, lone) == []

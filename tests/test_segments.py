@@ -211,9 +211,10 @@ def test_evaluate_scores_the_segments_of_annotated_recordings(
     assert seg["event"]["n_reference"] == 8
     if fine:
         assert seg["frame"]["accuracy"] > 0.95 and seg["event"]["f1"] == 1.0, seg
-    else:  # the model's segmentation windows (about two training clips, in its card), not its 10 s ones
+    else:  # windows as long as the sound in the training clips (in its card), not its 10 s ones
         card = json.loads((model / "audioclf.json").read_text())["segmenting"]
-        assert seg["window_s"] == card["window_s"] < 10 and seg["hop_s"] == card["window_s"] / 4
+        assert seg["window_s"] == card["event_s"] < card["window_s"] < 10
+        assert seg["hop_s"] == card["event_s"] / 4
         assert seg["frame"]["accuracy"] > 0.9, seg
     assert "segments:   2 recordings  frame accuracy" in out
     assert "## Segments" in (tmp_path / "r" / "report.md").read_text()

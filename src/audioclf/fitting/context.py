@@ -25,6 +25,7 @@ from audioclf.fitting.selection import Candidate, refit
 from audioclf.io.audio import SAMPLE_RATE_HZ
 from audioclf.io.cache import AudioCache, Embedded
 from audioclf.io.manifest import Item
+from audioclf.labelling.activity import active_regions
 from audioclf.model.card import SHORT_CLIP_FRACTION, Segmenting
 from audioclf.model.novelty import Novelty, recording_features
 from audioclf.model.probe import HeadArrays
@@ -79,6 +80,19 @@ def with_context(embedded: EmbedResult, encoder: Encoder, audio: AudioCache, pla
     log.info("trained with %d context copies of %d short clips", len(todo), len(todo) // max(1, plan.copies))
     embedded.embedded = out
     return embedded
+
+
+def with_sound_extent(segmenting: Segmenting, embedded: EmbedResult, audio: AudioCache) -> Segmenting:
+    """``segmenting`` with the median extent of the sound in the training clips (from the first to the last
+    stretch of activity in each, ``labelling.activity``): 5 s clips padded around a 1 s sound slide 1 s
+    windows over a long recording, not 5 s ones."""
+    extents = []
+    for item, emb in embedded.embedded:
+        if item.label == BACKGROUND:
+            continue
+        found = active_regions(np.asarray(audio.load(item), dtype=np.float32), SAMPLE_RATE_HZ)
+        extents.append(found[-1].end_s - found[0].start_s if found else emb.duration_s)
+    return replace(segmenting, event_s=round(float(np.median(extents)), 3)) if extents else segmenting
 
 
 def _canvas(clip: np.ndarray, backgrounds: list[np.ndarray], window_s: float, rng: np.random.Generator) -> np.ndarray:

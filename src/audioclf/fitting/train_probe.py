@@ -17,9 +17,17 @@ from audioclf.errors import TrainingError
 from audioclf.evaluation.metrics import compute_report
 from audioclf.evaluation.report import write_report
 from audioclf.evaluation.report_types import ClassificationReport
+from audioclf.evaluation.segments import Segmenter
 from audioclf.evaluation.window_logits import WindowLogits
 from audioclf.extraction.embed import EmbedResult, embed_items, write_failures
-from audioclf.fitting.context import Context, plan_context, refit_in_context, segmenting_in_context, with_context
+from audioclf.fitting.context import (
+    Context,
+    plan_context,
+    refit_in_context,
+    segmenting_in_context,
+    with_context,
+    with_sound_extent,
+)
 from audioclf.fitting.data import Dataset, hold_out_test, stack
 from audioclf.fitting.defaults import LAYER
 from audioclf.fitting.fusion import calibrate, temperature
@@ -266,10 +274,12 @@ def _in_context(
     copies of short clips (``fitting.context``)."""
     durations = [e.duration_s for _, e in embedded.embedded]
     segmenting = Segmenting.of(durations, options.windows.window_s)
+    audio = AudioCache(options.cache_dir, options.windows.max_duration_s)
+    if segmenting is not None and segmenting.segmenter is Segmenter.EVENTS:
+        segmenting = with_sound_extent(segmenting, embedded, audio)
     plan = plan_context(options.context, segmenting, options.windows.window_s, options.fit.seed)
     if plan is None or view is not None or multi or not embedded.embedded:
         return embedded, segmenting
-    audio = AudioCache(options.cache_dir, options.windows.max_duration_s)
     return with_context(embedded, encoder, audio, plan), segmenting
 
 

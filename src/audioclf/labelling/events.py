@@ -27,7 +27,7 @@ from audioclf.io.manifest import Item
 from audioclf.labelling.activity import HOP_S, ActivityOptions, Region, frame_levels_db, regions_of_levels
 from audioclf.labelling.apply import apply_model
 from audioclf.labelling.prediction import Prediction
-from audioclf.labelling.surroundings import Surroundings, quiet_pieces, unlike_background
+from audioclf.labelling.surroundings import Surroundings, quiet_pieces, trained_sound, unlike_background
 from audioclf.model.folder import TrainedModel
 from audioclf.model.novelty import recording_features
 from audioclf.model.probe import HeadArrays
@@ -178,14 +178,24 @@ def event_segments(
     else:
         scored = Scored(recording_logits(preds), preds.recording_novelty, None)
     probs = sigmoid(scored.logits) if model.thresholds is not None else softmax(scored.logits)
+    trained = _trained_sounds(model, scored.features, probs)
     for k, (n, region, is_quiet) in enumerate(mine):
         if is_quiet:
             continue
         aside = _like_background(around[n], scored.features, probs, k, region)
-        surprise = None if scored.novelty is None else float(scored.novelty[k])
+        # a region the model is sure of and that is typical of its class is that class, however novel the
+        # detector finds what surrounds it there
+        surprise = None if scored.novelty is None or trained[k] else float(scored.novelty[k])
         labels, floor = list(model.labels), run.min_confidence
         out[n].extend([] if aside else _labelled(region, probs[k], labels, model.thresholds, floor, surprise))
     return out, around
+
+
+def _trained_sounds(model: TrainedModel, features: np.ndarray | None, probs: np.ndarray) -> np.ndarray:
+    """Per region: a trained sound (``surroundings.trained_sound``), by the context head's class means."""
+    if features is None or model.context_novelty is None or model.thresholds is not None:
+        return np.zeros(len(probs), dtype=bool)
+    return trained_sound(features, probs, np.asarray(model.context_novelty.means, dtype=np.float64))
 
 
 def _like_background(

@@ -136,12 +136,12 @@ def _check_segmentable(result: EmbedResult, windows: WindowOptions, refuse: bool
 
 
 def segment_windows(model: TrainedModel) -> WindowOptions:
-    """The windows segments are made of: the model's segmentation windows (``Segmenting``: about two training
-    clips for a model of short clips) every quarter window; else its own windows, every half window unless its
-    hop is finer already."""
+    """The windows segments are made of: a model of short clips slides windows as long as the sound in its
+    clips (``Segmenting.sliding_s``) every quarter window; any other its own windows, every half window unless
+    its hop is finer already."""
     trained, chosen = model.windows, model.card.segmenting
-    if chosen is not None and chosen.window_s < trained.window_s:
-        use = replace(trained, window_s=chosen.window_s, hop_s=chosen.window_s / 4)
+    if chosen is not None and chosen.sliding_s < trained.window_s:
+        use = replace(trained, window_s=chosen.sliding_s, hop_s=chosen.sliding_s / 4)
     else:
         use = replace(trained, hop_s=min(trained.hop_s, trained.window_s / 2))
     if use != trained:

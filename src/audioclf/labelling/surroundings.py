@@ -93,10 +93,15 @@ def _typical(x: np.ndarray, means: np.ndarray) -> np.ndarray:
 
 
 def unlike_background(region: Region, starts_s: np.ndarray, durations_s: np.ndarray, aside: np.ndarray) -> list[Region]:
-    """Within ``region`` (a long stretch of sound): where its sliding windows are not like the background,
-    as spans of the windows that cover them (windows closer than a window apart are one span), clipped to it."""
+    """Within ``region`` (a long stretch of sound): where its sliding windows are not like the background (a
+    window and at least one of its two neighbours: one window alone is noise, one window between two is not a
+    gap), as spans of the windows that cover them (overlapping windows are one span), clipped to it."""
     centres = np.asarray(starts_s) + np.asarray(durations_s) / 2
-    pick = np.flatnonzero((centres >= region.start_s) & (centres <= region.end_s) & ~np.asarray(aside, dtype=bool))
+    order = np.argsort(starts_s, kind="stable")
+    votes = np.pad((~np.asarray(aside, dtype=bool))[order].astype(int), 1)
+    sound = np.empty(len(order), dtype=bool)
+    sound[order] = votes[:-2] + votes[1:-1] + votes[2:] >= 2
+    pick = np.flatnonzero((centres >= region.start_s) & (centres <= region.end_s) & sound)
     spans: list[Region] = []
     for k in pick[np.argsort(starts_s[pick], kind="stable")]:
         start, end = max(float(starts_s[k]), region.start_s), min(float(starts_s[k] + durations_s[k]), region.end_s)

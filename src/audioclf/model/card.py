@@ -24,6 +24,7 @@ from audioclf.version import __version__
 MODEL_FORMAT = 1
 SHORT_CLIP_FRACTION = 0.8  # training clips shorter than this share of a window: isolated events
 MIN_SEGMENT_WINDOW_S = 0.5
+MIN_SLIDING_S = 0.25  # sliding windows of an events model are never shorter
 
 
 class ModelKind(enum.Enum):
@@ -189,6 +190,15 @@ class Segmenting:
     window_s: float  # the windows segments are made of by default
     context_head: bool = False  # the events segmenter classifies regions with the head trained in context
     context_novelty: float | None = None  # the threshold of that head's novelty detector (None: none)
+    event_s: float | None = None  # the median extent of the sound in the clips: the windows of long regions
+
+    @property
+    def sliding_s(self) -> float:
+        """The sliding windows' length: a training clip's sound (``event_s``, not the clip's padding), within
+        ``window_s``."""
+        if self.segmenter is Segmenter.WINDOWS:
+            return self.window_s
+        return min(self.window_s, max(MIN_SLIDING_S, self.event_s if self.event_s is not None else self.clip_s))
 
     @classmethod
     def of(cls, durations_s: Sequence[float], window_s: float) -> Segmenting | None:
@@ -206,6 +216,8 @@ class Segmenting:
             out["context_head"] = True
         if self.context_novelty is not None:
             out["context_novelty"] = self.context_novelty
+        if self.event_s is not None:
+            out["event_s"] = self.event_s
         return out
 
     @classmethod
@@ -218,7 +230,9 @@ class Segmenting:
         novelty = data.get("context_novelty")
         threshold = None if novelty is None else float(novelty)
         context = bool(data.get("context_head", False))
-        return cls(chosen, float(data["clip_s"]), float(data["window_s"]), context, threshold)
+        event = data.get("event_s")
+        clip, window = float(data["clip_s"]), float(data["window_s"])
+        return cls(chosen, clip, window, context, threshold, None if event is None else float(event))
 
 
 @dataclass(frozen=True)
