@@ -26,9 +26,9 @@ from audioclf.io.audio import SAMPLE_RATE_HZ
 from audioclf.io.cache import AudioCache, Embedded
 from audioclf.io.manifest import Item
 from audioclf.labelling.activity import active_regions
-from audioclf.model.card import SHORT_CLIP_FRACTION, Segmenting
 from audioclf.model.novelty import Novelty, recording_features
 from audioclf.model.probe import HeadArrays
+from audioclf.model.segmenting import SHORT_CLIP_FRACTION, Segmenting
 
 log = logging.getLogger(__name__)
 

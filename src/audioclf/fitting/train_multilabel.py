@@ -14,9 +14,10 @@ from audioclf.fitting.export import export_probe
 from audioclf.fitting.multilabel import MultiLabelFit, fit_multilabel
 from audioclf.io.audio import WindowOptions
 from audioclf.io.label_sets import multi_hot
-from audioclf.model.card import EncoderRef, HeadShape, ModelCard, ModelKind, Segmenting, Training
+from audioclf.model.card import EncoderRef, HeadShape, ModelCard, ModelKind, Training
 from audioclf.model.folder import TrainedModel, save_model
 from audioclf.model.probe import HeadArrays
+from audioclf.model.segmenting import Segmenting
 from audioclf.model.training_set import TrainingSet
 
 

@@ -41,12 +41,13 @@ from audioclf.io.cache import AudioCache, Embedded, EmbeddingCache, default_cach
 from audioclf.io.download import FetchOptions
 from audioclf.io.label_sets import is_multi_label
 from audioclf.io.manifest import Item, check_two_labels, labels_of, usable_labels
-from audioclf.model.card import Calibration, ModelKind, Segmenting
+from audioclf.model.card import Calibration, ModelKind
 from audioclf.model.folder import prepare_out_dir
 from audioclf.model.fusion import Fusion
 from audioclf.model.novelty import Novelty
 from audioclf.model.probe import HeadArrays
 from audioclf.model.probe_config import ProbeConfig, check_layer
+from audioclf.model.segmenting import Segmenting
 from audioclf.model.training_set import training_rows
 from audioclf.speech.features import FeatureMode
 from audioclf.speech.text_features import FeatureOptions, TextView, write_transcripts
