@@ -189,7 +189,7 @@ def test_quiet_pieces_and_the_background_rule() -> None:
     early, late = np.array([0.0, 0.0, 1.0]), np.array([0.0, 1.0, 0.0])  # the background changes half way
     quiet_features = np.stack([early] * 8 + [late] * 8)
     times = np.arange(16.0)
-    around = Surroundings(quiet_features, times, classes)
+    around = Surroundings(quiet_features, times, classes, np.array([True, True]))
     probe = np.array([[0.6, 0.0, 0.8], [0.6, 0.0, 0.8], [0.8, 0.0, 0.6], [0.6, 0.0, 0.8]])
     unsure_rows = np.full((4, 2), 0.5)
     sure_rows = np.tile([1.0, 0.0], (4, 1))
@@ -200,10 +200,14 @@ def test_quiet_pieces_and_the_background_rule() -> None:
     # sound, wherever it is
     assert around.like_background(probe, sure_rows, at).tolist() == [False, False, False, False]
     unsure = np.full((16, 2), 0.5)
-    assert Surroundings.learn(quiet_features[:1], times[:1], unsure[:1], _novelty(classes)) is None  # one piece
+    sounds = np.array([True, True])
+    assert Surroundings.learn(quiet_features[:1], times[:1], unsure[:1], _novelty(classes), sounds) is None
     sure = np.tile([0.0, 1.0], (16, 1))  # the late pieces are the second class, heard quietly: not background
-    kept = Surroundings.learn(quiet_features, times, sure, _novelty(classes))
+    kept = Surroundings.learn(quiet_features, times, sure, _novelty(classes), sounds)
     assert kept is not None and kept.times_s.tolist() == times[:8].tolist()
+    # unless that class is the model's own background: then it is background
+    kept = Surroundings.learn(quiet_features, times, sure, _novelty(classes), np.array([True, False]))
+    assert kept is not None and len(kept.times_s) == 16
 
 
 def _novelty(means: np.ndarray) -> Novelty:

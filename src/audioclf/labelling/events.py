@@ -195,7 +195,12 @@ def _trained_sounds(model: TrainedModel, features: np.ndarray | None, probs: np.
     """Per region: a trained sound (``surroundings.trained_sound``), by the context head's class means."""
     if features is None or model.context_novelty is None or model.thresholds is not None:
         return np.zeros(len(probs), dtype=bool)
-    return trained_sound(features, probs, np.asarray(model.context_novelty.means, dtype=np.float64))
+    return trained_sound(features, probs, np.asarray(model.context_novelty.means, dtype=np.float64), _sounds(model))
+
+
+def _sounds(model: TrainedModel) -> np.ndarray:
+    """Per class: a sound, not the model's ``background``."""
+    return np.array([label != BACKGROUND for label in model.labels])
 
 
 def _like_background(
@@ -222,7 +227,7 @@ def _surroundings(
     for n in range(n_recordings):
         rows = [k for k, (who, _, is_quiet) in enumerate(mine) if who == n and is_quiet]
         times = np.array([(mine[k][1].start_s + mine[k][1].end_s) / 2 for k in rows])
-        out.append(Surroundings.learn(features[rows], times, probs[rows], model.context_novelty))
+        out.append(Surroundings.learn(features[rows], times, probs[rows], model.context_novelty, _sounds(model)))
     return out
 
 

@@ -51,40 +51,45 @@ class Surroundings:
     quiet: np.ndarray  # [n_pieces, dim]
     times_s: np.ndarray  # [n_pieces], the centre of each piece
     classes: np.ndarray  # [n_classes, dim], the class means of the training clips' (unit) features
+    sounds: np.ndarray  # [n_classes]: the class is a sound (not the model's own ``background`` class)
 
     @classmethod
-    def learn(cls, quiet: np.ndarray, times_s: np.ndarray, probs: np.ndarray, novelty: Novelty) -> Surroundings | None:
+    def learn(
+        cls, quiet: np.ndarray, times_s: np.ndarray, probs: np.ndarray, novelty: Novelty, sounds: np.ndarray
+    ) -> Surroundings | None:
         """From the features of a recording's quiet pieces [n, dim] (L2-normalised, as ``recording_features``
-        gives them) at ``times_s``, their class probabilities, and the class means of the context head's
-        novelty detector; None without enough pieces. A piece that is a trained sound (``trained_sound``:
-        rain at a low level, speech between louder sounds) is not background: it is left out."""
+        gives them) at ``times_s``, their class probabilities, the class means of the context head's novelty
+        detector and which classes are sounds; None without enough pieces. A piece that is a trained sound
+        (``trained_sound``: rain at a low level, speech between louder sounds) is not background: left out."""
         classes = np.asarray(novelty.means, dtype=np.float64)
         x = np.asarray(quiet, dtype=np.float64)
-        keep = ~trained_sound(x, probs, classes)
+        keep = ~trained_sound(x, probs, classes, sounds)
         if keep.sum() < MIN_PIECES:
             return None
-        return cls(x[keep], np.asarray(times_s, dtype=np.float64)[keep], classes)
+        return cls(x[keep], np.asarray(times_s, dtype=np.float64)[keep], classes, np.asarray(sounds, dtype=bool))
 
     def like_background(self, features: np.ndarray, probs: np.ndarray, times_s: np.ndarray) -> np.ndarray:
         """Per row of ``features`` (unit rows, at ``times_s``, with class ``probs``): more like the background
         around it (the ``NEAREST`` quiet pieces in time: a background that changes over an hour is followed)
-        than like every trained class, and not a trained sound. "Like" is the row's projection on a mean of
-        unit vectors, in units of that mean's length (how far its own members project on it): a tight
+        than like every trained sound, and not a trained sound itself. "Like" is the row's projection on a mean
+        of unit vectors, in units of that mean's length (how far its own members project on it): a tight
         background (steady noise) and a spread-out class (many speakers) are judged each by its own spread."""
         x = np.asarray(features, dtype=np.float64)
         k = min(NEAREST, len(self.quiet))
         near = np.argsort(np.abs(np.asarray(times_s)[:, None] - self.times_s[None, :]), axis=1, kind="stable")[:, :k]
         background = self.quiet[near].mean(axis=1)
         like = (x * background).sum(axis=1) / np.maximum((background * background).sum(axis=1), 1e-12)
-        return np.asarray((like > _typical(x, self.classes).max(axis=1)) & ~trained_sound(x, probs, self.classes))
+        sound = _typical(x, self.classes[self.sounds]).max(axis=1)
+        return np.asarray((like > sound) & ~trained_sound(x, probs, self.classes, self.sounds))
 
 
-def trained_sound(features: np.ndarray, probs: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Per row: the model is ``SURE`` of its class and the row is ``TYPICAL`` of that class."""
+def trained_sound(features: np.ndarray, probs: np.ndarray, classes: np.ndarray, sounds: np.ndarray) -> np.ndarray:
+    """Per row: the model is ``SURE`` of its class, a sound (not ``background``), and the row is ``TYPICAL``
+    of that class."""
     probs = np.asarray(probs)
     best = probs.argmax(axis=1)
     typical = _typical(np.asarray(features, dtype=np.float64), classes)[np.arange(len(best)), best] >= TYPICAL
-    return np.asarray((probs.max(axis=1) >= SURE) & typical)
+    return np.asarray((probs.max(axis=1) >= SURE) & typical & np.asarray(sounds, dtype=bool)[best])
 
 
 def _typical(x: np.ndarray, means: np.ndarray) -> np.ndarray:
