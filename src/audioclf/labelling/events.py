@@ -98,6 +98,8 @@ class InContext:
 
 
 def _windows_in_context(model: TrainedModel, emb: Embedded, surroundings: Surroundings | None) -> InContext | None:
+    """The windows of a recording with long regions, through the context head (None for a model without one,
+    or multi-label: its own window scores serve), and which are like its background."""
     if model.context_head is None or model.thresholds is not None:
         return None
     scored = _in_context(model, model.context_head, [emb], per_window=True)
