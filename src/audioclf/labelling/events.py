@@ -4,9 +4,9 @@ windows and probe), so a model trained on short isolated clips (spoken digits, c
 labels a long recording with gaps between events. A region whose best class is ``background``, that is unlike
 every training clip in context, or that is more like the recording's own quiet parts than like any trained
 class (``surroundings``), is not an event; one below the minimum confidence is ``unknown``. A
-region longer than a segmentation window (about two training clips: a stretch of continuous sound), or a
-recording whose regions cover most of it, is labelled by the sliding windows in it; nothing is labelled
-outside the regions."""
+region longer than a segmentation window (about two training clips) is looked at through sliding windows:
+where they are mostly background, the stretches that are not are classified as clips; otherwise it is
+continuous sound, labelled by the windows. Nothing is labelled outside the regions."""
 
 from __future__ import annotations
 
@@ -35,7 +35,6 @@ from audioclf.model.probe import HeadArrays
 log = logging.getLogger(__name__)
 DEFAULT_ACTIVITY = ActivityOptions()
 MOSTLY = 0.5  # a long region whose windows are at least this share background: events in a background
-CONTINUOUS_SHARE = 0.8  # regions covering this share of a recording: it is continuous sound, not events
 
 
 @dataclass(frozen=True)
@@ -266,22 +265,20 @@ def _within(segment: Segment, region: Region) -> Segment | None:
 
 @dataclass(frozen=True)
 class Found:
-    regions: list[Region]  # where something happens (one, the whole recording, for sound after sound)
+    regions: list[Region]  # where something happens
     quiet: list[Region]  # pieces of what lies between the gate's regions: the recording's own background
     levels: np.ndarray  # the recording's frame levels (``frame_levels_db``, every ``HOP_S``)
 
 
 def _regions(item: Item, options: ActivityOptions, piece_s: float) -> Found:
-    """The recording's active regions; one region, the whole recording, when they cover most of it (sound
-    after sound with no gaps between: the sliding windows label it); and its quiet pieces about ``piece_s``."""
+    """The recording's active regions, and its quiet pieces about ``piece_s``. Whether a long region is
+    continuous sound is the windows' to say (``_spans``), not how much of the recording is loud: a background
+    that comes and goes covers most of a recording too."""
     samples = load_audio(item.local or item.source)
     levels = frame_levels_db(samples, SAMPLE_RATE_HZ)
     duration = len(samples) / SAMPLE_RATE_HZ
     found = regions_of_levels(levels, duration, options)
-    quiet = quiet_pieces(found, duration, piece_s)
-    if found and sum(r.duration_s for r in found) >= CONTINUOUS_SHARE * duration:
-        return Found([Region(0.0, duration)], quiet, levels)
-    return Found(found, quiet, levels)
+    return Found(found, quiet_pieces(found, duration, piece_s), levels)
 
 
 def _labelled(
