@@ -180,6 +180,7 @@ def event_segments(
         scored = Scored(recording_logits(preds), preds.recording_novelty, None)
     probs = sigmoid(scored.logits) if model.thresholds is not None else softmax(scored.logits)
     trained = _trained_sounds(model, scored.features, probs)
+    labels, floor = list(model.labels), run.min_confidence
     for k, (n, region, is_quiet) in enumerate(mine):
         if is_quiet:
             continue
@@ -187,7 +188,6 @@ def event_segments(
         # a region the model is sure of and that is typical of its class is that class, however novel the
         # detector finds what surrounds it there
         surprise = None if scored.novelty is None or trained[k] else float(scored.novelty[k])
-        labels, floor = list(model.labels), run.min_confidence
         out[n].extend([] if aside else _labelled(region, probs[k], labels, model.thresholds, floor, surprise))
     return out, around
 
@@ -225,10 +225,11 @@ def _surroundings(
     if features is None or model.context_novelty is None:
         return [None] * n_recordings
     out: list[Surroundings | None] = []
+    sounds = _sounds(model)
     for n in range(n_recordings):
         rows = [k for k, (who, _, is_quiet) in enumerate(mine) if who == n and is_quiet]
         times = np.array([(mine[k][1].start_s + mine[k][1].end_s) / 2 for k in rows])
-        out.append(Surroundings.learn(features[rows], times, probs[rows], model.context_novelty, _sounds(model)))
+        out.append(Surroundings.learn(features[rows], times, probs[rows], model.context_novelty, sounds))
     return out
 
 

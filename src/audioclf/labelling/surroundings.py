@@ -1,13 +1,16 @@
 """What "nothing" sounds like in one recording, learned from the recording itself: its quiet parts (what lies
 between the regions its activity gate found), cut into pieces about one training clip long and embedded as the
-clips were. Their mean direction in the features of the head trained in context is the recording's own
-background. A region (or window) closer to that direction than to the mean of every trained class is more like
-this recording's background than like anything the model was trained on: it is not an event.
+clips were, in the features of the head trained in context. A region (or window) more like the quiet pieces
+around it (the ``NEAREST`` in time) than like every trained class is more like this recording's background
+than like anything the model was trained on: it is not an event. "Like" is a projection on a mean of unit
+vectors in units of that mean's length, so a tight background and a spread-out class are each judged by their
+own spread; a piece or region the model is sure of and that is typical of its class (``trained_sound``) is
+never background.
 
 Why: a model trained on isolated clips has never heard the user's background (birds, running water, typing,
 traffic), and its novelty threshold, set on a handful of training groups, lets much of it through; but every
 long recording carries plenty of its own background between its events. The rule needs no training data and
-no threshold: a comparison of two cosines per region."""
+no threshold of its own: it compares two projections per region."""
 
 from __future__ import annotations
 
