@@ -1,8 +1,9 @@
 """audioclf: labelled audio sources in, a trained, honestly evaluated audio classifier out.
 
-The API (see ``audioclf.api``): ``train``, ``load``, ``evaluate`` and ``Model.predict``; ``crossval`` for a whole
-cross-validation; ``Index`` to index a corpus and search it by example or by words; ``Labels`` and
-``suggest`` to label it. Names are imported on first use, so ``import audioclf`` stays light.
+The API (see ``audioclf.api``): ``train``, ``zero_shot`` (a model from label names), ``load``, ``evaluate``
+and ``Model.predict``; ``crossval`` for a whole cross-validation; ``Index`` to index a corpus and search it by
+example or by words; ``Labels`` and ``suggest`` to label it.
+Names are imported on first use, so ``import audioclf`` stays light.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from audioclf.version import __version__
 
 _EXPORTS = {
     "train": "audioclf.api",
+    "zero_shot": "audioclf.api",
     "load": "audioclf.api",
     "evaluate": "audioclf.api",
     "Model": "audioclf.api",
@@ -52,6 +54,7 @@ __all__ = [
     "load",
     "suggest",
     "train",
+    "zero_shot",
 ]
 
 # A library logs and never prints: without a handler of the application's, Python's last-resort handler would
@@ -61,7 +64,7 @@ logging.getLogger("audioclf").addHandler(logging.NullHandler())
 if TYPE_CHECKING:
     from audioclf.annotation.labels import Labels
     from audioclf.annotation.suggest import suggest
-    from audioclf.api import Model, Report, evaluate, load, train
+    from audioclf.api import Model, Report, evaluate, load, train, zero_shot
     from audioclf.corpus.search import Hit
     from audioclf.crossvalidation.run import CrossvalOptions, CrossvalResult, FoldResult, crossval
     from audioclf.errors import AudioclfError

@@ -21,7 +21,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from audioclf.encoders.spec import ModelSpec, Precision, parse_spec
+from audioclf.encoders.spec import TEXT_ENCODERS, TRANSCRIBERS, ModelSpec, Precision, parse_spec
 from audioclf.errors import AudioclfError
 from audioclf.evaluation import report_types
 from audioclf.evaluation.segments import DEFAULT_SMOOTH, SegmentOptions
@@ -30,6 +30,7 @@ from audioclf.fitting.finetune import FinetuneOptions
 from audioclf.fitting.train import Options
 from audioclf.fitting.train import train as train_model
 from audioclf.fitting.train_probe import TrainOptions
+from audioclf.fitting.zero_shot import ZeroShotOptions
 from audioclf.io.cache import default_cache_dir
 from audioclf.labelling.inputs import predict_all
 from audioclf.labelling.prediction import Failed, Prediction, PredictOptions, chosen_confidence
@@ -196,6 +197,30 @@ def train(
     else:
         raise AudioclfError(f"mode={mode!r}: use 'probe' or 'finetune'")
     summary = train_model(Path(manifest), Path(out), chosen)
+    return Model(load_model(summary.out), cache)
+
+
+def zero_shot(
+    prompts: PathLike,
+    out: PathLike,
+    *,
+    encoder: str | ModelSpec | None = None,
+    manifest: PathLike | None = None,
+    transcriber: str | None = None,
+    text_encoder: str = "minilm",
+    cache_dir: PathLike | None = None,
+    force: bool = False,
+    progress: bool = False,
+) -> Model:
+    """A model from label names alone: ``prompts`` is a ``label,prompt`` CSV; each recording's transcript (from
+    ``encoder``, or ``transcriber``) is compared with the prompts by the sentence encoder ``text_encoder``.
+    ``manifest``'s labelled rows, if given, fit its temperature. The folder is a transcript model like any."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    heard = None if transcriber is None else parse_spec(transcriber, TRANSCRIBERS, "transcriber")
+    features = FeatureOptions(FeatureMode.TRANSCRIPT, heard, parse_spec(text_encoder, TEXT_ENCODERS, "text encoder"))
+    spec = None if encoder is None else parse_spec(encoder)
+    options = ZeroShotOptions(Path(prompts), spec, cache_dir=cache, features=features, force=force, progress=progress)
+    summary = train_model(None if manifest is None else Path(manifest), Path(out), options)
     return Model(load_model(summary.out), cache)
 
 

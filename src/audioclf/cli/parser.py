@@ -91,7 +91,23 @@ def _fit_args(p: argparse.ArgumentParser, crossval: bool) -> None:
 
 def _train_args(p: argparse.ArgumentParser, out_help: str, force_help: str, *, crossval: bool = False) -> None:
     """The options of ``train``, which ``crossval`` shares (without --test-size and the fine-tuning ones)."""
-    p.add_argument("--manifest", type=Path, required=True, help="CSV/JSONL manifest or a folder of label folders")
+    if crossval:
+        p.add_argument("--manifest", type=Path, required=True, help="CSV/JSONL manifest or a folder of label folders")
+    else:
+        p.add_argument(
+            "--manifest",
+            type=Path,
+            default=None,
+            help="CSV/JSONL manifest or a folder of label folders (with --zero-shot: labelled rows that fit its "
+            "temperature, optional)",
+        )
+        p.add_argument(
+            "--zero-shot",
+            type=Path,
+            default=None,
+            metavar="PROMPTS",
+            help="a model from label names alone: a CSV with columns label,prompt (transcript features; no manifest)",
+        )
     p.add_argument("--out", type=Path, required=True, help=out_help)
     p.add_argument("--force", action="store_true", help=force_help)
     _feature_args(p)

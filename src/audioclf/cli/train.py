@@ -14,11 +14,11 @@ from audioclf.fitting.context import Context
 from audioclf.fitting.finetune import FinetuneOptions
 from audioclf.fitting.probe import EpochStats, FitOptions
 from audioclf.fitting.summary import TrainSummary
-from audioclf.fitting.train import train
+from audioclf.fitting.train import Options, train
 from audioclf.fitting.train_finetune import FinetuneRun
 from audioclf.fitting.train_multilabel import MultiLabelRun
 from audioclf.fitting.train_probe import ProbeRun, TrainOptions
-from audioclf.model.card import ModelKind
+from audioclf.fitting.zero_shot import ZeroShotOptions, ZeroShotRun
 from audioclf.speech.features import feature_mode
 from audioclf.speech.text_features import FeatureOptions
 
@@ -137,12 +137,38 @@ def refuse_other_mode(args: argparse.Namespace) -> None:
         raise TrainingError(f"{', '.join(given)}: not used by {mode}; remove {'them' if len(given) > 1 else 'it'}")
 
 
+def zero_shot_options(args: argparse.Namespace) -> ZeroShotOptions:
+    """A zero-shot model's options; a flag of the probe search or of fine-tuning is refused, not ignored."""
+    given = [flag for dest, flag in [*PROBE_ONLY, *FINETUNE_ONLY] if dest != "features" and getattr(args, dest, None)]
+    if args.mode == "finetune" or given:
+        flags = ", ".join(given or ["--mode finetune"])
+        raise TrainingError(f"{flags}: not used by a zero-shot model (--zero-shot); remove it")
+    transcriber = None if args.transcriber is None else parse_spec(args.transcriber, TRANSCRIBERS, "transcriber")
+    text_encoder = parse_spec(args.text_encoder, TEXT_ENCODERS, "text encoder")
+    return ZeroShotOptions(
+        prompts=args.zero_shot,
+        encoder=_encoder(args),
+        windows=window_options(args),
+        cache_dir=args.cache_dir,
+        features=FeatureOptions(feature_mode(args.features or "transcript"), transcriber, text_encoder),
+        precision=Precision(args.precision),
+        fetch=fetch_options(args, args.max_duration),
+        force=args.force,
+        progress=not args.quiet,
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    refuse_other_mode(args)
-    options = finetune_options(args) if args.mode == "finetune" else train_options(args)
+    if args.zero_shot is not None:
+        options: Options = zero_shot_options(args)
+    elif args.manifest is None:
+        raise TrainingError("give --manifest (labelled rows), or --zero-shot PROMPTS for a model from label names")
+    else:
+        refuse_other_mode(args)
+        options = finetune_options(args) if args.mode == "finetune" else train_options(args)
     s = train(args.manifest, args.out, options, on_epoch=_epoch_printer(args.quiet))
     if s.main:  # other ranks of a distributed fine-tuning: rank 0 reports
-        PRINTERS[s.kind](s)
+        PRINTERS[type(s.run)](s)
     return 0
 
 
@@ -229,10 +255,28 @@ def _finetune_summary(s: TrainSummary) -> None:
     emit(f"model            {s.out} (transformers format; checkpoint in {s.out / 'checkpoint'})")
 
 
-PRINTERS: dict[ModelKind, Callable[[TrainSummary], None]] = {
-    ModelKind.PROBE: _probe_summary,
-    ModelKind.TRANSCRIPT: _probe_summary,
-    ModelKind.FUSED: _probe_summary,
-    ModelKind.MULTI_LABEL: _multilabel_summary,
-    ModelKind.FINETUNED: _finetune_summary,
+def _zero_shot_summary(s: TrainSummary) -> None:
+    run = s.run
+    assert isinstance(run, ZeroShotRun)
+    emit()
+    for label, said in zip(run.prompts.labels, run.prompts.prompts, strict=True):
+        emit(f"{label:<16} {' | '.join(said)}")
+    emit()
+    emit(f"total time       {s.seconds:.1f} s")
+    emit(f"encoder          {s.encoder_spec}" + (" (fallback)" if s.fallback_reason else ""))
+    if run.embed is not None:
+        see = f" — see {s.out / 'failures.csv'}" if s.failures else ""
+        emit(f"data             {run.embed.summary()}{see}")
+        emit(f"calibration      temperature {run.calibration.temperature:.3g} on {run.calibration.fitted_on}")
+        emit(f"accuracy         {run.accuracy:.3f} on those rows (zero-shot: they chose the temperature only)")
+    else:
+        emit("calibration      none: no labelled rows (give a manifest to fit the temperature)")
+    emit(f"model            {s.out} (zero-shot, {len(s.labels)} labels described in words)")
+
+
+PRINTERS: dict[type, Callable[[TrainSummary], None]] = {
+    ProbeRun: _probe_summary,
+    MultiLabelRun: _multilabel_summary,
+    FinetuneRun: _finetune_summary,
+    ZeroShotRun: _zero_shot_summary,
 }

@@ -15,6 +15,7 @@ MEAN = "mean"  # the plain average of the z-scored layers
 ADAMW = "adamw"  # a torch head trained by AdamW for a number of epochs
 CONSTANT_STD = 1e-5  # a training std below this: the feature is constant and is not rescaled
 LBFGS = "lbfgs"  # a standardised L2 logistic regression (scikit-learn, LBFGS) held as a linear head
+PROMPTS = "prompts"  # no fitting: a zero-shot head, its classes' descriptions in words (fitting.zero_shot)
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class ProbeConfig:
     c: float = 0.0
 
     def describe(self) -> str:
+        if self.fitter == PROMPTS:
+            return "zero-shot: nearest label description"
         if self.fitter == LBFGS:
             return f"logreg C={self.c:g} layer={self.layer}"
         kind = "linear" if self.hidden == 0 else f"mlp{self.hidden}"
