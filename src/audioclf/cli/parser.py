@@ -179,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     _evaluate_predict_parsers(sub)
     _embed_fetch_parsers(sub)
     _serve_parser(sub)
+    _export_parser(sub)
     add_corpus_parsers(sub)
     return parser
 
@@ -260,6 +261,21 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--cors-origin", default=None, help="allow browser calls from this origin (default: none)")
     p.add_argument("--allow-private-urls", action="store_true", help="let URL inputs reach private addresses")
     p.add_argument("--max-filesize", default=None, help="skip URL downloads larger than this, e.g. 200M")
+    common_args(p)
+
+
+def _export_parser(sub: Any) -> None:
+    p = sub.add_parser("export", help="a trained model as an ONNX graph that onnxruntime runs without torch")
+    p.add_argument("--model", type=Path, required=True, help="the model folder to export")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="the format (default %(default)s)")
+    p.add_argument("--out", type=Path, required=True, help="the exported model folder to write")
+    p.add_argument(
+        "--quantize",
+        choices=["none", "int8"],
+        default="none",
+        help="int8: dynamically quantised weights, smaller and not exact (default %(default)s)",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing model folder")
     common_args(p)
 
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from audioclf.encoders.hf_encoder import BF16_SUFFIX, HFEncoder
-from audioclf.encoders.hub import Identities, load_hf, pretrained, tokenizer_of
+from audioclf.encoders.hub import Identities, fingerprints, load_hf, pretrained, tokenizer_of
 from audioclf.encoders.mfcc import BUILTIN_DIM, BUILTIN_VERSION, builtin_embed_batch
 from audioclf.encoders.spec import BUILTIN, HF, ModelSpec, Precision, parse_spec
 from audioclf.errors import EncoderError
@@ -207,3 +207,15 @@ def _loaded(spec: ModelSpec, source: str, local_only: bool) -> tuple[Any, Any, A
     if getattr(model.config, "is_encoder_decoder", False):  # Whisper: the encoder alone (the decoder is text)
         model = model.get_encoder()
     return model, extractor, tokenizer
+
+
+def load_hf_model(spec: ModelSpec) -> tuple[Any, Any, Identities]:
+    """An ``hf:`` encoder's transformers model (the encoder of an encoder-decoder) and feature extractor, in
+    fp32 and as loaded (none of ``HFEncoder``'s faster kernels), with its weights' identities: what an export
+    traces."""
+
+    def load(source: str, local_only: bool) -> tuple[Any, Any]:
+        return _loaded(spec, source, local_only)[:2]
+
+    model, extractor = load_hf(spec, load)
+    return model.eval(), extractor, fingerprints(model, extractor, lambda: (model, extractor))

@@ -1,7 +1,8 @@
 """Model specs, parsed once: ``builtin``, ``hf:<hub id or folder>``, ``whisper:<size or folder>[?padding=audio]``,
-the text encoders' ``minilm`` / ``tfidf``, and ``finetuned:<model folder>`` (a fine-tuned classifier, never typed
-by a user). ``parse_spec`` is the boundary (CLI arguments, API keywords, the environment) and the model card's
-reader the other place a spec is parsed; everything past them takes a ``ModelSpec``. Likewise ``Precision``."""
+the text encoders' ``minilm`` / ``tfidf``, and ``finetuned:<model folder>`` / ``onnx:<model folder>`` (a
+fine-tuned classifier, an exported graph: never typed by a user). ``parse_spec`` is the boundary (CLI arguments,
+API keywords, the environment) and the model card's reader the other place a spec is parsed; everything past
+them takes a ``ModelSpec``. Likewise ``Precision``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ WHISPER = "whisper"
 MINILM = "minilm"
 TFIDF = "tfidf"
 FINETUNED = "finetuned"  # a fine-tuned transformers classifier's folder (a model folder, not an encoder a user names)
+ONNX = "onnx"  # an exported model folder's ONNX graph (likewise never named by a user)
 ENCODERS = (BUILTIN, HF, WHISPER)  # the kinds each place accepts
 TRANSCRIBERS = (WHISPER, HF)
 TEXT_ENCODERS = (MINILM, TFIDF, HF)
@@ -30,12 +32,13 @@ FORMS = {
     MINILM: "minilm",
     TFIDF: "tfidf",
     FINETUNED: "finetuned:<model folder>",
+    ONNX: "onnx:<exported model folder>",
 }
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    kind: str  # builtin | hf | whisper | minilm | tfidf | finetuned
+    kind: str  # builtin | hf | whisper | minilm | tfidf | finetuned | onnx
     source: str = ""  # a hub id, a folder or a Whisper size; empty for the named kinds
     options: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs from ?key=value&...
 

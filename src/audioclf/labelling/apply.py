@@ -6,7 +6,8 @@ The kind is chosen once, at load (``ModelCard.kind``); each kind has one functio
   detector where there is one, the multi-label thresholds where there are;
 - ``TRANSCRIPT``: what is said, as a sentence embedding, through the probe;
 - ``FUSED``: both views, mixed by ``model.fusion``;
-- ``FINETUNED``: the fine-tuned transformers classifier in the folder.
+- ``FINETUNED``: the fine-tuned transformers classifier in the folder;
+- ``ONNX``: the exported graph in the folder, through onnxruntime (no torch).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from audioclf.encoders.hf_encoder import LogitsEncoder
 from audioclf.encoders.loader import Encoder, bf16_supported, fit_windows, load_encoder, precision_for, same_weights
+from audioclf.encoders.onnx_encoder import OnnxEncoder
 from audioclf.encoders.spec import ModelSpec, Precision
 from audioclf.errors import ModelError
 from audioclf.evaluation.window_logits import WindowLogits
@@ -118,12 +120,25 @@ def apply_finetuned(model: TrainedModel, items: Sequence[Item], run: Run) -> App
     return replace(preds, thresholds=model.thresholds), result
 
 
+def apply_onnx(model: TrainedModel, items: Sequence[Item], run: Run) -> Applied:
+    """The exported graph (window -> logits) through onnxruntime, at the model's temperature."""
+    assert model.path is not None and model.card.onnx is not None, "an exported model is read from its folder"
+    graph = model.card.onnx
+    encoder = loaded_onnx_encoder(model.path / graph.file, len(model.labels), graph.min_samples, graph.max_window_s)
+    use = windows_for(model, encoder, run.windows)
+    result = _embed(items, encoder, use, run)
+    t = model.temperature
+    preds = _predictions(model, result.embedded, lambda x: x[:, 0, :] / t)
+    return replace(preds, thresholds=model.thresholds), result
+
+
 APPLY: dict[ModelKind, Callable[[TrainedModel, Sequence[Item], Run], Applied]] = {
     ModelKind.PROBE: apply_probe,
     ModelKind.MULTI_LABEL: apply_probe,
     ModelKind.TRANSCRIPT: apply_transcript,
     ModelKind.FUSED: apply_fused,
     ModelKind.FINETUNED: apply_finetuned,
+    ModelKind.ONNX: apply_onnx,
 }
 
 
@@ -161,6 +176,18 @@ def loaded_encoder(spec: ModelSpec, precision: Precision) -> Encoder:
 
 def loaded_logits_encoder(folder: Path, bf16: bool) -> LogitsEncoder:
     return _cached_logits_encoder(folder, bf16, _files_stamp(str(folder)))
+
+
+def loaded_onnx_encoder(path: Path, n_labels: int, min_samples: int, max_window_s: float | None) -> OnnxEncoder:
+    stamp = _files_stamp(str(path.parent))
+    return _cached_onnx_encoder(path, n_labels, min_samples, max_window_s, stamp)
+
+
+@lru_cache(maxsize=2)
+def _cached_onnx_encoder(
+    path: Path, n_labels: int, min_samples: int, max_window_s: float | None, stamp: tuple[tuple[str, int, int], ...]
+) -> OnnxEncoder:
+    return OnnxEncoder(path, n_labels, min_samples, max_window_s)
 
 
 @lru_cache(maxsize=2)

@@ -30,6 +30,7 @@ class ModelKind(enum.Enum):
     TRANSCRIPT = "transcript"  # a probe on sentence embeddings of what is said
     FUSED = "fused"  # an acoustic and a transcript probe, mixed
     FINETUNED = "finetuned"  # a fine-tuned transformers classifier beside the card
+    ONNX = "onnx"  # an exported ONNX graph beside the card: one window in, the logits out (onnxruntime)
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,36 @@ class FusionCard:
 
 
 @dataclass(frozen=True)
+class OnnxCard:
+    """An exported model's graph (``fitting.onnx_export``): raw 16 kHz samples of one window in (``audio``,
+    [1, samples]), the logits out (``logits``, [1, labels], before the temperature)."""
+
+    file: str  # beside the card
+    family: str  # the encoder family whose front end the graph computes
+    min_samples: int  # a shorter window gives no output position
+    max_window_s: float | None  # a fixed-length input (Whisper's 30 s): longer windows are refused
+    exported_from: str  # the model folder
+    max_difference: float  # the largest |logit difference| from the torch path on the export's check windows
+    quantized: str | None = None  # "int8": dynamically quantised weights (not exact; top-1 agreement measured)
+
+    def to_dict(self) -> JSONObject:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OnnxCard:
+        limit = data.get("max_window_s")
+        return cls(
+            str(data["file"]),
+            str(data["family"]),
+            int(data["min_samples"]),
+            None if limit is None else float(limit),
+            str(data.get("exported_from", "")),
+            float(data.get("max_difference", 0.0)),
+            None if data.get("quantized") is None else str(data["quantized"]),
+        )
+
+
+@dataclass(frozen=True)
 class Training:
     """How the model was made: shown to people (``model``'s summary, the server's /v1/model), not read back."""
 
@@ -189,6 +220,7 @@ class ModelCard:
     fusion: FusionCard | None = None
     thresholds: tuple[float, ...] | None = None  # multi-label: one per label, on its sigmoid probability
     segmenting: Segmenting | None = None  # None: from before segmenters (windows)
+    onnx: OnnxCard | None = None  # an exported model's graph
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     audioclf_version: str = __version__
 
@@ -203,7 +235,7 @@ class ModelCard:
             "labels": list(self.labels),
             "encoder": str(self.encoder.spec),
             "task": ModelKind.MULTI_LABEL.value if self.thresholds is not None else "single_label",
-            "mode": "finetune" if self.kind is ModelKind.FINETUNED else "probe",
+            "mode": {ModelKind.FINETUNED: "finetune", ModelKind.ONNX: "onnx"}.get(self.kind, "probe"),
             "windows": dict(self.windows.as_dict()),
             "metrics": dict(self.metrics),
             "calibration": self.calibration.to_dict() if self.calibration is not None else None,
@@ -214,8 +246,8 @@ class ModelCard:
 
     def to_dict(self) -> JSONObject:
         out: JSONObject = {"format": MODEL_FORMAT}
-        if self.kind is ModelKind.FINETUNED:
-            out["mode"] = "finetune"
+        if self.kind in (ModelKind.FINETUNED, ModelKind.ONNX):
+            out["mode"] = "finetune" if self.kind is ModelKind.FINETUNED else "onnx"
         out |= {
             "audioclf_version": self.audioclf_version,
             "created": self.created,
@@ -230,13 +262,14 @@ class ModelCard:
             out["task"] = ModelKind.MULTI_LABEL.value
             out["thresholds"] = dict(zip(self.labels, self.thresholds, strict=True))
             out["recording_pooling"] = "max over windows"
-        if self.kind is not ModelKind.FINETUNED:
+        if self.kind not in (ModelKind.FINETUNED, ModelKind.ONNX):
             out["features"] = self.features.to_dict()
         parts = (
             ("calibration", self.calibration),
             ("abstain", self.abstain),
             ("fusion", self.fusion),
             ("segmenting", self.segmenting),
+            ("onnx", self.onnx),
         )
         for key, part in parts:
             if part is not None:
@@ -264,6 +297,7 @@ class ModelCard:
             fusion=FusionCard.from_dict(data["fusion"]) if "fusion" in data else None,
             thresholds=None if thresholds is None else tuple(float(thresholds[label]) for label in labels),
             segmenting=Segmenting.from_dict(data.get("segmenting")),
+            onnx=OnnxCard.from_dict(data["onnx"]) if "onnx" in data else None,
             created=str(data.get("created", "")),
             audioclf_version=str(data.get("audioclf_version", "")),
         )
@@ -289,6 +323,8 @@ def _features(data: Mapping[str, Any]) -> Features:
 def _kind(data: Mapping[str, Any], features: Features) -> ModelKind:
     if data.get("mode") == "finetune":
         return ModelKind.FINETUNED
+    if data.get("mode") == "onnx":
+        return ModelKind.ONNX
     if data.get("task") == ModelKind.MULTI_LABEL.value:
         return ModelKind.MULTI_LABEL
     if "head" not in data:

@@ -30,7 +30,7 @@ class TrainedModel:
     """A loaded model folder: its card and the arrays its kind applies."""
 
     card: ModelCard
-    head: HeadArrays | None  # None for a fine-tuned model: the transformers model in `path` classifies
+    head: HeadArrays | None  # None for a fine-tuned or exported model: the transformers/ONNX model in `path` does
     path: Path | None = None
     fusion: Fusion | None = None  # a fused model: the transcript view's probe and the calibration
     context_head: HeadArrays | None = None  # the probe refitted with clips in context: the events segmenter's
@@ -156,7 +156,7 @@ def load_model(path: Path) -> TrainedModel:
         raise
     except (ValueError, KeyError, TypeError, AudioclfError) as exc:
         raise ModelError(f"{config_path}: damaged or incompatible model config ({exc}); retrain the model") from exc
-    if card.kind is ModelKind.FINETUNED:
+    if card.kind in (ModelKind.FINETUNED, ModelKind.ONNX):  # the classifier is the folder's own graph
         return TrainedModel(card, None, path)
     assert card.head is not None
     n_labels = len(card.labels)

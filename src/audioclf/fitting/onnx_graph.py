@@ -1,0 +1,120 @@
+"""What an ONNX export computes, as torch modules traced by ``torch.onnx.export``: one window of raw 16 kHz
+samples in, the model's logits out (before its temperature), with every step audioclf takes between them:
+
+- the family's front end: zero-mean unit-variance normalisation for the waveform families whose feature
+  extractor normalises; Whisper's log-mel spectrogram (the window padded with silence to the 30 s input, a Hann
+  STFT as a convolution with a fixed Fourier basis, the extractor's own mel filters, log10, the 8 dB floor below
+  the loudest value, the (x + 4) / 4 scaling), computed as transformers' feature extractor does;
+- the encoder's hidden states, each averaged over the positions that hold audio (all of them for a waveform
+  window; for Whisper the positions of the window before its padding, ``hf_families.WhisperFamily``);
+- the probe: z-score, the layer choice and the linear layers (``model.probe.HeadArrays``), or a fine-tuned
+  classifier's own head.
+
+A window is one input of any length (a batch of one: wav2vec2-base's group norm has no padding mask)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from audioclf.model.probe import HeadArrays
+from audioclf.model.probe_config import LAST, MEAN, WEIGHTED
+
+
+class ProbeGraph(nn.Module):
+    """``HeadArrays.logits`` in torch: [1, layers, dim] -> [1, classes]."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    mix: torch.Tensor
+
+    def __init__(self, head: HeadArrays) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.from_numpy(np.asarray(head.mean, np.float32)))
+        self.register_buffer("std", torch.from_numpy(np.asarray(head.std, np.float32)))
+        layer = head.config.layer
+        mix = np.zeros(head.n_layers, np.float32)
+        if layer == WEIGHTED:
+            w = np.exp(head.layer_logits - head.layer_logits.max())
+            mix = (w / w.sum()).astype(np.float32)
+        elif layer == MEAN:
+            mix[:] = 1.0 / head.n_layers
+        else:
+            mix[-1 if layer == LAST else int(layer)] = 1.0
+        self.register_buffer("mix", torch.from_numpy(mix))
+        self.linears = nn.ModuleList()
+        for weight, bias in head.linears:
+            linear = nn.Linear(weight.shape[1], weight.shape[0])
+            linear.weight.data = torch.from_numpy(np.asarray(weight, np.float32))
+            linear.bias.data = torch.from_numpy(np.asarray(bias, np.float32))
+            self.linears.append(linear)
+
+    def forward(self, layers: torch.Tensor) -> torch.Tensor:
+        z = (layers - self.mean) / self.std
+        h = (z * self.mix[None, :, None]).sum(1)
+        for i, linear in enumerate(self.linears):
+            h = linear(h)
+            if i < len(self.linears) - 1:
+                h = torch.relu(h)
+        return h
+
+
+class WaveformGraph(nn.Module):
+    """A waveform family's encoder (wav2vec2, HuBERT, WavLM, …) and the probe, or a fine-tuned classifier."""
+
+    def __init__(self, model: Any, normalize: bool, head: ProbeGraph | None) -> None:
+        super().__init__()
+        self.model, self.normalize, self.head = model, normalize, head
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        x = audio
+        if self.normalize:  # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm
+            x = (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, keepdim=True, unbiased=False) + 1e-7)
+        if self.head is None:  # a fine-tuned classifier: its own pooling and head
+            return self.model(x).logits
+        hidden = self.model(x, output_hidden_states=True).hidden_states
+        return self.head(torch.stack([h.mean(1) for h in hidden], 1))
+
+
+class WhisperGraph(nn.Module):
+    """Whisper's log-mel front end, its encoder, the mean over the window's own positions, and the probe."""
+
+    basis: torch.Tensor
+    mel: torch.Tensor
+
+    def __init__(self, encoder: Any, extractor: Any, head: ProbeGraph) -> None:
+        super().__init__()
+        self.encoder, self.head = encoder, head
+        self.n_fft, self.hop = int(extractor.n_fft), int(extractor.hop_length)
+        self.n_samples, self.frames = int(extractor.n_samples), int(extractor.nb_max_frames)
+        bins = self.n_fft // 2 + 1
+        t = np.arange(self.n_fft)
+        window = 0.5 - 0.5 * np.cos(2 * np.pi * t / self.n_fft)  # torch.hann_window (periodic)
+        angle = 2 * np.pi * np.outer(np.arange(bins), t) / self.n_fft
+        basis = np.concatenate([np.cos(angle), -np.sin(angle)]) * window  # [2 x bins, n_fft]
+        self.register_buffer("basis", torch.from_numpy(basis.astype(np.float32))[:, None, :])
+        self.register_buffer("mel", torch.from_numpy(np.asarray(extractor.mel_filters, np.float32).T.copy()))
+
+    def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
+        """[1, n] -> [1, mels, frames]: ``WhisperFeatureExtractor`` on the window padded to its 30 s input."""
+        padded = nn.functional.pad(audio, (0, self.n_samples - audio.shape[1]))
+        centred = nn.functional.pad(padded[:, None, :], (self.n_fft // 2, self.n_fft // 2), mode="reflect")
+        spectrum = nn.functional.conv1d(centred, self.basis, stride=self.hop)  # [1, 2 x bins, frames + 1]
+        bins = spectrum.shape[1] // 2
+        power = (spectrum[:, :bins] ** 2 + spectrum[:, bins:] ** 2)[..., :-1]
+        log_spec = torch.clamp(torch.matmul(self.mel, power), min=1e-10).log10()
+        log_spec = torch.maximum(log_spec, log_spec.amax(dim=(1, 2), keepdim=True) - 8.0)
+        return (log_spec + 4.0) / 4.0
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(self.log_mel(audio), output_hidden_states=True).hidden_states
+        positions = hidden[0].shape[1]
+        samples = torch.ones_like(audio[0]).sum()  # the window's length, as a tensor the graph computes with
+        mel_frames = torch.clamp(torch.ceil(samples / self.hop), max=self.frames)
+        audio_positions = torch.clamp(torch.ceil(mel_frames * positions / self.frames), min=1.0)
+        mask = (torch.arange(positions, device=audio.device) < audio_positions).float()[None, :, None]
+        pooled = [(h * mask).sum(1) / mask.sum(1) for h in hidden]
+        return self.head(torch.stack(pooled, 1))
