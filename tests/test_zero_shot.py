@@ -105,7 +105,7 @@ def test_serve_answers_as_predict_does(
         ("label,text\nfood,cooking\ntravel,trains\n", [], "needs the columns label,prompt"),
         ("label,prompt\nfood,cooking\n,trains\n", [], ":3: empty label"),
         (None, [], "prompts file not found"),
-        ("label,prompt\na,x\nb,y\n", ["--features", "acoustic"], "use transcript features"),
+        ("label,prompt\na,x\nb,y\n", ["--features", "acoustic"], "needs a CLAP encoder"),
         ("label,prompt\na,x\nb,y\n", ["--text-encoder", "tfidf"], "needs a sentence encoder"),
         ("label,prompt\na,x\nb,y\n", ["--hidden", "8"], "--hidden: not used by a zero-shot model"),
         ("label,prompt\na,x\nb,y\n", ["--manifest", "CAL"], "label 'c' has no prompt"),

@@ -67,3 +67,37 @@ def save_tiny(family: str, path: Path, seed: int = 0, layers: int = 2) -> Path:
     else:
         raise ValueError(family)
     return path
+
+
+CLAP_WORDS = ["this", "is", "a", "sound", "of", "high", "low", "tone", "beep", "hum", "bird", "dog", "rain"]
+
+
+def save_tiny_clap(path: Path, seed: int = 0) -> Path:
+    """A tiny random ``ClapModel`` (HTSAT audio tower, RoBERTa text tower) with its processor: a 48 kHz
+    feature extractor (2 s input, repeat-padded) and a word-level tokenizer, saved as a LAION checkpoint is."""
+    import torch
+    import transformers as tf
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    torch.manual_seed(seed)
+    audio = {
+        "spec_size": 64, "num_mel_bins": 16, "window_size": 4, "patch_size": 4, "patch_stride": (4, 4),
+        "hidden_size": 32, "depths": (1, 1), "num_attention_heads": (2, 2), "patch_embeds_hidden_size": 16,
+        "projection_dim": 16, "num_hidden_layers": 2,
+    }  # fmt: skip
+    text = {
+        "vocab_size": 32, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "intermediate_size": 32, "max_position_embeddings": 40, "projection_dim": 16,
+    }  # fmt: skip
+    tf.ClapModel(tf.ClapConfig(audio_config=audio, text_config=text, projection_dim=16)).save_pretrained(path)
+    extractor = tf.ClapFeatureExtractor(
+        feature_size=16, sampling_rate=48_000, hop_length=480, max_length_s=2, truncation="rand_trunc"
+    )
+    vocab = {w: i for i, w in enumerate(["<s>", "<pad>", "</s>", "<unk>", *CLAP_WORDS])}
+    words = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = tf.PreTrainedTokenizerFast(
+        tokenizer_object=words, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+    tf.ClapProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(path)
+    return path

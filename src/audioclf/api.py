@@ -205,6 +205,7 @@ def zero_shot(
     out: PathLike,
     *,
     encoder: str | ModelSpec | None = None,
+    features: str | None = None,
     manifest: PathLike | None = None,
     transcriber: str | None = None,
     text_encoder: str = "minilm",
@@ -212,14 +213,21 @@ def zero_shot(
     force: bool = False,
     progress: bool = False,
 ) -> Model:
-    """A model from label names alone: ``prompts`` is a ``label,prompt`` CSV; each recording's transcript (from
-    ``encoder``, or ``transcriber``) is compared with the prompts by the sentence encoder ``text_encoder``.
-    ``manifest``'s labelled rows, if given, fit its temperature. The folder is a transcript model like any."""
+    """A model from label names alone: ``prompts`` is a ``label,prompt`` CSV. With a CLAP ``encoder`` the sound
+    is compared with the prompts; otherwise (or ``features="transcript"``) each recording's transcript (from
+    ``encoder``, or ``transcriber``) is, through the sentence encoder ``text_encoder``. ``manifest``'s labelled
+    rows, if given, fit its temperature. The folder is a model like any other."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     heard = None if transcriber is None else parse_spec(transcriber, TRANSCRIBERS, "transcriber")
-    features = FeatureOptions(FeatureMode.TRANSCRIPT, heard, parse_spec(text_encoder, TEXT_ENCODERS, "text encoder"))
+    words = FeatureOptions(FeatureMode.TRANSCRIPT, heard, parse_spec(text_encoder, TEXT_ENCODERS, "text encoder"))
+    try:
+        reads = None if features is None else feature_mode(features)
+    except ValueError as exc:
+        raise AudioclfError(str(exc), option="features") from None
     spec = None if encoder is None else parse_spec(encoder)
-    options = ZeroShotOptions(Path(prompts), spec, cache_dir=cache, features=features, force=force, progress=progress)
+    options = ZeroShotOptions(
+        Path(prompts), spec, cache_dir=cache, reads=reads, features=words, force=force, progress=progress
+    )
     summary = train_model(None if manifest is None else Path(manifest), Path(out), options)
     return Model(load_model(summary.out), cache)
 

@@ -19,7 +19,7 @@ from audioclf.fitting.train_finetune import FinetuneRun
 from audioclf.fitting.train_multilabel import MultiLabelRun
 from audioclf.fitting.train_probe import ProbeRun, TrainOptions
 from audioclf.fitting.zero_shot import ZeroShotOptions, ZeroShotRun
-from audioclf.speech.features import feature_mode
+from audioclf.speech.features import FeatureMode, feature_mode
 from audioclf.speech.text_features import FeatureOptions
 
 
@@ -150,7 +150,8 @@ def zero_shot_options(args: argparse.Namespace) -> ZeroShotOptions:
         encoder=_encoder(args),
         windows=window_options(args),
         cache_dir=args.cache_dir,
-        features=FeatureOptions(feature_mode(args.features or "transcript"), transcriber, text_encoder),
+        reads=None if args.features is None else feature_mode(args.features),
+        features=FeatureOptions(FeatureMode.TRANSCRIPT, transcriber, text_encoder),
         precision=Precision(args.precision),
         fetch=fetch_options(args, args.max_duration),
         force=args.force,
@@ -259,7 +260,7 @@ def _zero_shot_summary(s: TrainSummary) -> None:
     run = s.run
     assert isinstance(run, ZeroShotRun)
     emit()
-    for label, said in zip(run.prompts.labels, run.prompts.prompts, strict=True):
+    for label, said in zip(run.labels, run.prompts, strict=True):
         emit(f"{label:<16} {' | '.join(said)}")
     emit()
     emit(f"total time       {s.seconds:.1f} s")

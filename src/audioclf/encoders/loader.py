@@ -184,12 +184,25 @@ def _load_spec(model: ModelSpec, precision: Precision) -> Encoder:
 
 
 def _from_pretrained(spec: ModelSpec, source: str, local_only: bool, bf16: bool) -> Encoder:
+    if _model_type(source, local_only) == "clap":  # audio and text towers, 48 kHz: its own encoder (fp32)
+        from audioclf.encoders.clap import load_clap
+
+        return load_clap(spec, source, local_only)
     model, extractor, tokenizer = _loaded(spec, source, local_only)
 
     def again() -> tuple[Any, Any]:  # the model and extractor as loaded: a bf16 encoder's legacy identity
         return _loaded(spec, source, local_only)[:2]
 
     return HFEncoder(spec, extractor, model, bf16=bf16, tokenizer=tokenizer, reload=again)
+
+
+def _model_type(source: str, local_only: bool) -> str:
+    from transformers import AutoConfig
+
+    try:
+        return str(AutoConfig.from_pretrained(source, local_files_only=local_only).model_type)
+    except (OSError, ValueError, KeyError):
+        return ""  # the loader says what is wrong
 
 
 def _loaded(spec: ModelSpec, source: str, local_only: bool) -> tuple[Any, Any, Any]:

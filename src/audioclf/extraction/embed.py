@@ -90,6 +90,11 @@ class _BatchingEmbedder:
     def min_samples(self) -> int:
         return int(getattr(self.encoder, "min_samples", 1))
 
+    @property
+    def rate(self) -> int:
+        """The sampling rate the encoder reads (16 kHz but for a few, as CLAP's 48 kHz): audio is decoded at it."""
+        return int(getattr(self.encoder, "sample_rate", SAMPLE_RATE_HZ))
+
     def check(self) -> None:
         """Raise RunStopped when the caller asked to stop (between items and encoder calls: nothing half-done)."""
         if self.stop is not None and self.stop():
@@ -124,11 +129,12 @@ class _BatchingEmbedder:
                 return
             rec = _Open(position, item, key, lock)
             self._open.append(rec)
-            for window in iter_windows(item.file, self.windows, item.start_s or 0.0, item.end_s):
+            rate = self.rate
+            for window in iter_windows(item.file, self.windows, item.start_s or 0.0, item.end_s, rate):
                 if len(window.samples) < self.min_samples:
                     raise DecodeError(
-                        f"{item.file}: only {len(window.samples) / SAMPLE_RATE_HZ:.3f} s of audio; this encoder "
-                        f"needs at least {self.min_samples / SAMPLE_RATE_HZ:.3f} s (remove the file or pad it)"
+                        f"{item.file}: only {len(window.samples) / rate:.3f} s of audio; this encoder "
+                        f"needs at least {self.min_samples / rate:.3f} s (remove the file or pad it)"
                     )
                 rec.starts.append(window.start_s)
                 rec.durations.append(window.duration_s)

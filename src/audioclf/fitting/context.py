@@ -22,7 +22,6 @@ from audioclf.fitting.data import Dataset
 from audioclf.fitting.novelty import fit_novelty
 from audioclf.fitting.probe import FitOptions
 from audioclf.fitting.selection import Candidate, refit
-from audioclf.io.audio import SAMPLE_RATE_HZ
 from audioclf.io.cache import AudioCache, Embedded
 from audioclf.io.manifest import Item
 from audioclf.labelling.activity import active_regions
@@ -70,13 +69,15 @@ def with_context(embedded: EmbedResult, encoder: Encoder, audio: AudioCache, pla
         if item.label == BACKGROUND or emb.duration_s >= SHORT_CLIP_FRACTION * plan.window_s:
             continue
         clip = np.asarray(audio.load(item), dtype=np.float32)
-        todo.extend((n, _canvas(clip, backgrounds, plan.window_s, rng)) for _ in range(plan.copies))
+        todo.extend(
+            (n, _canvas(clip, backgrounds, plan.window_s * audio.rate, rng, audio.rate)) for _ in range(plan.copies)
+        )
     for start in range(0, len(todo), BATCH):
         batch = todo[start : start + BATCH]
         vectors = encoder.embed([w for _, w in batch])
         for (n, window), vector in zip(batch, vectors, strict=True):
             item, emb = out[n]
-            out[n] = (item, _appended(emb, vector, len(window) / SAMPLE_RATE_HZ))
+            out[n] = (item, _appended(emb, vector, len(window) / audio.rate))
     log.info("trained with %d context copies of %d short clips", len(todo), len(todo) // max(1, plan.copies))
     embedded.embedded = out
     return embedded
@@ -90,15 +91,18 @@ def with_sound_extent(segmenting: Segmenting, embedded: EmbedResult, audio: Audi
     for item, emb in embedded.embedded:
         if item.label == BACKGROUND:
             continue
-        found = active_regions(np.asarray(audio.load(item), dtype=np.float32), SAMPLE_RATE_HZ)
+        found = active_regions(np.asarray(audio.load(item), dtype=np.float32), audio.rate)
         extents.append(found[-1].end_s - found[0].start_s if found else emb.duration_s)
     return replace(segmenting, event_s=round(float(np.median(extents)), 3)) if extents else segmenting
 
 
-def _canvas(clip: np.ndarray, backgrounds: list[np.ndarray], window_s: float, rng: np.random.Generator) -> np.ndarray:
-    """The clip with up to ``MAX_PAD_S`` of background on either side (within the window) and under it."""
-    room = max(0.0, window_s * SAMPLE_RATE_HZ - len(clip)) / 2
-    before, after = (int(rng.uniform(0, min(MAX_PAD_S * SAMPLE_RATE_HZ, room))) for _ in range(2))
+def _canvas(
+    clip: np.ndarray, backgrounds: list[np.ndarray], window: float, rng: np.random.Generator, rate: int
+) -> np.ndarray:
+    """The clip with up to ``MAX_PAD_S`` of background on either side (within the ``window``, in samples at
+    ``rate``) and under it."""
+    room = max(0.0, window - len(clip)) / 2
+    before, after = (int(rng.uniform(0, min(MAX_PAD_S * rate, room))) for _ in range(2))
     canvas = np.zeros(before + len(clip) + after, dtype=np.float32)
     canvas[before : before + len(clip)] = clip
     peak = float(np.sqrt(np.mean(clip**2))) or 1e-4

@@ -11,7 +11,8 @@ agreement is for a benchmark to measure (bench/onnx_export.py).
 
 What cannot be exported is refused in one line: the built-in encoder (its front end is numpy, not a graph),
 ``whisper:`` encoders (CTranslate2), transcript and fused models (a recogniser's decoding loop and a sentence
-encoder), the filterbank families (AST, wav2vec2-BERT: Kaldi filterbanks are not in the graph yet)."""
+encoder), the filterbank families (AST, wav2vec2-BERT: Kaldi filterbanks are not in the graph yet) and CLAP
+(its 48 kHz filterbank and repeat-padding)."""
 
 from __future__ import annotations
 
@@ -100,6 +101,11 @@ def _graph(model: TrainedModel) -> tuple[Any, str, int, float | None]:
         }.get(spec.kind, f"{spec.kind} encoders have no ONNX export")
         raise ModelError(f"{model.path}: cannot export to ONNX: {why}")
     torch_model, extractor, identities = load_hf_model(spec)
+    if torch_model.config.model_type == "clap":
+        raise ModelError(
+            f"{model.path}: cannot export to ONNX: CLAP's feature extractor (48 kHz filterbank, repeat-padding) "
+            "is not in the graph yet"
+        )
     if not same_weights(identities, model.encoder_identity):
         raise ModelError(f"{model.path}: encoder {spec} has different weights than at training; retrain the model")
     assert model.head is not None, "a probe model is loaded with its head"

@@ -1,27 +1,31 @@
-"""A model from label names alone: each class is described in words (``io.prompts``), each recording's
-transcript is embedded with the sentence encoder, and the class is the nearest description.
+"""A model from label names alone: each class is described in words (``io.prompts``), and a recording is the
+class whose description is nearest. Two ways of comparing, chosen once (``_describer``):
 
-The head is an ordinary transcript probe whose weights come from words instead of labelled recordings: the
-class vector is the normalised mean of its prompts' unit sentence embeddings (prompt ensembling, as CLIP's
-zero-shot classifiers do), so the logits are ``SCALE`` times the cosine between the transcript and each class.
-The folder it writes is a transcript model like any other: ``predict``, ``evaluate``, ``serve``, segments,
-``suggest`` and the review queue take it unchanged.
+- **what is said** (transcript features): each recording's transcript and the prompts are embedded by the
+  sentence encoder; logits are ``SCALE`` (20, the scale all-MiniLM-L6-v2 was trained with, its
+  multiple-negatives ranking loss) times the cosine;
+- **the sound** (a CLAP encoder, ``encoders.clap``): each window's audio embedding against the prompts through
+  CLAP's text tower (an empty prompt is ``This is a sound of {label}.``), at CLAP's own logit scale.
 
-``SCALE`` is the logit scale the default sentence encoder (all-MiniLM-L6-v2) was trained with (20, its
-multiple-negatives ranking loss); with labelled rows the temperature over it is fitted on them (the lowest
-negative log-likelihood, as every probe's calibration), and those rows are recorded as the model's training
-rows, so ``evaluate`` refuses to score it on them."""
+The head is an ordinary linear probe whose weights come from words instead of labelled recordings: each class
+vector is the normalised mean of its prompts' unit embeddings (prompt ensembling, as CLIP's zero-shot
+classifiers do). The folder it writes is a model like any other: ``predict``, ``evaluate``, ``serve``,
+segments, ``suggest`` and the review queue take it unchanged. With labelled rows the temperature is fitted on
+them (the lowest negative log-likelihood, as every probe's calibration), and those rows are recorded as the
+model's training rows, so ``evaluate`` refuses to score it on them."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from audioclf.encoders.loader import fit_windows, load_encoder
+from audioclf.encoders.clap import TEMPLATE, ClapEncoder
+from audioclf.encoders.loader import Encoder, fit_windows, load_encoder
 from audioclf.encoders.spec import TFIDF, ModelSpec, Precision
 from audioclf.errors import TrainingError
 from audioclf.extraction.embed import EmbedResult, embed_items, write_failures
@@ -36,7 +40,7 @@ from audioclf.model.folder import TrainedModel, prepare_out_dir, save_model
 from audioclf.model.probe import HeadArrays
 from audioclf.model.probe_config import PROMPTS, ProbeConfig
 from audioclf.model.training_set import TrainingSet, training_rows
-from audioclf.speech.features import FeatureMode
+from audioclf.speech.features import FeatureMode, Features
 from audioclf.speech.text import SentenceEncoder
 from audioclf.speech.text_features import FeatureOptions, TextView, write_transcripts
 
@@ -51,7 +55,8 @@ class ZeroShotOptions:
     encoder: ModelSpec | None = None  # what transcribes (whisper:, or an hf: CTC model); None: the default
     windows: WindowOptions = field(default_factory=WindowOptions.encoder_native)
     cache_dir: Path = field(default_factory=default_cache_dir)
-    features: FeatureOptions = field(default_factory=lambda: FeatureOptions(FeatureMode.TRANSCRIPT))
+    reads: FeatureMode | None = None  # None: the sound for a CLAP encoder, else what is said
+    features: FeatureOptions = field(default_factory=lambda: FeatureOptions(FeatureMode.TRANSCRIPT))  # its models
     precision: Precision = Precision.AUTO
     fetch: FetchOptions | None = None
     force: bool = False
@@ -66,16 +71,74 @@ class ZeroShotRun:
     labels: list[str]
     encoder_spec: ModelSpec
     fallback_reason: str | None
-    prompts: LabelPrompts
+    prompts: tuple[tuple[str, ...], ...]  # per label, as the model reads them
     calibration: Calibration
     embed: EmbedResult | None  # the labelled rows' embedding, when some were given
     accuracy: float | None  # on those rows, before and after calibration alike (a temperature keeps the argmax)
     seconds: float
 
 
-def prompt_head(text: SentenceEncoder, prompts: LabelPrompts) -> HeadArrays:
-    """A linear head over unit sentence embeddings: ``SCALE`` x cosine with each label's description."""
-    vectors = np.stack([text.embed(list(said)).mean(axis=0) for said in prompts.prompts]).astype(np.float64)
+class Describer(Protocol):
+    """What reads the words and what the recordings are compared with them by: chosen once (``_describer``)."""
+
+    kind: ModelKind
+    scale: float  # logits = scale x cosine
+    template: str  # an empty prompt: this, with the label
+
+    def embed_text(self, texts: list[str]) -> np.ndarray: ...  # unit rows
+
+    def features(self) -> Features: ...
+
+    def pairs(self, embedded: list[tuple[Item, Embedded]], out: Path) -> list[tuple[Item, Embedded]]: ...
+
+
+@dataclass
+class TranscriptDescriber:
+    """Transcripts against the prompts, both through the sentence encoder (all-MiniLM-L6-v2's scale, 20)."""
+
+    view: TextView
+    kind: ModelKind = ModelKind.TRANSCRIPT
+    scale: float = SCALE
+    template: str = "{}"
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        assert isinstance(self.view.text, SentenceEncoder), "tfidf is refused before anything loads"
+        return self.view.text.embed(texts)
+
+    def features(self) -> Features:
+        return self.view.card()
+
+    def pairs(self, embedded: list[tuple[Item, Embedded]], out: Path) -> list[tuple[Item, Embedded]]:
+        pairs, said = self.view.apply(embedded)
+        write_transcripts([item for item, _ in pairs], said, out / "transcripts.csv")
+        return pairs
+
+
+@dataclass
+class ClapDescriber:
+    """The sound itself against the prompts through CLAP's two towers (its own logit scale)."""
+
+    encoder: ClapEncoder
+    kind: ModelKind = ModelKind.PROBE
+    scale: float = 1.0
+    template: str = TEMPLATE
+
+    def __post_init__(self) -> None:
+        self.scale = self.encoder.logit_scale
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        return self.encoder.embed_text(texts)
+
+    def features(self) -> Features:
+        return Features()
+
+    def pairs(self, embedded: list[tuple[Item, Embedded]], out: Path) -> list[tuple[Item, Embedded]]:
+        return embedded
+
+
+def prompt_head(describer: Describer, texts: tuple[tuple[str, ...], ...]) -> HeadArrays:
+    """A linear head over unit embeddings: ``scale`` x cosine with each label's description."""
+    vectors = np.stack([describer.embed_text(list(said)).mean(axis=0) for said in texts]).astype(np.float64)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     dim = vectors.shape[1]
     return HeadArrays(
@@ -83,7 +146,7 @@ def prompt_head(text: SentenceEncoder, prompts: LabelPrompts) -> HeadArrays:
         np.zeros((1, dim), np.float32),
         np.ones((1, dim), np.float32),
         np.zeros(1, np.float32),
-        ((np.asarray(SCALE * vectors, np.float32), np.zeros(len(vectors), np.float32)),),
+        ((np.asarray(describer.scale * vectors, np.float32), np.zeros(len(vectors), np.float32)),),
     )
 
 
@@ -92,55 +155,67 @@ def train_zero_shot(manifest: Path | None, out: Path, options: ZeroShotOptions) 
     its temperature."""
     started = time.perf_counter()
     prompts = read_prompts(options.prompts)
-    if options.features.mode is not FeatureMode.TRANSCRIPT:
-        raise TrainingError(
-            "a zero-shot model compares what is said with the prompts: use transcript features (zero-shot on the "
-            "sound itself needs a CLAP encoder, not supported yet)",
-            option="features",
-        )
-    if options.features.text_encoder.kind == TFIDF:
+    if options.reads is not FeatureMode.ACOUSTIC and options.features.text_encoder.kind == TFIDF:
         raise TrainingError(
             "text encoder tfidf: a zero-shot model needs a sentence encoder (minilm or hf:<folder>); tfidf learns "
             "its words from labelled transcripts",
             option="text_encoder",
         )
+    if options.reads is FeatureMode.FUSED:
+        raise TrainingError("a zero-shot model reads transcripts or the sound, not both", option="features")
     rows = _calibration_rows(manifest, prompts) if manifest is not None else []
     prepare_out_dir(out, force=options.force)
     loaded = load_encoder(options.encoder, options.precision)
     encoder = loaded.encoder
     windows = fit_windows(options.windows, encoder)
-    view = TextView(options.features, encoder, options.cache_dir, windows)
-    assert isinstance(view.text, SentenceEncoder), "tfidf is refused before anything loads"
-    head = prompt_head(view.text, prompts)
+    describer = _describer(options, encoder, windows)
+    texts = prompts.resolved(describer.template)
+    head = prompt_head(describer, texts)
     labels = list(prompts.labels)
-    cal, embedded, accuracy, used = Calibration(1.0, "none (zero-shot: the sentence encoder's scale)"), None, None, []
+    cal, embedded, accuracy, used = Calibration(1.0, "none (zero-shot: the encoder's own scale)"), None, None, []
     if rows:
         cache = EmbeddingCache(options.cache_dir, encoder.identity, windows)
-        same_pass = view.same_pass_cache
+        same_pass = describer.view.same_pass_cache if isinstance(describer, TranscriptDescriber) else None
         fetch, progress = options.fetch, options.progress
         embedded = embed_items(rows, encoder, cache, windows, fetch=fetch, progress=progress, transcripts=same_pass)
         if embedded.failures:
             write_failures(embedded.failures, out / "failures.csv")
-        pairs, said = view.apply(embedded.embedded)
+        pairs = describer.pairs(embedded.embedded, out)
         used = [item for item, _ in pairs]
-        write_transcripts(used, said, out / "transcripts.csv")
         cal, accuracy = _calibrated(head, pairs, labels, manifest)
     failed = 0 if embedded is None else len(embedded.failures)
+    details = {"zero_shot": dict(zip(labels, map(list, texts), strict=True)), "scale": describer.scale}
     card = ModelCard(
-        kind=ModelKind.TRANSCRIPT,
+        kind=describer.kind,
         labels=tuple(labels),
         encoder=EncoderRef(encoder.spec, encoder.identity),
         windows=windows,
-        training=Training(str(options.prompts), len(used), failed, {"zero_shot": prompts.as_dict(), "scale": SCALE}),
+        training=Training(str(options.prompts), len(used), failed, details),
         head=HeadShape(1, head.dim, head.config),
         metrics={} if accuracy is None else {"calibration_accuracy": accuracy},
-        features=view.card(),
+        features=describer.features(),
         calibration=cal,
     )
     TrainingSet.of(used).save(out)
     save_model(out, TrainedModel(card, head))
     seconds = time.perf_counter() - started
-    return ZeroShotRun(out, labels, encoder.spec, loaded.fallback_reason, prompts, cal, embedded, accuracy, seconds)
+    return ZeroShotRun(out, labels, encoder.spec, loaded.fallback_reason, texts, cal, embedded, accuracy, seconds)
+
+
+def _describer(options: ZeroShotOptions, encoder: Encoder, windows: WindowOptions) -> Describer:
+    """What the model compares with the prompts: what is said, or (a CLAP encoder's default) the sound."""
+    clap = isinstance(encoder, ClapEncoder)
+    reads = options.reads or (FeatureMode.ACOUSTIC if clap else FeatureMode.TRANSCRIPT)
+    if reads is FeatureMode.TRANSCRIPT:
+        features = replace(options.features, mode=FeatureMode.TRANSCRIPT)
+        return TranscriptDescriber(TextView(features, encoder, options.cache_dir, windows))
+    if isinstance(encoder, ClapEncoder) and encoder.reads_text:
+        return ClapDescriber(encoder)
+    raise TrainingError(
+        f"{encoder.spec} cannot read words: a zero-shot model of the sound needs a CLAP encoder (hf:<a ClapModel "
+        "folder with its tokenizer>); or compare transcripts with the prompts (transcript features)",
+        option="features",
+    )
 
 
 def _calibration_rows(manifest: Path, prompts: LabelPrompts) -> list[Item]:

@@ -86,23 +86,26 @@ class WindowOptions:
 @dataclass(frozen=True)
 class Window:
     start_s: float
-    samples: np.ndarray  # float32 mono at SAMPLE_RATE_HZ
+    samples: np.ndarray  # float32 mono at ``rate``
+    rate: int = SAMPLE_RATE_HZ
 
     @property
     def duration_s(self) -> float:
-        return len(self.samples) / SAMPLE_RATE_HZ
+        return len(self.samples) / self.rate
 
 
-def iter_samples(path: Path | str, max_duration_s: float | None = None, start_s: float = 0.0) -> Iterator[np.ndarray]:
-    """Yield consecutive float32 mono 16 kHz chunks of the first audio stream of ``path``, from ``start_s``
-    for at most ``max_duration_s`` seconds.
+def iter_samples(
+    path: Path | str, max_duration_s: float | None = None, start_s: float = 0.0, rate: int = SAMPLE_RATE_HZ
+) -> Iterator[np.ndarray]:
+    """Yield consecutive float32 mono chunks at ``rate`` (16 kHz unless an encoder reads another, as CLAP's
+    48 kHz) of the first audio stream of ``path``, from ``start_s`` for at most ``max_duration_s`` seconds.
 
     Raises DecodeError (naming the file) when it cannot be opened, has no audio stream or no samples there.
     """
-    skip = round(start_s * SAMPLE_RATE_HZ)
-    limit = None if max_duration_s is None else round(max_duration_s * SAMPLE_RATE_HZ)
+    skip = round(start_s * rate)
+    limit = None if max_duration_s is None else round(max_duration_s * rate)
     produced = 0
-    for chunk in _resampled(path):
+    for chunk in _resampled(path, rate):
         if skip:
             dropped = min(skip, len(chunk))
             chunk, skip = chunk[dropped:], skip - dropped
@@ -127,18 +130,18 @@ def check_regular(path: Path | str, st: os.stat_result | None = None) -> None:
         raise DecodeError(f"{path}: not a regular file (a pipe, device or socket); give an audio or video file")
 
 
-def _resampled(path: Path | str) -> Iterator[np.ndarray]:
+def _resampled(path: Path | str, rate: int) -> Iterator[np.ndarray]:
     try:
         check_regular(path)
         with av.open(str(path), metadata_errors="ignore") as container:
             if not container.streams.audio:
                 raise DecodeError(f"{path}: has no audio stream; give an audio or video file with sound")
             stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE_HZ)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
             done = 0
             for frame in itertools.chain(_decoded_frames(container, stream), [None]):  # None flushes
                 for out in resampler.resample(frame):
-                    yield _finite(out.to_ndarray().reshape(-1), path, done)
+                    yield _finite(out.to_ndarray().reshape(-1), path, done, rate)
                     done += out.samples
     except DecodeError:
         raise
@@ -147,12 +150,12 @@ def _resampled(path: Path | str) -> Iterator[np.ndarray]:
         raise DecodeError(f"{path}: cannot decode audio ({reason}); check it is a readable audio/video file") from exc
 
 
-def _finite(samples: np.ndarray, path: Path | str, offset: int) -> np.ndarray:
+def _finite(samples: np.ndarray, path: Path | str, offset: int, rate: int) -> np.ndarray:
     """The samples, or a DecodeError when any is NaN or infinite (a float file can hold them; every encoder
     would turn them into NaN embeddings)."""
     bad = ~np.isfinite(samples)
     if bad.any():
-        at = (offset + int(np.argmax(bad))) / SAMPLE_RATE_HZ
+        at = (offset + int(np.argmax(bad))) / rate
         raise DecodeError(f"{path}: has NaN or infinite samples (first at {at:.2f} s); re-export or remove the file")
     return samples
 
@@ -167,14 +170,23 @@ def _decoded_frames(container: av.container.InputContainer, stream: av.AudioStre
 
 
 def load_audio(
-    path: Path | str, max_duration_s: float | None = None, start_s: float = 0.0, end_s: float | None = None
+    path: Path | str,
+    max_duration_s: float | None = None,
+    start_s: float = 0.0,
+    end_s: float | None = None,
+    rate: int = SAMPLE_RATE_HZ,
 ) -> np.ndarray:
-    """The whole recording (or its ``[start_s, end_s)`` part) as one float32 array; ``iter_windows`` streams."""
-    return np.concatenate(list(iter_samples(path, span_s(start_s, end_s, max_duration_s), start_s)))
+    """The whole recording (or its ``[start_s, end_s)`` part) as one float32 array at ``rate``; ``iter_windows``
+    streams."""
+    return np.concatenate(list(iter_samples(path, span_s(start_s, end_s, max_duration_s), start_s, rate)))
 
 
 def iter_windows(
-    path: Path | str, options: WindowOptions = WindowOptions(), start_s: float = 0.0, end_s: float | None = None
+    path: Path | str,
+    options: WindowOptions = WindowOptions(),
+    start_s: float = 0.0,
+    end_s: float | None = None,
+    rate: int = SAMPLE_RATE_HZ,
 ) -> Iterator[Window]:
     """Yield windows of ``options.window_s`` every ``options.hop_s`` seconds, holding at most about one
     window plus one decoded chunk in memory.
@@ -184,7 +196,7 @@ def iter_windows(
     With a time range, only ``[start_s, end_s)`` is used and window starts count from the recording's start.
     """
     span = span_s(start_s, end_s, options.max_duration_s)
-    return window_stream(iter_samples(path, span, start_s), options, start_s)
+    return window_stream(iter_samples(path, span, start_s, rate), options, start_s, rate)
 
 
 def span_s(start_s: float, end_s: float | None, max_duration_s: float | None) -> float | None:
@@ -195,10 +207,12 @@ def span_s(start_s: float, end_s: float | None, max_duration_s: float | None) ->
     return span
 
 
-def window_stream(chunks: Iterable[np.ndarray], options: WindowOptions, start_s: float = 0.0) -> Iterator[Window]:
-    """The windowing of ``iter_windows`` over any stream of 16 kHz chunks (e.g. an array already in memory)."""
-    win = max(1, round(options.window_s * SAMPLE_RATE_HZ))
-    hop = max(1, round(options.hop_s * SAMPLE_RATE_HZ))
+def window_stream(
+    chunks: Iterable[np.ndarray], options: WindowOptions, start_s: float = 0.0, rate: int = SAMPLE_RATE_HZ
+) -> Iterator[Window]:
+    """The windowing of ``iter_windows`` over any stream of chunks at ``rate`` (e.g. an array in memory)."""
+    win = max(1, round(options.window_s * rate))
+    hop = max(1, round(options.hop_s * rate))
     buf = np.zeros(0, dtype=np.float32)
     buf_start = 0  # absolute index of buf[0]
     pending: list[np.ndarray] = []  # decoded chunks not yet joined to buf (joining per chunk would be quadratic)
@@ -214,7 +228,7 @@ def window_stream(chunks: Iterable[np.ndarray], options: WindowOptions, start_s:
         pending, pending_len = [], 0
         while next_start + win <= buf_start + len(buf):
             offset = next_start - buf_start
-            yield Window(start_s + next_start / SAMPLE_RATE_HZ, buf[offset : offset + win].copy())
+            yield Window(start_s + next_start / rate, buf[offset : offset + win].copy(), rate)
             covered_to = next_start + win
             next_start += hop
         # Keep the last `win` samples (for a tail window) and everything from next_start on.
@@ -225,6 +239,6 @@ def window_stream(chunks: Iterable[np.ndarray], options: WindowOptions, start_s:
     buf = np.concatenate([buf, *pending])
     total = buf_start + len(buf)
     if covered_to == 0:
-        yield Window(start_s, buf.copy())
-    elif total - covered_to >= min(MIN_TAIL_S * SAMPLE_RATE_HZ, win / 2):
-        yield Window(start_s + (total - win) / SAMPLE_RATE_HZ, buf[len(buf) - win :].copy())
+        yield Window(start_s, buf.copy(), rate)
+    elif total - covered_to >= min(MIN_TAIL_S * rate, win / 2):
+        yield Window(start_s + (total - win) / rate, buf[len(buf) - win :].copy(), rate)

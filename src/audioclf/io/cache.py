@@ -133,21 +133,22 @@ def content_key(item: Item) -> str:
 
 
 class AudioCache:
-    """Decoded 16 kHz mono float32 waveforms as ``.npy`` files, memory-mapped when read (fine-tuning crops)."""
+    """Decoded mono float32 waveforms (16 kHz unless asked) as ``.npy`` files, memory-mapped when read."""
 
-    def __init__(self, root: Path, max_duration_s: float | None = None) -> None:
+    def __init__(self, root: Path, max_duration_s: float | None = None, rate: int = SAMPLE_RATE_HZ) -> None:
         self.root = Path(root) / "audio"
         self._max = max_duration_s
+        self.rate = rate  # part of every key: a 48 kHz waveform never stands in for a 16 kHz one
 
     def load(self, item: Item) -> np.ndarray:
-        key = hashlib.sha256(f"{content_key(item)}|{SAMPLE_RATE_HZ}|{self._max}".encode()).hexdigest()
+        key = hashlib.sha256(f"{content_key(item)}|{self.rate}|{self._max}".encode()).hexdigest()
         path = sharded_path(self.root, key, ".npy")
         if path.exists():
             try:
                 return np.load(path, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as exc:
                 log.warning("ignoring unreadable cached audio %s (%s)", path, exc)
-        audio = load_audio(item.file, self._max, item.start_s or 0.0, item.end_s)
+        audio = load_audio(item.file, self._max, item.start_s or 0.0, item.end_s, self.rate)
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.save(fh, audio, allow_pickle=False)
         return np.load(path, mmap_mode="r", allow_pickle=False)

@@ -5,8 +5,9 @@
     food,a recipe with its ingredients
     travel,a journey to another country
 
-A prompt may hold ``{}``, replaced by the label (``This is a sound of {}.``); an empty prompt is the label
-itself. Labels keep the order of their first row."""
+A prompt may hold ``{}``, replaced by the label (``a recording of {} sounds``); an empty prompt is the label in
+the model's own template (the label itself for transcripts, ``This is a sound of {}.`` for CLAP). Labels keep
+the order of their first row."""
 
 from __future__ import annotations
 
@@ -24,10 +25,14 @@ class LabelPrompts:
     """Each label and the words that describe it."""
 
     labels: tuple[str, ...]
-    prompts: tuple[tuple[str, ...], ...]  # per label, in the file's order
+    prompts: tuple[tuple[str, ...], ...]  # per label, in the file's order ("": the label in the template)
 
-    def as_dict(self) -> dict[str, list[str]]:
-        return {label: list(said) for label, said in zip(self.labels, self.prompts, strict=True)}
+    def resolved(self, template: str) -> tuple[tuple[str, ...], ...]:
+        """Each label's prompts as text: ``{}`` is the label; an empty prompt is ``template`` with the label."""
+        return tuple(
+            tuple(dict.fromkeys((p or template).replace("{}", label) for p in said))
+            for label, said in zip(self.labels, self.prompts, strict=True)
+        )
 
 
 def read_prompts(path: Path) -> LabelPrompts:
@@ -46,9 +51,9 @@ def read_prompts(path: Path) -> LabelPrompts:
             label, prompt = cells.get("label", ""), cells.get("prompt", "")
             if not label:
                 raise ManifestError(f"{path}:{reader.line_num}: empty label; every prompt describes a label")
-            found.setdefault(label, []).append(prompt.replace("{}", label) if prompt else label)
+            found.setdefault(label, []).append(prompt)
     except csv.Error as exc:
         raise ManifestError(f"{path}:{reader.line_num}: malformed CSV ({exc}); check the quotes on that line") from None
     if len(found) < 2:
         raise ManifestError(f"{path}: prompts for {len(found)} label(s); a classifier needs at least two")
-    return LabelPrompts(tuple(found), tuple(tuple(dict.fromkeys(p)) for p in found.values()))
+    return LabelPrompts(tuple(found), tuple(tuple(p) for p in found.values()))

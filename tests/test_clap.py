@@ -1,0 +1,117 @@
+"""CLAP through hf: (a tiny random ClapModel with its processor, saved and loaded back): 48 kHz audio through
+the cache beside 16 kHz, a probe on its embeddings, and a zero-shot model of the sound from label prompts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import tone, write_audio
+from tiny_models import save_tiny_clap
+
+from audioclf.cli.main import main
+from audioclf.encoders.loader import load_encoder
+from audioclf.extraction.embed import embed_items
+from audioclf.io.audio import load_audio
+from audioclf.io.cache import AudioCache, EmbeddingCache
+from audioclf.io.manifest import Item
+
+
+@pytest.fixture(scope="module")
+def tiny_clap(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_clap(tmp_path_factory.mktemp("tiny-clap"))
+
+
+def by_hand(
+    folder: Path, audio_48k: list[np.ndarray], prompts: list[list[str]]
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """transformers alone: unit audio embeddings, unit class vectors (mean of unit prompt embeddings), scale."""
+    from transformers import ClapModel, ClapProcessor
+
+    model, processor = ClapModel.from_pretrained(folder).eval(), ClapProcessor.from_pretrained(folder)
+    with torch.no_grad():
+        inputs = processor.feature_extractor(audio_48k, sampling_rate=48_000, return_tensors="pt")
+        audio = model.get_audio_features(**inputs).pooler_output
+        classes = []
+        for said in prompts:
+            text = model.get_text_features(**processor.tokenizer(said, padding=True, return_tensors="pt")).pooler_output
+            text = torch.nn.functional.normalize(text, dim=-1).mean(0)
+            classes.append(torch.nn.functional.normalize(text, dim=-1))
+    audio = torch.nn.functional.normalize(audio, dim=-1).numpy()
+    return audio, torch.stack(classes).numpy(), float(model.logit_scale_a.detach().exp())
+
+
+def test_clap_reads_48_khz_and_the_cache_keeps_rates_apart(tiny_clap: Path, tmp_path: Path) -> None:
+    clip = write_audio(tmp_path / "high.wav", tone(12_000, 1.0, rate=48_000), 48_000)  # above 16 kHz's 8 kHz
+    item = Item(str(clip), None, None, "g", clip.name)
+    encoder = load_encoder(f"hf:{tiny_clap}").encoder
+    assert getattr(encoder, "sample_rate", None) == 48_000 and encoder.native_window_s == 2.0
+    done = embed_items([item], encoder, EmbeddingCache(tmp_path / "cache", encoder.identity, _windows()), _windows())
+    ((_, embedded),) = done.embedded
+    assert embedded.durations_s.tolist() == [1.0]  # seconds of 48 kHz samples, not three times as many
+    expected, _, _ = by_hand(tiny_clap, [load_audio(clip, rate=48_000)], [["tone"]])
+    np.testing.assert_allclose(embedded.embeddings[0, 0], expected[0], atol=1e-5)
+
+    at_16k, at_48k = (np.asarray(AudioCache(tmp_path / "c", None, rate).load(item)) for rate in (16_000, 48_000))
+    assert len(at_48k) == 3 * len(at_16k) == 48_000  # one cache, two rates, no collision
+    rms = [float(np.sqrt(np.mean(np.square(x)))) for x in (at_16k, at_48k)]
+    assert rms[0] < 0.05 < 0.3 < rms[1]  # the 12 kHz tone is there at 48 kHz only
+
+
+def _windows():  # type: ignore[no-untyped-def]
+    from audioclf.io.audio import WindowOptions
+
+    return WindowOptions(window_s=2.0, hop_s=2.0)
+
+
+@pytest.fixture(scope="module")
+def clap_probe(tiny_clap: Path, tone_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    probe = tmp_path_factory.mktemp("clap-probe") / "model"
+    args = ["train", "--manifest", str(tone_dataset), "--out", str(probe), "--encoder", f"hf:{tiny_clap}"]
+    assert main([*args, "--cache-dir", str(probe.parent / "cache"), "--quiet"]) == 0
+    return probe
+
+
+def test_a_probe_and_a_zero_shot_model_on_clap(
+    tiny_clap: Path, clap_probe: Path, tone_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert json.loads((clap_probe / "audioclf.json").read_text())["windows"]["window_s"] == 2.0  # CLAP's input
+    cache = str(clap_probe.parent / "cache")
+
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text("label,prompt\nlow,low hum\nlow,\nhigh,high beep\nbird,a bird\n")
+    zero = tmp_path / "zero-shot"
+    args = ["train", "--zero-shot", str(prompts), "--out", str(zero), "--encoder", f"hf:{tiny_clap}"]
+    assert main([*args, "--cache-dir", cache, "--quiet"]) == 0
+    card = json.loads((zero / "audioclf.json").read_text())
+    assert (
+        card["features"]["mode"] == "acoustic" and card["training"]["zero_shot"]["low"][1] == "This is a sound of low."
+    )
+
+    clips = sorted(tone_dataset.parent.glob("*_3_*.wav"))[:3]
+    capsys.readouterr()
+    assert (
+        main(["predict", "--model", str(zero), *map(str, clips), "--json", "--top-k", "3", "--cache-dir", cache]) == 0
+    )
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    said = [["low hum", "This is a sound of low."], ["high beep"], ["a bird"]]
+    audio, classes, scale = by_hand(tiny_clap, [load_audio(c, rate=48_000) for c in clips], said)
+    logits = scale * audio @ classes.T
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    ours = np.array(
+        [[{t["label"]: t["probability"] for t in a["top"]}[k] for k in ("low", "high", "bird")] for a in answers]
+    )
+    np.testing.assert_allclose(ours, expected, atol=1e-4)
+
+
+def test_onnx_export_of_clap_is_refused_in_one_line(
+    clap_probe: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["export", "--model", str(clap_probe), "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "CLAP" in err and len(err.splitlines()) == 1, err
