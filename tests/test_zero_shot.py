@@ -132,3 +132,21 @@ def test_train_without_a_manifest_or_prompts_says_what_to_give(
     assert main(["train", "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err.strip()
     assert "give --manifest (labelled rows), or --zero-shot PROMPTS" in err and len(err.splitlines()) == 1
+
+
+def test_segments_come_from_each_window_s_own_transcript(
+    zero_shot_model: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import write_audio
+
+    from audioclf.io.audio import load_audio
+
+    model, cache, _ = zero_shot_model
+    said = [load_audio(SAMPLE / f"{d}_theo_0.wav") for d in ("1", "7")]
+    padded = [np.pad(s, (0, 32_000 - len(s))) for s in said]  # each digit alone in its own 2 s
+    long = write_audio(tmp_path / "one-seven.wav", np.concatenate(padded), 16_000)
+    capsys.readouterr()
+    args = ["predict", "--model", str(model), str(long), "--segments", "--window", "2", "--hop", "2", "--json"]
+    assert main([*args, "--cache-dir", str(cache)]) == 0
+    segments = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["segments"]
+    assert [(s["start_s"], s["end_s"], s["label"]) for s in segments] == [(0.0, 2.0, "1"), (2.0, 4.0, "7")]

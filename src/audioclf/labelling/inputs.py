@@ -16,6 +16,7 @@ from audioclf.io.manifest import Item, audio_files, check_url, looks_like_url
 from audioclf.labelling.apply import apply_model
 from audioclf.labelling.events import EventRun, segmenter_for, with_events
 from audioclf.labelling.prediction import Failed, Prediction, PredictOptions, Result, predictions_for
+from audioclf.labelling.said_windows import with_said_windows
 from audioclf.model.card import ModelKind
 from audioclf.model.folder import TrainedModel
 
@@ -53,22 +54,26 @@ def predict_all(
     missing = [e for e in entries if isinstance(e, Failure)]
     if not items and not missing:
         raise ModelError("no audio files found in the given paths; pass audio files, folders or URLs")
-    per_window = model.kind is not ModelKind.TRANSCRIPT
-    if not per_window and (options.timeline or options.segments):
-        log.warning("no timeline or segments: a transcript-features model labels whole recordings")
-        options = replace(options, timeline=False, segments=None)
+    said = model.kind is ModelKind.TRANSCRIPT and (options.timeline or options.segments is not None)
     windows = options.windows
     if options.segments is not None and windows is None:
         windows = segment_windows(model)
     if not items:
         return Predicted([Failed(f.item.source, f.reason) for f in missing], EmbedResult(failures=missing))
-    preds, result = apply_model(model, items, cache_dir, fetch=fetch, windows=windows, progress=progress, stop=stop)
+    whole = None if said else windows  # a transcript model's answer is the whole recording's transcript
+    preds, result = apply_model(model, items, cache_dir, fetch=fetch, windows=whole, progress=progress, stop=stop)
     durations = [e.durations_s for _, e in result.embedded]
     use = windows or model.windows
     if options.segments is not None:
         _check_segmentable(result, use, options.refuse_unsegmentable)
     result.failures = [*missing, *result.failures]
     done = predictions_for(preds, durations, options, use.hop_s)
+    if said:  # where in the recording: each window's own transcript
+        shown = windows or segment_windows(model)
+        done = with_said_windows(
+            done, result.embedded, model, shown, options, cache_dir, fetch=fetch, progress=progress
+        )
+        return Predicted(_in_input_order(entries, result, done), result)
     segments = options.segments
     if segments is not None and segmenter_for(model, segments) is Segmenter.EVENTS:
         run = EventRun(cache_dir, segments, use.hop_s, options.min_confidence, fetch=fetch, progress=progress)
