@@ -115,3 +115,18 @@ def test_onnx_export_of_clap_is_refused_in_one_line(
     assert main(["export", "--model", str(clap_probe), "--out", str(tmp_path / "x"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "CLAP" in err and len(err.splitlines()) == 1, err
+
+
+def test_an_index_of_clap_embeddings_is_searched_by_words(
+    tiny_clap: Path, tone_dataset: Path, tmp_path: Path
+) -> None:
+    """No transcripts: a text query goes through CLAP's text tower into the space of the sounds."""
+    from audioclf.corpus.index import Index
+
+    files = sorted(tone_dataset.parent.glob("*.wav"))[:6]
+    clap = f"hf:{tiny_clap}"
+    index = Index.build(tmp_path / "index", files, encoder=clap, similarity="cosine", cache_dir=tmp_path / "cache")
+    hits = index.search(text="high beep", top_k=6)
+    audio, classes, _ = by_hand(tiny_clap, [load_audio(f, rate=48_000) for f in files], [["high beep"]])
+    expected = [str(files[k]) for k in np.argsort(-(audio @ classes[0]), kind="stable")]
+    assert [h.source for h in hits] == expected

@@ -25,6 +25,7 @@ from audioclf.corpus.search import Hit, Ranked, SearchOptions, rank_ann, rank_ex
 from audioclf.corpus.similarity import Combine, Similarity, VectorStats, example_direction, prepare, unit
 from audioclf.corpus.store import Store, WindowAudio
 from audioclf.corpus.text import embed_texts, sentence_encoder
+from audioclf.encoders.clap import ClapEncoder
 from audioclf.encoders.loader import Encoder, load_encoder, precision_for, same_weights
 from audioclf.encoders.spec import TEXT_ENCODERS, parse_spec
 from audioclf.extraction.embed import embed_items
@@ -242,6 +243,12 @@ class Index:
         if options.exclude_source:
             for n, example in enumerate(query.examples):
                 excluded |= self.store.recordings_of(example.item(n).source)
+        return self._rank(positives, negatives, options, excluded)
+
+    def _rank(
+        self, positives: np.ndarray, negatives: np.ndarray | None, options: SearchOptions, excluded: set[int]
+    ) -> Ranked:
+        opened = self._ann()
         if opened is not None:
             ann, per = opened
             return rank_ann(ann, self._recordings_of, positives, negatives, options, excluded, per)
@@ -249,6 +256,12 @@ class Index:
         return rank_exact(ids, recordings, prepared, positives, negatives, options, excluded)
 
     def _search_text(self, text: str, options: SearchOptions) -> Ranked:
+        encoder = self.encoder if self.card.text is None else None
+        if isinstance(encoder, ClapEncoder) and encoder.reads_text:  # words and sounds in one space: CLAP's
+            opened = self._ann()
+            stats = opened[0].state.stats if opened is not None else self._exact[3]
+            words = prepare(encoder.embed_text([text.strip()]), self.card.similarity, stats)  # cosine: CLAP's own
+            return self._rank(example_direction(words)[None, :], None, options, set())
         query = unit(embed_texts(self.text_encoder, [text.strip()]))
         ids, recordings, vectors = self._texts
         said = self.store.windows_saying(text.strip())  # the words themselves rank above mere likeness
