@@ -150,3 +150,22 @@ def test_segments_come_from_each_window_s_own_transcript(
     assert main([*args, "--cache-dir", str(cache)]) == 0
     segments = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["segments"]
     assert [(s["start_s"], s["end_s"], s["label"]) for s in segments] == [(0.0, 2.0, "1"), (2.0, 4.0, "7")]
+
+
+def test_a_zero_shot_model_scores_an_index_by_its_window_transcripts(
+    zero_shot_model: tuple[Path, Path, Path], whisper_base: Path, tmp_path: Path
+) -> None:
+    """suggest (and so the review queue) with a zero-shot model: each window's stored transcript embedding."""
+    import audioclf
+    from audioclf.annotation.labels import Labels
+    from audioclf.index_api import Index
+
+    model, cache, _ = zero_shot_model
+    clips = [SAMPLE / f"{d}_theo_0.wav" for d in DIGITS]
+    index = Index.build(tmp_path / "index", clips, encoder=f"whisper:{whisper_base}", transcripts=True, cache_dir=cache)
+    labels = Labels(tmp_path / "labels.csv", index.card.id)
+    got = index.suggest(labels, 3, "margin", model=model)
+    guesses = {Path(s.source).name.split("_")[0]: s.guess for s in got.suggestions}
+    answers = audioclf.load(model, cache_dir=cache).predict([str(c) for c in clips])
+    predicted = {clip.name.split("_")[0]: answer.label for clip, answer in zip(clips, answers, strict=True)}
+    assert guesses == predicted  # the stored transcripts' scores are the model's own answers

@@ -161,13 +161,13 @@ class TrainedScorer:
 
     def __init__(self, model: TrainedModel, index: Index) -> None:
         self.source = str(model.path or "the trained model")
-        self._head = probe_on(model, index)
+        stored = probe_on(model, index)
+        self._head, self._layer = stored.head, stored.layer
         self._temperature = model.temperature
         multi, thresholds = model.kind is ModelKind.MULTI_LABEL, model.thresholds
         self._thresholds = (np.full(len(model.labels), 0.5) if thresholds is None else thresholds) if multi else None
         self.classes = list(model.labels)
-        self._layer = index.card.layer
-        _, self._raw = index.store.vectors(index.card.dim)  # id order: the positions of exact_arrays
+        _, self._raw = index.store.vectors(stored.dim, column=stored.column)  # id order: exact_arrays' positions
 
     def probabilities(self, positions: np.ndarray) -> Probabilities:
         out = np.zeros((len(positions), len(self.classes)))
@@ -179,13 +179,26 @@ class TrainedScorer:
         return Probabilities(self.classes, out, self._thresholds)
 
 
-def probe_on(model: TrainedModel, index: Index) -> HeadArrays:
-    """The model's probe, when it reads the one layer of the one encoder whose vectors the index holds."""
+@dataclass(frozen=True)
+class Stored:
+    """Which of an index's stored vectors a model's probe reads, and how."""
+
+    head: HeadArrays
+    column: str  # the store's "vector" (the audio encoder's) or "text_vector" (each window's transcript's)
+    dim: int
+    layer: int  # the head's row of z-score statistics for that vector
+
+
+def probe_on(model: TrainedModel, index: Index) -> Stored:
+    """The model's probe, when it reads the one layer of the one encoder whose vectors the index holds, or (a
+    transcript model, trained or zero-shot) the sentence embeddings of the index's window transcripts."""
     where = model.path or "the model"
+    if model.kind is ModelKind.TRANSCRIPT and model.head is not None:
+        return _transcripts_of(model, model.head, index)
     if model.kind not in (ModelKind.PROBE, ModelKind.MULTI_LABEL) or model.head is None:
         raise CorpusError(
             f"{where}: a {model.kind.name.lower().replace('_', '-')} model cannot score an index's stored vectors "
-            "(only a probe on the audio encoder can); suggest with the quick model instead"
+            "(only a probe on the audio encoder or on transcripts can); suggest with the quick model instead"
         )
     card = index.card
     if not same_weights(card.encoder_identity, model.encoder_identity):
@@ -200,4 +213,16 @@ def probe_on(model: TrainedModel, index: Index) -> HeadArrays:
             f"{where}: its probe reads layer {choice} of {model.head.n_layers}, the index holds layer {card.layer} "
             f"of {card.n_layers}; build an index of that layer (or train with that layer) to use the model here"
         )
-    return model.head
+    return Stored(model.head, "vector", card.dim, layer)
+
+
+def _transcripts_of(model: TrainedModel, head: HeadArrays, index: Index) -> Stored:
+    where, text = model.path or "the model", index.card.text
+    if text is None:
+        raise CorpusError(f"{where}: reads what is said; build the index with transcripts to use the model there")
+    if text.text_encoder_identity != model.card.features.text_identity or text.dim != head.dim:
+        raise CorpusError(
+            f"{where}: reads transcripts through {model.card.features.text_encoder}, the index embedded its "
+            f"transcripts with {text.text_encoder}; build the index with the model's text encoder"
+        )
+    return Stored(head, "text_vector", text.dim, 0)

@@ -167,15 +167,17 @@ class OnnxCard:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OnnxCard:
-        limit = data.get("max_window_s")
+        def optional(key: str, kind: type) -> Any:
+            return None if data.get(key) is None else kind(data[key])
+
         return cls(
-            str(data["file"]),
-            str(data["family"]),
-            int(data["min_samples"]),
-            None if limit is None else float(limit),
-            str(data.get("exported_from", "")),
-            float(data.get("max_difference", 0.0)),
-            None if data.get("quantized") is None else str(data["quantized"]),
+            file=str(data["file"]),
+            family=str(data["family"]),
+            min_samples=int(data["min_samples"]),
+            max_window_s=optional("max_window_s", float),
+            exported_from=str(data.get("exported_from", "")),
+            max_difference=float(data["max_difference"]),
+            quantized=optional("quantized", str),
         )
 
 
