@@ -88,16 +88,39 @@ def test_the_readme_example_runs_without_torch(
     assert label == ours["label"] and abs(float(probability) - ours["probability"]) < 1e-3
 
 
-def test_int8_weights_are_smaller_and_still_run(
+def test_int8_weights_are_kept_only_where_they_agree_with_fp32(
     exported: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from audioclf.fitting.onnx_quantize import _probabilities
+    from audioclf.io.audio import WindowOptions
+
     model, out, cache = exported
     small = tmp_path / "int8"
-    assert main(["export", "--model", str(model), "--out", str(small), "--quantize", "int8", "--quiet"]) == 0
-    assert json.loads((small / "audioclf.json").read_text())["onnx"]["quantized"] == "int8"
+    capsys.readouterr()
+    assert main(["export", "--model", str(model), "--out", str(small), "--quantize", "int8", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "on recordings you give" in err and "(see --check)" in err and len(err.splitlines()) == 1
+
+    by_hand = tmp_path / "by-hand.onnx"  # the same quantisation, and the agreement it should be judged by
+    quantize_dynamic(str(out / "model.onnx"), str(by_hand), weight_type=QuantType.QInt8)
+    card = json.loads((out / "audioclf.json").read_text())
+    windows, t = WindowOptions(**card["windows"]), card["calibration"]["temperature"]
+    exact, quantized = (_probabilities(p, CLIPS, windows, t, 1) for p in (out / "model.onnx", by_hand))
+    agreement = float((exact.argmax(1) == quantized.argmax(1)).mean())
+    args = ["export", "--model", str(model), "--out", str(small), "--quantize", "int8", "--check", *map(str, CLIPS)]
+    code = main([*args, "--quiet"])
+    if agreement < 0.99:
+        assert code == 2 and "int8 weights change the answer" in capsys.readouterr().err
+        assert not (small / "audioclf.json").exists()
+        return
+    assert code == 0
+    onnx = json.loads((small / "audioclf.json").read_text())["onnx"]
+    assert onnx["quantized"] == "int8" and onnx["int8_agreement"] == agreement and onnx["int8_checked"] == len(CLIPS)
     assert (small / "model.onnx").stat().st_size < (out / "model.onnx").stat().st_size
     answers = predicted(small, cache, capsys)
-    assert len(answers) == len(CLIPS) and all(abs(sum(t["probability"] for t in a["top"]) - 1) < 1e-4 for a in answers)
+    assert [a["label"] for a in answers] == [card["labels"][k] for k in quantized.argmax(1)]  # what it was judged by
 
 
 def test_what_cannot_be_exported_is_refused_in_one_line(

@@ -25,6 +25,7 @@ _OS_HINTS = {
 # AudioclfError.option -> the flag a user of the command line sets
 FLAGS = {
     "cache_dir": "--cache-dir",
+    "check": "--check",
     "features": "--features",
     "fold_column": "--fold-column",
     "folds": "--folds",

@@ -273,7 +273,16 @@ def _export_parser(sub: Any) -> None:
         "--quantize",
         choices=["none", "int8"],
         default="none",
-        help="int8: dynamically quantised weights, smaller and not exact (default %(default)s)",
+        help="int8: dynamically quantised weights, smaller and not exact; kept only when they give the fp32 "
+        "answers on the --check recordings (default %(default)s)",
+    )
+    p.add_argument(
+        "--check",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="AUDIO",
+        help="with --quantize int8: recordings (files or folders) on which int8 must agree with fp32 (>= 0.99)",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing model folder")
     common_args(p)

@@ -5,9 +5,9 @@ can any program with onnxruntime and numpy alone (the README's example).
 
 The graph is traced by ``torch.onnx.export`` (the dynamo exporter, any window length) from the encoder as
 loaded (fp32), then checked: onnxruntime and the torch path must give the same logits on test windows of the
-model's own lengths (within ``EXACT``), or nothing is written. ``int8`` quantises the weights of the linear
-layers dynamically (onnxruntime's ``quantize_dynamic``): smaller and often faster, not exact; its top-1
-agreement is for a benchmark to measure (bench/onnx_export.py).
+model's own lengths (within ``EXACT``), or nothing is written. ``int8`` quantises the weights dynamically
+(``onnx_quantize``): smaller and often faster, not exact, so it is kept only when its answers are the fp32
+graph's on recordings the user gives (top-1 agreement at least 0.99).
 
 What cannot be exported is refused in one line: the built-in encoder (its front end is numpy, not a graph),
 ``whisper:`` encoders (CTranslate2), transcript and fused models (a recogniser's decoding loop and a sentence
@@ -20,6 +20,7 @@ import enum
 import logging
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from audioclf.encoders.spec import HF
 from audioclf.errors import AudioclfError, ModelError, first_line
 from audioclf.fileio import atomic_path
 from audioclf.fitting.onnx_graph import ProbeGraph, WaveformGraph, WhisperGraph
+from audioclf.fitting.onnx_quantize import Agreement, quantize_checked, require_check
 from audioclf.io.audio import SAMPLE_RATE_HZ
 from audioclf.model.card import Abstain, ModelKind, OnnxCard
 from audioclf.model.folder import TrainedModel, load_model, prepare_out_dir, write_card
@@ -55,30 +57,45 @@ class Exported:
     max_difference: float  # onnxruntime against torch, over the check windows (fp32 graph)
     quantized: Quantize
     seconds: float
+    agreement: Agreement | None = None  # int8: how often its answers were the fp32 graph's on the check recordings
 
 
-def export_onnx(model_dir: Path, out: Path, *, quantize: Quantize = Quantize.NONE, force: bool = False) -> Exported:
-    """``model_dir`` as ``out/model.onnx`` and ``out/audioclf.json``; the card is written last."""
+def export_onnx(
+    model_dir: Path, out: Path, *, quantize: Quantize = Quantize.NONE, check: Sequence[Path] = (), force: bool = False
+) -> Exported:
+    """``model_dir`` as ``out/model.onnx`` and ``out/audioclf.json``; the card is written last. ``int8``
+    weights are kept only when they give the fp32 graph's answers on the ``check`` recordings."""
     started = time.perf_counter()
+    if quantize is Quantize.INT8:
+        require_check(check)  # before any work
     model = load_model(model_dir)
     graph, family, min_samples, max_window_s = _graph(model)
     prepare_out_dir(out, force=force)
     windows = _check_windows(model.windows.window_s, max_window_s, min_samples)
+    agreement = None
     with atomic_path(out / ONNX_FILE) as tmp:
         _trace(graph, windows[0], tmp)
         difference = _difference(graph, tmp, windows)
         if difference > EXACT:
             raise ModelError(f"{model_dir}: the ONNX graph differs from the model by {difference:.2g} in its logits")
         if quantize is Quantize.INT8:
-            _quantize(tmp)
-    onnx = OnnxCard(ONNX_FILE, family, min_samples, max_window_s, str(model_dir), difference, _q(quantize))
+            agreement = _quantized(tmp, check, model, min_samples)
+    onnx = OnnxCard(ONNX_FILE, family, min_samples, max_window_s, str(model_dir), difference)
+    if agreement is not None:
+        onnx = replace(onnx, quantized=Quantize.INT8.value, int8_agreement=agreement.top1, int8_checked=agreement.clips)
     write_card(out, _exported_card(model, onnx))
     seconds = time.perf_counter() - started
-    return Exported(out, (out / ONNX_FILE).stat().st_size, difference, quantize, seconds)
+    return Exported(out, (out / ONNX_FILE).stat().st_size, difference, quantize, seconds, agreement)
 
 
-def _q(quantize: Quantize) -> str | None:
-    return None if quantize is Quantize.NONE else quantize.value
+def _quantized(path: Path, check: Sequence[Path], model: TrainedModel, min_samples: int) -> Agreement:
+    """``path`` (the fp32 graph) replaced by its int8 weights, when they agree with it on ``check``."""
+    fp32 = path.with_name(path.name + ".fp32")
+    path.rename(fp32)
+    try:
+        return quantize_checked(fp32, path, check, model.windows, model.temperature, min_samples)
+    finally:
+        fp32.unlink(missing_ok=True)
 
 
 def _graph(model: TrainedModel) -> tuple[Any, str, int, float | None]:
@@ -188,17 +205,6 @@ def _difference(graph: Any, path: Path, windows: list[np.ndarray]) -> float:
         got = session.run(["logits"], {"audio": window[None]})[0]
         worst = max(worst, float(np.abs(got - expected).max()))
     return worst
-
-
-def _quantize(path: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    fp32 = path.with_name(path.name + ".fp32")
-    path.rename(fp32)
-    try:
-        quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8)
-    finally:
-        fp32.unlink(missing_ok=True)
 
 
 def _exported_card(model: TrainedModel, onnx: OnnxCard) -> Any:

@@ -160,7 +160,9 @@ class OnnxCard:
     max_window_s: float | None  # a fixed-length input (Whisper's 30 s): longer windows are refused
     exported_from: str  # the model folder
     max_difference: float  # the largest |logit difference| from the torch path on the export's check windows
-    quantized: str | None = None  # "int8": dynamically quantised weights (not exact; top-1 agreement measured)
+    quantized: str | None = None  # "int8": dynamically quantised weights (not exact)
+    int8_agreement: float | None = None  # their top-1 agreement with the fp32 graph on the check recordings
+    int8_checked: int = 0  # how many check recordings
 
     def to_dict(self) -> JSONObject:
         return dict(self.__dict__)
@@ -178,6 +180,8 @@ class OnnxCard:
             exported_from=str(data.get("exported_from", "")),
             max_difference=float(data["max_difference"]),
             quantized=optional("quantized", str),
+            int8_agreement=optional("int8_agreement", float),
+            int8_checked=int(data.get("int8_checked", 0)),
         )
 
 
