@@ -8,12 +8,13 @@ randomly initialised model with wav2vec2-base's shape (12 layers of 768, its fea
 compute as the real checkpoint, which the Hub would give.
 
 For each encoder: a probe is trained (fp32) on FSDD clips of two speakers, exported (fp32 and int8 weights), and
-the third speaker's first ``--clips`` clips are labelled by each path (int8 weights are exported only when
-they give the fp32 graph's top answer on at least 99 % of those clips, ``--check``), each in a fresh process
-with its own empty cache (so every path decodes and embeds every clip): ``audioclf predict`` on the original folder (torch),
-``audioclf predict`` on the exported folders (onnxruntime), and start-up (one clip) of the README's example
-(onnxruntime + numpy + PyAV, no torch). Wall time and peak memory come from ``/usr/bin/time``; the agreement is
-the largest probability difference from the torch path over every clip and label, and the top-1 agreement.
+the third speaker's first ``--clips`` clips are labelled by each path (int8 weights are exported only when they
+give the fp32 graph's top answer on at least 99 % of those clips, ``--check``), each in a fresh process with its
+own empty cache (so every path decodes and embeds every clip): ``audioclf predict`` on the original folder
+(torch), ``audioclf predict`` on the exported folders (onnxruntime), and start-up (one clip) of the README's
+example (onnxruntime + numpy + PyAV, no torch). Wall time and peak memory come from ``/usr/bin/time``; the
+agreement is the largest probability difference from the torch path over every clip and label, and the top-1
+agreement.
 """
 
 from __future__ import annotations

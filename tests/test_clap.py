@@ -117,9 +117,7 @@ def test_onnx_export_of_clap_is_refused_in_one_line(
     assert "CLAP" in err and len(err.splitlines()) == 1, err
 
 
-def test_an_index_of_clap_embeddings_is_searched_by_words(
-    tiny_clap: Path, tone_dataset: Path, tmp_path: Path
-) -> None:
+def test_an_index_of_clap_embeddings_is_searched_by_words(tiny_clap: Path, tone_dataset: Path, tmp_path: Path) -> None:
     """No transcripts: a text query goes through CLAP's text tower into the space of the sounds."""
     from audioclf.corpus.index import Index
 
