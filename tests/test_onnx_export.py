@@ -133,3 +133,8 @@ def test_what_cannot_be_exported_is_refused_in_one_line(
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
         assert not (tmp_path / "x" / "audioclf.json").exists()
+
+
+def test_the_readme_shows_the_example_as_it_is() -> None:
+    example = (ROOT / "examples" / "onnx_predict.py").read_text()
+    assert example[example.index("import json") :].strip() in (ROOT / "README.md").read_text()
