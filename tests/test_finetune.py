@@ -87,6 +87,14 @@ def test_export_loads_in_transformers_pipeline_and_agrees_with_predict(
     for pred, scores in zip(ours, theirs, strict=True):  # calibrated: the order is the same, not the numbers
         assert [label for label, _ in pred.top] == [t["label"] for t in scores]
 
+    from audioclf.fitting.onnx_export import export_onnx  # and as an ONNX graph: the same probabilities
+
+    export_onnx(out, tmp_path / "onnx")
+    exported = predict_all(load_model(tmp_path / "onnx"), [str(c) for c in clips], tmp_path / "c", progress=False)
+    for pred, graph in zip(ours, exported.predictions, strict=True):
+        assert pred.label == graph.label
+        assert max(abs(p - dict(graph.top)[label]) for label, p in pred.top) < 1e-3
+
 
 def test_cli_finetune_stop_and_resume(
     tone_dataset: Path, tiny_wav2vec2: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

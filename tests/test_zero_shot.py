@@ -109,6 +109,7 @@ def test_serve_answers_as_predict_does(
         ("label,prompt\na,x\nb,y\n", ["--text-encoder", "tfidf"], "needs a sentence encoder"),
         ("label,prompt\na,x\nb,y\n", ["--hidden", "8"], "--hidden: not used by a zero-shot model"),
         ("label,prompt\na,x\nb,y\n", ["--manifest", "CAL"], "label 'c' has no prompt"),
+        ("label,prompt\na,x\nb,y\n", [], "transcript features need a speech recogniser"),  # builtin: no words
     ],
 )
 def test_zero_shot_mistakes_are_one_line(
