@@ -128,3 +128,14 @@ def test_an_index_of_clap_embeddings_is_searched_by_words(tiny_clap: Path, tone_
     audio, classes, _ = by_hand(tiny_clap, [load_audio(f, rate=48_000) for f in files], [["high beep"]])
     expected = [str(files[k]) for k in np.argsort(-(audio @ classes[0]), kind="stable")]
     assert [h.source for h in hits] == expected
+
+
+def test_a_fused_clap_embeds_each_window_as_if_alone(tmp_path: Path) -> None:
+    """A fused checkpoint's extractor marks one input of a batch "longer" at random; no window is longer."""
+    encoder = load_encoder(f"hf:{save_tiny_clap(tmp_path / 'fused', fused=True)}").encoder
+    rng = np.random.default_rng(0)
+    windows = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (96_000, 48_000, 20_000)]
+    together = encoder.embed(windows)
+    alone = np.concatenate([encoder.embed([w]) for w in windows])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    np.testing.assert_allclose(encoder.embed(windows), together, atol=1e-6)  # and the same every time

@@ -72,7 +72,7 @@ def save_tiny(family: str, path: Path, seed: int = 0, layers: int = 2) -> Path:
 CLAP_WORDS = ["this", "is", "a", "sound", "of", "high", "low", "tone", "beep", "hum", "bird", "dog", "rain"]
 
 
-def save_tiny_clap(path: Path, seed: int = 0) -> Path:
+def save_tiny_clap(path: Path, seed: int = 0, *, fused: bool = False) -> Path:
     """A tiny random ``ClapModel`` (HTSAT audio tower, RoBERTa text tower) with its processor: a 48 kHz
     feature extractor (2 s input, repeat-padded) and a word-level tokenizer, saved as a LAION checkpoint is."""
     import torch
@@ -84,6 +84,7 @@ def save_tiny_clap(path: Path, seed: int = 0) -> Path:
         "spec_size": 64, "num_mel_bins": 16, "window_size": 4, "patch_size": 4, "patch_stride": (4, 4),
         "hidden_size": 32, "depths": (1, 1), "num_attention_heads": (2, 2), "patch_embeds_hidden_size": 16,
         "projection_dim": 16, "num_hidden_layers": 2,
+        **({"enable_fusion": True, "fusion_type": "aff_2d"} if fused else {}),
     }  # fmt: skip
     text = {
         "vocab_size": 32, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
@@ -91,7 +92,11 @@ def save_tiny_clap(path: Path, seed: int = 0) -> Path:
     }  # fmt: skip
     tf.ClapModel(tf.ClapConfig(audio_config=audio, text_config=text, projection_dim=16)).save_pretrained(path)
     extractor = tf.ClapFeatureExtractor(
-        feature_size=16, sampling_rate=48_000, hop_length=480, max_length_s=2, truncation="rand_trunc"
+        feature_size=16,
+        sampling_rate=48_000,
+        hop_length=480,
+        max_length_s=2,
+        truncation="fusion" if fused else "rand_trunc",
     )
     vocab = {w: i for i, w in enumerate(["<s>", "<pad>", "</s>", "<unk>", *CLAP_WORDS])}
     words = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))

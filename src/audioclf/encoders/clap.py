@@ -5,7 +5,9 @@ for probes and the index; its text tower embeds label prompts for zero-shot mode
 CLAP reads 48 kHz audio (its feature extractor's ``sampling_rate``): windows are decoded at that rate
 (``sample_rate``), never resampled from 16 kHz, which would lose everything above 8 kHz. A window is at most the
 extractor's ``max_length_s`` (10 s for the LAION checkpoints): shorter ones are repeat-padded by the extractor
-as CLAP was trained; longer ones are refused rather than randomly cropped (``rand_trunc``) or fused."""
+as CLAP was trained; longer ones are refused rather than randomly cropped (``rand_trunc``) or fused. A fused
+checkpoint's extractor marks one input of each batch as "longer" at random when none is (a training device):
+here none is, so every window is embedded as if alone, whatever else is in its batch."""
 
 from __future__ import annotations
 
@@ -54,6 +56,8 @@ class ClapEncoder:
         for start in range(0, len(windows), BATCH):
             batch = [np.asarray(w, dtype=np.float32) for w in windows[start : start + BATCH]]
             inputs = self._extractor(batch, sampling_rate=self.sample_rate, return_tensors="pt")
+            if "is_longer" in inputs:  # no window is longer than the input; a fused model's extractor marks one
+                inputs["is_longer"] = self._torch.zeros_like(inputs["is_longer"])  # at random: batch-dependent
             with self._torch.inference_mode():
                 found = self._model.get_audio_features(**inputs)
             out[start : start + len(batch), 0] = _unit(found)
