@@ -37,14 +37,14 @@ demo: venv
 	$(BIN)/audioclf predict --model $(DEMO_DIR) data/fsdd-sample/recordings/7_theo_0.wav data/fsdd-sample/recordings/3_theo_5.wav --top-k 3
 
 lint: venv
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy src
 	$(BIN)/lint-imports
 
 format: venv
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench examples
+	$(BIN)/ruff check --fix src tests bench examples
 
 test: lint
 	$(BIN)/pytest -q

@@ -108,13 +108,46 @@ def test_a_probe_and_a_zero_shot_model_on_clap(
     np.testing.assert_allclose(ours, expected, atol=1e-4)
 
 
-def test_onnx_export_of_clap_is_refused_in_one_line(
-    clap_probe: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_a_clap_probe_exports_to_onnx_with_its_48_khz_front_end(
+    clap_probe: Path, tone_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript (dev extras)")
+    out, cache = tmp_path / "onnx", str(clap_probe.parent / "cache")
+    assert main(["export", "--model", str(clap_probe), "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "audioclf.json").read_text())["onnx"]["sample_rate"] == 48_000
+    clips = sorted(tone_dataset.parent.glob("*_3_*.wav"))
+    answers = []
+    for folder in (clap_probe, out):
+        capsys.readouterr()
+        assert (
+            main(["predict", "--model", str(folder), *map(str, clips), "--json", "--top-k", "3", "--cache-dir", cache])
+            == 0
+        )
+        answers.append([json.loads(line) for line in capsys.readouterr().out.splitlines()])
+    for ours, graph in zip(*answers, strict=True):
+        assert ours["label"] == graph["label"]
+        theirs = {t["label"]: t["probability"] for t in graph["top"]}
+        assert max(abs(t["probability"] - theirs[t["label"]]) for t in ours["top"]) < 1e-3
+    example = Path(__file__).resolve().parents[1] / "examples" / "onnx_predict.py"
+    said = subprocess.run([sys.executable, str(example), str(out), str(clips[0])], capture_output=True, text=True)
+    label, probability = said.stdout.splitlines()[0].split("\t")  # decoded at 48 kHz by the example too
+    assert label == answers[0][0]["label"] and abs(float(probability) - answers[0][0]["probability"]) < 1e-3
+
+
+def test_a_fused_clap_probe_is_not_exported(
+    tone_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fused = save_tiny_clap(tmp_path / "fused", fused=True)
+    model = tmp_path / "probe"
+    args = ["train", "--manifest", str(tone_dataset), "--out", str(model), "--encoder", f"hf:{fused}", "--quiet"]
+    assert main([*args, "--cache-dir", str(tmp_path / "cache")]) == 0
     capsys.readouterr()
-    assert main(["export", "--model", str(clap_probe), "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert main(["export", "--model", str(model), "--out", str(tmp_path / "x"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "CLAP" in err and len(err.splitlines()) == 1, err
+    assert "fused CLAP checkpoint's fusion branch" in err and len(err.splitlines()) == 1, err
 
 
 def test_an_index_of_clap_embeddings_is_searched_by_words(tiny_clap: Path, tone_dataset: Path, tmp_path: Path) -> None:

@@ -22,7 +22,9 @@ class OnnxEncoder:
     n_layers = 1
     native_window_s: float | None = None
 
-    def __init__(self, path: Path, n_labels: int, min_samples: int, max_window_s: float | None) -> None:
+    def __init__(
+        self, path: Path, n_labels: int, min_samples: int, max_window_s: float | None, sample_rate: int
+    ) -> None:
         try:
             import onnxruntime
         except ImportError:
@@ -33,6 +35,7 @@ class OnnxEncoder:
             raise ModelError(f"{path}: not a usable ONNX graph ({first_line(exc)}); export the model again") from exc
         self.spec = ModelSpec(ONNX, str(path.parent))
         self.dim, self.min_samples, self.max_window_s = n_labels, min_samples, max_window_s
+        self.sample_rate = sample_rate  # what ``audio`` holds: windows are decoded at it
         self.identity = f"onnx-{_digest(path)}"  # the graph's bytes: the embedding cache's key
         self.identities = Identities(self.identity)
 

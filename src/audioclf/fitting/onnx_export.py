@@ -11,8 +11,8 @@ graph's on recordings the user gives (top-1 agreement at least 0.99).
 
 What cannot be exported is refused in one line: the built-in encoder (its front end is numpy, not a graph),
 ``whisper:`` encoders (CTranslate2), transcript and fused models (a recogniser's decoding loop and a sentence
-encoder), the filterbank families (AST, wav2vec2-BERT: Kaldi filterbanks are not in the graph yet) and CLAP
-(its 48 kHz filterbank and repeat-padding)."""
+encoder), the filterbank families (AST, wav2vec2-BERT: Kaldi filterbanks are not in the graph yet) and fused
+CLAP checkpoints (their fusion branch depends on the data). Unfused CLAP exports with its 48 kHz front end."""
 
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ from audioclf.encoders.loader import load_hf_model, same_weights
 from audioclf.encoders.spec import HF
 from audioclf.errors import AudioclfError, ModelError, first_line
 from audioclf.fileio import atomic_path
-from audioclf.fitting.onnx_graph import ProbeGraph, WaveformGraph, WhisperGraph
-from audioclf.fitting.onnx_quantize import Agreement, quantize_checked, require_check
+from audioclf.fitting.onnx_graph import ClapGraph, ProbeGraph, WaveformGraph, WhisperGraph
+from audioclf.fitting.onnx_quantize import Agreement, ReadOptions, quantize_checked, require_check
 from audioclf.io.audio import SAMPLE_RATE_HZ
 from audioclf.model.card import Abstain, ModelKind, OnnxCard
 from audioclf.model.folder import TrainedModel, load_model, prepare_out_dir, write_card
@@ -60,6 +60,17 @@ class Exported:
     agreement: Agreement | None = None  # int8: how often its answers were the fp32 graph's on the check recordings
 
 
+@dataclass(frozen=True)
+class Traceable:
+    """What is traced, and the windows it takes."""
+
+    module: Any  # an ``onnx_graph`` module in eval mode
+    family: str
+    min_samples: int  # a shorter window gives no output position
+    max_window_s: float | None  # a fixed-length input: no longer window
+    rate: int = SAMPLE_RATE_HZ  # the samples per second of its ``audio`` input
+
+
 def export_onnx(
     model_dir: Path, out: Path, *, quantize: Quantize = Quantize.NONE, check: Sequence[Path] = (), force: bool = False
 ) -> Exported:
@@ -69,18 +80,20 @@ def export_onnx(
     if quantize is Quantize.INT8:
         require_check(check)  # before any work
     model = load_model(model_dir)
-    graph, family, min_samples, max_window_s = _graph(model)
+    graph = _graph(model)
     prepare_out_dir(out, force=force)
-    windows = _check_windows(model.windows.window_s, max_window_s, min_samples)
+    windows = _check_windows(model.windows.window_s, graph)
     agreement = None
     with atomic_path(out / ONNX_FILE) as tmp:
-        _trace(graph, windows[0], tmp)
-        difference = _difference(graph, tmp, windows)
+        _trace(graph.module, windows[0], tmp)
+        difference = _difference(graph.module, tmp, windows)
         if difference > EXACT:
             raise ModelError(f"{model_dir}: the ONNX graph differs from the model by {difference:.2g} in its logits")
         if quantize is Quantize.INT8:
-            agreement = _quantized(tmp, check, model, min_samples)
-    onnx = OnnxCard(ONNX_FILE, family, min_samples, max_window_s, str(model_dir), difference)
+            agreement = _quantized(tmp, check, model, graph)
+    onnx = OnnxCard(
+        ONNX_FILE, graph.family, graph.min_samples, graph.max_window_s, str(model_dir), difference, graph.rate
+    )
     if agreement is not None:
         onnx = replace(onnx, quantized=Quantize.INT8.value, int8_agreement=agreement.top1, int8_checked=agreement.clips)
     write_card(out, _exported_card(model, onnx))
@@ -88,18 +101,19 @@ def export_onnx(
     return Exported(out, (out / ONNX_FILE).stat().st_size, difference, quantize, seconds, agreement)
 
 
-def _quantized(path: Path, check: Sequence[Path], model: TrainedModel, min_samples: int) -> Agreement:
+def _quantized(path: Path, check: Sequence[Path], model: TrainedModel, graph: Traceable) -> Agreement:
     """``path`` (the fp32 graph) replaced by its int8 weights, when they agree with it on ``check``."""
     fp32 = path.with_name(path.name + ".fp32")
     path.rename(fp32)
     try:
-        return quantize_checked(fp32, path, check, model.windows, model.temperature, min_samples)
+        reads = ReadOptions(model.windows, graph.min_samples, graph.rate)
+        return quantize_checked(fp32, path, check, reads, model.temperature)
     finally:
         fp32.unlink(missing_ok=True)
 
 
-def _graph(model: TrainedModel) -> tuple[Any, str, int, float | None]:
-    """The torch module to trace, its family's name, the shortest and longest window it takes."""
+def _graph(model: TrainedModel) -> Traceable:
+    """The torch module to trace for ``model``, or one line saying why there is none."""
     kind, spec = model.kind, model.encoder_spec
     if kind in (ModelKind.TRANSCRIPT, ModelKind.FUSED):
         raise ModelError(
@@ -118,30 +132,32 @@ def _graph(model: TrainedModel) -> tuple[Any, str, int, float | None]:
         }.get(spec.kind, f"{spec.kind} encoders have no ONNX export")
         raise ModelError(f"{model.path}: cannot export to ONNX: {why}")
     torch_model, extractor, identities = load_hf_model(spec)
-    if torch_model.config.model_type == "clap":
-        raise ModelError(
-            f"{model.path}: cannot export to ONNX: CLAP's feature extractor (48 kHz filterbank, repeat-padding) "
-            "is not in the graph yet"
-        )
     if not same_weights(identities, model.encoder_identity):
         raise ModelError(f"{model.path}: encoder {spec} has different weights than at training; retrain the model")
     assert model.head is not None, "a probe model is loaded with its head"
+    if torch_model.config.model_type == "clap":
+        return _clap_graph(torch_model, extractor, ProbeGraph(model.head), str(model.path))
     return _family_graph(torch_model, extractor, ProbeGraph(model.head), str(model.path))
 
 
-def _family_graph(
-    torch_model: Any, extractor: Any, head: ProbeGraph | None, where: str
-) -> tuple[Any, str, int, float | None]:
+def _clap_graph(model: Any, extractor: Any, head: ProbeGraph, where: str) -> Traceable:
+    if extractor.truncation == "fusion":  # its fusion branch is chosen by the data: torch.export cannot trace it
+        raise ModelError(f"{where}: cannot export to ONNX: a fused CLAP checkpoint's fusion branch is not traceable")
+    limit = float(extractor.max_length_s)
+    return Traceable(ClapGraph(model, extractor, head).eval(), "CLAP", 1, limit, int(extractor.sampling_rate))
+
+
+def _family_graph(torch_model: Any, extractor: Any, head: ProbeGraph | None, where: str) -> Traceable:
     family = family_of(torch_model, extractor)
     if isinstance(family, WhisperFamily) and head is not None:
-        return WhisperGraph(torch_model, extractor, head).eval(), family.name, 1, family.fixed_input_s
+        return Traceable(WhisperGraph(torch_model, extractor, head).eval(), family.name, 1, family.fixed_input_s)
     if isinstance(family, WaveformFamily):
         normalize = bool(getattr(extractor, "do_normalize", False))
-        return WaveformGraph(torch_model, normalize, head).eval(), family.name, family.min_samples, None
+        return Traceable(WaveformGraph(torch_model, normalize, head).eval(), family.name, family.min_samples, None)
     raise ModelError(f"{where}: cannot export to ONNX: the {family.name} front end is not in the graph yet")
 
 
-def _finetuned_graph(model: TrainedModel) -> tuple[Any, str, int, float | None]:
+def _finetuned_graph(model: TrainedModel) -> Traceable:
     from transformers import AutoModelForAudioClassification
 
     from audioclf.encoders.hub import pretrained
@@ -153,10 +169,10 @@ def _finetuned_graph(model: TrainedModel) -> tuple[Any, str, int, float | None]:
     return _family_graph(classifier.eval(), extractor, None, str(model.path))
 
 
-def _check_windows(window_s: float, max_window_s: float | None, min_samples: int) -> list[np.ndarray]:
+def _check_windows(window_s: float, graph: Traceable) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
-    longest = min(window_s, max_window_s or window_s)
-    lengths = [max(min_samples, round(min(s, longest) * SAMPLE_RATE_HZ)) for s in CHECK_SECONDS]
+    longest = min(window_s, graph.max_window_s or window_s)
+    lengths = [max(graph.min_samples, round(min(s, longest) * graph.rate)) for s in CHECK_SECONDS]
     return [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in lengths]
 
 

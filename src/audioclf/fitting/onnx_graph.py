@@ -90,12 +90,7 @@ class WhisperGraph(nn.Module):
         self.encoder, self.head = encoder, head
         self.n_fft, self.hop = int(extractor.n_fft), int(extractor.hop_length)
         self.n_samples, self.frames = int(extractor.n_samples), int(extractor.nb_max_frames)
-        bins = self.n_fft // 2 + 1
-        t = np.arange(self.n_fft)
-        window = 0.5 - 0.5 * np.cos(2 * np.pi * t / self.n_fft)  # torch.hann_window (periodic)
-        angle = 2 * np.pi * np.outer(np.arange(bins), t) / self.n_fft
-        basis = np.concatenate([np.cos(angle), -np.sin(angle)]) * window  # [2 x bins, n_fft]
-        self.register_buffer("basis", torch.from_numpy(basis.astype(np.float32))[:, None, :])
+        self.register_buffer("basis", _fourier_basis(self.n_fft))  # torch.hann_window's (periodic) Hann
         self.register_buffer("mel", torch.from_numpy(np.asarray(extractor.mel_filters, np.float32).T.copy()))
 
     def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
@@ -118,3 +113,52 @@ class WhisperGraph(nn.Module):
         mask = (torch.arange(positions, device=audio.device) < audio_positions).float()[None, :, None]
         pooled = [(h * mask).sum(1) / mask.sum(1) for h in hidden]
         return self.head(torch.stack(pooled, 1))
+
+
+class ClapGraph(nn.Module):
+    """CLAP's audio tower on one window of 48 kHz samples: the extractor's repeat-padding to its input length,
+    its power mel spectrogram in dB (a Hann STFT as a convolution; the Slaney filters, or for a fused checkpoint
+    the other filters and four stacked copies), the projection, unit length, and the probe."""
+
+    basis: torch.Tensor
+    mel: torch.Tensor
+
+    def __init__(self, model: Any, extractor: Any, head: ProbeGraph) -> None:
+        super().__init__()
+        self.model, self.head = model, head
+        self.n_fft, self.hop = int(extractor.fft_window_size), int(extractor.hop_length)
+        self.n_samples = int(extractor.nb_max_samples)
+        self.fused = extractor.truncation == "fusion"
+        filters = extractor.mel_filters if self.fused else extractor.mel_filters_slaney
+        self.register_buffer("basis", _fourier_basis(self.n_fft))
+        self.register_buffer("mel", torch.from_numpy(np.asarray(filters, np.float32).T.copy()))
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        n = torch.ones_like(audio[0], dtype=torch.int64).sum()  # the window's length, as a tensor in the graph
+        position = torch.arange(self.n_samples, device=audio.device)
+        repeated = audio[0][torch.remainder(position, n)]  # ``repeatpad``: whole copies of the window, then silence
+        filled = self.n_samples - torch.remainder(torch.full_like(n, self.n_samples), n)  # whole copies' samples
+        padded = torch.where(position < filled, repeated, torch.zeros_like(repeated))
+        centred = nn.functional.pad(padded[None, None, :], (self.n_fft // 2, self.n_fft // 2), mode="reflect")
+        spectrum = nn.functional.conv1d(centred, self.basis, stride=self.hop)
+        bins = spectrum.shape[1] // 2
+        power = spectrum[:, :bins] ** 2 + spectrum[:, bins:] ** 2
+        db = 10.0 * torch.log10(torch.clamp(torch.matmul(self.mel, power), min=1e-10))  # [1, mels, frames]
+        features = db.transpose(1, 2)[:, None]  # [1, 1, frames, mels]
+        if self.fused:
+            features = features.expand(1, 4, -1, -1)
+        longer = torch.zeros(1, 1, dtype=torch.bool, device=audio.device)
+        found = self.model.get_audio_features(input_features=features, is_longer=longer)
+        embedding = found if isinstance(found, torch.Tensor) else found.pooler_output
+        unit = embedding / embedding.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        return self.head(unit[:, None, :])
+
+
+def _fourier_basis(n_fft: int) -> torch.Tensor:
+    """[2 x (n_fft / 2 + 1), 1, n_fft]: the real and imaginary DFT rows times a periodic Hann window."""
+    bins = n_fft // 2 + 1
+    t = np.arange(n_fft)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * t / n_fft)
+    angle = 2 * np.pi * np.outer(np.arange(bins), t) / n_fft
+    basis = np.concatenate([np.cos(angle), -np.sin(angle)]) * window
+    return torch.from_numpy(basis.astype(np.float32))[:, None, :]

@@ -24,6 +24,15 @@ AGREEMENT = 0.99  # top-1 agreement with the fp32 graph below which int8 weights
 
 
 @dataclass(frozen=True)
+class ReadOptions:
+    """How the check recordings are read: the model's windows, at the graph's rate, none shorter than it takes."""
+
+    windows: WindowOptions
+    min_samples: int
+    rate: int
+
+
+@dataclass(frozen=True)
 class Agreement:
     clips: int
     top1: float  # the share of clips whose top class is the same under both graphs
@@ -31,14 +40,14 @@ class Agreement:
 
 
 def quantize_checked(
-    fp32: Path, int8: Path, clips: Sequence[Path], windows: WindowOptions, temperature: float, min_samples: int
+    fp32: Path, int8: Path, clips: Sequence[Path], reads: ReadOptions, temperature: float
 ) -> Agreement:
     """``fp32`` quantised into ``int8``, refused (one line) when it changes too many of ``clips``' answers."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     require_check(clips)
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
-    exact, small = (_probabilities(path, clips, windows, temperature, min_samples) for path in (fp32, int8))
+    exact, small = (probabilities(path, clips, reads, temperature) for path in (fp32, int8))
     agreement = Agreement(
         len(clips), float((exact.argmax(1) == small.argmax(1)).mean()), float(np.abs(exact - small).max())
     )
@@ -61,9 +70,8 @@ def require_check(clips: Sequence[Path]) -> None:
         )
 
 
-def _probabilities(
-    path: Path, clips: Sequence[Path], windows: WindowOptions, temperature: float, min_samples: int
-) -> np.ndarray:
+def probabilities(path: Path, clips: Sequence[Path], reads: ReadOptions, temperature: float) -> np.ndarray:
+    """[clips, labels]: each clip's probabilities from the graph at ``path``, as ``predict`` makes them."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -72,8 +80,8 @@ def _probabilities(
         try:
             logits = [
                 session.run(["logits"], {"audio": w.samples[None, :]})[0][0]
-                for w in iter_windows(clip, windows)
-                if len(w.samples) >= min_samples
+                for w in iter_windows(clip, reads.windows, rate=reads.rate)
+                if len(w.samples) >= reads.min_samples
             ]
         except AudioclfError as exc:
             raise ModelError(f"check recording {exc}") from exc

@@ -31,7 +31,7 @@ from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import Embedded, EmbeddingCache
 from audioclf.io.download import FetchOptions
 from audioclf.io.manifest import Item
-from audioclf.model.card import ModelKind
+from audioclf.model.card import ModelKind, OnnxCard
 from audioclf.model.folder import TrainedModel
 from audioclf.model.novelty import probe_features, unit_means
 from audioclf.model.probe import HeadArrays
@@ -124,7 +124,7 @@ def apply_onnx(model: TrainedModel, items: Sequence[Item], run: Run) -> Applied:
     """The exported graph (window -> logits) through onnxruntime, at the model's temperature."""
     assert model.path is not None and model.card.onnx is not None, "an exported model is read from its folder"
     graph = model.card.onnx
-    encoder = loaded_onnx_encoder(model.path / graph.file, len(model.labels), graph.min_samples, graph.max_window_s)
+    encoder = loaded_onnx_encoder(model.path / graph.file, len(model.labels), graph)
     use = windows_for(model, encoder, run.windows)
     result = _embed(items, encoder, use, run)
     t = model.temperature
@@ -178,16 +178,15 @@ def loaded_logits_encoder(folder: Path, bf16: bool) -> LogitsEncoder:
     return _cached_logits_encoder(folder, bf16, _files_stamp(str(folder)))
 
 
-def loaded_onnx_encoder(path: Path, n_labels: int, min_samples: int, max_window_s: float | None) -> OnnxEncoder:
-    stamp = _files_stamp(str(path.parent))
-    return _cached_onnx_encoder(path, n_labels, min_samples, max_window_s, stamp)
+def loaded_onnx_encoder(path: Path, n_labels: int, graph: OnnxCard) -> OnnxEncoder:
+    return _cached_onnx_encoder(path, n_labels, graph, _files_stamp(str(path.parent)))
 
 
 @lru_cache(maxsize=2)
 def _cached_onnx_encoder(
-    path: Path, n_labels: int, min_samples: int, max_window_s: float | None, stamp: tuple[tuple[str, int, int], ...]
+    path: Path, n_labels: int, graph: OnnxCard, stamp: tuple[tuple[str, int, int], ...]
 ) -> OnnxEncoder:
-    return OnnxEncoder(path, n_labels, min_samples, max_window_s)
+    return OnnxEncoder(path, n_labels, graph.min_samples, graph.max_window_s, graph.sample_rate)
 
 
 @lru_cache(maxsize=2)

@@ -160,6 +160,7 @@ class OnnxCard:
     max_window_s: float | None  # a fixed-length input (Whisper's 30 s): longer windows are refused
     exported_from: str  # the model folder
     max_difference: float  # the largest |logit difference| from the torch path on the export's check windows
+    sample_rate: int = 16_000  # of ``audio`` (CLAP's graph reads 48 kHz)
     quantized: str | None = None  # "int8": dynamically quantised weights (not exact)
     int8_agreement: float | None = None  # their top-1 agreement with the fp32 graph on the check recordings
     int8_checked: int = 0  # how many check recordings
@@ -179,6 +180,7 @@ class OnnxCard:
             max_window_s=optional("max_window_s", float),
             exported_from=str(data.get("exported_from", "")),
             max_difference=float(data["max_difference"]),
+            sample_rate=int(data.get("sample_rate", 16_000)),
             quantized=optional("quantized", str),
             int8_agreement=optional("int8_agreement", float),
             int8_checked=int(data.get("int8_checked", 0)),
