@@ -79,28 +79,43 @@ class WaveformGraph(nn.Module):
         return self.head(torch.stack([h.mean(1) for h in hidden], 1))
 
 
-class WhisperGraph(nn.Module):
-    """Whisper's log-mel front end, its encoder, the mean over the window's own positions, and the probe."""
+class MelPower(nn.Module):
+    """[1, samples] -> [1, mels, frames]: a centred (reflect-padded) Hann STFT as a convolution with a fixed
+    Fourier basis, its power, through a mel filter bank ([bins, mels], as the feature extractor holds it)."""
 
     basis: torch.Tensor
     mel: torch.Tensor
 
+    def __init__(self, n_fft: int, hop: int, filters: np.ndarray) -> None:
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        self.register_buffer("basis", _fourier_basis(n_fft))  # torch.hann_window's (periodic) Hann
+        self.register_buffer("mel", torch.from_numpy(np.asarray(filters, np.float32).T.copy()))
+
+    def forward(self, samples: torch.Tensor) -> torch.Tensor:
+        centred = nn.functional.pad(samples[:, None, :], (self.n_fft // 2, self.n_fft // 2), mode="reflect")
+        spectrum = nn.functional.conv1d(centred, self.basis, stride=self.hop)  # [1, 2 x bins, frames]
+        bins = spectrum.shape[1] // 2
+        return torch.matmul(self.mel, spectrum[:, :bins] ** 2 + spectrum[:, bins:] ** 2)
+
+
+class WhisperGraph(nn.Module):
+    """Whisper's log-mel front end, its encoder, the mean over the window's own positions, and the probe."""
+
     def __init__(self, encoder: Any, extractor: Any, head: ProbeGraph) -> None:
         super().__init__()
         self.encoder, self.head = encoder, head
-        self.n_fft, self.hop = int(extractor.n_fft), int(extractor.hop_length)
-        self.n_samples, self.frames = int(extractor.n_samples), int(extractor.nb_max_frames)
-        self.register_buffer("basis", _fourier_basis(self.n_fft))  # torch.hann_window's (periodic) Hann
-        self.register_buffer("mel", torch.from_numpy(np.asarray(extractor.mel_filters, np.float32).T.copy()))
+        self.hop, self.n_samples, self.frames = (
+            int(extractor.hop_length),
+            int(extractor.n_samples),
+            int(extractor.nb_max_frames),
+        )
+        self.front = MelPower(int(extractor.n_fft), self.hop, extractor.mel_filters)
 
     def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
         """[1, n] -> [1, mels, frames]: ``WhisperFeatureExtractor`` on the window padded to its 30 s input."""
         padded = nn.functional.pad(audio, (0, self.n_samples - audio.shape[1]))
-        centred = nn.functional.pad(padded[:, None, :], (self.n_fft // 2, self.n_fft // 2), mode="reflect")
-        spectrum = nn.functional.conv1d(centred, self.basis, stride=self.hop)  # [1, 2 x bins, frames + 1]
-        bins = spectrum.shape[1] // 2
-        power = (spectrum[:, :bins] ** 2 + spectrum[:, bins:] ** 2)[..., :-1]
-        log_spec = torch.clamp(torch.matmul(self.mel, power), min=1e-10).log10()
+        log_spec = torch.clamp(self.front(padded)[..., :-1], min=1e-10).log10()  # its last frame is dropped
         log_spec = torch.maximum(log_spec, log_spec.amax(dim=(1, 2), keepdim=True) - 8.0)
         return (log_spec + 4.0) / 4.0
 
@@ -116,22 +131,16 @@ class WhisperGraph(nn.Module):
 
 
 class ClapGraph(nn.Module):
-    """CLAP's audio tower on one window of 48 kHz samples: the extractor's repeat-padding to its input length,
-    its power mel spectrogram in dB (a Hann STFT as a convolution; the Slaney filters, or for a fused checkpoint
-    the other filters and four stacked copies), the projection, unit length, and the probe."""
-
-    basis: torch.Tensor
-    mel: torch.Tensor
+    """An unfused CLAP's audio tower on one window of 48 kHz samples: the extractor's repeat-padding to its input
+    length, its power mel spectrogram in dB (the Slaney filters), the projection, unit length, and the probe. (A
+    fused checkpoint's fusion branch is chosen by the data: ``onnx_export`` refuses it.)"""
 
     def __init__(self, model: Any, extractor: Any, head: ProbeGraph) -> None:
         super().__init__()
         self.model, self.head = model, head
-        self.n_fft, self.hop = int(extractor.fft_window_size), int(extractor.hop_length)
         self.n_samples = int(extractor.nb_max_samples)
-        self.fused = extractor.truncation == "fusion"
-        filters = extractor.mel_filters if self.fused else extractor.mel_filters_slaney
-        self.register_buffer("basis", _fourier_basis(self.n_fft))
-        self.register_buffer("mel", torch.from_numpy(np.asarray(filters, np.float32).T.copy()))
+        hop, filters = int(extractor.hop_length), extractor.mel_filters_slaney  # the unfused ("rand_trunc") bank
+        self.front = MelPower(int(extractor.fft_window_size), hop, filters)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         n = torch.ones_like(audio[0], dtype=torch.int64).sum()  # the window's length, as a tensor in the graph
@@ -139,14 +148,8 @@ class ClapGraph(nn.Module):
         repeated = audio[0][torch.remainder(position, n)]  # ``repeatpad``: whole copies of the window, then silence
         filled = self.n_samples - torch.remainder(torch.full_like(n, self.n_samples), n)  # whole copies' samples
         padded = torch.where(position < filled, repeated, torch.zeros_like(repeated))
-        centred = nn.functional.pad(padded[None, None, :], (self.n_fft // 2, self.n_fft // 2), mode="reflect")
-        spectrum = nn.functional.conv1d(centred, self.basis, stride=self.hop)
-        bins = spectrum.shape[1] // 2
-        power = spectrum[:, :bins] ** 2 + spectrum[:, bins:] ** 2
-        db = 10.0 * torch.log10(torch.clamp(torch.matmul(self.mel, power), min=1e-10))  # [1, mels, frames]
+        db = 10.0 * torch.log10(torch.clamp(self.front(padded[None, :]), min=1e-10))  # [1, mels, frames]
         features = db.transpose(1, 2)[:, None]  # [1, 1, frames, mels]
-        if self.fused:
-            features = features.expand(1, 4, -1, -1)
         longer = torch.zeros(1, 1, dtype=torch.bool, device=audio.device)
         found = self.model.get_audio_features(input_features=features, is_longer=longer)
         embedding = found if isinstance(found, torch.Tensor) else found.pooler_output
