@@ -13,7 +13,6 @@ from audioclf.fitting.probe import EpochStats
 from audioclf.fitting.summary import TrainSummary
 from audioclf.fitting.train_probe import TrainOptions
 from audioclf.fitting.zero_shot import ZeroShotOptions
-from audioclf.model.card import ModelKind
 
 Options = TrainOptions | FinetuneOptions | ZeroShotOptions
 
@@ -29,7 +28,7 @@ def train(
         run = train_zero_shot(manifest, out, options)
         failures = run.embed.failures if run.embed is not None else []
         return TrainSummary(
-            ModelKind.TRANSCRIPT, out, run.labels, run.encoder_spec, 0, failures, run.seconds, run, run.fallback_reason
+            run.kind, out, run.labels, run.encoder_spec, 0, failures, run.seconds, run, run.fallback_reason
         )
     if manifest is None:
         raise TrainingError("no manifest: give labelled rows to train on, or label prompts for a zero-shot model")

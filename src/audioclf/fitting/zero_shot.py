@@ -43,6 +43,7 @@ from audioclf.model.training_set import TrainingSet, training_rows
 from audioclf.speech.features import FeatureMode, Features
 from audioclf.speech.text import SentenceEncoder
 from audioclf.speech.text_features import FeatureOptions, TextView, write_transcripts
+from audioclf.speech.transcribe import TranscriptCache
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class ZeroShotRun:
     """What a zero-shot model's making reports: its prompts, and the calibration on labelled rows if any."""
 
     out: Path
+    kind: ModelKind  # what its folder holds: a transcript model, or a probe on CLAP's audio embeddings
     labels: list[str]
     encoder_spec: ModelSpec
     fallback_reason: str | None
@@ -81,9 +83,17 @@ class ZeroShotRun:
 class Describer(Protocol):
     """What reads the words and what the recordings are compared with them by: chosen once (``_describer``)."""
 
-    kind: ModelKind
-    scale: float  # logits = scale x cosine
-    template: str  # an empty prompt: this, with the label
+    @property
+    def kind(self) -> ModelKind: ...  # of the model folder it makes
+
+    @property
+    def scale(self) -> float: ...  # logits = scale x cosine
+
+    @property
+    def template(self) -> str: ...  # an empty prompt: this, with the label
+
+    @property
+    def same_pass_cache(self) -> TranscriptCache | None: ...  # where the embedding pass leaves transcripts
 
     def embed_text(self, texts: list[str]) -> np.ndarray: ...  # unit rows
 
@@ -92,14 +102,18 @@ class Describer(Protocol):
     def pairs(self, embedded: list[tuple[Item, Embedded]], out: Path) -> list[tuple[Item, Embedded]]: ...
 
 
-@dataclass
+@dataclass(frozen=True)
 class TranscriptDescriber:
     """Transcripts against the prompts, both through the sentence encoder (all-MiniLM-L6-v2's scale, 20)."""
 
     view: TextView
-    kind: ModelKind = ModelKind.TRANSCRIPT
-    scale: float = SCALE
-    template: str = "{}"
+    kind = ModelKind.TRANSCRIPT
+    scale = SCALE
+    template = "{}"
+
+    @property
+    def same_pass_cache(self) -> TranscriptCache | None:
+        return self.view.same_pass_cache
 
     def embed_text(self, texts: list[str]) -> np.ndarray:
         assert isinstance(self.view.text, SentenceEncoder), "tfidf is refused before anything loads"
@@ -114,17 +128,18 @@ class TranscriptDescriber:
         return pairs
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClapDescriber:
     """The sound itself against the prompts through CLAP's two towers (its own logit scale)."""
 
     encoder: ClapEncoder
-    kind: ModelKind = ModelKind.PROBE
-    scale: float = 1.0
-    template: str = TEMPLATE
+    kind = ModelKind.PROBE
+    template = TEMPLATE
+    same_pass_cache = None
 
-    def __post_init__(self) -> None:
-        self.scale = self.encoder.logit_scale
+    @property
+    def scale(self) -> float:
+        return self.encoder.logit_scale
 
     def embed_text(self, texts: list[str]) -> np.ndarray:
         return self.encoder.embed_text(texts)
@@ -175,8 +190,7 @@ def train_zero_shot(manifest: Path | None, out: Path, options: ZeroShotOptions) 
     cal, embedded, accuracy, used = Calibration(1.0, "none (zero-shot: the encoder's own scale)"), None, None, []
     if rows:
         cache = EmbeddingCache(options.cache_dir, encoder.identity, windows)
-        same_pass = describer.view.same_pass_cache if isinstance(describer, TranscriptDescriber) else None
-        fetch, progress = options.fetch, options.progress
+        fetch, progress, same_pass = options.fetch, options.progress, describer.same_pass_cache
         embedded = embed_items(rows, encoder, cache, windows, fetch=fetch, progress=progress, transcripts=same_pass)
         if embedded.failures:
             write_failures(embedded.failures, out / "failures.csv")
@@ -199,7 +213,9 @@ def train_zero_shot(manifest: Path | None, out: Path, options: ZeroShotOptions) 
     TrainingSet.of(used).save(out)
     save_model(out, TrainedModel(card, head))
     seconds = time.perf_counter() - started
-    return ZeroShotRun(out, labels, encoder.spec, loaded.fallback_reason, texts, cal, embedded, accuracy, seconds)
+    return ZeroShotRun(
+        out, describer.kind, labels, encoder.spec, loaded.fallback_reason, texts, cal, embedded, accuracy, seconds
+    )
 
 
 def _describer(options: ZeroShotOptions, encoder: Encoder, windows: WindowOptions) -> Describer:
