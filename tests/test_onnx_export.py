@@ -106,7 +106,8 @@ def test_int8_weights_are_kept_only_where_they_agree_with_fp32(
     by_hand = tmp_path / "by-hand.onnx"  # the same quantisation, and the agreement it should be judged by
     quantize_dynamic(str(out / "model.onnx"), str(by_hand), weight_type=QuantType.QInt8)
     card = json.loads((out / "audioclf.json").read_text())
-    reads, t = ReadOptions(WindowOptions(**card["windows"]), 1, 16_000), card["calibration"]["temperature"]
+    reads = ReadOptions(WindowOptions(**card["windows"]), 1, 16_000, len(card["labels"]))
+    t = card["calibration"]["temperature"]
     exact, quantized = (probabilities(p, CLIPS, reads, t) for p in (out / "model.onnx", by_hand))
     agreement = float((exact.argmax(1) == quantized.argmax(1)).mean())
     args = ["export", "--model", str(model), "--out", str(small), "--quantize", "int8", "--check", *map(str, CLIPS)]

@@ -20,7 +20,7 @@ from audioclf.encoders.hub import Identities, fingerprints, load_hf, pretrained,
 from audioclf.encoders.mfcc import BUILTIN_DIM, BUILTIN_VERSION, builtin_embed_batch
 from audioclf.encoders.spec import BUILTIN, HF, ModelSpec, Precision, parse_spec
 from audioclf.errors import EncoderError
-from audioclf.io.audio import WindowOptions
+from audioclf.io.audio import SAMPLE_RATE_HZ, WindowOptions
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,12 @@ class Encoder(Protocol):
     max_window_s: float | None  # longer windows cannot be embedded (a fixed-length input)
 
     def embed(self, windows: list[np.ndarray]) -> np.ndarray: ...
+
+
+def sample_rate_of(encoder: object) -> int:
+    """The samples per second an encoder's windows hold: 16 kHz, unless it reads another (CLAP's 48 kHz, an
+    exported CLAP graph)."""
+    return int(getattr(encoder, "sample_rate", SAMPLE_RATE_HZ))
 
 
 class BuiltinEncoder:
@@ -184,35 +190,34 @@ def _load_spec(model: ModelSpec, precision: Precision) -> Encoder:
 
 
 def _from_pretrained(spec: ModelSpec, source: str, local_only: bool, bf16: bool) -> Encoder:
-    if _model_type(source, local_only) == "clap":  # audio and text towers, 48 kHz: its own encoder (fp32)
+    config = _config(source, local_only)
+    if config is not None and config.model_type == "clap":  # audio and text towers, 48 kHz: its own encoder
         from audioclf.encoders.clap import load_clap
 
         return load_clap(spec, source, local_only)
-    model, extractor, tokenizer = _loaded(spec, source, local_only)
+    model, extractor, tokenizer = _loaded(spec, source, local_only, config)
 
     def again() -> tuple[Any, Any]:  # the model and extractor as loaded: a bf16 encoder's legacy identity
-        return _loaded(spec, source, local_only)[:2]
+        return _loaded(spec, source, local_only, config)[:2]
 
     return HFEncoder(spec, extractor, model, bf16=bf16, tokenizer=tokenizer, reload=again)
 
 
-def _model_type(source: str, local_only: bool) -> str:
+def _config(source: str, local_only: bool) -> Any | None:
+    """The model's config, read once (None: unreadable; the loader then says what is wrong)."""
     from transformers import AutoConfig
 
     try:
-        return str(AutoConfig.from_pretrained(source, local_files_only=local_only).model_type)
+        return AutoConfig.from_pretrained(source, local_files_only=local_only)
     except (OSError, ValueError, KeyError):
-        return ""  # the loader says what is wrong
+        return None
 
 
-def _loaded(spec: ModelSpec, source: str, local_only: bool) -> tuple[Any, Any, Any]:
+def _loaded(spec: ModelSpec, source: str, local_only: bool, config: Any | None) -> tuple[Any, Any, Any]:
     """The encoder model, its feature extractor and its tokenizer (a CTC model's, else None)."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCTC
+    from transformers import AutoModel, AutoModelForCTC
 
-    try:
-        architectures = AutoConfig.from_pretrained(source, local_files_only=local_only).architectures or []
-    except (OSError, ValueError, KeyError):
-        architectures = []  # the loader below says what is wrong
+    architectures = (config.architectures or []) if config is not None else []
     ctc = any(str(a).endswith("ForCTC") for a in architectures)
     tokenizer = tokenizer_of(source, local_only) if ctc else None  # without one: embeddings only, via AutoModel
     model_class = AutoModelForCTC if tokenizer is not None else AutoModel
@@ -228,7 +233,7 @@ def load_hf_model(spec: ModelSpec) -> tuple[Any, Any, Identities]:
     traces."""
 
     def load(source: str, local_only: bool) -> tuple[Any, Any]:
-        return _loaded(spec, source, local_only)[:2]
+        return _loaded(spec, source, local_only, _config(source, local_only))[:2]
 
     model, extractor = load_hf(spec, load)
     return model.eval(), extractor, fingerprints(model, extractor, lambda: (model, extractor))

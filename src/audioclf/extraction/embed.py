@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from audioclf.encoders.loader import Encoder
+from audioclf.encoders.loader import Encoder, sample_rate_of
 from audioclf.errors import DecodeError, EncoderError, RunStopped, first_line
 from audioclf.fileio import FileLock, write_csv_atomic
-from audioclf.io.audio import SAMPLE_RATE_HZ, WindowOptions, iter_windows
+from audioclf.io.audio import WindowOptions, iter_windows
 from audioclf.io.cache import Embedded, EmbeddingCache, content_key, unwritable
 from audioclf.io.download import FetchError, FetchOptions, fetch_all
 from audioclf.io.manifest import Item
@@ -93,7 +93,7 @@ class _BatchingEmbedder:
     @property
     def rate(self) -> int:
         """The sampling rate the encoder reads (16 kHz but for a few, as CLAP's 48 kHz): audio is decoded at it."""
-        return int(getattr(self.encoder, "sample_rate", SAMPLE_RATE_HZ))
+        return sample_rate_of(self.encoder)
 
     def check(self) -> None:
         """Raise RunStopped when the caller asked to stop (between items and encoder calls: nothing half-done)."""

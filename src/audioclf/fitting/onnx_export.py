@@ -106,7 +106,7 @@ def _quantized(path: Path, check: Sequence[Path], model: TrainedModel, graph: Tr
     fp32 = path.with_name(path.name + ".fp32")
     path.rename(fp32)
     try:
-        reads = ReadOptions(model.windows, graph.min_samples, graph.rate)
+        reads = ReadOptions(model.windows, graph.min_samples, graph.rate, len(model.labels))
         return quantize_checked(fp32, path, check, reads, model.temperature)
     finally:
         fp32.unlink(missing_ok=True)
@@ -177,11 +177,9 @@ def _check_windows(window_s: float, graph: Traceable) -> list[np.ndarray]:
 
 
 def _trace(graph: Any, example: np.ndarray, path: Path) -> None:
-    try:
-        import torch
-        from torch.export import Dim
-    except ImportError:  # pragma: no cover - torch is a dependency
-        raise AudioclfError("exporting needs torch") from None
+    import torch
+    from torch.export import Dim
+
     try:
         import onnxscript  # noqa: F401  (the dynamo exporter's op library)
     except ImportError:
@@ -201,8 +199,6 @@ def _trace(graph: Any, example: np.ndarray, path: Path) -> None:
             )
         assert program is not None
         program.save(str(path))
-    except AudioclfError:
-        raise
     except Exception as exc:  # torch.export and the exporter raise many types; one line names the model
         inner = getattr(graph, "model", None) or getattr(graph, "encoder", graph)
         raise ModelError(f"cannot export {type(inner).__name__} to ONNX ({first_line(exc)})") from exc

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audioclf.encoders.onnx_encoder import OnnxEncoder
 from audioclf.errors import AudioclfError, ModelError
 from audioclf.evaluation.calibration import softmax
 from audioclf.io.audio import WindowOptions, iter_windows
@@ -30,6 +31,7 @@ class ReadOptions:
     windows: WindowOptions
     min_samples: int
     rate: int
+    n_labels: int
 
 
 @dataclass(frozen=True)
@@ -72,20 +74,19 @@ def require_check(clips: Sequence[Path]) -> None:
 
 def probabilities(path: Path, clips: Sequence[Path], reads: ReadOptions, temperature: float) -> np.ndarray:
     """[clips, labels]: each clip's probabilities from the graph at ``path``, as ``predict`` makes them."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    graph = OnnxEncoder(path, reads.n_labels, reads.min_samples, None, reads.rate)
     rows = []
     for clip in clips:
         try:
-            logits = [
-                session.run(["logits"], {"audio": w.samples[None, :]})[0][0]
+            windows = [
+                w.samples
                 for w in iter_windows(clip, reads.windows, rate=reads.rate)
                 if len(w.samples) >= reads.min_samples
             ]
         except AudioclfError as exc:
             raise ModelError(f"check recording {exc}") from exc
-        if not logits:
+        if not windows:
             raise ModelError(f"check recording {clip}: shorter than the model's shortest window; give another")
-        rows.append(softmax(np.mean(logits, axis=0)[None, :] / temperature)[0])
+        logits = graph.embed(windows)[:, 0].mean(axis=0)  # a recording's logits: its windows' mean
+        rows.append(softmax(logits[None, :] / temperature)[0])
     return np.stack(rows)

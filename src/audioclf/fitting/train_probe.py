@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from audioclf.encoders.loader import Encoder, LoadedEncoder, fit_windows, load_encoder
+from audioclf.encoders.loader import Encoder, LoadedEncoder, fit_windows, load_encoder, sample_rate_of
 from audioclf.encoders.spec import ModelSpec, Precision
 from audioclf.errors import TrainingError
 from audioclf.evaluation.metrics import compute_report
@@ -36,7 +36,7 @@ from audioclf.fitting.probe_folder import save_probe
 from audioclf.fitting.selection import DEFAULT_FOLDS, Candidate, Selection, SelectOptions, refit, select
 from audioclf.fitting.summary import TrainSummary
 from audioclf.fitting.train_multilabel import MultiLabelJob, MultiLabelRun, train_multilabel
-from audioclf.io.audio import SAMPLE_RATE_HZ, WindowOptions
+from audioclf.io.audio import WindowOptions
 from audioclf.io.cache import AudioCache, Embedded, EmbeddingCache, default_cache_dir
 from audioclf.io.download import FetchOptions
 from audioclf.io.label_sets import is_multi_label
@@ -275,8 +275,7 @@ def _in_context(
     copies of short clips (``fitting.context``)."""
     durations = [e.duration_s for _, e in embedded.embedded]
     segmenting = Segmenting.of(durations, options.windows.window_s)
-    rate = int(getattr(encoder, "sample_rate", SAMPLE_RATE_HZ))  # copies are made at the rate the encoder reads
-    audio = AudioCache(options.cache_dir, options.windows.max_duration_s, rate)
+    audio = AudioCache(options.cache_dir, options.windows.max_duration_s, sample_rate_of(encoder))  # as it reads
     if segmenting is not None and segmenting.segmenter is Segmenter.EVENTS:
         segmenting = with_sound_extent(segmenting, embedded, audio)
     plan = plan_context(options.context, segmenting, options.windows.window_s, options.fit.seed)
