@@ -182,10 +182,7 @@ def train(
             options["context"] = Context(options["context"])
         except ValueError:
             raise AudioclfError(f"context={options['context']!r}: use auto, on or off", option="context") from None
-    try:
-        reads = feature_mode(features)
-    except ValueError as exc:
-        raise AudioclfError(str(exc), option="features") from None
+    reads = _feature_mode(features)
     if mode == "finetune":
         if reads is not FeatureMode.ACOUSTIC:
             raise AudioclfError("features: fine-tuning learns from the audio; use mode='probe' for transcripts")
@@ -220,16 +217,20 @@ def zero_shot(
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     heard = None if transcriber is None else parse_spec(transcriber, TRANSCRIBERS, "transcriber")
     words = FeatureOptions(FeatureMode.TRANSCRIPT, heard, parse_spec(text_encoder, TEXT_ENCODERS, "text encoder"))
-    try:
-        reads = None if features is None else feature_mode(features)
-    except ValueError as exc:
-        raise AudioclfError(str(exc), option="features") from None
+    reads = None if features is None else _feature_mode(features)
     spec = None if encoder is None else parse_spec(encoder)
     options = ZeroShotOptions(
         Path(prompts), spec, cache_dir=cache, reads=reads, features=words, force=force, progress=progress
     )
     summary = train_model(None if manifest is None else Path(manifest), Path(out), options)
     return Model(load_model(summary.out), cache)
+
+
+def _feature_mode(features: str) -> FeatureMode:
+    try:
+        return feature_mode(features)
+    except ValueError as exc:
+        raise AudioclfError(str(exc), option="features") from None
 
 
 class _Common(TypedDict):

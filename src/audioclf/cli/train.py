@@ -52,6 +52,12 @@ def _encoder(args: argparse.Namespace) -> ModelSpec | None:
     return None if args.encoder is None else parse_spec(args.encoder)
 
 
+def _feature_options(args: argparse.Namespace, mode: FeatureMode) -> FeatureOptions:
+    """What reads transcripts (``--transcriber``, ``--text-encoder``), for features of ``mode``."""
+    transcriber = None if args.transcriber is None else parse_spec(args.transcriber, TRANSCRIBERS, "transcriber")
+    return FeatureOptions(mode, transcriber, parse_spec(args.text_encoder, TEXT_ENCODERS, "text encoder"))
+
+
 def train_options(args: argparse.Namespace) -> TrainOptions:
     """The probe's TrainOptions from the options that ``train`` and ``crossval`` share."""
     fit = FitOptions(
@@ -59,9 +65,7 @@ def train_options(args: argparse.Namespace) -> TrainOptions:
         balanced=args.class_weight == "balanced",
         seed=args.seed,
     )
-    transcriber = None if args.transcriber is None else parse_spec(args.transcriber, TRANSCRIBERS, "transcriber")
-    text_encoder = parse_spec(args.text_encoder, TEXT_ENCODERS, "text encoder")
-    features = FeatureOptions(feature_mode(args.features or D.FEATURES), transcriber, text_encoder)
+    features = _feature_options(args, feature_mode(args.features or D.FEATURES))
     return TrainOptions(
         encoder=_encoder(args),
         windows=window_options(args),
@@ -143,15 +147,13 @@ def zero_shot_options(args: argparse.Namespace) -> ZeroShotOptions:
     if args.mode == "finetune" or given:
         flags = ", ".join(given or ["--mode finetune"])
         raise TrainingError(f"{flags}: not used by a zero-shot model (--zero-shot); remove it")
-    transcriber = None if args.transcriber is None else parse_spec(args.transcriber, TRANSCRIBERS, "transcriber")
-    text_encoder = parse_spec(args.text_encoder, TEXT_ENCODERS, "text encoder")
     return ZeroShotOptions(
         prompts=args.zero_shot,
         encoder=_encoder(args),
         windows=window_options(args),
         cache_dir=args.cache_dir,
         reads=None if args.features is None else feature_mode(args.features),
-        features=FeatureOptions(FeatureMode.TRANSCRIPT, transcriber, text_encoder),
+        features=_feature_options(args, FeatureMode.TRANSCRIPT),
         precision=Precision(args.precision),
         fetch=fetch_options(args, args.max_duration),
         force=args.force,

@@ -233,7 +233,7 @@ class Index:
 
     def _search_examples(self, query: Query, options: SearchOptions) -> Ranked:
         opened = self._ann()
-        stats = opened[0].state.stats if opened is not None else self._exact[3]
+        stats = self._stats(opened)
         if query.windows:
             positives = self._window_direction(query.windows, stats)
         else:
@@ -243,12 +243,20 @@ class Index:
         if options.exclude_source:
             for n, example in enumerate(query.examples):
                 excluded |= self.store.recordings_of(example.item(n).source)
-        return self._rank(positives, negatives, options, excluded)
+        return self._rank(opened, positives, negatives, options, excluded)
+
+    def _stats(self, opened: tuple[Ann, float] | None) -> VectorStats | None:
+        """The statistics the ranked vectors were prepared with (the ANN graph's, or the exact arrays')."""
+        return opened[0].state.stats if opened is not None else self._exact[3]
 
     def _rank(
-        self, positives: np.ndarray, negatives: np.ndarray | None, options: SearchOptions, excluded: set[int]
+        self,
+        opened: tuple[Ann, float] | None,
+        positives: np.ndarray,
+        negatives: np.ndarray | None,
+        options: SearchOptions,
+        excluded: set[int],
     ) -> Ranked:
-        opened = self._ann()
         if opened is not None:
             ann, per = opened
             return rank_ann(ann, self._recordings_of, positives, negatives, options, excluded, per)
@@ -259,9 +267,8 @@ class Index:
         encoder = self.encoder if self.card.text is None else None
         if isinstance(encoder, ClapEncoder) and encoder.reads_text:  # words and sounds in one space: CLAP's
             opened = self._ann()
-            stats = opened[0].state.stats if opened is not None else self._exact[3]
-            words = prepare(encoder.embed_text([text.strip()]), self.card.similarity, stats)  # cosine: CLAP's own
-            return self._rank(example_direction(words)[None, :], None, options, set())
+            words = prepare(encoder.embed_text([text.strip()]), self.card.similarity, self._stats(opened))
+            return self._rank(opened, example_direction(words)[None, :], None, options, set())
         query = unit(embed_texts(self.text_encoder, [text.strip()]))
         ids, recordings, vectors = self._texts
         said = self.store.windows_saying(text.strip())  # the words themselves rank above mere likeness

@@ -33,6 +33,9 @@ class ModelKind(enum.Enum):
     ONNX = "onnx"  # an exported ONNX graph beside the card: one window in, the logits out (onnxruntime)
 
 
+MODES = {ModelKind.FINETUNED: "finetune", ModelKind.ONNX: "onnx"}  # kinds whose folder holds its own classifier
+
+
 @dataclass(frozen=True)
 class HeadShape:
     """A probe's saved shape and hyper-parameters (its weights are in a safetensors file beside the card)."""
@@ -243,7 +246,7 @@ class ModelCard:
             "labels": list(self.labels),
             "encoder": str(self.encoder.spec),
             "task": ModelKind.MULTI_LABEL.value if self.thresholds is not None else "single_label",
-            "mode": {ModelKind.FINETUNED: "finetune", ModelKind.ONNX: "onnx"}.get(self.kind, "probe"),
+            "mode": MODES.get(self.kind, "probe"),
             "windows": dict(self.windows.as_dict()),
             "metrics": dict(self.metrics),
             "calibration": self.calibration.to_dict() if self.calibration is not None else None,
@@ -254,8 +257,8 @@ class ModelCard:
 
     def to_dict(self) -> JSONObject:
         out: JSONObject = {"format": MODEL_FORMAT}
-        if self.kind in (ModelKind.FINETUNED, ModelKind.ONNX):
-            out["mode"] = "finetune" if self.kind is ModelKind.FINETUNED else "onnx"
+        if self.kind in MODES:
+            out["mode"] = MODES[self.kind]
         out |= {
             "audioclf_version": self.audioclf_version,
             "created": self.created,
@@ -270,7 +273,7 @@ class ModelCard:
             out["task"] = ModelKind.MULTI_LABEL.value
             out["thresholds"] = dict(zip(self.labels, self.thresholds, strict=True))
             out["recording_pooling"] = "max over windows"
-        if self.kind not in (ModelKind.FINETUNED, ModelKind.ONNX):
+        if self.kind not in MODES:
             out["features"] = self.features.to_dict()
         parts = (
             ("calibration", self.calibration),
@@ -329,10 +332,9 @@ def _features(data: Mapping[str, Any]) -> Features:
 
 
 def _kind(data: Mapping[str, Any], features: Features) -> ModelKind:
-    if data.get("mode") == "finetune":
-        return ModelKind.FINETUNED
-    if data.get("mode") == "onnx":
-        return ModelKind.ONNX
+    for kind, mode in MODES.items():
+        if data.get("mode") == mode:
+            return kind
     if data.get("task") == ModelKind.MULTI_LABEL.value:
         return ModelKind.MULTI_LABEL
     if "head" not in data:

@@ -13,7 +13,7 @@ from audioclf.encoders.spec import ModelSpec
 from audioclf.errors import AudioclfError, ModelError
 from audioclf.fileio import write_json_atomic
 from audioclf.io.audio import WindowOptions
-from audioclf.model.card import MODEL_FORMAT, FusionCard, HeadShape, ModelCard, ModelKind
+from audioclf.model.card import MODEL_FORMAT, MODES, FusionCard, HeadShape, ModelCard, ModelKind
 from audioclf.model.fusion import Fusion
 from audioclf.model.novelty import CONTEXT_NOVELTY_NAME, Novelty
 from audioclf.model.probe import HeadArrays
@@ -156,7 +156,7 @@ def load_model(path: Path) -> TrainedModel:
         raise
     except (ValueError, KeyError, TypeError, AudioclfError) as exc:
         raise ModelError(f"{config_path}: damaged or incompatible model config ({exc}); retrain the model") from exc
-    if card.kind in (ModelKind.FINETUNED, ModelKind.ONNX):  # the classifier is the folder's own graph
+    if card.kind in MODES:  # the classifier is the folder's own (transformers or ONNX)
         return TrainedModel(card, None, path)
     assert card.head is not None
     n_labels = len(card.labels)
