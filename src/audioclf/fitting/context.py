@@ -69,9 +69,7 @@ def with_context(embedded: EmbedResult, encoder: Encoder, audio: AudioCache, pla
         if item.label == BACKGROUND or emb.duration_s >= SHORT_CLIP_FRACTION * plan.window_s:
             continue
         clip = np.asarray(audio.load(item), dtype=np.float32)
-        todo.extend(
-            (n, _canvas(clip, backgrounds, plan.window_s * audio.rate, rng, audio.rate)) for _ in range(plan.copies)
-        )
+        todo.extend((n, _canvas(clip, backgrounds, plan.window_s, rng, audio.rate)) for _ in range(plan.copies))
     for start in range(0, len(todo), BATCH):
         batch = todo[start : start + BATCH]
         vectors = encoder.embed([w for _, w in batch])
@@ -97,11 +95,11 @@ def with_sound_extent(segmenting: Segmenting, embedded: EmbedResult, audio: Audi
 
 
 def _canvas(
-    clip: np.ndarray, backgrounds: list[np.ndarray], window: float, rng: np.random.Generator, rate: int
+    clip: np.ndarray, backgrounds: list[np.ndarray], window_s: float, rng: np.random.Generator, rate: int
 ) -> np.ndarray:
-    """The clip with up to ``MAX_PAD_S`` of background on either side (within the ``window``, in samples at
-    ``rate``) and under it."""
-    room = max(0.0, window - len(clip)) / 2
+    """The clip (at ``rate``) with up to ``MAX_PAD_S`` of background on either side (within the window) and
+    under it."""
+    room = max(0.0, window_s * rate - len(clip)) / 2
     before, after = (int(rng.uniform(0, min(MAX_PAD_S * rate, room))) for _ in range(2))
     canvas = np.zeros(before + len(clip) + after, dtype=np.float32)
     canvas[before : before + len(clip)] = clip

@@ -105,12 +105,8 @@ class WhisperGraph(nn.Module):
     def __init__(self, encoder: Any, extractor: Any, head: ProbeGraph) -> None:
         super().__init__()
         self.encoder, self.head = encoder, head
-        self.hop, self.n_samples, self.frames = (
-            int(extractor.hop_length),
-            int(extractor.n_samples),
-            int(extractor.nb_max_frames),
-        )
-        self.front = MelPower(int(extractor.n_fft), self.hop, extractor.mel_filters)
+        self.n_samples, self.frames = int(extractor.n_samples), int(extractor.nb_max_frames)
+        self.front = MelPower(int(extractor.n_fft), int(extractor.hop_length), extractor.mel_filters)
 
     def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
         """[1, n] -> [1, mels, frames]: ``WhisperFeatureExtractor`` on the window padded to its 30 s input."""
@@ -123,7 +119,7 @@ class WhisperGraph(nn.Module):
         hidden = self.encoder(self.log_mel(audio), output_hidden_states=True).hidden_states
         positions = hidden[0].shape[1]
         samples = torch.ones_like(audio[0]).sum()  # the window's length, as a tensor the graph computes with
-        mel_frames = torch.clamp(torch.ceil(samples / self.hop), max=self.frames)
+        mel_frames = torch.clamp(torch.ceil(samples / self.front.hop), max=self.frames)
         audio_positions = torch.clamp(torch.ceil(mel_frames * positions / self.frames), min=1.0)
         mask = (torch.arange(positions, device=audio.device) < audio_positions).float()[None, :, None]
         pooled = [(h * mask).sum(1) / mask.sum(1) for h in hidden]
